@@ -1,0 +1,410 @@
+"""Reading a model the way the rest of the tool sees it: nodes, shapes, bytes, compute, cuts.
+
+`analyze()` is the one entry point: load (with clear errors), fix symbolic input dims,
+infer shapes, fix a node order, then per node and per position everything later stages
+need. It never modifies the user's file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import onnx
+import pandas as pd
+from google.protobuf.message import DecodeError
+from onnx import ModelProto
+
+from backend.cuts import Cut, build_cuts, rank_candidates, resolve_position
+from backend.errors import OmdpError
+from backend.flops import node_flops
+from backend.segments import GraphIndex
+
+# Initializers above this many bytes are hidden from shape inference (given as typed
+# inputs instead) so it never copies the weights; shape-carrying tensors stay visible.
+_INFER_INLINE_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | str | None, ...] | None  # None: rank unknown; str: symbolic dim
+    dtype: str
+    bytes: int | None  # None when the shape is not fully known
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "shape": None if self.shape is None else list(self.shape),
+                "dtype": self.dtype, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    index: int  # position of the node in the fixed order: the cut after it is index + 1
+    name: str
+    op: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    params: int
+    flops: int | None  # None: not counted (see backend.flops)
+    static: bool  # computes only from constants: never a place to cut
+
+
+@dataclass
+class ModelAnalysis:
+    """Everything the tool knows about a model before running it."""
+
+    model: ModelProto
+    index: GraphIndex
+    path: Path | None
+    input_shapes: dict[str, list[int]]
+    tensors: dict[str, TensorInfo]
+    nodes: list[NodeInfo]
+    cuts: list[Cut]
+    parameters: int
+    flops: int
+    uncounted: dict[str, int] = field(default_factory=dict)  # op -> nodes without FLOPs
+
+    @property
+    def n(self) -> int:
+        return self.index.n
+
+    @property
+    def inputs(self) -> list[TensorInfo]:
+        return [self.tensors[t] for t in self.index.inputs]
+
+    @property
+    def outputs(self) -> list[TensorInfo]:
+        return [self.tensors[t] for t in self.index.outputs]
+
+    @cached_property
+    def sha256(self) -> str:
+        """Content hash of the model as analysed (the file's bytes when loaded from one)."""
+        h = hashlib.sha256()
+        if self.path is not None:
+            with open(self.path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(self.model.SerializeToString())
+        return h.hexdigest()
+
+    def node_name(self, i: int) -> str:
+        return self.nodes[i].name
+
+    def resolve(self, spec: str | int) -> int:
+        """A position from an index or node/tensor name (see `cuts.resolve_position`)."""
+        producers = {o: i for i, node in enumerate(self.index.nodes) for o in node.output if o}
+        return resolve_position(spec, self.n, [n.name for n in self.nodes], producers)
+
+    def candidates(self, k: int) -> list[int]:
+        return rank_candidates(self.cuts, [n.flops or 0 for n in self.nodes],
+                               [n.static for n in self.nodes], k)
+
+    def node_table(self) -> pd.DataFrame:
+        """One row per node in order; `cut_bytes` is the size of the cut right after it."""
+        rows = []
+        for node in self.nodes:
+            out = node.outputs[0] if node.outputs else None
+            rows.append({
+                "index": node.index, "name": node.name, "op": node.op,
+                "output_shape": None if out is None or out.shape is None else list(out.shape),
+                "output_bytes": sum(o.bytes or 0 for o in node.outputs),
+                "flops": node.flops, "params": node.params,
+                "cut_bytes": self.cuts[node.index + 1].bytes, "static": node.static,
+            })
+        return pd.DataFrame(rows, columns=["index", "name", "op", "output_shape", "output_bytes",
+                                           "flops", "params", "cut_bytes", "static"])
+
+    def summary(self) -> dict:
+        ops = Counter(n.op for n in self.nodes)
+        return {
+            "path": str(self.path) if self.path else None,
+            "nodes": self.n,
+            "parameters": self.parameters,
+            "flops": self.flops,
+            "inputs": [t.as_dict() for t in self.inputs],
+            "outputs": [t.as_dict() for t in self.outputs],
+            "opsets": {o.domain or "ai.onnx": o.version for o in self.model.opset_import},
+            "ir_version": self.model.ir_version,
+            "ops": dict(ops.most_common()),
+            "flops_uncounted": self.uncounted,
+        }
+
+    def weight_bytes(self, a: int, b: int) -> int:
+        """Bytes of the initializers segment [a, b) carries."""
+        used = {u for i in self.index.segment_nodes(a, b) for u in self.index.uses[i]}
+        return sum(_tensor_nbytes(t) for name, t in self.index.initializers.items()
+                   if name in used)
+
+
+# -- loading -------------------------------------------------------------------------------
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
+    """`NAME=1,3,640,640` (repeatable) → {NAME: [1, 3, 640, 640]}."""
+    shapes: dict[str, list[int]] = {}
+    for spec in specs or []:
+        name, sep, dims = spec.partition("=")
+        try:
+            values = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
+        except ValueError:
+            values = []
+        if not sep or not name or not values or any(v < 1 for v in values):
+            raise OmdpError(f"bad --input-shape '{spec}'",
+                            "write NAME=D0,D1,... with positive integers, e.g. images=1,3,640,640")
+        shapes[name] = values
+    return shapes
+
+
+def load_model(path: str | os.PathLike) -> ModelProto:
+    """Load an ONNX file (and its external data) or fail with a one-line, fixable error."""
+    p = Path(path)
+    if not p.exists():
+        raise OmdpError(f"no such file: {p}", _zoo_hint())
+    if p.is_dir():
+        raise OmdpError(f"{p} is a directory, not an ONNX file", "give the path of a .onnx file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1)
+    except OSError as exc:
+        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the file's permissions") from exc
+    if not head:
+        raise OmdpError(f"{p} is empty", "give an ONNX model file")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        raise OmdpError(f"{p} is not a readable ONNX model (truncated or not ONNX: "
+                        f"{_first_line(exc)})", "re-export or re-copy the model") from exc
+    if not model.HasField("graph") or not model.opset_import or not model.graph.node:
+        raise OmdpError(f"{p} is not an ONNX model (no graph or opset)",
+                        "give an ONNX file, e.g. exported with torch.onnx.export")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(model, str(p.parent))
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            missing = _external_location(model)
+            raise OmdpError(f"{p} keeps its weights in external data '{missing}' next to it, "
+                            f"which cannot be read ({_first_line(exc)})",
+                            f"copy '{missing}' into {p.parent}") from exc
+    return model
+
+
+def _external_location(model: ModelProto) -> str:
+    for t in model.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                return e.value
+    return "?"
+
+
+def _zoo_hint() -> str:
+    try:
+        from backend.zoo import list_models
+        names = ", ".join(e.name for e in list_models())
+        return f"check the path, or use a built-in model name ({names})"
+    except ImportError:
+        return "check the path"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def open_model(source: str | os.PathLike | ModelProto) -> tuple[ModelProto, Path | None]:
+    """A model from a path, a built-in model name, or an in-memory ModelProto."""
+    if isinstance(source, ModelProto):
+        return source, None
+    p = Path(source)
+    if not p.exists() and p.suffix == "" and os.sep not in str(source):
+        try:
+            from backend import zoo
+        except ImportError:
+            zoo = None
+        if zoo is not None and str(source) in {e.name for e in zoo.list_models()}:
+            return zoo.build(str(source)), None
+    return load_model(p), p
+
+
+def fix_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
+    """Give symbolic input dims the user's values; insist on values for all of them."""
+    inits = {t.name for t in model.graph.initializer}
+    real = [i for i in model.graph.input if i.name not in inits]
+    names = [i.name for i in real]
+    for name in shapes:
+        if name not in names:
+            raise OmdpError(f"--input-shape names '{name}', which is not a model input",
+                            f"the inputs are: {', '.join(names)}")
+    for vi in real:
+        if not vi.type.HasField("tensor_type"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        given = shapes.get(vi.name)
+        if given is not None:
+            if vi.type.tensor_type.HasField("shape") and len(dims) != len(given):
+                raise OmdpError(f"input '{vi.name}' has {len(dims)} dims but --input-shape "
+                                f"gives {len(given)}", f"give {len(dims)} values")
+            for axis, (d, v) in enumerate(zip(dims, given, strict=False)):
+                if d.HasField("dim_value") and d.dim_value != v:
+                    raise OmdpError(f"input '{vi.name}' has fixed size {d.dim_value} on axis "
+                                    f"{axis}, not {v}", "keep the model's fixed dims as they are")
+            del dims[:]
+            for v in given:
+                dims.add().dim_value = v
+            continue
+        if not vi.type.tensor_type.HasField("shape") or any(
+                not d.HasField("dim_value") for d in dims):
+            shown = ",".join(d.dim_param or "?" if not d.HasField("dim_value")
+                             else str(d.dim_value) for d in dims) or "unknown rank"
+            example = ",".join(str(d.dim_value) if d.HasField("dim_value") else "1"
+                               for d in dims) or "1,3,224,224"
+            raise OmdpError(f"input '{vi.name}' has symbolic dims [{shown}]",
+                            f"give them, e.g. --input-shape {vi.name}={example}")
+
+
+def infer_shapes(model: ModelProto) -> ModelProto:
+    """Shape inference on a weightless stand-in (big initializers become typed inputs),
+    so it never serialises the weights; returns the model with inferred value_info."""
+    g = model.graph
+    stub = ModelProto()
+    stub.CopyFrom(_without_large_initializers(model))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(stub, check_type=False, strict_mode=False,
+                                                     data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        raise OmdpError(f"shape inference failed: {_first_line(exc)}",
+                        "check the model with onnx.checker, or give --input-shape") from exc
+    del g.value_info[:]
+    known = {i.name for i in g.input} | {o.name for o in g.output}
+    g.value_info.extend(v for v in inferred.graph.value_info if v.name not in known)
+    by_name = {v.name: v for v in inferred.graph.output}
+    for out in g.output:
+        inf = by_name.get(out.name)
+        if inf is not None and inf.type.tensor_type.HasField("shape"):
+            out.type.CopyFrom(inf.type)
+    return model
+
+
+def _without_large_initializers(model: ModelProto) -> ModelProto:
+    g = model.graph
+    stub = ModelProto()
+    stub.ir_version = max(model.ir_version, 4)
+    stub.opset_import.extend(model.opset_import)
+    stub.functions.extend(model.functions)
+    sg = stub.graph
+    sg.name = g.name
+    sg.node.extend(g.node)
+    sg.output.extend(g.output)
+    sg.value_info.extend(g.value_info)
+    inits = {t.name for t in g.initializer}
+    sg.input.extend(i for i in g.input if i.name not in inits)
+    for t in g.initializer:
+        if _tensor_nbytes(t) <= _INFER_INLINE_BYTES:
+            sg.initializer.append(t)
+        else:
+            sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
+    sg.sparse_initializer.extend(g.sparse_initializer)
+    return stub
+
+
+def _tensor_nbytes(t: onnx.TensorProto) -> int:
+    return math.prod(t.dims) * _itemsize(t.data_type)
+
+
+def _itemsize(elem_type: int) -> int:
+    if elem_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return 0
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+def _dtype_name(elem_type: int) -> str:
+    """numpy-style names (float32, int64) where numpy has the type, else ONNX's name."""
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, TypeError, ValueError):
+        try:
+            return onnx.TensorProto.DataType.Name(elem_type).lower()
+        except ValueError:
+            return "unknown"
+
+
+# Integer initializers hold shapes, axes and indices, not weights: they are not parameters.
+_INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+
+
+def is_parameter(t: onnx.TensorProto) -> bool:
+    return t.data_type not in _INDEX_TYPES
+
+
+def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
+                 init: onnx.TensorProto | None) -> TensorInfo:
+    if init is not None:
+        shape = tuple(int(d) for d in init.dims)
+        return TensorInfo(name, shape, _dtype_name(init.data_type), _tensor_nbytes(init))
+    if vi is None or not vi.type.HasField("tensor_type"):
+        return TensorInfo(name, None, "unknown", None)
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return TensorInfo(name, None, _dtype_name(tt.elem_type), None)
+    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                  for d in tt.shape.dim)
+    nbytes = (math.prod(shape) * _itemsize(tt.elem_type)
+              if all(isinstance(d, int) for d in shape) else None)
+    return TensorInfo(name, shape, _dtype_name(tt.elem_type), nbytes)
+
+
+def analyze(source: str | os.PathLike | ModelProto,
+            input_shapes: dict[str, list[int]] | None = None) -> ModelAnalysis:
+    """Load, shape-infer and index a model; compute per-node facts and every cut."""
+    model, path = open_model(source)
+    if path is None and isinstance(source, ModelProto):
+        model = ModelProto()
+        model.CopyFrom(source)  # never modify the caller's model
+    shapes = dict(input_shapes or {})
+    fix_input_shapes(model, shapes)
+    if shapes:
+        del model.graph.value_info[:]  # stale symbolic shapes from the exporter
+    infer_shapes(model)
+    try:
+        index = GraphIndex.build(model)
+    except ValueError as exc:
+        raise OmdpError(f"invalid graph: {exc}", "re-export the model; onnx.checker "
+                        "may say more") from exc
+    g = model.graph
+    vis = index.value_info
+    names = set(vis) | set(index.initializers) | set(index.inputs) | set(index.outputs)
+    for node in index.nodes:
+        names.update(node.output)
+        names.update(node.input)
+    names.discard("")
+    tensors = {t: _tensor_info(t, vis.get(t), index.initializers.get(t)) for t in names}
+
+    nodes: list[NodeInfo] = []
+    uncounted: Counter[str] = Counter()
+    seen_names: set[str] = set()
+    for i, (node, uses) in enumerate(zip(index.nodes, index.uses, strict=True)):
+        ins = tuple(tensors[t] for t in node.input if t)
+        outs = tuple(tensors[t] for t in node.output if t)
+        static = index._is_static_node(i)
+        fl = 0 if static else node_flops(node, [t.shape for t in ins], [t.shape for t in outs])
+        if fl is None:
+            uncounted[node.op_type] += 1
+        params = sum(math.prod(index.initializers[t].dims) for t in set(uses)
+                     if t in index.initializers and is_parameter(index.initializers[t]))
+        name = node.name if node.name and node.name not in seen_names else f"{node.op_type}_{i}"
+        seen_names.add(name)
+        nodes.append(NodeInfo(i, name, node.op_type, ins, outs, params, fl, static))
+
+    sizes = {t: info.bytes for t, info in tensors.items()}
+    cuts = build_cuts(index.all_crossings(), sizes)
+    parameters = sum(math.prod(t.dims) for t in g.initializer if is_parameter(t))
+    flops = sum(n.flops or 0 for n in nodes)
+    return ModelAnalysis(model, index, path, shapes, tensors, nodes, cuts, parameters, flops,
+                         dict(uncounted))

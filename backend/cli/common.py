@@ -1,0 +1,21 @@
+"""Arguments several verbs share, so they read the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+
+from backend.analysis import ModelAnalysis, analyze, parse_input_shapes
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="ONNX file, or a built-in model name (see `omdp zoo list`)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="value for symbolic input dims, e.g. images=1,3,640,640 (repeatable)")
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+
+def load_analysis(args: argparse.Namespace) -> ModelAnalysis:
+    return analyze(args.model, parse_input_shapes(args.input_shape))

@@ -1,0 +1,59 @@
+"""`omdp extract MODEL --from P --to P -o FILE`: one segment as a standalone model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import onnx
+
+from backend.cli.common import add_json_arg, add_model_args, load_analysis
+from backend.cli.format import emit_json, human_bytes
+from backend.errors import OmdpError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="write segment [FROM, TO) as an ONNX model")
+    add_model_args(p)
+    p.add_argument("--from", dest="start", required=True, metavar="P",
+                   help="start position (index, or node name: the cut after that node)")
+    p.add_argument("--to", dest="end", required=True, metavar="P", help="end position")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write it")
+    add_json_arg(p)
+    p.set_defaults(func=run)
+
+
+def check_output_path(path: Path) -> None:
+    if path.is_dir():
+        raise OmdpError(f"{path} is a directory", "give a file name, e.g. segment.onnx")
+    if not path.parent.exists():
+        raise OmdpError(f"folder {path.parent} does not exist", "create it or choose another")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    check_output_path(out)
+    a = load_analysis(args)
+    start, end = a.resolve(args.start), a.resolve(args.end)
+    if start > end:
+        raise OmdpError(f"--from {start} is after --to {end}", "swap them: FROM ≤ TO")
+    model = a.index.extract(start, end)
+    size = model.ByteSize()
+    if size > 2**31 - 1 - 2**20:
+        onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data")
+    else:
+        onnx.save(model, str(out))
+    info = {
+        "output": str(out), "start": start, "end": end, "bytes": out.stat().st_size,
+        "nodes": len(model.graph.node),
+        "inputs": [a.tensors[i.name].as_dict() for i in model.graph.input],
+        "outputs": [a.tensors[o.name].as_dict() for o in model.graph.output],
+    }
+    if args.json:
+        emit_json(info)
+    else:
+        print(f"wrote {out} ({human_bytes(info['bytes'])}): segment [{start}, {end}), "
+              f"{info['nodes']} nodes")
+        print(f"  inputs  {', '.join(i['name'] for i in info['inputs']) or '-'}")
+        print(f"  outputs {', '.join(o['name'] for o in info['outputs']) or '-'}")
+    return 0

@@ -1,0 +1,1 @@
+"""The Textual face of OMDP: screens and widgets over the `backend` engine."""

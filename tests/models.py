@@ -1,0 +1,50 @@
+"""Small real models built in code for tests (no binaries in the repository)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+
+
+def light(name: str) -> Path:
+    return LIGHT / f"light_{name}.onnx"
+
+
+def skip_model(seed: int = 0, symbolic: bool = False) -> onnx.ModelProto:
+    """conv → relu → [skip] conv → add(skip) → reshape(by a constant-computed shape) → gemm.
+
+    Has a Constant node, a shape computed only from constants, a skip connection (a
+    two-tensor cut) and an intermediate graph output.
+    """
+    rng = np.random.default_rng(seed)
+    w = lambda *s: numpy_helper.from_array(  # noqa: E731
+        (rng.standard_normal(s) * 0.3).astype(np.float32), name=f"w{len(s)}_{rng.integers(1e9)}")
+    w1, w2, w3 = w(4, 3, 3, 3), w(4, 4, 3, 3), w(10, 64)
+    w1.name, w2.name, w3.name = "w1", "w2", "w3"
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["two"], name="two",
+                         value=numpy_helper.from_array(np.array([-1], np.int64))),
+        helper.make_node("Concat", ["one", "two"], ["shape"], name="shape", axis=0),
+        helper.make_node("Add", ["c2", "r1"], ["s"], name="add"),
+        helper.make_node("MaxPool", ["s"], ["p"], name="pool", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Reshape", ["p", "shape"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "w3"], ["y"], name="fc", transB=1),
+    ]
+    batch = "batch" if symbolic else 1
+    graph = helper.make_graph(
+        nodes, "skip",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("r1", TensorProto.FLOAT, None)],
+        [w1, w2, w3, numpy_helper.from_array(np.array([1], np.int64), "one")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
