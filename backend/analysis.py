@@ -185,7 +185,7 @@ def load_model(path: str | os.PathLike) -> ModelProto:
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         try:
             onnx.load_external_data_for_model(model, str(p.parent))
-        except (FileNotFoundError, OSError, ValueError) as exc:
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
             missing = _external_location(model)
             raise OmdpError(f"{p} keeps its weights in external data '{missing}' next to it, "
                             f"which cannot be read ({_first_line(exc)})",

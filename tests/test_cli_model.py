@@ -1,0 +1,142 @@
+"""The model verbs as a user runs them: happy paths and every kind of bad input."""
+
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+from models import light, skip_model
+
+from backend.cli import main
+
+
+@pytest.fixture
+def skip_file(tmp_path):
+    path = tmp_path / "skip.onnx"
+    onnx.save(skip_model(), path)
+    return path
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inspect_json_has_the_promised_fields(capsys, skip_file):
+    code, out, _ = run_cli(capsys, "inspect", skip_file, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["nodes"] == 9
+    assert data["parameters"] == 4 * 3 * 9 + 4 * 4 * 9 + 10 * 64
+    assert data["flops"] > 0
+    assert data["inputs"] == [{"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32",
+                               "bytes": 768}]
+    assert [o["name"] for o in data["outputs"]] == ["y", "r1"]
+    assert [r["name"] for r in data["node_table"]][:3] == ["conv1", "relu1", "conv2"]
+    assert data["node_table"][2]["cut_bytes"] == 2 * 256 * 4
+
+
+def test_inspect_for_people(capsys, skip_file):
+    code, out, _ = run_cli(capsys, "inspect", skip_file, "--nodes")
+    assert code == 0
+    assert "parameters" in out and "conv2" in out and "cut after" in out
+
+
+def test_cuts_all_and_top(capsys, skip_file):
+    code, out, _ = run_cli(capsys, "cuts", skip_file, "--json")
+    positions = json.loads(out)["positions"]
+    assert [p["position"] for p in positions] == list(range(10))
+    assert {t["name"] for t in positions[3]["tensors"]} == {"c2", "r1"}
+    code, out, _ = run_cli(capsys, "cuts", str(light("squeezenet")), "--top", "3", "--json")
+    assert code == 0 and len(json.loads(out)["positions"]) == 3
+
+
+def test_extract_writes_a_runnable_segment(capsys, skip_file, tmp_path):
+    out_file = tmp_path / "seg.onnx"
+    code, out, _ = run_cli(capsys, "extract", skip_file, "--from", "relu1", "--to", "6",
+                           "-o", out_file)
+    assert code == 0, out
+    seg = onnx.load(out_file)
+    onnx.checker.check_model(seg)
+    assert [i.name for i in seg.graph.input] == ["r1"]
+
+
+def _truncated(tmp_path):
+    data = light("squeezenet").read_bytes()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _external_without_data(tmp_path):
+    path = tmp_path / "ext.onnx"
+    onnx.save(skip_model(), path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.onnx.data", size_threshold=0)
+    (tmp_path / "ext.onnx.data").unlink()
+    return path
+
+
+def _invalid_graph(tmp_path):
+    m = skip_model()
+    m.graph.node[1].input[0] = "nowhere"
+    path = tmp_path / "invalid.onnx"
+    onnx.save(m, path)
+    return path
+
+
+def _symbolic(tmp_path):
+    path = tmp_path / "sym.onnx"
+    onnx.save(skip_model(symbolic=True), path)
+    return path
+
+
+def _text(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("these are my notes, not a model\n")
+    return path
+
+
+BAD_MODELS = {
+    "missing": (lambda t: t / "nope.onnx", "no such file"),
+    "directory": (lambda t: t, "is a directory"),
+    "not onnx": (_text, "not"),
+    "empty": (lambda t: (t / "e.onnx").write_bytes(b"") or t / "e.onnx", "is empty"),
+    "truncated": (_truncated, "not a readable ONNX model"),
+    "invalid graph": (_invalid_graph, "invalid graph: tensor 'nowhere'"),
+    "missing external data": (_external_without_data, "external data 'ext.onnx.data'"),
+    "symbolic dims": (_symbolic, "--input-shape x=1,3,8,8"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_MODELS)
+def test_bad_models_get_one_line_and_exit_2(capsys, tmp_path, case):
+    make, expected = BAD_MODELS[case]
+    code, _out, err = run_cli(capsys, "inspect", make(tmp_path))
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("omdp: error: ")
+    assert expected in err
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--from", "0", "--to", "99"], "position 99 is out of range"),
+    (["--from", "6", "--to", "2"], "--from 6 is after --to 2"),
+    (["--from", "conv9", "--to", "3"], "no node or tensor named 'conv9'"),
+])
+def test_bad_positions(capsys, skip_file, tmp_path, args, expected):
+    code, _, err = run_cli(capsys, "extract", skip_file, *args, "-o", tmp_path / "s.onnx")
+    assert code == 2 and expected in err and err.count("\n") == 1
+
+
+def test_bad_output_path(capsys, skip_file, tmp_path):
+    code, _, err = run_cli(capsys, "extract", skip_file, "--from", "1", "--to", "2",
+                           "-o", tmp_path / "no" / "s.onnx")
+    assert code == 2 and "does not exist" in err
+
+
+def test_console_script_shows_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "omdp_tui.main", "cuts", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "is a directory" in proc.stderr
