@@ -23,7 +23,7 @@ from onnx import ModelProto
 from backend.cuts import Cut, build_cuts, rank_candidates, resolve_position
 from backend.errors import OmdpError
 from backend.flops import node_flops
-from backend.segments import GraphIndex
+from backend.segments import GraphIndex, LazyWeights, load_lazy
 
 # Initializers above this many bytes are hidden from shape inference (given as typed
 # inputs instead) so it never copies the weights; shape-carrying tensors stay visible.
@@ -160,8 +160,12 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
-def load_model(path: str | os.PathLike) -> ModelProto:
-    """Load an ONNX file (and its external data) or fail with a one-line, fixable error."""
+def load_model(path: str | os.PathLike) -> tuple[ModelProto, LazyWeights]:
+    """Load an ONNX file (and its external data) or fail with a one-line, fixable error.
+
+    Big initializers stay in the memory-mapped file (see `segments.load_lazy`): the model
+    returned has their type and dims but not their data.
+    """
     p = Path(path)
     if not p.exists():
         raise OmdpError(f"no such file: {p}", _zoo_hint())
@@ -175,8 +179,8 @@ def load_model(path: str | os.PathLike) -> ModelProto:
     if not head:
         raise OmdpError(f"{p} is empty", "give an ONNX model file")
     try:
-        model = onnx.load(str(p), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        model, lazy = load_lazy(str(p))
+    except (DecodeError, RuntimeError, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise OmdpError(f"{p} is not a readable ONNX model (truncated or not ONNX: "
                         f"{_first_line(exc)})", "re-export or re-copy the model") from exc
     if not model.HasField("graph") or not model.opset_import or not model.graph.node:
@@ -190,7 +194,7 @@ def load_model(path: str | os.PathLike) -> ModelProto:
             raise OmdpError(f"{p} keeps its weights in external data '{missing}' next to it, "
                             f"which cannot be read ({_first_line(exc)})",
                             f"copy '{missing}' into {p.parent}") from exc
-    return model
+    return model, lazy
 
 
 def _external_location(model: ModelProto) -> str:
@@ -215,10 +219,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-def open_model(source: str | os.PathLike | ModelProto) -> tuple[ModelProto, Path | None]:
+def open_model(source: str | os.PathLike | ModelProto,
+               ) -> tuple[ModelProto, Path | None, LazyWeights | None]:
     """A model from a path, a built-in model name, or an in-memory ModelProto."""
     if isinstance(source, ModelProto):
-        return source, None
+        return source, None, None
     p = Path(source)
     if not p.exists() and p.suffix == "" and os.sep not in str(source):
         try:
@@ -226,8 +231,9 @@ def open_model(source: str | os.PathLike | ModelProto) -> tuple[ModelProto, Path
         except ImportError:
             zoo = None
         if zoo is not None and str(source) in {e.name for e in zoo.list_models()}:
-            return zoo.build(str(source)), None
-    return load_model(p), p
+            return zoo.build(str(source)), None, None
+    model, lazy = load_model(p)
+    return model, p, lazy
 
 
 def fix_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
@@ -363,7 +369,7 @@ def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
 def analyze(source: str | os.PathLike | ModelProto,
             input_shapes: dict[str, list[int]] | None = None) -> ModelAnalysis:
     """Load, shape-infer and index a model; compute per-node facts and every cut."""
-    model, path = open_model(source)
+    model, path, lazy = open_model(source)
     if path is None and isinstance(source, ModelProto):
         model = ModelProto()
         model.CopyFrom(source)  # never modify the caller's model
@@ -373,7 +379,7 @@ def analyze(source: str | os.PathLike | ModelProto,
         del model.graph.value_info[:]  # stale symbolic shapes from the exporter
     infer_shapes(model)
     try:
-        index = GraphIndex.build(model)
+        index = GraphIndex.build(model, lazy)
     except ValueError as exc:
         raise OmdpError(f"invalid graph: {exc}", "re-export the model; onnx.checker "
                         "may say more") from exc

@@ -14,7 +14,9 @@ compute them.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import mmap
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import onnx
@@ -115,6 +117,125 @@ def topological_order(graph: GraphProto) -> list[int]:
     return order
 
 
+# -- lazy weights ------------------------------------------------------------------------
+# Big initializers are not parsed: the file is memory-mapped and each one is remembered as
+# a byte range, so analysis never copies the weights and a segment is written by splicing
+# those ranges next to a freshly serialised (small) graph.
+
+_GRAPH_FIELD = 7  # ModelProto.graph
+_INIT_FIELD = 5  # GraphProto.initializer
+_RAW_DATA_FIELD = 9  # TensorProto.raw_data
+LAZY_THRESHOLD = 4096  # bytes: smaller initializers (shapes, axes) are parsed as usual
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """(field number, field start, value start, value end) of each field in buf[start:end]."""
+    pos = start
+    while pos < end:
+        field_start = pos
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, value_end = _varint(buf, pos)
+        elif wire == 1:
+            value_end = pos + 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            value_end = pos + length
+        elif wire == 5:
+            value_end = pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire} at byte {field_start}")
+        if value_end > end:
+            raise ValueError("the file is truncated")
+        yield number, field_start, pos, value_end
+        pos = value_end
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _encode_varint(field << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+@dataclass
+class LazyWeights:
+    """Where each big initializer's serialised field lies in a memory-mapped model file."""
+
+    path: str
+    buffer: mmap.mmap
+    fields: dict[str, tuple[int, int]]  # initializer name -> (start, end) of its field
+
+
+def load_lazy(path: str, threshold: int = LAZY_THRESHOLD) -> tuple[ModelProto, LazyWeights]:
+    """Parse a model file except the raw data of its big initializers (left in the file).
+
+    The returned model's big initializers keep their name, type and dims but no data;
+    pass the LazyWeights to GraphIndex.build so segments get the real bytes.
+    Raises ValueError if the file is not valid protobuf.
+    """
+    with open(path, "rb") as f:
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    model_parts: list[bytes] = []
+    graph_range = None
+    for number, fstart, vstart, vend in _fields(buf, 0, len(buf)):
+        if number == _GRAPH_FIELD and graph_range is None:
+            graph_range = (vstart, vend)
+        else:
+            model_parts.append(buf[fstart:vend])
+    if graph_range is None:
+        raise ValueError("no graph in the file")
+    graph_parts: list[bytes] = []
+    fields: dict[str, tuple[int, int]] = {}
+    for number, fstart, vstart, vend in _fields(buf, *graph_range):
+        if number == _INIT_FIELD and vend - vstart > threshold:
+            header = b"".join(buf[fs:ve] for num, fs, _, ve in _fields(buf, vstart, vend)
+                              if num != _RAW_DATA_FIELD)
+            fields[onnx.TensorProto.FromString(header).name] = (fstart, vend)
+            graph_parts.append(_length_delimited(_INIT_FIELD, header))
+        else:
+            graph_parts.append(buf[fstart:vend])
+    model = ModelProto.FromString(b"".join(model_parts)
+                                  + _length_delimited(_GRAPH_FIELD, b"".join(graph_parts)))
+    return model, LazyWeights(path, buf, fields)
+
+
+def _piece_len(piece: bytes | tuple[int, int]) -> int:
+    return len(piece) if isinstance(piece, bytes) else piece[1] - piece[0]
+
+
+def _copy_range(source, out, start: int, end: int) -> None:
+    """Copy source[start:end] to the end of out, in the kernel where it can."""
+    offset = start
+    try:
+        while offset < end:
+            done = os.copy_file_range(source.fileno(), out.fileno(), end - offset, offset)
+            if done == 0:
+                raise OSError("short copy")
+            offset += done
+    except (AttributeError, OSError):  # no copy_file_range here: copy through memory
+        source.seek(offset)
+        out.write(source.read(end - offset))
+
+
 @dataclass
 class GraphIndex:
     """A model's nodes in fixed order with, for each tensor, where it is made and last used.
@@ -134,13 +255,14 @@ class GraphIndex:
     producer: dict[str, int]  # activation -> node position (-1 for graph inputs)
     last_use: dict[str, int]  # activation -> last consuming position (N for graph outputs)
     value_info: dict[str, ValueInfoProto] = field(default_factory=dict)
+    lazy: LazyWeights | None = None  # big initializers' bytes, when loaded with load_lazy
 
     @property
     def n(self) -> int:
         return len(self.nodes)
 
     @classmethod
-    def build(cls, model: ModelProto) -> GraphIndex:
+    def build(cls, model: ModelProto, lazy: LazyWeights | None = None) -> GraphIndex:
         g = model.graph
         order = topological_order(g)
         nodes = [g.node[i] for i in order]
@@ -173,7 +295,7 @@ class GraphIndex:
                 last_use[name] = len(nodes)
         vi = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
         return cls(model, nodes, uses, inputs, outputs, initializers, static, static_producer,
-                   producer, last_use, vi)
+                   producer, last_use, vi, lazy)
 
     # -- cuts ---------------------------------------------------------------------------
 
@@ -235,12 +357,16 @@ class GraphIndex:
         outs = [o for o in self.nodes[pos].output if o]
         return bool(outs) and all(o in self.static_producer for o in outs)
 
-    def extract(self, a: int, b: int, inputs: list[str] | None = None,
-                outputs: list[str] | None = None, name: str | None = None) -> ModelProto:
-        """Segment [a, b) as a standalone model: inputs X(a), outputs X(b).
+    def segment_parts(self, a: int, b: int, inputs: list[str] | None = None,
+                      outputs: list[str] | None = None, name: str | None = None,
+                      ) -> list[bytes | tuple[int, int]]:
+        """Segment [a, b) as serialised ModelProto pieces, to be joined or written in order:
+        bytes, or (start, end) ranges of the lazily loaded source file.
 
-        `inputs`/`outputs` may be passed when the caller already holds the cuts (saves a
-        scan). Only the initializers the segment reads are copied into it.
+        Inputs are X(a), outputs X(b) (`inputs`/`outputs` may be passed when the caller
+        already holds the cuts). Only the initializers the segment reads are included, and
+        big ones are spliced from the source file's bytes rather than copied through
+        protobuf objects.
         """
         self._check_position(a)
         self._check_position(b)
@@ -254,18 +380,56 @@ class GraphIndex:
             used.update(self.uses[i])
         g = onnx.GraphProto(name=name or f"{self.model.graph.name or 'graph'}_{a}_{b}")
         g.node.extend(self.nodes[i] for i in positions)
-        g.initializer.extend(self.initializers[t] for t in self.initializers if t in used)
         g.sparse_initializer.extend(s for s in self.model.graph.sparse_initializer
                                     if s.values.name in used)
         g.input.extend(self._value_info(t) for t in ins)
         g.output.extend(self._value_info(t) for t in outs)
+        weights: list[bytes | tuple[int, int]] = []
+        for t in self.initializers:
+            if t not in used:
+                continue
+            if self.lazy is not None and t in self.lazy.fields:
+                weights.append(self.lazy.fields[t])
+            else:
+                weights.append(_length_delimited(_INIT_FIELD,
+                                                 self.initializers[t].SerializeToString()))
+        graph_head = g.SerializeToString()
+        graph_len = len(graph_head) + sum(_piece_len(w) for w in weights)
         m = onnx.ModelProto(ir_version=max(self.model.ir_version, 4),
                             producer_name="omdp", producer_version=self.model.producer_version,
                             domain=self.model.domain, model_version=self.model.model_version)
         m.opset_import.extend(self.model.opset_import)
         m.functions.extend(self.model.functions)
-        m.graph.CopyFrom(g)
-        return m
+        head = (m.SerializeToString() + _encode_varint(_GRAPH_FIELD << 3 | 2)
+                + _encode_varint(graph_len))
+        return [head, graph_head, *weights]
+
+    def segment_bytes(self, a: int, b: int, **kwargs) -> bytes:
+        """Segment [a, b) serialised, ready for an InferenceSession or a file."""
+        view = memoryview(self.lazy.buffer) if self.lazy is not None else None
+        return b"".join(p if isinstance(p, bytes) else view[p[0]:p[1]]
+                        for p in self.segment_parts(a, b, **kwargs))
+
+    def extract(self, a: int, b: int, **kwargs) -> ModelProto:
+        """Segment [a, b) as a standalone ModelProto (see `segment_parts`)."""
+        return ModelProto.FromString(self.segment_bytes(a, b, **kwargs))
+
+    def write_segment(self, a: int, b: int, path: str, **kwargs) -> int:
+        """Write segment [a, b) to a file without building it in memory; returns bytes."""
+        parts = self.segment_parts(a, b, **kwargs)
+        with open(path, "wb") as out:
+            source = open(self.lazy.path, "rb") if self.lazy is not None else None  # noqa: SIM115
+            try:
+                for part in parts:
+                    if isinstance(part, bytes):
+                        out.write(part)
+                    else:
+                        out.flush()
+                        _copy_range(source, out, *part)
+            finally:
+                if source is not None:
+                    source.close()
+        return sum(_piece_len(p) for p in parts)
 
     def _value_info(self, name: str) -> ValueInfoProto:
         vi = self.value_info.get(name)

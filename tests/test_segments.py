@@ -8,14 +8,15 @@ import onnxruntime as ort
 import pytest
 from models import light, skip_model
 
+from backend import zoo
 from backend.analysis import analyze
 
 
-def _run(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _run(model, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     outs = sess.run(None, {i.name: values[i.name] for i in sess.get_inputs()})
     return dict(zip([o.name for o in sess.get_outputs()], outs, strict=True))
 
@@ -27,7 +28,7 @@ def _feeds(a, seed=0):
 
 def assert_partitions_reproduce(a, partitions):
     feeds = _feeds(a)
-    full = _run(a.model, feeds)
+    full = _run(a.path or a.model, feeds)  # a file's big weights stay in the file
     for cuts in partitions:
         bounds = [0, *cuts, a.n]
         values = dict(feeds)
@@ -83,6 +84,41 @@ def test_light_models_as_shipped(name):
 def test_big_light_models_as_shipped(name):
     a = analyze(light(name))
     assert_partitions_reproduce(a, [a.candidates(4), *_random_partitions(a, 2, 4)])
+
+
+@pytest.fixture(scope="module")
+def zoo_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo")
+    return {name: zoo.build_to(name, folder / f"{name}.onnx")
+            for name in ("yolov5n", "resnet50", "densenet121")}
+
+
+@pytest.mark.parametrize("name", ["yolov5n", "resnet50"])
+def test_zoo_models_from_files(zoo_files, name):
+    """Random weights (meaningful numerics) read lazily from the file."""
+    a = analyze(zoo_files[name])
+    assert a.index.lazy is not None and a.index.lazy.fields
+    assert_partitions_reproduce(a, [a.candidates(4), *_random_partitions(a, 2, 3)])
+
+
+@pytest.mark.slow
+def test_densenet_with_random_weights(zoo_files):
+    a = analyze(zoo_files["densenet121"])
+    assert_partitions_reproduce(a, [a.candidates(5), *_random_partitions(a, 2, 5)])
+
+
+def test_written_segment_equals_built_segment(zoo_files, tmp_path):
+    a = analyze(zoo_files["yolov5n"])
+    size = a.index.write_segment(40, 120, str(tmp_path / "s.onnx"))
+    assert (tmp_path / "s.onnx").read_bytes() == a.index.segment_bytes(40, 120)
+    assert size == (tmp_path / "s.onnx").stat().st_size
+    seg = onnx.load(tmp_path / "s.onnx")
+    onnx.checker.check_model(seg)
+    weights = {t.name: t for t in seg.graph.initializer}
+    full = onnx.load(zoo_files["yolov5n"])
+    for t in full.graph.initializer:
+        if t.name in weights:
+            assert t.raw_data == weights[t.name].raw_data
 
 
 def test_segment_errors():

@@ -1,0 +1,90 @@
+"""Model analysis and segment extraction, each against a baseline run side by side.
+
+1. Analysis plus every cut (load, shape inference, order, all X(p)) on YOLOv5x and
+   DenseNet121 (random weights), against the thesis tool's way of finding cuts: a trial
+   `onnx.utils.extract_model` per position (timed on a few positions, extrapolated).
+2. Extracting a middle segment of YOLOv5l with full weights: ours (from an analysis, as a
+   session holds it) against `onnx.utils.extract_model` file to file; in memory against
+   onnx's `Extractor` on an already loaded, shape-inferred model; and ours from scratch.
+
+Run: .venv/bin/python benchmarks/bench_model.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+import onnx.utils
+
+from backend import zoo
+from backend.analysis import analyze
+
+
+def timed(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def bench_analysis(name: str, path: Path, tmp: Path) -> None:
+    ours, a = timed(lambda: analyze(path), 3)
+    # The thesis tool's way: one trial `extract_model` of the prefix per position (it kept
+    # those with a single output). Timed on a few positions, extrapolated to all.
+    inputs = [t.name for t in a.inputs]
+    sample = [a.n // 4, a.n // 2, 3 * a.n // 4]
+    t0 = time.perf_counter()
+    for p in sample:
+        onnx.utils.extract_model(str(path), str(tmp / "trial.onnx"), inputs,
+                                 list(a.cuts[p].tensors))
+    per_position = (time.perf_counter() - t0) / len(sample)
+    baseline = per_position * a.n
+    print(f"analysis + all {a.n + 1} cuts of {name:<12} ours {ours * 1e3:7.1f} ms | trial "
+          f"extraction {per_position:.2f} s/position × {a.n} ≈ {baseline:6.0f} s | "
+          f"ratio ≈ {baseline / ours:,.0f}×")
+
+
+def bench_extract(path: Path, tmp: Path) -> None:
+    a = analyze(path)
+    start, end = a.n // 3, 2 * a.n // 3
+    ins, outs = list(a.cuts[start].tensors), list(a.cuts[end].tensors)
+    mine, theirs = tmp / "ours.onnx", tmp / "theirs.onnx"
+    ours_file, _ = timed(lambda: a.index.write_segment(start, end, str(mine)), 5)
+    base_file, _ = timed(lambda: onnx.utils.extract_model(str(path), str(theirs), ins, outs), 3)
+    ours_mem, data = timed(lambda: a.index.segment_bytes(start, end), 5)
+    loaded = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    extractor = onnx.utils.Extractor(loaded)
+    base_mem, _ = timed(lambda: extractor.extract_model(ins, outs).SerializeToString(), 3)
+    cli, _ = timed(lambda: analyze(path).index.write_segment(start, end, str(mine)), 3)
+    seg = onnx.load(str(mine))
+    weights = sum(len(t.raw_data) for t in seg.graph.initializer) / 2**20
+    print(f"extract segment [{start}, {end}) of yolov5l ({len(seg.graph.node)} nodes, "
+          f"{weights:.0f} MiB of weights; model {path.stat().st_size / 2**20:.0f} MiB):")
+    print(f"  file to file: ours {ours_file * 1e3:7.1f} ms | onnx.utils.extract_model "
+          f"{base_file * 1e3:7.1f} ms | ratio {base_file / ours_file:5.1f}×")
+    print(f"  to bytes in memory: ours {ours_mem * 1e3:7.1f} ms | onnx Extractor on a loaded, "
+          f"inferred model {base_mem * 1e3:7.1f} ms | ratio {base_mem / ours_mem:5.1f}×")
+    print(f"  ours including load + analysis (what `omdp extract` does): {cli * 1e3:7.1f} ms | "
+          f"ratio {base_file / cli:5.1f}× vs extract_model")
+    assert len(data) == mine.stat().st_size
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        yx = zoo.build_to("yolov5x", tmp / "yolov5x.onnx")
+        dn = zoo.build_to("densenet121", tmp / "densenet121.onnx")
+        bench_analysis("yolov5x", yx, tmp)
+        bench_analysis("densenet121", dn, tmp)
+        yl = zoo.build_to("yolov5l", tmp / "yolov5l.onnx")
+        bench_extract(yl, tmp)
+
+
+if __name__ == "__main__":
+    main()
