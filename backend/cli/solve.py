@@ -1,0 +1,179 @@
+"""`omdp solve INSTANCE.json -k K`: the K best partitions of an instance file.
+
+The instance format is documented in docs/instance-format.md. Link bandwidths can be
+overridden with `--bw LINK=MBPS` (repeatable); `parse_bandwidth_args` is the one place
+that validates such arguments, for this verb and the session-level ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+
+from backend.costs import (
+    COST_MODELS,
+    OBJECTIVES,
+    Instance,
+    LayerInstance,
+    Transfer,
+    load_instance,
+)
+from backend.errors import OmdpError
+from backend.paths import Partition, top_k
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "solve",
+        help="rank the K best partitions of an instance file",
+        description="Rank the K best partitions of a segment- or layer-level instance "
+        "(format: docs/instance-format.md).",
+    )
+    p.add_argument("instance", help="instance JSON file")
+    p.add_argument("-k", default="10", metavar="K", help="how many partitions (default 10)")
+    p.add_argument("--objective", default="latency", help="latency (default) or throughput")
+    p.add_argument(
+        "--cost-model", default="measured", help="measured (default) or estimated segment times"
+    )
+    p.add_argument(
+        "--bw",
+        "--bandwidth",
+        dest="bandwidth",
+        action="append",
+        default=[],
+        metavar="LINK=MBPS",
+        help="override a link's bandwidth in Mbit/s, e.g. glasses-phone=20 (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the partitions as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    k = parse_k(args.k)
+    for value, options, what in (
+        (args.objective, OBJECTIVES, "objective"),
+        (args.cost_model, COST_MODELS, "cost model"),
+    ):
+        if value not in options:
+            raise OmdpError(f"unknown {what} {value!r}", f"use one of: {', '.join(options)}")
+    inst = load_instance(args.instance)
+    bandwidth = None
+    if args.bandwidth:
+        if isinstance(inst, LayerInstance):
+            raise OmdpError(
+                "--bw does not apply to a layer-level instance (it gives transfer times)",
+                "drop --bw or edit transfer_ms",
+            )
+        bandwidth = parse_bandwidth_args(args.bandwidth, inst.link_names)
+    parts = top_k(inst, k, args.objective, cost_model=args.cost_model, bandwidth_mbps=bandwidth)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in parts], indent=2))
+        return 0
+    print(describe_instance(args.instance, inst, args.objective, args.cost_model, bandwidth))
+    if not parts:
+        print("no feasible partition (every split needs a segment that is not allowed)")
+        return 0
+    print(format_table(parts))
+    return 0
+
+
+def parse_k(value: str | int) -> int:
+    """K from the command line: a whole number >= 1."""
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise OmdpError(f"K must be a whole number >= 1, got {value!r}", "e.g. -k 10") from None
+    if k < 1:
+        raise OmdpError(f"K must be a whole number >= 1, got {k}", "e.g. -k 10")
+    return k
+
+
+def parse_bandwidth_args(values: Sequence[str], link_names: Sequence[str]) -> dict[str, float]:
+    """Parse ["glasses-phone=20", ...] into {link: Mbit/s}; rejects unknown links (listing
+    the valid ones), values that are not numbers, 0, negative or infinite, and repeats."""
+    names = list(link_names)
+    valid = ", ".join(names) or "(none: a single device has no links)"
+    out: dict[str, float] = {}
+    for raw in values:
+        name, sep, text = raw.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name:
+            raise OmdpError(
+                f"bandwidth {raw!r} is not LINK=MBPS", f"e.g. {names[0] if names else 'a-b'}=20"
+            )
+        if name not in names:
+            raise OmdpError(f"unknown link {name!r} in {raw!r}", f"valid links: {valid}")
+        try:
+            mbps = float(text)
+        except ValueError:
+            raise OmdpError(
+                f"bandwidth of {name} is not a number: {text!r}", "give Mbit/s, e.g. 20 or 2.5"
+            ) from None
+        if not math.isfinite(mbps) or mbps <= 0:
+            raise OmdpError(
+                f"bandwidth of {name} must be a number > 0 Mbit/s, got {text!r}",
+                "a link that is down cannot carry a partition; replay a trace for outages",
+            )
+        if name in out:
+            raise OmdpError(f"bandwidth of {name} is given twice", "give each link once")
+        out[name] = mbps
+    return out
+
+
+def describe_instance(
+    path: str, inst: Instance, objective: str, cost_model: str, bandwidth: dict | None
+) -> str:
+    """One header line: what was ranked, under which conditions."""
+    chain = " -> ".join(inst.devices)
+    if isinstance(inst, LayerInstance):
+        what = f"layer-level, N = {inst.n_positions} layers"
+        links = ""
+    else:
+        what = f"segment-level, {inst.n_candidates} candidates, N = {inst.n_positions}"
+        bw, lat = inst.link_arrays(bandwidth, None)
+        links = "; " + ", ".join(
+            f"{n} {b:g} Mbit/s {la:g} ms" for n, b, la in zip(inst.link_names, bw, lat, strict=True)
+        )
+    return f"{path}: {what}, chain {chain}{links}; objective {objective} ({cost_model})"
+
+
+def format_table(parts: list[Partition]) -> str:
+    """Aligned table: rank, total, [latency], one column per device, transfers."""
+    throughput = parts[0].objective == "throughput"
+    header = ["rank", "total ms"]
+    if throughput:
+        header += ["latency ms", "bottleneck"]
+    header += [s.device for s in parts[0].stages] + ["transfers"]
+    rows = []
+    for p in parts:
+        row = [str(p.rank), f"{p.total_ms:.3f}"]
+        if throughput:
+            row += [f"{p.latency_ms:.3f}", p.bottleneck]
+        row += ["-" if s.empty else f"[{s.start}, {s.end})" for s in p.stages]
+        row.append("; ".join(_transfer_text(t) for t in p.transfers) or "-")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {0, 1, 2} if throughput else {0, 1}
+
+    def fmt(row: list[str]) -> str:
+        cells = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(header), *(fmt(r) for r in rows)])
+
+
+def _transfer_text(t: Transfer) -> str:
+    size = "" if t.bytes is None else f" {_human_bytes(t.bytes)}"
+    return f"{t.src}->{t.dst} @{t.position}{size} {t.ms:.2f} ms"
+
+
+def _human_bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
