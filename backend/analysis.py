@@ -23,11 +23,7 @@ from onnx import ModelProto
 from backend.cuts import Cut, build_cuts, rank_candidates, resolve_position
 from backend.errors import OmdpError
 from backend.flops import node_flops
-from backend.segments import GraphIndex, LazyWeights, load_lazy
-
-# Initializers above this many bytes are hidden from shape inference (given as typed
-# inputs instead) so it never copies the weights; shape-carrying tensors stay visible.
-_INFER_INLINE_BYTES = 4096
+from backend.segments import GraphIndex, LazyWeights, load_lazy, prepare
 
 
 @dataclass(frozen=True)
@@ -236,8 +232,9 @@ def open_model(source: str | os.PathLike | ModelProto,
     return model, p, lazy
 
 
-def fix_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
-    """Give symbolic input dims the user's values; insist on values for all of them."""
+def check_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
+    """The user's input dims must name real inputs, fit their rank and fixed dims, and
+    cover every symbolic dim."""
     inits = {t.name for t in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits]
     names = [i.name for i in real]
@@ -258,63 +255,17 @@ def fix_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
                 if d.HasField("dim_value") and d.dim_value != v:
                     raise OmdpError(f"input '{vi.name}' has fixed size {d.dim_value} on axis "
                                     f"{axis}, not {v}", "keep the model's fixed dims as they are")
-            del dims[:]
-            for v in given:
-                dims.add().dim_value = v
             continue
         if not vi.type.tensor_type.HasField("shape") or any(
                 not d.HasField("dim_value") for d in dims):
             shown = ",".join(d.dim_param or "?" if not d.HasField("dim_value")
                              else str(d.dim_value) for d in dims) or "unknown rank"
-            example = ",".join(str(d.dim_value) if d.HasField("dim_value") else "1"
-                               for d in dims) or "1,3,224,224"
+            example = ",".join(
+                str(d.dim_value) if d.HasField("dim_value")
+                else "1" if axis == 0 else (d.dim_param or f"D{axis}").upper()
+                for axis, d in enumerate(dims)) or "1,3,224,224"
             raise OmdpError(f"input '{vi.name}' has symbolic dims [{shown}]",
-                            f"give them, e.g. --input-shape {vi.name}={example}")
-
-
-def infer_shapes(model: ModelProto) -> ModelProto:
-    """Shape inference on a weightless stand-in (big initializers become typed inputs),
-    so it never serialises the weights; returns the model with inferred value_info."""
-    g = model.graph
-    stub = ModelProto()
-    stub.CopyFrom(_without_large_initializers(model))
-    try:
-        inferred = onnx.shape_inference.infer_shapes(stub, check_type=False, strict_mode=False,
-                                                     data_prop=True)
-    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-        raise OmdpError(f"shape inference failed: {_first_line(exc)}",
-                        "check the model with onnx.checker, or give --input-shape") from exc
-    del g.value_info[:]
-    known = {i.name for i in g.input} | {o.name for o in g.output}
-    g.value_info.extend(v for v in inferred.graph.value_info if v.name not in known)
-    by_name = {v.name: v for v in inferred.graph.output}
-    for out in g.output:
-        inf = by_name.get(out.name)
-        if inf is not None and inf.type.tensor_type.HasField("shape"):
-            out.type.CopyFrom(inf.type)
-    return model
-
-
-def _without_large_initializers(model: ModelProto) -> ModelProto:
-    g = model.graph
-    stub = ModelProto()
-    stub.ir_version = max(model.ir_version, 4)
-    stub.opset_import.extend(model.opset_import)
-    stub.functions.extend(model.functions)
-    sg = stub.graph
-    sg.name = g.name
-    sg.node.extend(g.node)
-    sg.output.extend(g.output)
-    sg.value_info.extend(g.value_info)
-    inits = {t.name for t in g.initializer}
-    sg.input.extend(i for i in g.input if i.name not in inits)
-    for t in g.initializer:
-        if _tensor_nbytes(t) <= _INFER_INLINE_BYTES:
-            sg.initializer.append(t)
-        else:
-            sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
-    sg.sparse_initializer.extend(g.sparse_initializer)
-    return stub
+                            f"give numbers for them, e.g. --input-shape {vi.name}={example}")
 
 
 def _tensor_nbytes(t: onnx.TensorProto) -> int:
@@ -374,15 +325,12 @@ def analyze(source: str | os.PathLike | ModelProto,
         model = ModelProto()
         model.CopyFrom(source)  # never modify the caller's model
     shapes = dict(input_shapes or {})
-    fix_input_shapes(model, shapes)
-    if shapes:
-        del model.graph.value_info[:]  # stale symbolic shapes from the exporter
-    infer_shapes(model)
+    check_input_shapes(model, shapes)
     try:
-        index = GraphIndex.build(model, lazy)
+        index = prepare(model, shapes, lazy)
     except ValueError as exc:
-        raise OmdpError(f"invalid graph: {exc}", "re-export the model; onnx.checker "
-                        "may say more") from exc
+        raise OmdpError(f"invalid graph: {_first_line(exc)}", "re-export the model; "
+                        "onnx.checker may say more") from exc
     g = model.graph
     vis = index.value_info
     names = set(vis) | set(index.initializers) | set(index.inputs) | set(index.outputs)

@@ -43,7 +43,7 @@ ZERO_COST = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat"
 
 
 def _numel(shape: Shape) -> int | None:
-    if shape is None or any(d is None or d < 0 for d in shape):
+    if shape is None or any(not isinstance(d, int) or d < 0 for d in shape):
         return None
     return math.prod(shape)
 

@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
 
@@ -445,3 +446,178 @@ class GraphIndex:
         t = self.initializers.get(name)
         return t.data_type if t is not None else None
 
+
+# -- preparing a model: the same steps on the lab machine and on every device ---------------
+
+def apply_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
+    """Set the given inputs' dims, and forget shapes an exporter recorded for the old ones."""
+    if not shapes:
+        return
+    for vi in model.graph.input:
+        if vi.name in shapes and vi.type.HasField("tensor_type"):
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for v in shapes[vi.name]:
+                dims.add().dim_value = int(v)
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    try:
+        size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        size = 1
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n * size
+
+
+def _shape_stub(model: ModelProto) -> ModelProto:
+    """The model with big initializers turned into typed inputs: what shape inference needs,
+    without serialising the weights."""
+    g = model.graph
+    stub = ModelProto(ir_version=max(model.ir_version, 4))
+    stub.opset_import.extend(model.opset_import)
+    stub.functions.extend(model.functions)
+    sg = stub.graph
+    sg.name = g.name
+    sg.node.extend(g.node)
+    sg.output.extend(g.output)
+    sg.value_info.extend(g.value_info)
+    inits = {t.name for t in g.initializer}
+    sg.input.extend(i for i in g.input if i.name not in inits)
+    for t in g.initializer:
+        if _nbytes(t) <= LAZY_THRESHOLD:
+            sg.initializer.append(t)
+        else:
+            sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
+    sg.sparse_initializer.extend(g.sparse_initializer)
+    return stub
+
+
+def infer_shapes(model: ModelProto) -> None:
+    """Shape inference into the model's value_info and outputs (ValueError on failure)."""
+    g = model.graph
+    try:
+        inferred = onnx.shape_inference.infer_shapes(_shape_stub(model), check_type=False,
+                                                     strict_mode=False, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        raise ValueError(f"shape inference failed: {exc}") from exc
+    del g.value_info[:]
+    known = {i.name for i in g.input} | {o.name for o in g.output}
+    g.value_info.extend(v for v in inferred.graph.value_info if v.name not in known)
+    by_name = {v.name: v for v in inferred.graph.output}
+    for out in g.output:
+        inf = by_name.get(out.name)
+        if inf is not None and inf.type.tensor_type.HasField("shape"):
+            out.type.CopyFrom(inf.type)
+
+
+_FOLD_MAX_ELEMENTS = 4096  # shape arithmetic is small; anything bigger is left alone
+
+
+def _known_dims(g: GraphProto) -> dict[str, list[int]]:
+    dims = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
+                d.HasField("dim_value") for d in tt.shape.dim):
+            dims[vi.name] = [d.dim_value for d in tt.shape.dim]
+    for t in g.initializer:
+        dims[t.name] = list(t.dims)
+    return dims
+
+
+def fold_shape_computations(model: ModelProto) -> int:
+    """Replace `Shape` of fully known tensors, and the small arithmetic computed from it,
+    by Constant nodes (in place, so node positions do not move). Returns how many.
+
+    With fixed input shapes these values are constants; folding them keeps int64 shape
+    tensors out of the cuts and lets shape inference reach every Reshape.
+    """
+    g = model.graph
+    dims = _known_dims(g)
+    small = {t.name: t for t in g.initializer if _nbytes(t) <= LAZY_THRESHOLD}
+    constant_ok = set(small)
+    values: dict[str, object] = {}  # Shape outputs computed here
+    fold: list[int] = []
+    derived: set[str] = set()
+    for i in topological_order(g):
+        node = g.node[i]
+        standard = node.domain in ("", "ai.onnx")
+        if node.op_type == "Constant" and standard:
+            constant_ok.update(node.output)
+        elif node.op_type == "Shape" and standard and node.input[0] in dims:
+            attrs = {a.name: a.i for a in node.attribute}
+            shape = dims[node.input[0]][attrs.get("start", 0):attrs.get("end")]
+            values[node.output[0]] = np.array(shape, dtype=np.int64)
+            fold.append(i)
+            derived.add(node.output[0])
+        elif (standard and len(node.output) == 1 and node.input
+              and node.op_type not in _NONDETERMINISTIC
+              and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                          for a in node.attribute)
+              and all(not t or t in derived or t in constant_ok for t in node.input)
+              and any(t in derived for t in node.input)):
+            fold.append(i)
+            derived.add(node.output[0])
+    if not fold:
+        return 0
+    results = _evaluate(model, [i for i in fold if g.node[i].op_type != "Shape"], values,
+                        small)
+    results.update(values)
+    folded = 0
+    for i in fold:
+        node = g.node[i]
+        value = results.get(node.output[0])
+        if value is None or value.size > _FOLD_MAX_ELEMENTS:
+            continue
+        const = onnx.helper.make_node(
+            "Constant", [], [node.output[0]], name=node.name,
+            value=onnx.numpy_helper.from_array(value, node.output[0]))
+        g.node[i].CopyFrom(const)
+        folded += 1
+    return folded
+
+
+def _evaluate(model: ModelProto, positions: list[int], feeds: dict, small: dict) -> dict:
+    """Run the given nodes with onnx's reference evaluator (they are all small)."""
+    if not positions:
+        return {}
+    from onnx.reference import ReferenceEvaluator
+
+    g = model.graph
+    nodes = [g.node[i] for i in positions]
+    produced = {o for n in nodes for o in n.output}
+    needed = {t for n in nodes for t in n.input if t and t not in produced}
+    constants = [n for n in g.node if n.op_type == "Constant" and n.output[0] in needed]
+    mini = onnx.helper.make_graph(
+        constants + nodes, "shapes",
+        [onnx.helper.make_tensor_value_info(t, onnx.TensorProto.INT64, None)
+         for t in needed if t in feeds],
+        [onnx.helper.make_tensor_value_info(n.output[0], onnx.TensorProto.UNDEFINED, None)
+         for n in nodes],
+        [small[t] for t in needed if t in small])
+    m = onnx.helper.make_model(mini, opset_imports=model.opset_import,
+                               ir_version=max(model.ir_version, 4))
+    try:
+        outs = ReferenceEvaluator(m).run(None, {t: feeds[t] for t in needed if t in feeds})
+    except Exception:  # an op the reference evaluator lacks: leave the graph as it is
+        return {}
+    return {n.output[0]: v for n, v in zip(nodes, outs, strict=True)
+            if hasattr(v, "size")}
+
+
+def prepare(model: ModelProto, input_shapes: dict[str, list[int]] | None = None,
+            lazy: LazyWeights | None = None) -> GraphIndex:
+    """Fix input dims, infer shapes, fold shape arithmetic, index: the one way a model is
+    read, so the lab machine and every device agree on positions and cuts."""
+    apply_input_shapes(model, input_shapes or {})
+    infer_shapes(model)
+    if fold_shape_computations(model):
+        infer_shapes(model)
+    return GraphIndex.build(model, lazy)

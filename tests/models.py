@@ -48,3 +48,35 @@ def skip_model(seed: int = 0, symbolic: bool = False) -> onnx.ModelProto:
         [w1, w2, w3, numpy_helper.from_array(np.array([1], np.int64), "one")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def dynamic_head_model() -> onnx.ModelProto:
+    """A detection-head-like tail as exporters write it for a symbolic batch: the Reshape
+    target is computed at run time from Shape → Gather → Unsqueeze → Concat."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array((rng.standard_normal((6, 4, 1, 1)) * 0.5).astype(np.float32),
+                                "w")
+    c = lambda name, v: helper.make_node(  # noqa: E731
+        "Constant", [], [name], name=name, value=numpy_helper.from_array(np.array(v, np.int64)))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["d"], name="det"),
+        helper.make_node("Shape", ["d"], ["s"], name="shape"),
+        c("i0", 0), c("i2", 2), c("i3", 3), c("ax", [0]), c("three", [3]), c("two", [2]),
+        helper.make_node("Gather", ["s", "i0"], ["b"], name="g0", axis=0),
+        helper.make_node("Gather", ["s", "i2"], ["h"], name="g2", axis=0),
+        helper.make_node("Gather", ["s", "i3"], ["wd"], name="g3", axis=0),
+        helper.make_node("Unsqueeze", ["b", "ax"], ["ub"], name="u0"),
+        helper.make_node("Unsqueeze", ["h", "ax"], ["uh"], name="u2"),
+        helper.make_node("Unsqueeze", ["wd", "ax"], ["uw"], name="u3"),
+        helper.make_node("Concat", ["ub", "three", "two", "uh", "uw"], ["target"], name="cat",
+                         axis=0),
+        helper.make_node("Reshape", ["d", "target"], ["r"], name="reshape"),
+        helper.make_node("Transpose", ["r"], ["t"], name="perm", perm=[0, 1, 3, 4, 2]),
+        helper.make_node("Sigmoid", ["t"], ["y"], name="act"),
+    ]
+    graph = helper.make_graph(
+        nodes, "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, "h", "w", 2])],
+        [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import onnx
 import pytest
-from models import light, skip_model
+from models import dynamic_head_model, light, skip_model
 
 from backend.analysis import analyze, parse_input_shapes
 from backend.errors import OmdpError
@@ -126,3 +126,14 @@ def test_analysis_does_not_modify_callers_model():
     analyze(m, {"x": [1, 3, 8, 8]})
     assert m.SerializeToString() == before
     assert isinstance(onnx.load_from_string(before), onnx.ModelProto)
+
+
+def test_shape_arithmetic_is_folded_once_inputs_are_fixed():
+    a = analyze(dynamic_head_model(), {"x": [2, 4, 5, 7]})
+    assert a.tensors["y"].shape == (2, 3, 5, 7, 2)
+    assert all(t.bytes is not None for t in a.tensors.values())
+    assert a.n == 18  # folding replaces nodes in place: positions do not move
+    ops = {n.name: n.op for n in a.nodes}
+    assert ops["shape"] == ops["cat"] == "Constant" and ops["reshape"] == "Reshape"
+    for cut in a.cuts[1:-1]:  # only activations cross: no int64 shape tensors
+        assert {a.tensors[t].dtype for t in cut.tensors} == {"float32"}

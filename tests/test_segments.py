@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from models import light, skip_model
+from models import dynamic_head_model, light, skip_model
 
 from backend import zoo
 from backend.analysis import analyze
@@ -127,3 +127,8 @@ def test_segment_errors():
         a.index.extract(5, 2)
     with pytest.raises(ValueError, match="out of range"):
         a.index.extract(0, 99)
+
+
+def test_folded_dynamic_head_reproduces():
+    a = analyze(dynamic_head_model(), {"x": [2, 4, 5, 7]})
+    assert_partitions_reproduce(a, [[p] for p in range(a.n + 1)])
