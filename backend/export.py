@@ -1,0 +1,179 @@
+"""Chosen partitions as a versioned JSON document (schema in docs/export.md).
+
+The document says everything a deployment needs without this tool: which model (by hash),
+which device runs which nodes, what crosses each cut (names, shapes, dtypes, bytes), the
+predicted times under both cost models, and the link conditions they assume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backend import __version__
+from backend.analysis import ModelAnalysis
+from backend.errors import OmdpError
+from backend.paths import Partition
+
+SCHEMA = "omdp.partition"
+SCHEMA_VERSION = 1
+
+
+def build_export(analysis: ModelAnalysis, partitions: Sequence[Partition], *,
+                 devices: Sequence[dict[str, Any]], links: Sequence[dict[str, Any]],
+                 cost_model: str, objective: str, sink: str | None = None,
+                 model_path: str | None = None, sha256: str | None = None,
+                 builtin: str | None = None) -> dict[str, Any]:
+    """The export document for `partitions` (already ranked) of `analysis`'s model."""
+    if not partitions:
+        raise OmdpError("there is no partition to export", "rank partitions first")
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "omdp", "version": __version__},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {
+            "path": model_path if model_path is not None else
+            (str(analysis.path) if analysis.path else None),
+            "builtin": builtin,
+            "sha256": sha256 or analysis.sha256,
+            "nodes": analysis.n,
+            "inputs": [t.as_dict() for t in analysis.inputs],
+            "outputs": [t.as_dict() for t in analysis.outputs],
+            "input_shapes": analysis.input_shapes,
+        },
+        "devices": [dict(d) for d in devices],
+        "links": [dict(lk) for lk in links],
+        "assumptions": {"cost_model": cost_model, "objective": objective, "sink": sink},
+        "partitions": [_partition(analysis, p) for p in partitions],
+    }
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+
+def _partition(a: ModelAnalysis, p: Partition) -> dict[str, Any]:
+    segments = []
+    for s in p.stages:
+        own = [i for i in range(s.start, s.end) if not a.nodes[i].static]
+        segments.append({
+            "device": s.device, "start": s.start, "end": s.end, "nodes": len(own),
+            "first_node": a.nodes[own[0]].name if own else None,
+            "last_node": a.nodes[own[-1]].name if own else None,
+            "compute_ms": _finite(s.compute_ms),
+            "measured_ms": _finite(s.measured_ms), "estimated_ms": _finite(s.estimated_ms),
+        })
+    cuts = []
+    for t in p.transfers:
+        cut = a.cuts[t.position]
+        cuts.append({
+            "position": t.position, "link": t.link, "from": t.src, "to": t.dst,
+            "after_node": a.nodes[t.position - 1].name if t.position > 0 else None,
+            "before_node": a.nodes[t.position].name if t.position < a.n else None,
+            "tensors": [a.tensors[name].as_dict() for name in cut.tensors],
+            "bytes": cut.bytes, "transfer_ms": _finite(t.ms),
+        })
+    return {
+        "rank": p.rank, "total_ms": _finite(p.total_ms), "latency_ms": _finite(p.latency_ms),
+        "bottleneck": p.bottleneck,
+        "predicted": {"measured_ms": _finite(p.measured_total_ms),
+                      "estimated_ms": _finite(p.estimated_total_ms)},
+        "segments": segments, "cuts": cuts,
+    }
+
+
+def write_export(doc: dict[str, Any], path: str | os.PathLike,
+                 analysis: ModelAnalysis | None = None,
+                 with_models: str | os.PathLike | None = None) -> list[Path]:
+    """Write the document (validated first) and, with `with_models`, each non-empty
+    segment of each partition as `<dir>/rank<R>_<device>_<start>_<end>.onnx`."""
+    validate(doc, str(path))
+    out = Path(path)
+    if out.is_dir():
+        raise OmdpError(f"{out} is a directory", "give a file name, e.g. partition.json")
+    if not out.parent.exists():
+        raise OmdpError(f"folder {out.parent} does not exist", "create it or choose another")
+    written: list[Path] = []
+    if with_models is not None:
+        if analysis is None:
+            raise OmdpError("segment models need the model itself", "open the model first")
+        folder = Path(with_models)
+        folder.mkdir(parents=True, exist_ok=True)
+        for part in doc["partitions"]:
+            for seg in part["segments"]:
+                if seg["start"] == seg["end"]:
+                    continue
+                name = f"rank{part['rank']}_{seg['device']}_{seg['start']}_{seg['end']}.onnx"
+                analysis.index.write_segment(seg["start"], seg["end"], str(folder / name))
+                seg["file"] = str(folder / name)
+                written.append(folder / name)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(out)  # never leave a half-written file behind
+    return [out, *written]
+
+
+def read_export(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate an exported document."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise OmdpError(f"no such file: {p}", "check the path") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OmdpError(f"{p} is not JSON ({exc})", "give a file written by `omdp export`") from exc
+    validate(doc, str(p))
+    return doc
+
+
+def _need(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise OmdpError(f"{where}: {what}", "re-export it with `omdp export`")
+
+
+def validate(doc: Any, where: str = "export") -> None:
+    """Check the document against the schema: fields, types, and that each partition's
+    segments tile 0..N in chain order with cuts inside the model."""
+    _need(isinstance(doc, dict), where, "not a JSON object")
+    _need(doc.get("schema") == SCHEMA, where, f"'schema' is not '{SCHEMA}'")
+    version = doc.get("schema_version")
+    _need(isinstance(version, int), where, "'schema_version' is missing")
+    if version > SCHEMA_VERSION:
+        raise OmdpError(f"{where}: schema version {version} is newer than this tool's "
+                        f"({SCHEMA_VERSION})", "upgrade omdp")
+    for key, kind in (("tool", dict), ("created", str), ("model", dict), ("devices", list),
+                      ("links", list), ("assumptions", dict), ("partitions", list)):
+        _need(isinstance(doc.get(key), kind), where, f"'{key}' is missing or not a {kind.__name__}")
+    model = doc["model"]
+    n = model.get("nodes")
+    _need(isinstance(n, int) and n >= 0, where, "'model.nodes' is not a count")
+    _need(isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64, where,
+          "'model.sha256' is not a sha256 hex digest")
+    names = [d.get("name") for d in doc["devices"] if isinstance(d, dict)]
+    _need(len(names) == len(doc["devices"]) and all(isinstance(x, str) for x in names), where,
+          "each device needs a 'name'")
+    _need(len(doc["partitions"]) > 0, where, "no partitions")
+    for k, part in enumerate(doc["partitions"]):
+        at = f"{where}: partitions[{k}]"
+        _need(isinstance(part, dict), at, "not an object")
+        segs = part.get("segments")
+        _need(isinstance(segs, list) and len(segs) == len(names), at,
+              "needs one segment per device")
+        position = 0
+        for seg, device in zip(segs, names, strict=True):
+            _need(seg.get("device") == device, at, f"segment for '{device}' out of chain order")
+            start, end = seg.get("start"), seg.get("end")
+            _need(start == position and isinstance(end, int) and start <= end <= n, at,
+                  f"segment of '{device}' is [{start}, {end}), expected to start at {position}")
+            position = end
+        _need(position == n, at, f"segments end at {position}, not at the model's end {n}")
+        for cut in part.get("cuts", []):
+            _need(isinstance(cut.get("position"), int) and 0 <= cut["position"] <= n, at,
+                  "a cut lies outside the model")
+            _need(isinstance(cut.get("tensors"), list), at, "a cut has no tensor list")
