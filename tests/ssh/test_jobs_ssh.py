@@ -1,0 +1,117 @@
+"""backend.jobs.Profiler with SSH devices: SshAgentTransport as its transport, results in
+a real session, a dropped connection resumed, a dead device reported while others finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from backend import jobs
+from backend.agent import file_sha256
+from backend.analysis import analyze
+from backend.devices import Chain, DeviceSpec
+from backend.plan import build_plan
+from backend.remote import RetryPolicy, SshAgentTransport
+from backend.runtimes import TimingSettings
+from backend.session import Session
+
+from .helpers import FakeDevice, SshLab, chain_model, processes_matching
+
+TIMING = TimingSettings(warmup=0, min_runs=20, max_runs=20, max_seconds=10.0)
+
+
+def profiler_for(
+    lab: SshLab, model: Path, devices: dict[str, FakeDevice], on_event=None
+) -> tuple[jobs.Profiler, Session]:
+    specs = [DeviceSpec("glasses")] + [DeviceSpec(n, kind="ssh") for n in devices]
+    chain = Chain.of(specs)
+    analysis = analyze(model)
+    candidates = [4, 8]
+    session = Session.create(lab.tmp / "run.omdp", analysis, chain, candidates)
+    session.save_plan(build_plan(analysis.n, candidates, chain.names))
+    retry = RetryPolicy(attempts=2, base_s=0.05)
+
+    def transport(spec: DeviceSpec) -> jobs.Transport:
+        # what jobs.py's default factory does for kind = "ssh" (with the test's keys)
+        if spec.kind == "ssh":
+            return SshAgentTransport(devices[spec.name].target(), retry)  # type: ignore[return-value]
+        return jobs.LocalTransport(lab.tmp / "local-cache")
+
+    options = jobs.ProfileOptions(timing=TIMING, node_times_runs=0)
+    profiler = jobs.Profiler(
+        session,
+        chain,
+        model,
+        file_sha256(model),
+        options=options,
+        cache_dir=lab.tmp / "local-cache",
+        on_event=on_event,
+        transport_factory=transport,
+    )
+    return profiler, session
+
+
+def slow_model(lab: SshLab) -> Path:
+    path = lab.tmp / "slow.onnx"
+    onnx.save(chain_model(n=6, width=384, batch=64), str(path))
+    return path
+
+
+async def test_profiler_over_ssh_resumes_a_dropped_device(ssh_lab: SshLab):
+    phone, cloud = ssh_lab.device("phone"), ssh_lab.device("cloud")
+    seen: dict[str, int] = {}
+
+    def on_event(event: jobs.JobEvent) -> None:
+        if isinstance(event, jobs.Measured):
+            seen[event.device] = seen.get(event.device, 0) + 1
+            if event.device == "phone" and seen["phone"] == 2:
+                phone.drop_connections()
+
+    profiler, session = profiler_for(
+        ssh_lab, slow_model(ssh_lab), {"phone": phone, "cloud": cloud}, on_event
+    )
+    summary = await profiler.run()
+    assert summary.failed == {} and summary.errors == 0
+    plan = session.plan_items()
+    assert session.missing(plan) == []
+    frame = session.results_frame()
+    assert len(frame) == len(plan)  # one measurement per plan item: none lost, none twice
+    assert set(frame["status"]) == {"ok"} and set(frame["samples"]) == {20}
+    assert summary.measured == len(plan)
+    assert len(phone.conns) >= 2  # it did reconnect
+    session.close()
+
+
+async def test_profiler_reports_a_dead_ssh_device_and_finishes_the_others(ssh_lab: SshLab):
+    phone, cloud = ssh_lab.device("phone"), ssh_lab.device("cloud")
+    cloud.stop()
+    events: list[jobs.JobEvent] = []
+    profiler, session = profiler_for(
+        ssh_lab, slow_model(ssh_lab), {"phone": phone, "cloud": cloud}, events.append
+    )
+    summary = await profiler.run()
+    assert list(summary.failed) == ["cloud"]
+    assert f"connection refused by omdp@127.0.0.1:{cloud.port}" in summary.failed["cloud"]
+    failed = [e for e in events if isinstance(e, jobs.DeviceFailed)]
+    assert [e.device for e in failed] == ["cloud"]
+    missing = session.missing(session.plan_items())
+    assert missing and {it.device for it in missing} == {"cloud"}
+    session.close()
+
+
+async def test_profiler_cancel_stops_ssh_agents(ssh_lab: SshLab):
+    phone = ssh_lab.device("phone")
+    holder: list[jobs.Profiler] = []
+
+    def on_event(event: jobs.JobEvent) -> None:
+        if isinstance(event, jobs.Measured) and event.device == "phone":
+            holder[0].cancel()
+
+    profiler, session = profiler_for(ssh_lab, slow_model(ssh_lab), {"phone": phone}, on_event)
+    holder.append(profiler)
+    summary = await profiler.run()
+    assert summary.stopped and summary.failed == {}
+    assert 1 <= summary.measured < len(session.plan_items())
+    assert processes_matching(str(ssh_lab.tmp / "phone-work")) == []  # guard and agent gone
+    session.close()
