@@ -89,6 +89,11 @@ class ModelAnalysis:
             h.update(self.model.SerializeToString())
         return h.hexdigest()
 
+    def model_bytes(self) -> bytes:
+        """The model as analysed (dims fixed, shape arithmetic folded) with its real
+        weights, serialised: what devices receive. `self.model` lacks big weights."""
+        return self.index.segment_bytes(0, self.n)
+
     def node_name(self, i: int) -> str:
         return self.nodes[i].name
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from backend.cli.format import emit_json, human_bytes, table
-from backend.errors import OmdpError
 from backend.remote import (
     DeviceCheck,
     LocalTarget,
     SshTarget,
     check_all,
-    ssh_fields_from_table,
     target_from_spec,
 )
 
@@ -40,61 +37,20 @@ class Inventory:
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """devices.toml as probe targets. backend.devices reads and validates it (file:line
-    errors); while its KINDS lack "ssh", a file with ssh devices is read here instead."""
+    """devices.toml as probe targets (backend.devices reads and validates it)."""
     from backend import devices
 
-    if "ssh" in devices.KINDS or not _mentions_ssh(path):
-        chain = devices.load_devices(path)
-        typed = {
-            f"{lk.src}-{lk.dst}": (lk.bandwidth_mbps, lk.latency_ms)
-            for lk in chain.links
-            if not lk.default
-        }
-        return Inventory(
-            [target_from_spec(d, chain.source) for d in chain.devices],
-            {d.name: d.runtime for d in chain.devices},
-            typed,
-        )
-    return _read_with_ssh(Path(path))
-
-
-def _mentions_ssh(path: str | Path) -> bool:
-    try:
-        doc = tomllib.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return False  # let backend.devices say what is wrong
-    tables = doc.get("device")
-    return isinstance(tables, list) and any(
-        isinstance(t, dict) and t.get("kind") == "ssh" for t in tables
+    chain = devices.load_devices(path)
+    typed = {
+        f"{lk.src}-{lk.dst}": (lk.bandwidth_mbps, lk.latency_ms)
+        for lk in chain.links
+        if not lk.default
+    }
+    return Inventory(
+        [target_from_spec(d, chain.source) for d in chain.devices],
+        {d.name: d.runtime for d in chain.devices},
+        typed,
     )
-
-
-def _read_with_ssh(path: Path) -> Inventory:
-    """Stopgap reader for files with ssh devices (delete once devices.py accepts them)."""
-    doc = tomllib.loads(path.read_text())
-    targets: list[Target] = []
-    runtimes: dict[str, str | None] = {}
-    for i, t in enumerate(doc["device"], 1):
-        name = t.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise OmdpError(f"{path}: device #{i} has no `name`", 'add name = "..."')
-        if name in runtimes:
-            raise OmdpError(f"{path}: device name '{name}' repeats", "give each device its name")
-        kind = t.get("kind", "local")
-        if kind not in ("local", "ssh"):
-            raise OmdpError(
-                f"{path}: device '{name}': unknown kind {kind!r}",
-                'use kind = "local" or kind = "ssh"',
-            )
-        targets.append(
-            ssh_fields_from_table(t, f"{path}: ") if kind == "ssh" else LocalTarget(name)
-        )
-        runtimes[name] = t.get("runtime", "onnxruntime")
-    typed: dict[str, tuple[float | None, float | None]] = {}
-    for t in doc.get("link", []) or []:
-        typed[f"{t.get('from')}-{t.get('to')}"] = (t.get("bandwidth_mbps"), t.get("latency_ms"))
-    return Inventory(targets, runtimes, typed)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,39 @@
+"""`omdp sessions [FOLDER]`: the sessions in a folder, newest first."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sessions", help="list saved sessions", description=__doc__)
+    p.add_argument("folder", nargs="?", default="sessions", help="folder (default: sessions)")
+    p.add_argument("--json", action="store_true", help="a JSON list")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backend.session import list_sessions
+
+    infos = list_sessions(args.folder)
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], indent=1))
+        return 0
+    if not infos:
+        print(f"no sessions in {args.folder}")
+        return 0
+    rows = [("modified", "model", "devices", "progress", "path")]
+    for i in infos:
+        when = dt.datetime.fromtimestamp(i.modified).strftime("%Y-%m-%d %H:%M")
+        if i.problem:
+            rows.append((when, "?", "-", "unreadable", f"{i.path}: {i.problem}"))
+            continue
+        errors = f", {i.errors} errors" if i.errors else ""
+        rows.append((when, i.model or "?", " → ".join(i.devices), f"{i.done}/{i.total}{errors}",
+                     i.path))
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    return 0

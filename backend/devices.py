@@ -1,0 +1,405 @@
+"""The chain of devices and the links between them, read from a `devices.toml`.
+
+`[[device]]` tables in chain order (first = where the input is produced), `[[link]]`
+tables between consecutive devices. Every mistake is reported as `file:line: what (fix)`;
+tomllib gives no line numbers for values, so the table's and key's lines are found by
+scanning the text. See docs/devices.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from backend.errors import OmdpError
+from backend.runtimes import ORT_GRAPH_OPT, OV_PERF_HINTS, OV_PRECISIONS, RUNTIMES, RuntimeConfig
+
+KINDS = ("local", "ssh")
+DEFAULT_BANDWIDTH_MBPS = 100.0
+DEFAULT_LATENCY_MS = 0.0
+
+ORT_ONLY = ("inter_threads", "graph_opt", "providers")
+OV_ONLY = ("ov_device", "precision", "perf_hint")
+SSH_ONLY = ("host", "port", "user", "identity", "known_hosts", "python", "workdir",
+            "ssh_config", "address", "connect_timeout")
+
+
+@dataclass
+class DeviceSpec:
+    """One device of the chain. Runtime options left None use the runtime's defaults."""
+
+    name: str
+    kind: str = "local"
+    runtime: str = "onnxruntime"
+    threads: int | None = None
+    inter_threads: int | None = None
+    graph_opt: str | None = None
+    providers: list[str] | None = None
+    ov_device: str | None = None
+    precision: str | None = None
+    perf_hint: str | None = None
+    cpus: list[int] | None = None  # pin the local agent (os.sched_setaffinity)
+    gflops: float | None = None  # rough speed, only for the plan's time estimate
+    # ssh devices (see docs/ssh.md); validated by backend.remote.target_from_spec
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    identity: str | None = None
+    known_hosts: str | None = None
+    python: str | None = None
+    workdir: str | None = None
+    ssh_config: str | None = None
+    address: str | None = None  # how the other devices reach this one (link measurement)
+    connect_timeout: float | None = None
+    line: int = 0  # where its table starts in the file (0: not from a file)
+
+    def runtime_config(self) -> RuntimeConfig:
+        """The runtime configuration this device measures with. Pinned to CPUs without an
+        explicit thread count, it uses one thread per pinned CPU."""
+        cfg = RuntimeConfig(name=self.runtime)
+        threads = self.threads or (len(self.cpus) if self.cpus else None)
+        cfg.threads = threads
+        for key in ("inter_threads", "graph_opt", "providers", "ov_device", "precision",
+                    "perf_hint"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(cfg, key, value)
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "line"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DeviceSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class LinkSpec:
+    """The link from device `src` to the next device `dst` in the chain."""
+
+    src: str
+    dst: str
+    bandwidth_mbps: float = DEFAULT_BANDWIDTH_MBPS
+    latency_ms: float = DEFAULT_LATENCY_MS
+    default: bool = False  # not in the file: the defaults were used
+    line: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "line"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LinkSpec:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class Chain:
+    devices: list[DeviceSpec]
+    links: list[LinkSpec]  # len(devices) - 1, in chain order
+    source: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.devices]
+
+    def device(self, name: str) -> DeviceSpec:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    @classmethod
+    def of(cls, devices: list[DeviceSpec], links: list[LinkSpec] | None = None) -> Chain:
+        """A chain built in code; missing links get the defaults."""
+        given = {(lk.src, lk.dst): lk for lk in links or []}
+        full = [given.get((a.name, b.name), LinkSpec(a.name, b.name, default=True))
+                for a, b in itertools.pairwise(devices)]
+        return cls(list(devices), full)
+
+
+# -- reading devices.toml --------------------------------------------------------------------
+
+_DEVICE_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "kind": (str,), "runtime": (str,), "threads": (int,),
+    "inter_threads": (int,), "graph_opt": (str,), "providers": (list,), "ov_device": (str,),
+    "precision": (str,), "perf_hint": (str,), "cpus": (list, str, int),
+    "gflops": (int, float), "host": (str,), "port": (int,), "user": (str,),
+    "identity": (str,), "known_hosts": (str,), "python": (str,), "workdir": (str,),
+    "ssh_config": (str,), "address": (str,), "connect_timeout": (int, float),
+}
+_LINK_TYPES: dict[str, tuple[type, ...]] = {
+    "from": (str,), "to": (str,), "bandwidth_mbps": (int, float), "latency_ms": (int, float),
+}
+_CHOICES = {"runtime": RUNTIMES, "graph_opt": ORT_GRAPH_OPT, "precision": OV_PRECISIONS,
+            "perf_hint": OV_PERF_HINTS}
+
+
+class _Text:
+    """Line numbers for tables and keys, found by scanning the file's text."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+        self.headers: list[tuple[int, str]] = []  # (line, header text) for every [..] header
+        for i, line in enumerate(self.lines, 1):
+            m = re.match(r"\s*(\[\[?)\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?\s*(#.*)?$", line)
+            if m:
+                self.headers.append((i, m.group(2).strip("\"' ") if m.group(1) == "[[" else ""))
+
+    def table_line(self, name: str, k: int) -> int:
+        """Line of the k-th `[[name]]` header (1 when not found, e.g. inline tables)."""
+        found = [ln for ln, h in self.headers if h == name]
+        return found[k] if k < len(found) else 1
+
+    def key_line(self, table_line: int, key: str) -> int:
+        end = next((ln for ln, _ in self.headers if ln > table_line), len(self.lines) + 1)
+        pat = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        for ln in range(table_line + 1, end):
+            if pat.match(self.lines[ln - 1]):
+                return ln
+        return table_line
+
+    def fail(self, line: int, message: str) -> OmdpError:
+        return OmdpError(f"{self.path}:{line}: {message}")
+
+
+def load_devices(path: str | os.PathLike) -> Chain:
+    """Read and validate a devices file; OmdpError with file:line on any problem."""
+    p = Path(path)
+    if not p.exists():
+        raise OmdpError(f"no devices file at {p}",
+                        "write one (see examples/devices.toml and docs/devices.md)")
+    if p.is_dir():
+        raise OmdpError(f"{p} is a directory, not a devices file", "give a .toml file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OmdpError(f"cannot read {p}: {exc}", "check the file") from exc
+    return parse_devices(text, str(path))
+
+
+def parse_devices(text: str, path: str = "devices.toml") -> Chain:
+    src = _Text(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        line = int(m.group(1)) if m else 1
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise src.fail(line, f"invalid TOML: {msg} (fix the syntax on this line)") from exc
+    for key in data:
+        if key not in ("device", "link"):
+            raise src.fail(_top_line(src, key), f"unknown section '{key}' (only [[device]] "
+                           "and [[link]] tables belong here)")
+    raw_devices = data.get("device", [])
+    if not isinstance(raw_devices, list) or not raw_devices:
+        raise src.fail(1, "no devices (add a [[device]] table per device, in chain order)")
+    devices: list[DeviceSpec] = []
+    for k, raw in enumerate(raw_devices):
+        devices.append(_device(src, k, raw, devices))
+    raw_links = data.get("link", [])
+    if not isinstance(raw_links, list):
+        raise src.fail(_top_line(src, "link"), "'link' must be [[link]] tables")
+    given: dict[tuple[str, str], LinkSpec] = {}
+    names = [d.name for d in devices]
+    for k, raw in enumerate(raw_links):
+        link = _link(src, k, raw, names)
+        if (link.src, link.dst) in given:
+            raise src.fail(link.line, f"link '{link.src}' → '{link.dst}' is given twice "
+                           f"(first on line {given[(link.src, link.dst)].line}; keep one)")
+        given[(link.src, link.dst)] = link
+    links: list[LinkSpec] = []
+    warnings: list[str] = []
+    for a, b in itertools.pairwise(names):
+        if (a, b) in given:
+            links.append(given[(a, b)])
+        else:
+            links.append(LinkSpec(a, b, default=True))
+            warnings.append(f"{path}: no [[link]] from '{a}' to '{b}': using "
+                            f"{DEFAULT_BANDWIDTH_MBPS:g} Mbit/s and {DEFAULT_LATENCY_MS:g} ms")
+    return Chain(devices, links, path, warnings)
+
+
+def _top_line(src: _Text, key: str) -> int:
+    pat = re.compile(rf"\s*\[*\s*[\"']?{re.escape(key)}[\"']?\s*[\]=]")
+    return next((i for i, ln in enumerate(src.lines, 1) if pat.match(ln)), 1)
+
+
+def _check_type(src: _Text, line: int, who: str, key: str, value: Any,
+                types: tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = {int: "an integer", str: "a string", list: "a list"}
+        want = "a number" if float in types else " or ".join(names[t] for t in types)
+        raise src.fail(line, f"{who}: {key} must be {want}, not {value!r}")
+
+
+def _unknown(src: _Text, line: int, who: str, key: str, known) -> OmdpError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
+    return src.fail(line, f"{who}: unknown field '{key}' ({hint})")
+
+
+def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceSpec:
+    tline = src.table_line("device", k)
+    if not isinstance(raw, dict):
+        raise src.fail(tline, "each device must be a [[device]] table")
+    name = raw.get("name")
+    who = f"device '{name}'" if isinstance(name, str) and name else f"device #{k + 1}"
+    if "name" not in raw:
+        raise src.fail(tline, f"{who}: no name (add name = \"...\")")
+    for key, value in raw.items():
+        line = src.key_line(tline, key)
+        if key not in _DEVICE_TYPES:
+            raise _unknown(src, line, who, key, _DEVICE_TYPES)
+        _check_type(src, line, who, key, value, _DEVICE_TYPES[key])
+    line_of = lambda key: src.key_line(tline, key)  # noqa: E731
+    name = name.strip()
+    if not name or any(c in name for c in "\n\t/"):
+        raise src.fail(line_of("name"), f"{who}: name must be a non-empty word")
+    dup = next((d for d in previous if d.name == name), None)
+    if dup is not None:
+        raise src.fail(line_of("name"), f"{who}: the name is already used on line "
+                       f"{dup.line} (names must be unique)")
+    kind = raw.get("kind", "local")
+    if kind not in KINDS:
+        raise src.fail(line_of("kind"), f"{who}: kind '{kind}' is unknown "
+                       f"(use {' or '.join(KINDS)})")
+    for key, value in raw.items():
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise src.fail(line_of(key), f"{who}: {key} '{value}' is unknown "
+                           f"(use {' or '.join(_CHOICES[key])})")
+    runtime = raw.get("runtime", "onnxruntime")
+    wrong = ORT_ONLY if runtime == "openvino" else OV_ONLY
+    for key in wrong:
+        if key in raw:
+            raise src.fail(line_of(key), f"{who}: {key} is an option of "
+                           f"{'onnxruntime' if runtime == 'openvino' else 'openvino'}, not "
+                           f"{runtime} (remove it or change runtime)")
+    for key in SSH_ONLY:
+        if key in raw and kind != "ssh":
+            raise src.fail(line_of(key), f"{who}: {key} only applies to kind = \"ssh\" "
+                           "(remove it)")
+    for key in ("threads", "inter_threads", "port"):
+        if key in raw and raw[key] < 1:
+            raise src.fail(line_of(key), f"{who}: {key} must be at least 1, not {raw[key]}")
+    if "gflops" in raw and not raw["gflops"] > 0:
+        raise src.fail(line_of("gflops"), f"{who}: gflops must be positive")
+    if "providers" in raw and not all(isinstance(p, str) and p for p in raw["providers"]):
+        raise src.fail(line_of("providers"), f"{who}: providers must be a list of names, "
+                       "e.g. [\"CPUExecutionProvider\"]")
+    cpus = None
+    if "cpus" in raw:
+        try:
+            cpus = parse_cpus(raw["cpus"])
+        except ValueError as exc:
+            raise src.fail(line_of("cpus"), f"{who}: cpus {exc}") from exc
+        available = _available_cpus()
+        missing = [c for c in cpus if available is not None and c not in available]
+        if kind == "local" and missing:
+            raise src.fail(line_of("cpus"), f"{who}: cpu {missing[0]} is not available on "
+                           f"this machine (available: {format_cpus(sorted(available))})")
+    values = {k: v for k, v in raw.items() if k not in ("name", "cpus")}
+    for key in ("gflops", "connect_timeout"):
+        if key in values:
+            values[key] = float(values[key])
+    spec = DeviceSpec(name=name, cpus=cpus, line=tline, **values)
+    if kind == "ssh":
+        from backend.remote import target_from_spec
+
+        target_from_spec(spec, src.path)  # host given, identity exists, fields make sense
+    return spec
+
+
+def _link(src: _Text, k: int, raw: Any, names: list[str]) -> LinkSpec:
+    tline = src.table_line("link", k)
+    if not isinstance(raw, dict):
+        raise src.fail(tline, "each link must be a [[link]] table")
+    who = f"link #{k + 1}"
+    if isinstance(raw.get("from"), str) and isinstance(raw.get("to"), str):
+        who = f"link '{raw['from']}' → '{raw['to']}'"
+    for key, value in raw.items():
+        line = src.key_line(tline, key)
+        if key not in _LINK_TYPES:
+            raise _unknown(src, line, who, key, _LINK_TYPES)
+        _check_type(src, line, who, key, value, _LINK_TYPES[key])
+    for key in ("from", "to"):
+        if key not in raw:
+            raise src.fail(tline, f"{who}: no '{key}' (name the devices it connects)")
+        if raw[key] not in names:
+            raise src.fail(src.key_line(tline, key), f"{who}: no device named "
+                           f"'{raw[key]}' (devices: {', '.join(names)})")
+    a, b = names.index(raw["from"]), names.index(raw["to"])
+    if b != a + 1:
+        chain = " → ".join(names)
+        raise src.fail(tline, f"{who}: links connect consecutive devices in chain order "
+                       f"({chain})")
+    if "bandwidth_mbps" not in raw:
+        raise src.fail(tline, f"{who}: no bandwidth_mbps (add bandwidth_mbps = <Mbit/s>)")
+    bw = float(raw["bandwidth_mbps"])
+    if not bw > 0 or bw != bw or bw == float("inf"):
+        raise src.fail(src.key_line(tline, "bandwidth_mbps"), f"{who}: bandwidth_mbps must "
+                       f"be a positive number, not {raw['bandwidth_mbps']}")
+    lat = float(raw.get("latency_ms", DEFAULT_LATENCY_MS))
+    if not lat >= 0 or lat == float("inf"):
+        raise src.fail(src.key_line(tline, "latency_ms"),
+                       f"{who}: latency_ms must be 0 or more, not {raw['latency_ms']}")
+    return LinkSpec(raw["from"], raw["to"], bw, lat, False, tline)
+
+
+# -- CPU lists -------------------------------------------------------------------------------
+
+def parse_cpus(value: Any) -> list[int]:
+    """[0, 2] or "0,2-3" or 1 → sorted unique CPU numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        out: list[int] = []
+        for part in value.split(","):
+            part = part.strip()
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not m:
+                raise ValueError(f"'{value}' is not a CPU list (write e.g. \"0-1,3\" or [0, 1])")
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi < lo:
+                raise ValueError(f"range '{part}' goes backwards")
+            out.extend(range(lo, hi + 1))
+        value = out
+    if not isinstance(value, list) or not value or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
+        raise ValueError(f"{value!r} is not a list of CPU numbers (e.g. [0, 1])")
+    return sorted(set(value))
+
+
+def format_cpus(cpus: list[int]) -> str:
+    parts, i = [], 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        parts.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _available_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_set(device: DeviceSpec) -> frozenset[int]:
+    """The CPUs a local device may use (all of this machine's when not pinned)."""
+    if device.cpus:
+        return frozenset(device.cpus)
+    return frozenset(_available_cpus() or range(os.cpu_count() or 1))

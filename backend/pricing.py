@@ -1,0 +1,112 @@
+"""From a session's measurements to a cost instance the solver can rank.
+
+Measured: the median of each profiled segment on each device, exactly where profiled.
+Estimated: the sum of a device's per-node times over the segment, available for every
+segment (from the whole-model profiling run). The gap between the two is worth showing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from backend.costs import SegmentInstance
+from backend.errors import OmdpError
+from backend.session import Session
+
+
+def link_names(session: Session) -> list[str]:
+    chain = session.chain()
+    return [f"{lk.src}-{lk.dst}" for lk in chain.links]
+
+
+def instance_from_session(session: Session, *,
+                          bandwidth_mbps: Mapping[str, float] | None = None,
+                          latency_ms: Mapping[str, float] | None = None,
+                          sink: str | None = None) -> SegmentInstance:
+    """The session as a segment-level instance over its candidates (0 and N added).
+
+    Link values: the operator's saved ones, overridden by `bandwidth_mbps`/`latency_ms`
+    ({link name: value}). Segments with no ok measurement are not allowed under the
+    measured model; the estimated table is present when any device has per-node times.
+    """
+    ref = session.model()
+    n = ref.nodes
+    chain = session.chain()
+    names = chain.names
+    candidates = sorted({0, n, *session.candidates()})
+    index = {p: i for i, p in enumerate(candidates)}
+    m, d = len(candidates), len(names)
+
+    compute = np.full((d, m, m), np.nan)
+    for k in range(d):
+        np.fill_diagonal(compute[k], 0.0)
+    results = session.results_frame()
+    ok = results[results["status"] == "ok"]
+    dev_index = {name: i for i, name in enumerate(names)}
+    for row in ok.itertuples():
+        i, j = index.get(row.start), index.get(row.end)
+        if i is not None and j is not None and row.device in dev_index:
+            compute[dev_index[row.device], i, j] = row.median_ms
+
+    estimated = None
+    times = session.node_times_frame()
+    if not times.empty:
+        estimated = np.full((d, m, m), np.nan)
+        for device, frame in times.groupby("device"):
+            if device not in dev_index:
+                continue
+            per_node = np.zeros(n)
+            per_node[frame["position"].to_numpy()] = frame["ms"].to_numpy()
+            prefix = np.concatenate([[0.0], np.cumsum(per_node)])[candidates]
+            table = prefix[None, :] - prefix[:, None]
+            table[np.tril_indices(m, -1)] = np.nan
+            estimated[dev_index[device]] = table
+
+    summary = session.summary()
+    cut_bytes = {p: b for p, b in session.conn.execute(
+        "SELECT position, cut_bytes FROM candidates")}
+    cut_bytes[0] = sum(t.get("bytes") or 0 for t in summary.get("inputs", []))
+    cut_bytes[n] = sum(t.get("bytes") or 0 for t in summary.get("outputs", []))
+
+    links = link_names(session)
+    current = session.bandwidths()
+    bw = [current[i][0] for i in range(len(links))]
+    lat = [current[i][1] for i in range(len(links))]
+    for values, target in ((bandwidth_mbps or {}, bw), (latency_ms or {}, lat)):
+        for name, value in values.items():
+            target[links.index(name)] = float(value)
+    sink_index = None
+    if sink is not None:
+        if sink not in names:
+            raise OmdpError(f"unknown sink device '{sink}'", f"devices: {', '.join(names)}")
+        sink_index = names.index(sink)
+    return SegmentInstance(
+        devices=tuple(names), candidates=np.array(candidates),
+        cut_bytes=np.array([float(cut_bytes.get(p) or 0) for p in candidates]),
+        compute_ms=compute, bandwidth_mbps=np.array(bw, float), latency_ms=np.array(lat, float),
+        sink=sink_index, estimated_ms=estimated)
+
+
+def parse_link_values(values: Sequence[str], names: Sequence[str], what: str = "latency",
+                      unit: str = "ms") -> dict[str, float]:
+    """["glasses-phone=5", ...] → {link: value ≥ 0}; names the bad part and the fix."""
+    valid = ", ".join(names) or "(none: a single device has no links)"
+    out: dict[str, float] = {}
+    for raw in values:
+        name, sep, text = raw.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or name not in names:
+            raise OmdpError(f"unknown link in {what} {raw!r}", f"write LINK={unit.upper()} "
+                            f"with a link among: {valid}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise OmdpError(f"{what} of {name} is not a number: {text!r}",
+                            f"give {unit}, e.g. {name}=5") from None
+        if not np.isfinite(value) or value < 0:
+            raise OmdpError(f"{what} of {name} must be ≥ 0 {unit}, got {text!r}",
+                            f"give {unit}, e.g. {name}=5")
+        out[name] = value
+    return out
