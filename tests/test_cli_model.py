@@ -36,6 +36,11 @@ def test_inspect_json_has_the_promised_fields(capsys, skip_file):
     assert [o["name"] for o in data["outputs"]] == ["y", "r1"]
     assert [r["name"] for r in data["node_table"]][:3] == ["conv1", "relu1", "conv2"]
     assert data["node_table"][2]["cut_bytes"] == 2 * 256 * 4
+    conv2 = data["node_table"][2]
+    assert [t["name"] for t in conv2["inputs"]] == ["r1", "w2"]
+    assert conv2["inputs"][1] == {"name": "w2", "shape": [4, 4, 3, 3], "dtype": "float32",
+                                  "bytes": 576}
+    assert conv2["outputs"][0]["shape"] == [1, 4, 8, 8] and conv2["params"] == 144
 
 
 def test_inspect_for_people(capsys, skip_file):

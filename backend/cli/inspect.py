@@ -21,7 +21,11 @@ def run(args: argparse.Namespace) -> int:
     frame = a.node_table()
     if args.json:
         data = a.summary()
-        data["node_table"] = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        for row, node in zip(rows, a.nodes, strict=True):
+            row["inputs"] = [t.as_dict() for t in node.inputs]
+            row["outputs"] = [t.as_dict() for t in node.outputs]
+        data["node_table"] = rows
         emit_json(data)
         return 0
     s = a.summary()
