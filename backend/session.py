@@ -584,8 +584,8 @@ class Session:
             self.conn)
         if not all_configs:
             configs = self.device_configs()
-            frame = frame[[configs.get(d) == c for d, c in zip(frame["device"], frame["config"],
-                                                               strict=True)]]
+            current = frame["config"] == frame["device"].map(configs)
+            frame = frame[current]
         return frame.drop(columns="config").reset_index(drop=True)
 
     def runs_frame(self) -> pd.DataFrame:

@@ -54,9 +54,13 @@ class Trace:
 
 
 def parse_trace(text: str, source: str = "<trace>", name: str | None = None) -> Trace:
-    """Parse trace text; every problem names `source:line` and how to fix it."""
+    """Parse trace text; every problem names `source:line` and how to fix it.
+
+    Times must not go back; samples sharing a time stamp are averaged.
+    """
     times: list[float] = []
     values: list[float] = []
+    counts: list[int] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -79,13 +83,18 @@ def parse_trace(text: str, source: str = "<trace>", name: str | None = None) -> 
                 f"{where}: negative value in {raw.strip()!r}",
                 "times and bandwidths must be >= 0 (0 Mbit/s = link down)",
             )
-        if times and t <= times[-1]:
+        if times and t < times[-1]:
             raise OmdpError(
-                f"{where}: time {t:g} s does not increase (previous sample at {times[-1]:g} s)",
-                "sort the samples by time and drop repeated time stamps",
+                f"{where}: time {t:g} s goes back (previous sample at {times[-1]:g} s)",
+                "sort the samples by time",
             )
+        if times and t == times[-1]:  # two samples in one time stamp (real traces have it)
+            counts[-1] += 1
+            values[-1] += (v - values[-1]) / counts[-1]  # their mean
+            continue
         times.append(t)
         values.append(v)
+        counts.append(1)
     if not times:
         raise OmdpError(f"{source}: the trace has no samples", "one '<seconds> <Mbit/s>' per line")
     label = name if name is not None else Path(source).stem

@@ -102,7 +102,7 @@ def test_trace_replay_and_robust_choice(capsys, session_file, tmp_path):
     assert data["best_mean"]["mean_regret_ms"] >= 0
     code, out, _ = cli(capsys, "trace", session_file, "--trace", f"glasses-phone={trace}")
     assert "robust choices" in out
-    (tmp_path / "bad.tsv").write_text("0 5\n0 6\n")
+    (tmp_path / "bad.tsv").write_text("1 5\n0 6\n")
     bad = f"glasses-phone={tmp_path}/bad.tsv"
     code, _, err = cli(capsys, "trace", session_file, "--trace", bad)
     assert code == 2 and "bad.tsv:2" in err
@@ -122,3 +122,15 @@ def test_export_from_session(capsys, session_file, tmp_path):
         assert [p["name"] for p in s.partitions()] == ["rank 1", "rank 2"]
     code, _, err = cli(capsys, "export", session_file, "--rank", "99", "-o", out_file)
     assert code == 2 and "no rank 99" in err
+
+
+def test_a_session_without_node_times_prices_measured_only(tmp_path):
+    model = tmp_path / "skip.onnx"
+    onnx.save(skip_model(), model)
+    a = analyze(model)
+    s = Session.create(tmp_path / "n.omdp", a, Chain.of([DeviceSpec("only")]), [])
+    s.record_result("only", (0, a.n), load_ms=1.0, samples=[2.0],
+                    stats={"median": 2.0, "p10": 2.0, "p90": 2.0})
+    assert s.node_times_frame().empty
+    inst = instance_from_session(s)
+    assert inst.estimated_ms is None and inst.compute_ms[0, 0, 1] == 2.0

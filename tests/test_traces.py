@@ -42,8 +42,8 @@ def test_real_trace_loads_with_its_outages():
         ("0 10\n1 abc\n", 2, "expected '<seconds> <Mbit/s>'"),
         ("0 10\n1 2 3\n", 2, "expected '<seconds> <Mbit/s>'"),
         ("0 10\n\n1\n", 3, "expected '<seconds> <Mbit/s>'"),
-        ("0 10\n2 10\n2 11\n", 3, "does not increase"),
-        ("0 10\n2 10\n1 11\n", 3, "does not increase"),
+        ("0 10\n2 10\n1 11\n", 3, "goes back"),
+        ("0 10\n2 10\n2 11\n1.5 3\n", 4, "goes back"),
         ("0 10\n1 -5\n", 2, "negative"),
         ("-1 10\n", 1, "negative"),
         ("0 nan\n", 1, "not finite"),
@@ -57,6 +57,12 @@ def test_trace_errors_name_file_and_line(tmp_path, text, line, what):
     msg = str(err.value)
     assert f"{path}:{line}:" in msg and what in msg
     assert "\n" not in msg and err.value.fix
+
+
+def test_samples_sharing_a_time_stamp_are_averaged():
+    tr = parse_trace("504 117.0\n505 90.5\n505 115.5\n506 90\n")
+    assert tr.times_s.tolist() == [504, 505, 506]
+    assert tr.mbps.tolist() == [117.0, 103.0, 90.0]
 
 
 def test_missing_and_empty_trace_files(tmp_path):

@@ -1,0 +1,259 @@
+"""The OMDP Textual app: a session picker, then four screens over one open workspace.
+
+The engine does the work; the app shows it and drives it. Long work (opening a model,
+profiling, checking devices) runs in workers that post typed messages
+(`omdp_tui.messages`); errors reach the user as a toast or a modal, never as a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.theme import Theme
+from textual.worker import Worker, WorkerState
+
+from backend.errors import OmdpError
+from omdp_tui import settings
+from omdp_tui.messages import WorkspaceFailed, WorkspaceOpened
+from omdp_tui.screens.devices import DevicesScreen
+from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
+from omdp_tui.screens.graph import GraphScreen
+from omdp_tui.screens.partitions import PartitionsScreen
+from omdp_tui.screens.picker import LoadingScreen, PickerScreen
+from omdp_tui.screens.profile import ProfileScreen
+from omdp_tui.themes import DEFAULT_THEME, load_themes
+from omdp_tui.workspace import Workspace, open_workspace, prepare
+
+SCREEN_NAMES = ("graph", "devices", "profile", "partitions")
+
+
+@dataclass
+class Launch:
+    """What to open, from the command line or the picker."""
+
+    kind: str = "picker"  # "picker" | "model" | "session" | "demo"
+    model: str | None = None
+    session: Path | None = None
+    devices: Path | None = None
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    demo_options: dict = field(default_factory=dict)  # tests shrink the demo here
+    prepared: Workspace | None = None  # kind "workspace": already open (tests, embedding)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Launch:
+        from backend.analysis import parse_input_shapes
+
+        verb = getattr(args, "verb", None)
+        session = Path(args.session) if getattr(args, "session", None) else None
+        if verb == "demo":
+            return cls("demo", session=session)
+        if verb == "tui":
+            shapes = parse_input_shapes(getattr(args, "input_shape", []))
+            devices = Path(args.devices) if getattr(args, "devices", None) else None
+            if args.model:
+                return cls("model", args.model, session, devices, shapes)
+            if session is not None:
+                return cls("session", session=session, devices=devices)
+        return cls("picker")
+
+
+class OmdpApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "OMDP"
+    MODES: ClassVar = {"graph": GraphScreen, "devices": DevicesScreen,
+                       "profile": ProfileScreen, "partitions": PartitionsScreen}
+    HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS: ClassVar = [
+        Binding("1", "show('graph')", "Graph", show=False,
+                id="screen.graph"),
+        Binding("2", "show('devices')", "Devices", show=False,
+                id="screen.devices"),
+        Binding("3", "show('profile')", "Profile", show=False,
+                id="screen.profile"),
+        Binding("4", "show('partitions')", "Partitions", show=False,
+                id="screen.partitions"),
+        Binding("ctrl+s", "save_as", "Save as", show=False, id="session.save_as"),
+        Binding("q", "quit", "Quit", show=False, id="app.quit"),
+    ]
+
+    def __init__(self, launch: Launch | None = None) -> None:
+        super().__init__()
+        self.launch = launch or Launch()
+        self.workspace: Workspace | None = None
+        found = load_themes()
+        self.theme_errors = found.errors
+        for theme in found.themes.values():
+            self.register_theme(theme)
+        self.omdp_themes: list[str] = sorted(found.themes)
+        wanted = settings.load_settings().get("theme", DEFAULT_THEME)
+        self.theme = wanted if wanted in self.available_themes else (
+            DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark")
+
+    # -- startup -----------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        if self.launch.kind == "picker":
+            return PickerScreen()
+        return LoadingScreen(self._loading_text(self.launch))
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return {"chart-bytes": "#4f9de8", "chart-flops": "#57ab5a",
+                "chart-transfer": "#f0a04b"}
+
+    def on_mount(self) -> None:
+        for error in self.theme_errors:
+            self.notify(error, title="Theme not loaded", severity="error", timeout=10)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.launch.kind != "picker":
+            self.open(self.launch)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        error = settings.save_setting("theme", theme.name)
+        if error:
+            self.notify(error, severity="warning")
+
+    @staticmethod
+    def _loading_text(launch: Launch) -> str:
+        if launch.kind == "demo":
+            return "Preparing the demo session (YOLOv5n, glasses → phone → cloud)…"
+        what = launch.model or (launch.session.name if launch.session else "session")
+        return f"Opening {what}…"
+
+    def open(self, launch: Launch) -> None:
+        """Open a workspace in a thread: a big model takes seconds to build and analyse."""
+        if not isinstance(self.screen, LoadingScreen):
+            self.push_screen(LoadingScreen(self._loading_text(launch)))
+        self._open_worker(launch)
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def _open_worker(self, launch: Launch) -> None:
+        """The slow part (building and analysing the model) off the UI thread."""
+        if launch.prepared is not None:
+            self.post_message(WorkspaceOpened(launch.prepared))
+            return
+        try:
+            opened = prepare(launch)
+        except OmdpError as exc:
+            self.post_message(WorkspaceFailed(str(exc)))
+        except Exception as exc:  # an engine bug must not kill the UI: show it
+            self.post_message(WorkspaceFailed(f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(WorkspaceOpened(opened))
+
+    @on(WorkspaceOpened)
+    async def _opened(self, message: WorkspaceOpened) -> None:
+        """Create or resume the session here: its connection belongs to this thread."""
+        ws = message.workspace
+        if not isinstance(ws, Workspace):
+            try:
+                ws = open_workspace(ws)
+            except OmdpError as exc:
+                self.post_message(WorkspaceFailed(str(exc)))
+                return
+            except Exception as exc:  # sqlite errors, engine bugs: a dialog, not a crash
+                self.post_message(WorkspaceFailed(f"{type(exc).__name__}: {exc}"))
+                return
+        self.workspace = ws
+        self.workspace.on_save_error = self._save_failed
+        start = self.workspace.get_ui("screen", "graph")
+        await self.switch_mode(start if start in SCREEN_NAMES else "graph")
+
+    def _save_failed(self, error: str) -> None:
+        self.notify(error, title="Not saved", severity="error", timeout=10)
+
+    @on(WorkspaceFailed)
+    def _open_failed(self, message: WorkspaceFailed) -> None:
+        def back_to_picker(_: None) -> None:
+            if isinstance(self.screen, LoadingScreen):
+                self.pop_screen() if len(self.screen_stack) > 1 else None
+            if not isinstance(self.screen, PickerScreen):
+                self.push_screen(PickerScreen())
+
+        self.push_screen(ErrorDialog("Cannot open", message.error), back_to_picker)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Any worker that dies with an exception is reported, never fatal."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.name} failed",
+                        severity="error", timeout=10)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("show", "save_as"):
+            return self.workspace is not None
+        return True
+
+    async def action_show(self, name: str) -> None:
+        if self.workspace is not None and name in SCREEN_NAMES:
+            await self.switch_mode(name)
+
+    def action_save_as(self) -> None:
+        ws = self.workspace
+        if ws is None:
+            return
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                ws.save_as(Path(path))
+            except (OmdpError, OSError, sqlite3.Error) as exc:  # bad path, full disk...
+                self.notify(f"cannot save to {path}: {exc}", severity="error", timeout=8)
+                return
+            self.screen.query_one("TitleBar").info = ws.title  # type: ignore[attr-defined]
+            self.notify(f"session saved as {ws.session_path}")
+
+        current = str(ws.session_path) if ws.session_path else "sessions/untitled.omdp"
+        self.push_screen(TextPrompt("Save session as", "File name:", current,
+                                    check=_check_save_path), chosen)
+
+    # -- command palette ---------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name in self.omdp_themes:
+            yield SystemCommand(f"Theme: {name}", f"Switch to the {name} theme (remembered)",
+                                lambda n=name: setattr(self, "theme", n))
+        seen: set[str] = set()
+        for binding_info in screen.active_bindings.values():
+            binding = binding_info.binding
+            if not binding.description or binding.action in seen:
+                continue
+            if not binding_info.enabled:
+                continue
+            seen.add(binding.action)
+            node = binding_info.node
+            yield SystemCommand(
+                binding.description,
+                f"{binding.id or binding.action} — key {self.get_key_display(binding)}",
+                lambda n=node, a=binding.action: self.call_later(n.run_action, a),
+            )
+
+
+def _check_save_path(text: str) -> str | None:
+    if not text:
+        return "give a file name"
+    p = Path(text)
+    if p.exists() and p.is_dir():
+        return f"{p} is a folder: give a file name in it"
+    if not p.parent.exists() and str(p.parent) not in ("", "."):
+        return f"folder {p.parent} does not exist"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point for `omdp`, `omdp tui` and `omdp demo` (see omdp_tui.main)."""
+    app = OmdpApp(Launch.from_args(args))
+    result = app.run()
+    return int(result or 0) if app.return_code in (None, 0) else app.return_code or 1

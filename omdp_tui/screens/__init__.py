@@ -1,0 +1,1 @@
+"""The app's screens: the session picker and the four workspace screens."""

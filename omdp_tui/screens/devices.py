@@ -1,0 +1,231 @@
+"""The devices screen: the chain in order, its links, and whether each device answers.
+
+Devices are edited in a validated modal form (the engine's SSH and runtime checks);
+`c` checks every device at once in a worker — for a local device that means starting the
+agent and showing its hello. Links show what the operator typed next to what was
+measured (empty until measured), since the gap between the two is worth seeing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Label, Static
+
+from backend.devices import format_cpus
+from backend.errors import OmdpError
+from omdp_tui.devices_form import (
+    GRAPH_OPTS,
+    KINDS,
+    RUNTIMES,
+    check_form,
+    device_from_form,
+)
+from omdp_tui.messages import ConnectionChecked
+from omdp_tui.screens.base import WorkspaceScreen
+from omdp_tui.screens.dialogs import ErrorDialog
+from omdp_tui.screens.form import Field, FormDialog
+from omdp_tui.widgets.step_input import fmt
+
+
+def _where(spec: dict) -> str:
+    if spec.get("kind") != "ssh":
+        return "local"
+    user = f"{spec['user']}@" if spec.get("user") else ""
+    return f"{user}{spec.get('host', '?')}"
+
+
+def _runtime(spec: dict) -> str:
+    name = spec.get("runtime", "onnxruntime")
+    opt = spec.get("graph_opt")
+    return f"ort opt={opt}" if opt and opt != "all" else name
+
+
+def _opt(value: float | None, digits: int = 1) -> Text:
+    return Text("–" if value is None else f"{value:.{digits}f}", justify="right")
+
+
+class DevicesScreen(WorkspaceScreen):
+    NAME = "devices"
+    BINDINGS: ClassVar = [
+        Binding("a", "add", "Add", id="devices.add"),
+        Binding("e,enter", "edit", "Edit", key_display="e", id="devices.edit"),
+        Binding("delete,x", "remove", "Remove", key_display="x", id="devices.remove"),
+        Binding("K", "move(-1)", "Move up", id="devices.up"),
+        Binding("J", "move(1)", "Move down", id="devices.down"),
+        Binding("c", "check", "Check all", id="devices.check"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_title()
+        yield Label("Devices (chain order: first = where the input is produced)",
+                    classes="section")
+        yield DataTable(id="device-table", cursor_type="row")
+        yield Static("", id="device-details")
+        yield Label("Links (typed vs measured)", classes="section")
+        yield DataTable(id="link-table", cursor_type="row")
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        devices = self.query_one("#device-table", DataTable)
+        for key, label, width in (("name", "name", 10), ("where", "where", 14),
+                                  ("runtime", "runtime", 15), ("threads", "thr", 3),
+                                  ("cpus", "cpus", 4), ("status", "status", 18)):
+            devices.add_column(label, key=key, width=width)
+        links = self.query_one("#link-table", DataTable)
+        for key, label, width in (("name", "link", 18), ("bw", "typed Mbit/s", 12),
+                                  ("lat", "typed ms", 8), ("mbw", "measured Mbit/s", 15),
+                                  ("mlat", "measured ms", 11)):
+            links.add_column(Text(label, justify="right") if key != "name" else label,
+                             key=key, width=width)
+        self.status: dict[str, Text] = {}
+        self._fill()
+        devices.focus()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self._fill()  # link values may have been changed on the partitions screen
+
+    def _fill(self) -> None:
+        devices = self.query_one("#device-table", DataTable)
+        row = devices.cursor_row
+        devices.clear()
+        for spec in self.ws.device_specs:
+            devices.add_row(spec["name"], _where(spec), _runtime(spec),
+                            str(spec.get("threads", "")),
+                            format_cpus(spec["cpus"]) if spec.get("cpus") else "",
+                            self.status.get(spec["name"], Text("not checked", style="dim")),
+                            key=spec["name"])
+        if devices.row_count:
+            devices.move_cursor(row=min(row, devices.row_count - 1), animate=False)
+        self._show_details()
+        links = self.query_one("#link-table", DataTable)
+        links.clear()
+        for link in self.ws.links:
+            links.add_row(link.name, Text(fmt(link.bandwidth_mbps), justify="right"),
+                          Text(fmt(link.latency_ms), justify="right"),
+                          _opt(link.measured_bandwidth_mbps), _opt(link.measured_latency_ms),
+                          key=link.name)
+
+    def _show_details(self) -> None:
+        index = self._current()
+        details = self.query_one("#device-details", Static)
+        if index is None:
+            details.update("no devices: a adds one")
+            return
+        spec = self.ws.device_specs[index]
+        status = self.status.get(spec["name"])
+        details.update(Text.assemble((f"{spec['name']}: ", "bold"),
+                                     status if status is not None else "c checks it"))
+
+    @on(DataTable.RowHighlighted, "#device-table")
+    def _highlighted(self) -> None:
+        self._show_details()
+
+    def _current(self) -> int | None:
+        table = self.query_one("#device-table", DataTable)
+        return table.cursor_row if table.row_count else None
+
+    # -- editing ---------------------------------------------------------------------------
+
+    def _form(self, title: str, index: int | None) -> None:
+        spec = self.ws.device_specs[index] if index is not None else {}
+        taken = {s["name"] for i, s in enumerate(self.ws.device_specs) if i != index}
+        fields = [
+            Field("name", "Name:", spec.get("name", ""), required=True,
+                  placeholder="e.g. glasses"),
+            Field("kind", "Kind:", spec.get("kind", "local"), options=KINDS),
+            Field("host", "SSH host:", spec.get("host", ""), placeholder="ssh only"),
+            Field("user", "SSH user:", spec.get("user", ""), placeholder="ssh only"),
+            Field("port", "SSH port:", spec.get("port", ""), placeholder="22"),
+            Field("runtime", "Runtime:", spec.get("runtime", "onnxruntime"), options=RUNTIMES),
+            Field("threads", "Threads:", spec.get("threads", ""), placeholder="runtime default"),
+            Field("graph_opt", "ORT graph opt:", spec.get("graph_opt", "all"),
+                  options=GRAPH_OPTS),
+            Field("cpus", "CPUs:", format_cpus(spec["cpus"]) if spec.get("cpus") else "",
+                  placeholder="e.g. 0 or 0-1"),
+        ]
+
+        def done(values: dict | None) -> None:
+            if values is None:
+                return
+            if self._change(lambda: self.ws.set_device(index, device_from_form(values, taken))):
+                self.notify(f"device {values['name']} saved; segments it measured under other "
+                            "options are profiled again")
+
+        self.app.push_screen(FormDialog(title, fields, lambda v: check_form(v, taken)), done)
+
+    def action_add(self) -> None:
+        self._form("Add a device (at the end of the chain)", None)
+
+    def action_edit(self) -> None:
+        index = self._current()
+        if index is None:
+            self.action_add()
+            return
+        self._form(f"Edit device {self.ws.device_specs[index]['name']}", index)
+
+    def action_remove(self) -> None:
+        index = self._current()
+        if index is None:
+            return
+        name = self.ws.device_specs[index]["name"]
+        if self._change(lambda: self.ws.remove_device(index)):
+            self.notify(f"device {name} removed")
+
+    def action_move(self, delta: int) -> None:
+        index = self._current()
+        if index is None:
+            return
+        if not self._change(lambda: self.ws.move_device(index, delta)):
+            return
+        table = self.query_one("#device-table", DataTable)
+        table.move_cursor(row=max(0, min(index + delta, table.row_count - 1)), animate=False)
+
+    def _change(self, change) -> bool:
+        """Apply a chain change; the engine's refusal (measured chains are fixed) is shown
+        with its reason and fix."""
+        try:
+            change()
+        except OmdpError as exc:
+            self.app.push_screen(ErrorDialog("Chain not changed", str(exc)))
+            return False
+        self._fill()
+        return True
+
+    # -- checking --------------------------------------------------------------------------
+
+    def action_check(self) -> None:
+        for spec in self.ws.device_specs:
+            self.status[spec["name"]] = Text("checking…", style="italic")
+        self._fill()
+        self._check_all([dict(s) for s in self.ws.device_specs])
+
+    @work(exclusive=True, group="check", exit_on_error=False)
+    async def _check_all(self, specs: list[dict]) -> None:
+        async def one(spec: dict) -> None:
+            try:
+                ok, detail = await self.ws.check_device(spec)
+            except Exception as exc:  # a bad field or a bug: report it on the row
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            self.post_message(ConnectionChecked(spec["name"], ok, detail))
+
+        await asyncio.gather(*(one(s) for s in specs))
+
+    @on(ConnectionChecked)
+    def _checked(self, message: ConnectionChecked) -> None:
+        style = "green" if message.ok else "bold red"
+        self.status[message.device] = Text(("ok · " if message.ok else "✗ ") + message.detail,
+                                           style=style)
+        table = self.query_one("#device-table", DataTable)
+        if message.device in table.rows:
+            table.update_cell(message.device, "status", self.status[message.device])
+        self._show_details()
+        if not message.ok:
+            self.notify(f"{message.device}: {message.detail}", title="Device check failed",
+                        severity="error", timeout=10)

@@ -1,0 +1,459 @@
+"""The partitions screen: type link conditions, see the K best partitions re-ranked at once.
+
+Re-ranking is the engine's `Ranker.rank` (~1 ms): the screen calls it on every valid
+keystroke in a bandwidth/latency/K field and on every option change, then refills the
+top-K table (K rows) and the bar chart of the highlighted partition.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable, Input, Label
+
+from backend.errors import OmdpError
+from omdp_tui.messages import TraceLoaded
+from omdp_tui.screens.base import WorkspaceScreen
+from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
+from omdp_tui.screens.form import Field, FormDialog
+from omdp_tui.widgets.path_chart import PathChart
+from omdp_tui.widgets.step_input import StepInput, fmt
+from omdp_tui.widgets.trace_bar import TraceBar
+from omdp_tui.workspace import COST_MODELS, OBJECTIVES, Playback, load_trace
+
+PLAY_INTERVAL_S = 0.2  # one trace step per tick while playing
+
+MAX_BANDWIDTH = 100_000.0  # Mbit/s
+MAX_LATENCY = 10_000.0  # ms
+MAX_K = 100
+
+
+def _short_stage(name: str) -> str:
+    """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone'."""
+    if name.startswith("compute "):
+        return name[len("compute "):]
+    if name.startswith("link "):
+        return name[len("link "):].replace("-", "→", 1)
+    return name
+
+
+def _ms_text(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    if value < 1:
+        return f"{value:.3f}"
+    if value < 1000:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def _set(label: Label, text: str | Text) -> None:
+    """Update a label only when its text changes (an update costs a layout pass)."""
+    if str(getattr(label, "_omdp_text", None)) != str(text):
+        label._omdp_text = text  # type: ignore[attr-defined]
+        label.update(text)
+
+
+def _cell(text: str, right: bool) -> Text:
+    return Text(text, justify="right" if right else "left")
+
+
+class PartitionsScreen(WorkspaceScreen):
+    NAME = "partitions"
+    BINDINGS: ClassVar = [
+        Binding("c", "cycle_cost_model", "Cost", id="partitions.cost_model"),
+        Binding("o", "cycle_objective", "Objective", id="partitions.objective"),
+        Binding("b", "focus_links", "Links", id="partitions.links"),
+        Binding("k", "focus_k", "K", id="partitions.k"),
+        Binding("e", "export", "Export", id="partitions.export"),
+        Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
+        Binding("p", "play", "Play/pause", id="partitions.trace_play"),
+        Binding("left_square_bracket", "trace_step(-1)", "Step back", key_display="[",
+                id="partitions.trace_back"),
+        Binding("right_square_bracket", "trace_step(1)", "Step", key_display="]",
+                id="partitions.trace_next"),
+        Binding("r", "robust", "Robust", id="partitions.robust"),
+        Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
+        Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_title()
+        with Vertical(id="links-box"):
+            for i, link in enumerate(self.ws.links):
+                with Horizontal(classes="link-row"):
+                    yield Label(link.name, classes="link-name")
+                    yield StepInput(link.bandwidth_mbps, 0.01, MAX_BANDWIDTH, what="bandwidth",
+                                    id=f"bw-{i}", classes="link-bw")
+                    yield Label("Mbit/s", classes="unit")
+                    yield StepInput(link.latency_ms, 0.0, MAX_LATENCY, what="latency",
+                                    id=f"lat-{i}", classes="link-lat")
+                    yield Label("ms", classes="unit")
+                    yield Label(self._measured(link), classes="link-measured")
+        with Horizontal(id="rank-options"):
+            yield Label("K", classes="unit")
+            yield StepInput(self.ws.k, 1, MAX_K, integer=True, what="K", id="rank-k")
+            yield Label("", id="rank-mode")
+            yield Label("", id="rank-status")
+        yield DataTable(id="topk-table", cursor_type="row", zebra_stripes=True)
+        yield PathChart(id="path-chart")
+        yield TraceBar(id="trace-bar")
+        yield from self.compose_footer()
+
+    @staticmethod
+    def _measured(link) -> str:
+        if link.measured_bandwidth_mbps is None:
+            return "measured: –"
+        lat = "" if link.measured_latency_ms is None else f" {fmt(link.measured_latency_ms)}ms"
+        return f"measured: {fmt(round(link.measured_bandwidth_mbps, 1))}{lat}"
+
+    playback: Playback | None = None
+    _timer = None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Playback keys exist only while a trace is loaded (keeps the footer short)."""
+        if action in ("play", "trace_step", "robust", "close_trace"):
+            return self.playback is not None
+        return True
+
+    def on_mount(self) -> None:
+        table = self.query_one("#topk-table", DataTable)
+        table.add_column("#", key="rank", width=2)
+        table.add_column("cuts", key="cuts", width=10)
+        table.add_column(Text("total", justify="right"), key="total", width=7)
+        for d, name in enumerate(self.ws.devices):
+            table.add_column(Text(name[:7], justify="right"), key=f"dev{d}", width=7)
+        table.add_column(Text("xfer", justify="right"), key="xfer", width=6)
+        table.add_column("bottleneck", key="bottleneck", width=13)
+        self.rerank()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self.rerank()  # measurements may have arrived while another screen was shown
+
+    # -- ranking ---------------------------------------------------------------------------
+
+    def rerank(self) -> None:
+        """Rank with the current fields and show the result (called on every change)."""
+        ws = self.ws
+        mode = self.query_one("#rank-mode", Label)
+        _set(mode, self._mode_text())
+        status = self.query_one("#rank-status", Label)
+        chart = self.query_one(PathChart)
+        table = self.query_one("#topk-table", DataTable)
+        instance = ws.current_instance()
+        if instance is None:
+            table.clear()
+            self._shown = []
+            _set(status, "")
+            chart.show(None, "nothing measured yet: profile on screen 3 first")
+            return
+        if ws.cost_model == "estimated" and instance.estimated_ms is None:
+            ws.set_ranking_options(cost_model="measured")
+            self.notify("no per-node estimates in this session: ranking by measured times",
+                        severity="warning")
+            _set(mode, self._mode_text())
+        started = time.perf_counter()
+        playback = self.playback
+        try:
+            ranking = ws.rank(playback.bandwidths() if playback else None)
+        except Exception as exc:  # an engine error must reach the user, not crash the app
+            _set(status, "")
+            chart.show(None, f"cannot rank: {exc}")
+            return
+        elapsed = (time.perf_counter() - started) * 1000
+        self.last_rank_ms = elapsed
+        self._fill(ranking)
+        _set(status, f"{len(ranking)} of ≤{ws.k}")
+        self._show_trace()
+
+    def _mode_text(self) -> str:
+        return f"{self.ws.cost_model} · {self.ws.objective}"
+
+    def _fill(self, ranking) -> None:
+        """Show a ranking. With as many rows as before, only the cells that changed are
+        updated in place: no row is added or removed, so no layout pass (the costly part
+        of a keystroke); otherwise the rows are rebuilt."""
+        table = self.query_one("#topk-table", DataTable)
+        self.partitions = ranking.partitions() if ranking is not None else []
+        keep = self.ws.selected_cuts
+        rows = []
+        target = 0
+        for row, p in enumerate(self.partitions):
+            if p.cuts == keep:
+                target = row
+            xfer = sum(t.ms for t in p.transfers)
+            cells = [(str(p.rank), False), (",".join(map(str, p.cuts)), False),
+                     (_ms_text(p.total_ms), True)]
+            cells += [(_ms_text(s.compute_ms if s.start != s.end else None), True)
+                      for s in p.stages]
+            cells += [(_ms_text(xfer if p.transfers else None), True),
+                      (_short_stage(p.bottleneck), False)]
+            rows.append(cells)
+        shown: list[list[tuple[str, bool]]] = getattr(self, "_shown", [])
+        if len(rows) == len(shown) and table.row_count == len(rows):
+            for r, (new, old) in enumerate(zip(rows, shown, strict=True)):
+                for c, (cell, was) in enumerate(zip(new, old, strict=True)):
+                    if cell != was:
+                        table.update_cell_at(Coordinate(r, c), _cell(*cell))
+        else:
+            table.clear()
+            for r, cells in enumerate(rows):
+                table.add_row(*(_cell(*cell) for cell in cells), key=f"r{r}")
+        self._shown = rows
+        self.row_cuts = [row[1][0] for row in rows]
+        if self.partitions:
+            if table.cursor_row != target:
+                table.move_cursor(row=target, animate=False)
+            self._select(self.partitions[target])
+        else:
+            self.query_one(PathChart).show(None, "no feasible partition for these links")
+
+    def _select(self, partition) -> None:
+        self.query_one(PathChart).show(partition)
+        self.ws.select_partition(partition)
+
+    @on(DataTable.RowHighlighted, "#topk-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        row = event.cursor_row
+        if 0 <= row < len(getattr(self, "partitions", [])):
+            self._select(self.partitions[row])
+
+    @on(Input.Changed, ".link-bw, .link-lat, #rank-k")
+    def _field_changed(self, event: Input.Changed) -> None:
+        field = event.input
+        assert isinstance(field, StepInput)
+        if event.validation_result is not None and not event.validation_result.is_valid:
+            reason = "; ".join(event.validation_result.failure_descriptions)
+            _set(self.query_one("#rank-status", Label), Text(reason, style="bold red"))
+            return
+        value = field.number
+        if value is None:
+            return
+        wid = field.id or ""
+        if wid == "rank-k":
+            self.ws.set_ranking_options(k=int(value))
+        else:
+            kind, index = wid.split("-")
+            link = self.ws.links[int(index)]
+            if kind == "bw":
+                self.ws.set_link(link.name, bandwidth_mbps=value)
+            else:
+                self.ws.set_link(link.name, latency_ms=value)
+            self._reanalyse_trace()
+        self.rerank()
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_cycle_cost_model(self) -> None:
+        models = list(COST_MODELS)
+        nxt = models[(models.index(self.ws.cost_model) + 1) % len(models)]
+        self.ws.set_ranking_options(cost_model=nxt)
+        self.rerank()
+        self._reanalyse_trace()
+
+    def action_cycle_objective(self) -> None:
+        objs = list(OBJECTIVES)
+        nxt = objs[(objs.index(self.ws.objective) + 1) % len(objs)]
+        self.ws.set_ranking_options(objective=nxt)
+        self.rerank()
+        self._reanalyse_trace()
+
+    def action_focus_links(self) -> None:
+        if self.ws.links:
+            self.query_one("#bw-0", StepInput).focus()
+
+    def action_focus_k(self) -> None:
+        self.query_one("#rank-k", StepInput).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#topk-table", DataTable).focus()
+
+    def action_export(self) -> None:
+        cuts = self.ws.selected_cuts
+        chosen = next((p for p in getattr(self, "partitions", []) if p.cuts == cuts), None)
+        if chosen is None:
+            self.notify("select a partition in the table first (the robust choice must be in "
+                        "the top K to export it)", severity="warning")
+            return
+
+        def write(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                written = self.ws.export(chosen, Path(path))
+            except (OSError, ValueError, OmdpError) as exc:
+                self.app.push_screen(ErrorDialog("Export failed", str(exc)))
+                return
+            self.ws.set_ui("partitions.export_path", str(written))
+            self.notify(f"partition {','.join(map(str, chosen.cuts))} written to {written}")
+
+        self.app.push_screen(TextPrompt("Export the selected partition",
+                                        "JSON file:", str(self.ws.default_export_path(cuts))),
+                             write)
+
+    # -- trace playback --------------------------------------------------------------------
+
+    def action_load_trace(self) -> None:
+        if self.ws.current_instance() is None:
+            self.notify("nothing measured yet: profile first, then replay a trace",
+                        severity="warning")
+            return
+        last = self.ws.get_ui("partitions.trace") or {}
+        names = [x.name for x in self.ws.links]
+        fields = [
+            Field("path", "Trace file:", last.get("path", ""), required=True,
+                  placeholder="<seconds> <Mbit/s> per line"),
+            Field("link", "Link:", last.get("link", names[0]) if last.get("link") in names
+                  else names[0], options=names),
+        ]
+        self.app.push_screen(FormDialog("Replay a bandwidth trace", fields), self._trace_chosen)
+
+    def _trace_chosen(self, values: dict | None) -> None:
+        if not values:
+            return
+        try:
+            inputs = self.ws.trace_inputs()  # reads the session: here, on the UI thread
+        except OmdpError as exc:
+            self.app.push_screen(ErrorDialog("Cannot replay the trace", str(exc)))
+            return
+        self.query_one(TraceBar).show(None, 0, f"loading {values['path']}…")
+        self._start_trace(inputs, values["path"], values["link"], 0)
+
+    def _start_trace(self, inputs: tuple, path: str, link: str, step: int) -> None:
+        self._trace_gen = getattr(self, "_trace_gen", 0) + 1
+        self._load_trace(inputs, path, link, step, self._trace_gen)
+
+    def _reanalyse_trace(self) -> None:
+        """The robust choice and per-step optimum depend on the cost model, objective and
+        the other links' values: replay again (in a worker) when they change."""
+        pb = self.playback
+        if pb is None:
+            return
+        try:
+            inputs = self.ws.trace_inputs()
+        except OmdpError:
+            return
+        self._start_trace(inputs, pb.path, pb.link, pb.step)
+
+    @work(thread=True, exclusive=True, group="trace", exit_on_error=False)
+    def _load_trace(self, inputs: tuple, path: str, link: str, step: int, gen: int) -> None:
+        try:
+            playback = load_trace(*inputs, path, link)
+        except OmdpError as exc:
+            self.post_message(TraceLoaded(None, str(exc), gen))
+        else:
+            playback.step = min(step, len(playback.timeline) - 1)
+            self.post_message(TraceLoaded(playback, None, gen))
+
+    @on(TraceLoaded)
+    def _trace_loaded(self, message: TraceLoaded) -> None:
+        if message.generation != getattr(self, "_trace_gen", 0):
+            return  # an older replay finished after a newer one was asked for
+        if message.playback is None:
+            self.query_one(TraceBar).show(None, 0, "")
+            self.app.push_screen(ErrorDialog("Cannot replay the trace", message.error or ""))
+            return
+        if self.playback is not None:  # a re-analysis: keep playing if it was
+            message.playback.playing = self.playback.playing
+            self.playback = message.playback
+            self.rerank()
+            return
+        self.playback = message.playback
+        self.ws.set_ui("partitions.trace", {"path": self.playback.path,
+                                            "link": self.playback.link})
+        self.refresh_bindings()
+        self.notify(f"{len(self.playback.timeline)} steps on {self.playback.link}: "
+                    "p plays, [ ] step, r selects the robust choice, x ends")
+        self.rerank()
+
+    def action_play(self) -> None:
+        pb = self.playback
+        if pb is None:
+            self.notify("no trace loaded: t loads one", severity="warning")
+            return
+        pb.playing = not pb.playing
+        if pb.playing:
+            if pb.step >= len(pb.timeline) - 1:
+                pb.step = 0
+            self._timer = self.set_interval(PLAY_INTERVAL_S, self._tick)
+        elif self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self._show_trace()
+
+    def _tick(self) -> None:
+        pb = self.playback
+        if pb is None:
+            return
+        if pb.step >= len(pb.timeline) - 1:
+            self.action_play()  # reached the end: pause
+            return
+        pb.step += 1
+        self.rerank()
+
+    def action_trace_step(self, delta: int) -> None:
+        pb = self.playback
+        if pb is None:
+            self.notify("no trace loaded: t loads one", severity="warning")
+            return
+        pb.step = min(len(pb.timeline) - 1, max(0, pb.step + delta))
+        self.rerank()
+
+    def action_robust(self) -> None:
+        pb = self.playback
+        choice = pb.analysis.best_mean if pb else None
+        if choice is None:
+            self.notify("no robust choice: load a trace with t", severity="warning")
+            return
+        key = ",".join(map(str, choice.cuts))
+        table = self.query_one("#topk-table", DataTable)
+        if key in getattr(self, "row_cuts", []):
+            table.move_cursor(row=self.row_cuts.index(key), animate=False)
+        else:
+            self.notify(f"robust choice {key} is not in this step's top {self.ws.k}: raise K "
+                        "(k) to see and export it", severity="warning")
+
+    def action_close_trace(self) -> None:
+        if self.playback is None:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.playback = None
+        self.refresh_bindings()
+        self.rerank()
+
+    def _show_trace(self) -> None:
+        bar = self.query_one(TraceBar)
+        pb = self.playback
+        if pb is None:
+            bar.show(None, 0, "")
+            return
+        tl, an = pb.timeline, pb.analysis
+        bw = float(tl.bandwidth_mbps[pb.step, pb.link_index])
+        best = an.optimal_cuts[pb.step]
+        best_ms = float(an.optimal_ms[pb.step])
+        state = "▶" if pb.playing else "❚❚"
+        now = (f"{state} t={tl.start_s[pb.step]:.0f}s ({pb.step + 1}/{len(tl)}) "
+               f"{pb.link} {bw:.1f} Mbit/s · best now "
+               + ("none" if best is None else f"{','.join(map(str, best))} {best_ms:.1f} ms"))
+        robust = an.best_mean
+        line2 = ("robust: none usable over the whole trace" if robust is None else
+                 f"robust {','.join(map(str, robust.cuts))}: mean {robust.mean_ms:.1f}, "
+                 f"p95 {robust.p95_ms:.1f} ms")
+        often = ", ".join(f"{','.join(map(str, cuts))} {share:.0%}"
+                          for cuts, share in an.shares[:3])
+        if often:
+            line2 += f" · best over time: {often}"
+        bar.show(tl.bandwidth_mbps[:, pb.link_index], pb.step, f"{now}\n{line2}")

@@ -1,0 +1,302 @@
+"""The profile screen: the plan, one progress bar per device, the timings as they arrive.
+
+Profiling is the engine's `backend.jobs.Profiler` (results committed to the session as
+they come). It runs in an async worker that reads its events through `batching.pump`
+and posts `ProfileBatch` messages (≤10 a second); the handler applies a batch: the timing
+table is updated cell by cell by key (segment row × device column), never rebuilt, and
+only the newest progress of each device in a batch is drawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, ProgressBar, RichLog
+
+from backend import jobs
+from backend.errors import OmdpError
+from omdp_tui.batching import pump
+from omdp_tui.messages import ProfileBatch, ProfileDone
+from omdp_tui.screens.base import WorkspaceScreen
+from omdp_tui.screens.dialogs import ErrorDialog
+from omdp_tui.units import duration
+
+
+def segment_key(a: int, b: int) -> str:
+    return f"{a}:{b}"
+
+
+def timing_cell(row: dict[str, Any] | None, planned: bool = True) -> Text:
+    """'12.3 ±4%': median ms and half the p10–p90 spread relative to it; ✗ for an error,
+    · for planned but not measured yet, blank when the device does not run it."""
+    if row is None:
+        return Text("·" if planned else "", justify="right", style="dim")
+    if row.get("status") == "error":
+        return Text("✗", justify="right", style="bold red")
+    med = row.get("median_ms")
+    if med is None or med != med:
+        return Text("·", justify="right", style="dim")
+    p10, p90 = row.get("p10_ms"), row.get("p90_ms")
+    spread = (p90 - p10) / 2 / med * 100 if med > 0 and p10 == p10 and p90 == p90 else 0.0
+    digits = 3 if med < 1 else 1
+    return Text(f"{med:.{digits}f} ±{spread:.0f}%", justify="right")
+
+
+class ProfileScreen(WorkspaceScreen):
+    NAME = "profile"
+    BINDINGS: ClassVar = [
+        Binding("s", "start", "Start", id="profile.start"),
+        Binding("p", "pause", "Pause/resume", id="profile.pause"),
+        Binding("x", "cancel", "Cancel", id="profile.cancel"),
+        Binding("l", "focus_log", "Log", id="profile.log"),
+        Binding("escape", "focus_table", "Table", show=False, id="profile.table"),
+    ]
+
+    profiler: jobs.Profiler | None = None
+    paused = False
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_title()
+        yield Label("", id="plan-summary")
+        with Vertical(id="progress-box"):
+            for i, device in enumerate(self.ws.devices):
+                with Horizontal(classes="progress-row"):
+                    yield Label(device[:10], classes="progress-name")
+                    yield ProgressBar(id=f"bar-{i}", show_eta=False, show_percentage=False)
+                    yield Label("", id=f"state-{i}", classes="progress-state")
+        yield DataTable(id="timing-table", cursor_type="row", zebra_stripes=True)
+        yield RichLog(id="profile-log", max_lines=500, wrap=False, markup=False)
+        yield from self.compose_footer()
+
+    def on_mount(self) -> None:
+        self._chain = list(self.ws.devices)
+        self._build_table()
+        self._show_plan()
+        self.log_line("s profiles what is missing (results are saved as they arrive); "
+                      "p pauses, x cancels", "dim")
+        self.query_one("#timing-table", DataTable).focus()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        if self.profiler is None:
+            if self.ws.devices != self._chain:  # devices added/removed: new progress rows
+                self.app.call_later(self.recompose_for_chain)
+                return
+            self._build_table()  # candidates or devices may have changed elsewhere
+            self._show_plan()
+
+    async def recompose_for_chain(self) -> None:
+        await self.recompose()
+        self.on_mount()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        running = self.profiler is not None
+        if action in ("pause", "cancel"):
+            return running
+        if action == "start":
+            return not running
+        return True
+
+    # -- plan and table --------------------------------------------------------------------
+
+    def _build_table(self) -> None:
+        """One row per planned segment, one column per device; cells fill in as results
+        arrive (segments a device does not run stay blank)."""
+        table = self.query_one("#timing-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("segment", key="segment", width=10)
+        for d, device in enumerate(self.ws.devices):
+            table.add_column(Text(device[:11], justify="right"), key=f"d{d}", width=11)
+        plan = self.ws.plan()
+        planned = {(it.device, it.start, it.end) for it in plan}
+        results = self.ws.results()
+        for a, b in sorted({(it.start, it.end) for it in plan}):
+            cells: list[Any] = [f"[{a},{b})"]
+            for device in self.ws.devices:
+                row = results.get((device, a, b))
+                cells.append(timing_cell(row, (device, a, b) in planned))
+            table.add_row(*cells, key=segment_key(a, b))
+
+    def _show_plan(self) -> None:
+        ws = self.ws
+        plan = ws.plan()
+        missing = ws.missing()
+        parts = " · ".join(f"{d} {sum(it.device == d for it in plan)}" for d in ws.devices)
+        text = (f"Plan: {len(ws.candidates)} candidates → {parts} segments; "
+                f"{len(plan) - len(missing)}/{len(plan)} measured")
+        if missing and self.profiler is None:
+            text += f"; ~{duration(ws.estimate_seconds(missing))} to go (s starts)"
+        self.query_one("#plan-summary", Label).update(text)
+        for i, device in enumerate(ws.devices):
+            total = sum(it.device == device for it in plan)
+            done = total - sum(it.device == device for it in missing)
+            if self.profiler is None:
+                self.query_one(f"#bar-{i}", ProgressBar).update(total=max(1, total),
+                                                                progress=done)
+                state = "done" if done == total else f"{done}/{total}"
+                self.query_one(f"#state-{i}", Label).update(state)
+
+    def log_line(self, text: str, style: str = "") -> None:
+        self.query_one(RichLog).write(Text(text, style=style))
+
+    # -- running ---------------------------------------------------------------------------
+
+    def action_start(self) -> None:
+        ws = self.ws
+        if not ws.candidates:
+            self.notify("no candidates: pick split points on the graph screen (1, then a or m)",
+                        severity="warning")
+            return
+        events: asyncio.Queue = asyncio.Queue()
+        try:
+            profiler, todo = ws.profiler(on_event=events.put_nowait)
+        except (OmdpError, OSError, ValueError, sqlite3.Error) as exc:
+            self.app.push_screen(ErrorDialog("Cannot start profiling", str(exc)))
+            return
+        needs_nodes = ws.node_times_runs > 0 and not all(
+            ws.session.has_node_times(d) for d in ws.devices)
+        if not todo and not needs_nodes:
+            self.notify("everything in the plan is measured: see the partitions screen (4)")
+            return
+        self.profiler = profiler
+        ws.profiling = True
+        self.paused = False
+        self.base = {d: sum(it.device == d for it in ws.plan()) - sum(it.device == d
+                                                                    for it in todo)
+                     for d in ws.devices}
+        self.started = time.monotonic()
+        self.log_line(f"profiling {len(todo)} segments on {len(ws.devices)} devices"
+                      + (" (+ per-node times)" if needs_nodes else ""))
+        self._show_plan()
+        self.refresh_bindings()
+        self._profile(profiler, todo, events)
+
+    @work(exclusive=True, group="profile", exit_on_error=False)
+    async def _profile(self, profiler: jobs.Profiler, todo: list,
+                       events: asyncio.Queue) -> None:
+        async def stream():
+            while True:
+                event = await events.get()
+                yield event
+                if isinstance(event, jobs.RunFinished):
+                    return
+
+        post = lambda batch: self.post_message(ProfileBatch(batch))  # noqa: E731
+        reader = asyncio.ensure_future(pump(stream(), post))
+        try:
+            summary = await profiler.run(todo)
+            await reader
+        except Exception as exc:  # the run broke: what was measured is in the session
+            reader.cancel()
+            self.post_message(ProfileDone("failed", f"{type(exc).__name__}: {exc}"))
+            return
+        state = "cancelled" if summary.stopped else "finished"
+        self.post_message(ProfileDone(state, None, summary))
+
+    @on(ProfileBatch)
+    def _apply(self, message: ProfileBatch) -> None:
+        table = self.query_one("#timing-table", DataTable)
+        latest: dict[str, jobs.Progress] = {}
+        measured: list[jobs.Measured] = []
+        for event in message.events:
+            if isinstance(event, jobs.Progress):
+                latest[event.device] = event  # only the newest one per device is drawn
+            elif isinstance(event, jobs.Measured):
+                measured.append(event)
+                if event.status == "error":
+                    a, b = event.segment
+                    self.log_line(f"{event.device} [{a},{b}): {event.message}", "bold red")
+            elif isinstance(event, jobs.DeviceStarted):
+                v = event.versions
+                rt = ", ".join(f"{k} {v[k]}" for k in ("onnxruntime", "openvino") if v.get(k))
+                self.log_line(f"{event.device}: agent ready ({rt}), {event.total} to measure")
+            elif isinstance(event, jobs.Notice):
+                self.log_line(f"{event.device}: {event.message}", "yellow")
+            elif isinstance(event, jobs.DeviceFailed):
+                self.log_line(f"{event.device} failed: {event.message}", "bold red")
+                self.notify(event.message, title=f"{event.device} failed", severity="error",
+                            timeout=10)
+                self._set_state(event.device, "failed")
+            elif isinstance(event, jobs.DeviceFinished):
+                state = "stopped" if event.stopped else "done"
+                self.log_line(f"{event.device}: {state}, {event.done - event.errors} measured,"
+                              f" {event.errors} errors in {event.seconds:.1f} s")
+                self._set_state(event.device, state)
+        if measured:
+            self.ws.measurements_changed()
+            self._show_plan()
+            rows = self.ws.results()  # one read per batch for the spreads
+            for event in measured:
+                key = segment_key(*event.segment)
+                if key in table.rows and event.device in self.ws.devices:
+                    col = f"d{self.ws.devices.index(event.device)}"
+                    table.update_cell(key, col, timing_cell(rows.get((event.device,
+                                                                      *event.segment))))
+        for progress in latest.values():
+            self._draw_progress(progress)
+
+    def _draw_progress(self, p: jobs.Progress) -> None:
+        if p.device not in self.ws.devices:
+            return
+        i = self.ws.devices.index(p.device)
+        base = self.base.get(p.device, 0)
+        self.query_one(f"#bar-{i}", ProgressBar).update(total=max(1, base + p.total),
+                                                        progress=base + p.done)
+        if self.paused:
+            self._set_state(p.device, f"{base + p.done}/{base + p.total} paused")
+            return
+        seg = f"[{p.segment[0]},{p.segment[1]})" if p.segment else p.phase
+        self._set_state(p.device, f"{base + p.done}/{base + p.total} ETA "
+                                  f"{duration(p.eta_s)} {seg}")
+
+    def _set_state(self, device: str, text: str) -> None:
+        if device in self.ws.devices:
+            self.query_one(f"#state-{self.ws.devices.index(device)}", Label).update(text)
+
+    @on(ProfileDone)
+    def _done(self, message: ProfileDone) -> None:
+        self.profiler = None
+        self.ws.profiling = False
+        self.ws.measurements_changed()
+        self.refresh_bindings()
+        if message.error:
+            self.log_line(f"profiling failed: {message.error}", "bold red")
+            self.notify(message.error, title="Profiling failed", severity="error", timeout=10)
+        else:
+            summary = message.summary
+            failed = f"; failed: {', '.join(summary.failed)}" if summary and summary.failed \
+                else ""
+            self.log_line(f"profiling {message.state}{failed}")
+            self.notify(f"profiling {message.state}: the partitions screen (4) ranks them")
+        self._show_plan()
+
+    def action_pause(self) -> None:
+        profiler = self.profiler
+        if profiler is None:
+            return
+        self.paused = not self.paused
+        if self.paused:
+            profiler.pause()
+            self.log_line("pausing: agents finish their current segment, then wait")
+        else:
+            profiler.resume()
+            self.log_line("resumed")
+
+    def action_cancel(self) -> None:
+        if self.profiler is not None:
+            self.profiler.cancel()
+            self.log_line("cancelling: what is measured stays in the session")
+
+    def action_focus_log(self) -> None:
+        self.query_one(RichLog).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one("#timing-table", DataTable).focus()

@@ -1,0 +1,48 @@
+"""The selected node: its inputs and outputs with shapes, and the cut right after it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from backend.analysis import ModelAnalysis, TensorInfo
+from omdp_tui.units import nbytes, shape, si
+
+
+def _tensor_line(t: TensorInfo, const: bool) -> str:
+    kind = " (weight)" if const else ""
+    return f"{t.name} {shape(t.shape)} {t.dtype} {nbytes(t.bytes)}B{kind}"
+
+
+def describe_node(analysis: ModelAnalysis, index: int, candidate: bool) -> Text:
+    node = analysis.nodes[index]
+    cut = analysis.cuts[index + 1]
+    inits = analysis.index.initializers
+    text = Text(no_wrap=False)
+    text.append(f"#{node.index} {node.name}", style="bold")
+    text.append(f"  {node.op}  params {si(node.params)}  FLOPs {si(node.flops)}")
+    if node.static:
+        text.append("  static (never a cut)", style="italic")
+    text.append("\n")
+    for t in node.inputs:
+        text.append(" in  ", style="bold")
+        text.append(_tensor_line(t, t.name in inits) + "\n")
+    for t in node.outputs:
+        text.append(" out ", style="bold")
+        text.append(_tensor_line(t, False) + "\n")
+    mark = "◆ candidate" if candidate else "not a candidate (m marks it)"
+    text.append(f" cut after p={cut.position}: {len(cut.tensors)} tensor(s), "
+                f"{nbytes(cut.bytes)}B — {mark}\n", style="bold")
+    for name in cut.tensors:
+        info = analysis.tensors.get(name)
+        text.append(f"   {name} {shape(info.shape) if info else '?'} "
+                    f"{nbytes(info.bytes) if info else '?'}B\n")
+    if cut.unknown:
+        text.append(f"   size unknown: {', '.join(cut.unknown)}\n", style="italic")
+    return text
+
+
+class NodeDetails(Static):
+    """Scrollable text block; the graph screen feeds it on every highlight."""
+
+    can_focus = False

@@ -1,0 +1,109 @@
+"""Where the time of one partition goes: a bar per device (compute) and per link
+(transfer), in chain order, on one shared scale so the bottleneck stands out."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from rich.text import Text
+from textual.widget import Widget
+
+from omdp_tui.units import nbytes
+
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def hbar(value: float, top: float, width: int) -> str:
+    """A horizontal bar of `width` cells at most, in eighth-cell steps."""
+    if top <= 0 or not math.isfinite(value) or value <= 0:
+        return ""
+    eighths = round(min(value / top, 1.0) * width * 8)
+    full, part = divmod(eighths, 8)
+    return "█" * full + (EIGHTHS[part] if part else "")
+
+
+class PathChart(Widget):
+    """Shows a `backend.paths.Partition` (or a message when there is none)."""
+
+    COMPONENT_CLASSES: ClassVar = {
+        "path-chart--compute", "path-chart--transfer", "path-chart--label",
+        "path-chart--bottleneck",
+    }
+    DEFAULT_CSS = """
+    PathChart { height: auto; min-height: 1; }
+    PathChart > .path-chart--compute { color: $chart-bytes; }
+    PathChart > .path-chart--transfer { color: $chart-transfer; }
+    PathChart > .path-chart--label { color: $text-muted; }
+    PathChart > .path-chart--bottleneck { color: $error; text-style: bold; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.partition = None
+        self.message = "no partition selected"
+
+    def show(self, partition, message: str = "") -> None:
+        rows = 1 if self.partition is None else len(self._rows())
+        self.partition = partition
+        self.message = message or "no partition selected"
+        # a layout pass only when the height changes: this runs on every keystroke
+        self.refresh(layout=(1 if partition is None else len(self._rows())) != rows)
+
+    def _rows(self) -> list[tuple[str, float, str, str]]:
+        """(label, ms, detail, kind) in chain order: device, link, device, ..."""
+        p = self.partition
+        rows = []
+        transfers = {}
+        for t in p.transfers:
+            transfers.setdefault(t.link, []).append(t)
+        for i, stage in enumerate(p.stages):
+            span = "idle" if stage.start == stage.end else f"[{stage.start},{stage.end})"
+            if stage.start != stage.end and stage.measured_ms is not None \
+                    and stage.estimated_ms is not None:
+                # the two cost models side by side: their gap is a result, not noise
+                span += f" m{stage.measured_ms:.3g} e{stage.estimated_ms:.3g}"
+            rows.append((stage.device, stage.compute_ms if stage.start != stage.end else 0.0,
+                         span, "compute"))
+            if i + 1 < len(p.stages):
+                link = f"{stage.device}-{p.stages[i + 1].device}"
+                moved = transfers.get(link, [])
+                ms = sum(t.ms for t in moved)
+                detail = ", ".join(f"X({t.position}) {nbytes(int(t.bytes or 0))}B"
+                                   for t in moved) or "nothing sent"
+                rows.append(("→ " + p.stages[i + 1].device, ms, detail, "transfer"))
+        for t in p.transfers:  # returns to a sink and other flows off the chain order
+            if not any(t.link == f"{a.device}-{b.device}"
+                       for a, b in zip(p.stages, p.stages[1:], strict=False)):
+                rows.append((f"→ {t.dst}", t.ms, f"X({t.position})", "transfer"))
+        return rows
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return 1 if self.partition is None else len(self._rows())
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.partition is None:
+            text.append(self.message, style=self.get_component_rich_style("path-chart--label"))
+            return text
+        rows = self._rows()
+        top = max((ms for _, ms, _, _ in rows if math.isfinite(ms)), default=0.0)
+        label_w = min(16, max(len(r[0]) for r in rows))
+        bar_w = max(8, self.size.width - label_w - 10 - 22)
+        worst = max(range(len(rows)), key=lambda i: rows[i][1]) if rows else -1
+        for i, (label, ms, detail, kind) in enumerate(rows):
+            style = self.get_component_rich_style(f"path-chart--{kind}")
+            text.append(f"{label[:label_w]:<{label_w}} ",
+                        style=self.get_component_rich_style("path-chart--label"))
+            bar = hbar(ms, top, bar_w)
+            text.append(f"{bar:<{bar_w}}", style=style)
+            if not math.isfinite(ms):
+                value = "     down  "
+            elif ms == 0:
+                value = "         – "
+            else:
+                value = f"{ms:9.2f}ms"
+            mark = self.get_component_rich_style("path-chart--bottleneck") if i == worst else ""
+            text.append(f" {value}", style=mark)
+            text.append(f" {detail}\n" if i + 1 < len(rows) else f" {detail}")
+        return text
