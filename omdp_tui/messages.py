@@ -57,6 +57,14 @@ class ConnectionChecked(Message):
 
 
 @dataclass
+class LinksMeasured(Message):
+    """The engine's link measurement finished: its ChainLinks, or the error."""
+
+    found: Any = None
+    error: str | None = None
+
+
+@dataclass
 class TraceLoaded(Message):
     """A trace was read and analysed (`playback`), or could not be (`error`)."""
 

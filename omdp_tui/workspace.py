@@ -307,6 +307,28 @@ class Workspace:
                           f"{(f.get('packages') or {}).get(runtime or '', '?')}")
         return await _local_hello()
 
+    async def measure_links(self) -> Any:
+        """Measure every chain link with the engine (`backend.links`), one at a time;
+        returns its ChainLinks (measurements and one line per failure)."""
+        from backend import links, remote
+
+        targets = [remote.target_from_spec(d, str(self.session.path)) for d in self.chain.devices]
+        return await links.measure_chain(targets, links.MeasurePlan(max_bytes=8 << 20),
+                                         lab_links=False)
+
+    def store_link_measurements(self, found: Any) -> list[str]:
+        """Put measured values beside the typed ones; what could not be matched is said."""
+        index = {(lk.src, lk.dst): i for i, lk in enumerate(self.chain.links)}
+        problems = list(found.failures)
+        for m in found.chain:
+            i = index.get((m.src, m.dst))
+            if i is None:
+                problems.append(f"link {m.src}-{m.dst} is not in this chain")
+            else:
+                self.session.set_link_measurement(i, m.bandwidth_mbps, m.latency_ms)
+        self._load_links()
+        return problems
+
     # -- plan and measurements -----------------------------------------------------------------
 
     def plan(self) -> list[PlanItem]:

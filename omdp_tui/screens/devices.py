@@ -26,7 +26,7 @@ from omdp_tui.devices_form import (
     check_form,
     device_from_form,
 )
-from omdp_tui.messages import ConnectionChecked
+from omdp_tui.messages import ConnectionChecked, LinksMeasured
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog
 from omdp_tui.screens.form import Field, FormDialog
@@ -59,6 +59,7 @@ class DevicesScreen(WorkspaceScreen):
         Binding("K", "move(-1)", "Move up", id="devices.up"),
         Binding("J", "move(1)", "Move down", id="devices.down"),
         Binding("c", "check", "Check all", id="devices.check"),
+        Binding("l", "measure_links", "Measure links", id="devices.measure_links"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -229,3 +230,32 @@ class DevicesScreen(WorkspaceScreen):
         if not message.ok:
             self.notify(f"{message.device}: {message.detail}", title="Device check failed",
                         severity="error", timeout=10)
+
+    # -- measuring links -------------------------------------------------------------------
+
+    def action_measure_links(self) -> None:
+        if not self.ws.links:
+            self.notify("a single device has no links", severity="warning")
+            return
+        self.notify("measuring links, one at a time…", title="Links")
+        self._measure_links()
+
+    @work(exclusive=True, group="links", exit_on_error=False)
+    async def _measure_links(self) -> None:
+        try:
+            found = await self.ws.measure_links()
+        except Exception as exc:  # a bad field or an unreachable device: say it
+            self.post_message(LinksMeasured(error=f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(LinksMeasured(found=found))
+
+    @on(LinksMeasured)
+    def _links_measured(self, message: LinksMeasured) -> None:
+        problems = ([message.error] if message.error else
+                    self.ws.store_link_measurements(message.found))
+        self._fill()
+        if problems:
+            self.app.push_screen(ErrorDialog("Some links were not measured",
+                                             "\n".join(problems)))
+        else:
+            self.notify("measured values are beside the typed ones", title="Links measured")

@@ -98,3 +98,22 @@ async def test_check_starts_the_local_agent(tiny_path: Path, tmp_path: Path):
         await wait_for(pilot, lambda: "said hello" in str(screen.status.get("glasses", "")),
                        timeout=60)
         assert "onnxruntime" in str(screen.status["glasses"])
+
+
+async def test_measured_link_values_appear_beside_the_typed_ones(tiny_path: Path,
+                                                                  tmp_path: Path):
+    analysis = analyze(str(tiny_path))
+    session = Session.create(tmp_path / "sessions" / "links.omdp", analysis,
+                             Chain.of([DeviceSpec("glasses"), DeviceSpec("phone")]), [2])
+    ws = Workspace(analysis, str(tiny_path), session)
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_devices(pilot)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: ws.links[0].measured_bandwidth_mbps is not None,
+                       timeout=60)
+        table = screen.query_one("#link-table", DataTable)
+        measured = str(table.get_cell("glasses-phone", "mbw"))
+        assert float(measured) == round(ws.links[0].measured_bandwidth_mbps, 1) > 0
+    with Session.open(tmp_path / "sessions" / "links.omdp") as s:
+        assert s.links_frame()["measured_bandwidth_mbps"].iloc[0] > 0  # saved as it came
