@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Sequence
 
+from backend.cli.format import human_bytes
 from backend.costs import (
     COST_MODELS,
     OBJECTIVES,
@@ -168,12 +169,5 @@ def format_table(parts: list[Partition]) -> str:
 
 
 def _transfer_text(t: Transfer) -> str:
-    size = "" if t.bytes is None else f" {_human_bytes(t.bytes)}"
+    size = "" if t.bytes is None else f" {human_bytes(t.bytes)}"
     return f"{t.src}->{t.dst} @{t.position}{size} {t.ms:.2f} ms"
-
-
-def _human_bytes(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"

@@ -105,5 +105,8 @@ class PathChart(Widget):
                 value = f"{ms:9.2f}ms"
             mark = self.get_component_rich_style("path-chart--bottleneck") if i == worst else ""
             text.append(f" {value}", style=mark)
+            room = max(0, self.size.width - (label_w + 1 + bar_w + 12) - 1)
+            if len(detail) > room:  # one line per row: cut the detail, never wrap it
+                detail = detail[:max(0, room - 1)] + "…" if room else ""
             text.append(f" {detail}\n" if i + 1 < len(rows) else f" {detail}")
         return text
