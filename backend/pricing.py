@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from backend.costs import SegmentInstance
+from backend.analysis import ModelAnalysis
+from backend.costs import Memory, SegmentInstance
 from backend.errors import OmdpError
 from backend.session import Session
 
@@ -90,16 +91,16 @@ def instance_from_session(session: Session, *,
 
 
 def parse_link_values(values: Sequence[str], names: Sequence[str], what: str = "latency",
-                      unit: str = "ms") -> dict[str, float]:
-    """["glasses-phone=5", ...] → {link: value ≥ 0}; names the bad part and the fix."""
-    valid = ", ".join(names) or "(none: a single device has no links)"
+                      unit: str = "ms", noun: str = "link") -> dict[str, float]:
+    """["glasses-phone=5", ...] → {name: value ≥ 0}; names the bad part and the fix."""
+    valid = ", ".join(names) or f"(none: this chain has no {noun})"
     out: dict[str, float] = {}
     for raw in values:
         name, sep, text = raw.partition("=")
         name, text = name.strip(), text.strip()
         if not sep or name not in names:
-            raise OmdpError(f"unknown link in {what} {raw!r}", f"write LINK={unit.upper()} "
-                            f"with a link among: {valid}")
+            raise OmdpError(f"unknown {noun} in {what} {raw!r}",
+                            f"write {noun.upper()}={unit.upper()} with a {noun} among: {valid}")
         try:
             value = float(text)
         except ValueError:
@@ -110,3 +111,21 @@ def parse_link_values(values: Sequence[str], names: Sequence[str], what: str = "
                             f"give {unit}, e.g. {name}=5")
         out[name] = value
     return out
+
+
+def memory_needs(analysis: ModelAnalysis, inst: SegmentInstance,
+                 limits_mb: Mapping[str, float]) -> Memory:
+    """Per-device limits against each segment's weights plus its largest live cut.
+
+    Weights are counted per node (a weight two nodes share counts twice: an upper bound).
+    """
+    unknown = [d for d in limits_mb if d not in inst.devices]
+    if unknown:
+        raise OmdpError(f"--memory names unknown device '{unknown[0]}'",
+                        f"devices: {', '.join(inst.devices)}")
+    inits = analysis.index.initializers
+    node_weights = [sum(t.bytes or 0 for t in node.inputs if t.name in inits)
+                    for node in analysis.nodes]
+    live = [cut.bytes for cut in analysis.cuts]
+    limits = [limits_mb.get(d, np.inf) * 2**20 for d in inst.devices]
+    return Memory.from_positions(limits, inst.candidates, node_weights, live)

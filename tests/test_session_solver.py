@@ -134,3 +134,15 @@ def test_a_session_without_node_times_prices_measured_only(tmp_path):
     assert s.node_times_frame().empty
     inst = instance_from_session(s)
     assert inst.estimated_ms is None and inst.compute_ms[0, 0, 1] == 2.0
+
+
+def test_memory_limit_keeps_big_segments_off_a_device(capsys, session_file):
+    code, out, _ = cli(capsys, "paths", session_file, "-k", "5", "--json")
+    assert any(p["stages"][0]["end"] > 0 for p in json.loads(out))  # glasses may compute
+    code, out, _ = cli(capsys, "paths", session_file, "-k", "5", "--json",
+                       "--memory", "glasses=0.0005")  # 524 B: less than the 768 B input
+    assert code == 0
+    for part in json.loads(out):
+        assert part["stages"][0]["start"] == part["stages"][0]["end"] == 0
+    code, _, err = cli(capsys, "paths", session_file, "--memory", "tv=5")
+    assert code == 2 and "unknown device in memory 'tv=5'" in err

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.analysis import analyze
-from backend.cli.paths import add_ranking_args, rank_session
+from backend.cli.paths import add_ranking_args, rank_session, session_analysis
 from backend.errors import OmdpError
 from backend.export import build_export, write_export
 from backend.session import Session
@@ -40,13 +39,7 @@ def run(args: argparse.Namespace) -> int:
             raise OmdpError(f"only {len(parts)} feasible partitions, no rank {max(ranks)}",
                             "profile more segments or ask for a lower rank")
         ref = session.model()
-        source = ref.path or ref.builtin
-        if source is None:
-            raise OmdpError("the session does not say where its model is", "start a new one")
-        analysis = analyze(source, ref.input_shapes)
-        if analysis.sha256 != ref.sha256:
-            raise OmdpError(f"the model at {source} is not the one this session measured",
-                            "restore the original model file")
+        analysis = session_analysis(session)
         chain = session.chain()
         links = [{"name": f"{lk.src}-{lk.dst}", "from": lk.src, "to": lk.dst,
                   "bandwidth_mbps": float(bw), "latency_ms": float(lat)}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
+from backend.analysis import ModelAnalysis, analyze
 from backend.cli.solve import COST_MODELS, OBJECTIVES, format_table, parse_bandwidth_args, parse_k
 from backend.costs import SegmentInstance
 from backend.errors import OmdpError
 from backend.paths import Partition, top_k
-from backend.pricing import instance_from_session, link_names, parse_link_values
+from backend.pricing import instance_from_session, link_names, memory_needs, parse_link_values
 from backend.session import Session
 
 
@@ -25,6 +27,9 @@ def add_ranking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", default="latency", choices=OBJECTIVES,
                    help="latency (sum of stages, default) or throughput (slowest stage)")
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
+    p.add_argument("--memory", action="append", default=[], metavar="DEVICE=MIB",
+                   help="a device's memory limit: its segment's weights plus its largest "
+                        "live activation must fit (needs the model file)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,11 +54,31 @@ def rank_session(session: Session, args: argparse.Namespace,
         raise OmdpError(f"session {session.path} has no per-node times for the estimated model",
                         "profile it again (per-node times are measured with the plan) or use "
                         "--model measured")
+    if args.memory:
+        limits = parse_link_values(args.memory, session.chain().names, "memory", "MiB",
+                                   "device")
+        if any(v <= 0 for v in limits.values()):
+            raise OmdpError("a memory limit must be > 0 MiB", "e.g. --memory glasses=512")
+        inst = dataclasses.replace(
+            inst, memory=memory_needs(session_analysis(session), inst, limits))
     if getattr(args, "save", False) and (bandwidth or latency):
         current = session.bandwidths()
         session.set_bandwidths({i: (bandwidth.get(n, current[i][0]), latency.get(n, current[i][1]))
                                 for i, n in enumerate(names)})
     return inst, top_k(inst, k, args.objective, cost_model=args.cost_model)
+
+
+def session_analysis(session: Session) -> ModelAnalysis:
+    """The session's model, analysed again (it must still be the file that was measured)."""
+    ref = session.model()
+    source = ref.path or ref.builtin
+    if source is None:
+        raise OmdpError("the session does not say where its model is", "start a new one")
+    analysis = analyze(source, ref.input_shapes)
+    if analysis.sha256 != ref.sha256:
+        raise OmdpError(f"the model at {source} is not the one this session measured",
+                        "restore the original model file")
+    return analysis
 
 
 def run(args: argparse.Namespace) -> int:
