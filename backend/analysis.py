@@ -23,7 +23,7 @@ from onnx import ModelProto
 from backend.cuts import Cut, build_cuts, rank_candidates, resolve_position
 from backend.errors import OmdpError
 from backend.flops import node_flops
-from backend.segments import GraphIndex, LazyWeights, load_lazy, prepare
+from backend.segments import GraphIndex, LazyWeights, itemsize, load_lazy, prepare, tensor_nbytes
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class ModelAnalysis:
     def weight_bytes(self, a: int, b: int) -> int:
         """Bytes of the initializers segment [a, b) carries."""
         used = {u for i in self.index.segment_nodes(a, b) for u in self.index.uses[i]}
-        return sum(_tensor_nbytes(t) for name, t in self.index.initializers.items()
+        return sum(tensor_nbytes(t) for name, t in self.index.initializers.items()
                    if name in used)
 
 
@@ -273,19 +273,6 @@ def check_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
                             f"give numbers for them, e.g. --input-shape {vi.name}={example}")
 
 
-def _tensor_nbytes(t: onnx.TensorProto) -> int:
-    return math.prod(t.dims) * _itemsize(t.data_type)
-
-
-def _itemsize(elem_type: int) -> int:
-    if elem_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
-        return 0
-    try:
-        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize
-    except (KeyError, TypeError, ValueError):
-        return 1
-
-
 def _dtype_name(elem_type: int) -> str:
     """numpy-style names (float32, int64) where numpy has the type, else ONNX's name."""
     try:
@@ -309,7 +296,7 @@ def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
                  init: onnx.TensorProto | None) -> TensorInfo:
     if init is not None:
         shape = tuple(int(d) for d in init.dims)
-        return TensorInfo(name, shape, _dtype_name(init.data_type), _tensor_nbytes(init))
+        return TensorInfo(name, shape, _dtype_name(init.data_type), tensor_nbytes(init))
     if vi is None or not vi.type.HasField("tensor_type"):
         return TensorInfo(name, None, "unknown", None)
     tt = vi.type.tensor_type
@@ -317,7 +304,7 @@ def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
         return TensorInfo(name, None, _dtype_name(tt.elem_type), None)
     shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                   for d in tt.shape.dim)
-    nbytes = (math.prod(shape) * _itemsize(tt.elem_type)
+    nbytes = (math.prod(shape) * itemsize(tt.elem_type)
               if all(isinstance(d, int) for d in shape) else None)
     return TensorInfo(name, shape, _dtype_name(tt.elem_type), nbytes)
 

@@ -465,15 +465,22 @@ def apply_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
             out.type.tensor_type.ClearField("shape")
 
 
-def _nbytes(t: onnx.TensorProto) -> int:
+def itemsize(elem_type: int) -> int:
+    """Bytes per element of an ONNX tensor type (0 for strings and undefined)."""
+    if elem_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return 0
     try:
-        size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize
     except (KeyError, TypeError, ValueError):
-        size = 1
+        return 1
+
+
+def tensor_nbytes(t: onnx.TensorProto) -> int:
+    """Size of an initializer from its type and dims (its data need not be loaded)."""
     n = 1
     for d in t.dims:
         n *= d
-    return n * size
+    return n * itemsize(t.data_type)
 
 
 def _shape_stub(model: ModelProto) -> ModelProto:
@@ -491,7 +498,7 @@ def _shape_stub(model: ModelProto) -> ModelProto:
     inits = {t.name for t in g.initializer}
     sg.input.extend(i for i in g.input if i.name not in inits)
     for t in g.initializer:
-        if _nbytes(t) <= LAZY_THRESHOLD:
+        if tensor_nbytes(t) <= LAZY_THRESHOLD:
             sg.initializer.append(t)
         else:
             sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
@@ -541,7 +548,7 @@ def fold_shape_computations(model: ModelProto) -> int:
     """
     g = model.graph
     dims = _known_dims(g)
-    small = {t.name: t for t in g.initializer if _nbytes(t) <= LAZY_THRESHOLD}
+    small = {t.name: t for t in g.initializer if tensor_nbytes(t) <= LAZY_THRESHOLD}
     constant_ok = set(small)
     values: dict[str, object] = {}  # Shape outputs computed here
     fold: list[int] = []
