@@ -416,9 +416,11 @@ class GraphIndex:
         return ModelProto.FromString(self.segment_bytes(a, b, **kwargs))
 
     def write_segment(self, a: int, b: int, path: str, **kwargs) -> int:
-        """Write segment [a, b) to a file without building it in memory; returns bytes."""
+        """Write segment [a, b) to a file without building it in memory; returns bytes.
+        Big weights are copied from the source file by the kernel where it can."""
         parts = self.segment_parts(a, b, **kwargs)
-        with open(path, "wb") as out:
+        tmp = f"{path}.part"
+        with open(tmp, "wb") as out:
             source = open(self.lazy.path, "rb") if self.lazy is not None else None  # noqa: SIM115
             try:
                 for part in parts:
@@ -427,9 +429,14 @@ class GraphIndex:
                     else:
                         out.flush()
                         _copy_range(source, out, *part)
+            except BaseException:
+                out.close()
+                os.unlink(tmp)
+                raise
             finally:
                 if source is not None:
                     source.close()
+        os.replace(tmp, path)  # whole or not at all: never a half-written model
         return sum(_piece_len(p) for p in parts)
 
     def _value_info(self, name: str) -> ValueInfoProto:

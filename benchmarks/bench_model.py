@@ -24,9 +24,13 @@ from backend import zoo
 from backend.analysis import analyze
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:
+def timed(fn, repeat: int, output: Path | None = None) -> tuple[float, object]:
+    """Median wall time of fn; `output` (the file fn writes) is removed before each run,
+    untimed, so both sides write a new file rather than truncate the last one."""
     times, result = [], None
     for _ in range(repeat):
+        if output is not None:
+            output.unlink(missing_ok=True)
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
@@ -55,13 +59,14 @@ def bench_extract(path: Path, tmp: Path) -> None:
     start, end = a.n // 3, 2 * a.n // 3
     ins, outs = list(a.cuts[start].tensors), list(a.cuts[end].tensors)
     mine, theirs = tmp / "ours.onnx", tmp / "theirs.onnx"
-    ours_file, _ = timed(lambda: a.index.write_segment(start, end, str(mine)), 5)
-    base_file, _ = timed(lambda: onnx.utils.extract_model(str(path), str(theirs), ins, outs), 3)
+    ours_file, _ = timed(lambda: a.index.write_segment(start, end, str(mine)), 5, mine)
+    base_file, _ = timed(lambda: onnx.utils.extract_model(str(path), str(theirs), ins, outs), 3,
+                         theirs)
     ours_mem, data = timed(lambda: a.index.segment_bytes(start, end), 5)
     loaded = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     extractor = onnx.utils.Extractor(loaded)
     base_mem, _ = timed(lambda: extractor.extract_model(ins, outs).SerializeToString(), 3)
-    cli, _ = timed(lambda: analyze(path).index.write_segment(start, end, str(mine)), 3)
+    cli, _ = timed(lambda: analyze(path).index.write_segment(start, end, str(mine)), 3, mine)
     seg = onnx.load(str(mine))
     weights = sum(len(t.raw_data) for t in seg.graph.initializer) / 2**20
     print(f"extract segment [{start}, {end}) of yolov5l ({len(seg.graph.node)} nodes, "
