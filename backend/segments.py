@@ -127,6 +127,7 @@ _GRAPH_FIELD = 7  # ModelProto.graph
 _INIT_FIELD = 5  # GraphProto.initializer
 _RAW_DATA_FIELD = 9  # TensorProto.raw_data
 LAZY_THRESHOLD = 4096  # bytes: smaller initializers (shapes, axes) are parsed as usual
+PROTOBUF_LIMIT = 2**31 - 1  # the largest message protobuf reads
 
 
 def _varint(buf, pos: int) -> tuple[int, int]:
@@ -419,6 +420,10 @@ class GraphIndex:
         """Write segment [a, b) to a file without building it in memory; returns bytes.
         Big weights are copied from the source file by the kernel where it can."""
         parts = self.segment_parts(a, b, **kwargs)
+        size = sum(_piece_len(p) for p in parts)
+        if size > PROTOBUF_LIMIT:
+            raise ValueError(f"segment [{a}, {b}) is {size / 2**30:.2f} GiB, over the 2 GiB "
+                             "a single ONNX file can hold")
         tmp = f"{path}.part"
         with open(tmp, "wb") as out:
             source = open(self.lazy.path, "rb") if self.lazy is not None else None  # noqa: SIM115
@@ -437,7 +442,7 @@ class GraphIndex:
                 if source is not None:
                     source.close()
         os.replace(tmp, path)  # whole or not at all: never a half-written model
-        return sum(_piece_len(p) for p in parts)
+        return size
 
     def _value_info(self, name: str) -> ValueInfoProto:
         vi = self.value_info.get(name)

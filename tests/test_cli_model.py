@@ -145,3 +145,13 @@ def test_console_script_shows_no_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "is a directory" in proc.stderr
+
+
+def test_segment_over_the_protobuf_limit_is_refused(capsys, skip_file, tmp_path, monkeypatch):
+    import backend.segments
+
+    monkeypatch.setattr(backend.segments, "PROTOBUF_LIMIT", 1000)
+    out = tmp_path / "big.onnx"
+    code, _, err = run_cli(capsys, "extract", skip_file, "--from", "0", "--to", "9", "-o", out)
+    assert code == 2 and "over the 2 GiB" in err and "shorter range" in err
+    assert not out.exists() and not list(tmp_path.glob("*.part"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import onnx
-
 from backend.cli.common import add_json_arg, add_model_args, load_analysis
 from backend.cli.format import emit_json, human_bytes
 from backend.errors import OmdpError
@@ -37,23 +35,21 @@ def run(args: argparse.Namespace) -> int:
     start, end = a.resolve(args.start), a.resolve(args.end)
     if start > end:
         raise OmdpError(f"--from {start} is after --to {end}", "swap them: FROM ≤ TO")
-    model = a.index.extract(start, end)
-    size = model.ByteSize()
-    if size > 2**31 - 1 - 2**20:
-        onnx.save(model, str(out), save_as_external_data=True, location=out.name + ".data")
-    else:
-        onnx.save(model, str(out))
+    try:
+        size = a.index.write_segment(start, end, str(out))
+    except ValueError as exc:
+        raise OmdpError(str(exc), "extract a shorter range") from exc
     info = {
-        "output": str(out), "start": start, "end": end, "bytes": out.stat().st_size,
-        "nodes": len(model.graph.node),
-        "inputs": [a.tensors[i.name].as_dict() for i in model.graph.input],
-        "outputs": [a.tensors[o.name].as_dict() for o in model.graph.output],
+        "output": str(out), "start": start, "end": end, "bytes": size,
+        "nodes": sum(not a.nodes[i].static for i in range(start, end)),
+        "inputs": [a.tensors[t].as_dict() for t in a.cuts[start].tensors],
+        "outputs": [a.tensors[t].as_dict() for t in a.cuts[end].tensors],
     }
     if args.json:
         emit_json(info)
     else:
         print(f"wrote {out} ({human_bytes(info['bytes'])}): segment [{start}, {end}), "
-              f"{info['nodes']} nodes")
+              f"{info['nodes']} compute nodes")
         print(f"  inputs  {', '.join(i['name'] for i in info['inputs']) or '-'}")
         print(f"  outputs {', '.join(o['name'] for o in info['outputs']) or '-'}")
     return 0
