@@ -66,8 +66,7 @@ def instance_from_session(session: Session, *,
             estimated[dev_index[device]] = table
 
     summary = session.summary()
-    cut_bytes = {p: b for p, b in session.conn.execute(
-        "SELECT position, cut_bytes FROM candidates")}
+    cut_bytes = session.candidate_cut_bytes()
     cut_bytes[0] = sum(t.get("bytes") or 0 for t in summary.get("inputs", []))
     cut_bytes[n] = sum(t.get("bytes") or 0 for t in summary.get("outputs", []))
 

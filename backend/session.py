@@ -321,6 +321,10 @@ class Session:
     def candidates(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT position FROM candidates ORDER BY 1")]
 
+    def candidate_cut_bytes(self) -> dict[int, int | None]:
+        """Bytes crossing each candidate position, as analysed when it was marked."""
+        return dict(self.conn.execute("SELECT position, cut_bytes FROM candidates"))
+
     def set_candidates(self, candidates: Sequence[int], analysis=None) -> None:
         with self.conn:
             self.conn.execute("DELETE FROM candidates")
