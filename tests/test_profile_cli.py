@@ -78,13 +78,18 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
     assert events[-1]["measured"] == 0 and events[-1]["done"] == 18
 
 
+def profile_command(omdp, model, devices_file, db, tmp_path) -> tuple[list[str], dict]:
+    """`omdp profile` and its environment, slow enough to be interrupted mid-way."""
+    cmd = omdp("profile", str(model), "--devices", str(devices_file), "--auto", "3",
+               "--session", str(db), "--node-times", "0", "--warmup", "0", "--min-runs", "25",
+               "--max-runs", "25")
+    return cmd, {**os.environ, "OMDP_CACHE_DIR": str(tmp_path / "cache")}
+
+
 def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(
         tmp_path, medium_model_path, devices_file, omdp):
     db = tmp_path / "kill.omdp"
-    cmd = omdp("profile", str(medium_model_path), "--devices", str(devices_file), "--auto", "3",
-               "--session", str(db), "--node-times", "0", "--warmup", "0", "--min-runs", "25",
-               "--max-runs", "25")
-    env = {**os.environ, "OMDP_CACHE_DIR": str(tmp_path / "cache")}
+    cmd, env = profile_command(omdp, medium_model_path, devices_file, db, tmp_path)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -145,10 +150,7 @@ def _alive(pid: int) -> bool:
 def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, devices_file,
                                                 omdp):
     db = tmp_path / "int.omdp"
-    cmd = omdp("profile", str(medium_model_path), "--devices", str(devices_file), "--auto", "3",
-               "--session", str(db), "--node-times", "0", "--warmup", "0", "--min-runs", "25",
-               "--max-runs", "25")
-    env = {**os.environ, "OMDP_CACHE_DIR": str(tmp_path / "cache")}
+    cmd, env = profile_command(omdp, medium_model_path, devices_file, db, tmp_path)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
