@@ -94,9 +94,6 @@ class ModelAnalysis:
         weights, serialised: what devices receive. `self.model` lacks big weights."""
         return self.index.segment_bytes(0, self.n)
 
-    def node_name(self, i: int) -> str:
-        return self.nodes[i].name
-
     def resolve(self, spec: str | int) -> int:
         """A position from an index or node/tensor name (see `cuts.resolve_position`)."""
         producers = {o: i for i, node in enumerate(self.index.nodes) for o in node.output if o}
