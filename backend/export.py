@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from backend import __version__
-from backend.analysis import ModelAnalysis
 from backend.errors import OmdpError
-from backend.paths import Partition
+from backend.model.analysis import ModelAnalysis
+from backend.solver.ranking import Partition
 
 SCHEMA = "omdp.partition"
 SCHEMA_VERSION = 1

@@ -24,10 +24,11 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend import agent, jobs, runtimes
-from backend.analysis import analyze
-from backend.plan import build_plan
-from backend.runtimes import RuntimeConfig, TimingSettings
+from backend.device import agent, runtimes
+from backend.device.runtimes import RuntimeConfig, TimingSettings
+from backend.model.analysis import analyze
+from backend.profiling import jobs
+from backend.profiling.plan import build_plan
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 

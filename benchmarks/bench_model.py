@@ -20,8 +20,8 @@ from pathlib import Path
 import onnx
 import onnx.utils
 
-from backend import zoo
-from backend.analysis import analyze
+from backend.model import zoo
+from backend.model.analysis import analyze
 
 
 def timed(fn, repeat: int, output: Path | None = None) -> tuple[float, object]:

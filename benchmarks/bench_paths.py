@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.costs import LayerInstance, SegmentInstance, segment_link_ms
-from backend.paths import Ranker, _deviation_search, _LayerGraph, _tolerance, top_k
+from backend.solver.costs import LayerInstance, SegmentInstance, segment_link_ms
+from backend.solver.ranking import Ranker, _deviation_search, _LayerGraph, _tolerance, top_k
 
 NX_BUDGET_S = 30.0
 

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from ssh.helpers import LoopThread, SshLab, chain_model  # noqa: E402
 
-from backend.agent import Job, file_sha256  # noqa: E402
-from backend.remote import SshTransport  # noqa: E402
+from backend.device.agent import Job, file_sha256  # noqa: E402
+from backend.remote.ssh import SshTransport  # noqa: E402
 
 TIMING = {"warmup": 1, "min_runs": 5, "max_runs": 5, "max_seconds": 1.0}
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from backend.analysis import analyze
-from backend.devices import Chain, DeviceSpec, LinkSpec
-from backend.plan import build_plan
-from backend.session import Session
+from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.model.analysis import analyze
+from backend.profiling.plan import build_plan
+from backend.profiling.session import Session
 from omdp_tui.workspace import Workspace
 
 SLOWDOWN = {"glasses": 8.0, "phone": 3.0, "cloud": 1.0}

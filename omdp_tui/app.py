@@ -50,7 +50,7 @@ class Launch:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Launch:
-        from backend.analysis import parse_input_shapes
+        from backend.model.analysis import parse_input_shapes
 
         verb = getattr(args, "verb", None)
         session = Path(args.session) if getattr(args, "session", None) else None

@@ -1,6 +1,6 @@
 """The device form's text fields → a device, validated by the engine's devices.toml rules.
 
-The form writes the values as one `[[device]]` table and lets `backend.devices` parse it,
+The form writes the values as one `[[device]]` table and lets `backend.chain` parse it,
 so the TUI refuses exactly what devices.toml refuses, in the same words (unknown runtime,
 CPUs this machine does not have, options of the other runtime, ...).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from backend.devices import DeviceSpec, parse_devices
+from backend.chain import DeviceSpec, parse_devices
 from backend.errors import OmdpError
 
 KINDS = ("local", "ssh")
@@ -68,7 +68,7 @@ def check_form(values: dict[str, str], taken: set[str]) -> str | None:
 
 def form_values(spec: dict[str, Any]) -> dict[str, str]:
     """A device table as the form's text fields."""
-    from backend.devices import format_cpus
+    from backend.chain import format_cpus
 
     out = {k: "" if v is None else str(v) for k, v in spec.items()}
     if spec.get("cpus"):

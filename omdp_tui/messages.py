@@ -44,7 +44,7 @@ class ProfileDone(Message):
 
     state: str
     error: str | None = None
-    summary: Any = None  # backend.jobs.RunFinished when the run ended normally
+    summary: Any = None  # backend.profiling.jobs.RunFinished when the run ended normally
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The open session as the UI sees it: one object the screens read and change.
 
-It holds the engine's objects (the analysis, the `backend.session.Session`, the ranker)
+It holds the engine's objects (the analysis, the `backend.profiling.session.Session`, the ranker)
 and is the only place the UI calls the engine from, so each screen stays about showing
 things. Every change goes straight into the session file (autosave): a crash or a
 dropped SSH connection loses nothing. It never imports textual.
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.analysis import ModelAnalysis
-from backend.costs import SegmentInstance
-from backend.devices import Chain, DeviceSpec, LinkSpec
+from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.device.runtimes import TimingSettings
 from backend.errors import OmdpError
-from backend.paths import Partition, Ranker, Ranking
-from backend.plan import PlanItem, build_plan
-from backend.runtimes import TimingSettings
-from backend.session import Session
+from backend.model.analysis import ModelAnalysis
+from backend.profiling.plan import PlanItem, build_plan
+from backend.profiling.session import Session
+from backend.solver.costs import SegmentInstance
+from backend.solver.ranking import Partition, Ranker, Ranking
 
 COST_MODELS = ("measured", "estimated")
 OBJECTIVES = ("latency", "throughput")
@@ -52,8 +52,8 @@ class Playback:
     path: str
     link: str
     link_index: int
-    timeline: Any  # backend.traces.Timeline
-    analysis: Any  # backend.traces.TraceAnalysis
+    timeline: Any  # backend.solver.traces.Timeline
+    analysis: Any  # backend.solver.traces.TraceAnalysis
     step: int = 0
     playing: bool = False
 
@@ -292,7 +292,7 @@ class Workspace:
     async def check_device(self, spec: dict[str, Any]) -> tuple[bool, str]:
         """Reach one device with the engine's probe; for a local one also start the agent
         and return its hello (what it would profile with)."""
-        from backend import remote
+        from backend.remote import ssh as remote
 
         runtime = spec.get("runtime")
         if spec.get("kind") == "ssh":
@@ -308,9 +308,10 @@ class Workspace:
         return await _local_hello()
 
     async def measure_links(self) -> Any:
-        """Measure every chain link with the engine (`backend.links`), one at a time;
+        """Measure every chain link with the engine (`backend.remote.links`), one at a time;
         returns its ChainLinks (measurements and one line per failure)."""
-        from backend import links, remote
+        from backend.remote import links
+        from backend.remote import ssh as remote
 
         targets = [remote.target_from_spec(d, str(self.session.path)) for d in self.chain.devices]
         return await links.measure_chain(targets, links.MeasurePlan(max_bytes=8 << 20),
@@ -357,7 +358,7 @@ class Workspace:
     def estimate_seconds(self, items: list[PlanItem]) -> float:
         """The engine's estimate of the wall time to measure `items` (devices sharing
         CPUs take turns)."""
-        from backend import jobs, plan
+        from backend.profiling import jobs, plan
 
         flops_of = plan.segment_flops([n.flops for n in self.analysis.nodes])
         measured = plan.speeds_from_measurements(
@@ -368,10 +369,10 @@ class Workspace:
         return jobs.wall_seconds(est.per_device, jobs.cpu_claims(self.chain), self.devices)
 
     def profiler(self, on_event: Callable[[Any], None] | None = None):
-        """A `backend.jobs.Profiler` for what is missing (the model goes into the agent
+        """A `backend.profiling.jobs.Profiler` for what is missing (the model goes into the agent
         cache under its hash first)."""
-        from backend import jobs
-        from backend.agent import default_cache_dir
+        from backend.device.agent import default_cache_dir
+        from backend.profiling import jobs
 
         cache = default_cache_dir()
         model_file, sha = jobs.put_in_cache(self.analysis.model_bytes(), cache)
@@ -380,7 +381,7 @@ class Workspace:
         options = jobs.ProfileOptions(timing=self.timing, node_times_runs=self.node_times_runs)
         estimates = {}
         if todo:
-            from backend import plan
+            from backend.profiling import plan
 
             flops_of = plan.segment_flops([n.flops for n in self.analysis.nodes])
             estimates = plan.estimate(todo, flops_of, self.timing).per_device
@@ -394,14 +395,14 @@ class Workspace:
     # -- ranking -------------------------------------------------------------------------------
 
     def current_instance(self) -> SegmentInstance | None:
-        """The session priced by the engine (`backend.pricing`), rebuilt only after new
+        """The session priced by the engine (`backend.solver.pricing`), rebuilt only after new
         measurements or candidates; None while nothing is measured."""
         if self._stale:
             self._stale = False
             self._ranker = None
             self.instance = None
             if self.has_measurements():
-                from backend.pricing import instance_from_session
+                from backend.solver.pricing import instance_from_session
 
                 self.instance = instance_from_session(self.session)
         return self.instance
@@ -490,8 +491,8 @@ def load_trace(ranker: Ranker, names: list[str], bandwidths: list[float],
                latencies: list[float], path: str, link: str) -> Playback:
     """Read a trace for one link and replay it with the engine (every step ranked, every
     partition priced): slow enough for a worker thread, and touches no session."""
-    from backend.traces import align_traces, analyse_trace
-    from backend.traces import load_trace as read_trace
+    from backend.solver.traces import align_traces, analyse_trace
+    from backend.solver.traces import load_trace as read_trace
 
     trace = read_trace(path, link)
     timeline = align_traces({link: trace}, names, bandwidths)
@@ -513,10 +514,10 @@ async def _local_hello() -> tuple[bool, str]:
     import asyncio
     import sys
 
-    from backend.agent import Hello, ProtocolError, decode
+    from backend.device.agent import Hello, ProtocolError, decode
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "backend.agent", stdin=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "backend.device.agent", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(b""), 60)
@@ -540,7 +541,7 @@ async def _local_hello() -> tuple[bool, str]:
 # -- opening -----------------------------------------------------------------------------------
 
 def builtin_models() -> list[str]:
-    from backend import zoo
+    from backend.model import zoo
 
     return [e.name for e in zoo.list_models()]
 
@@ -552,7 +553,7 @@ def sessions_dir() -> Path:
 
 def recent_sessions(limit: int = 20) -> list[Any]:
     """The engine's session listing (newest first), or [] without a sessions folder."""
-    from backend.session import list_sessions
+    from backend.profiling.session import list_sessions
 
     try:
         return list_sessions(sessions_dir())[:limit]
@@ -599,9 +600,9 @@ def local_chain() -> Chain:
 def prepare(launch: Any) -> Opened:
     """Everything slow about opening (runs in a worker thread): analyse the model, read
     the devices file, decide between a new session and a resume. Touches no session."""
-    from backend.analysis import analyze
-    from backend.devices import load_devices
-    from backend.session import default_path
+    from backend.chain import load_devices
+    from backend.model.analysis import analyze
+    from backend.profiling.session import default_path
 
     if launch.kind == "session":
         path = Path(launch.session)

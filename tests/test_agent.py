@@ -17,16 +17,16 @@ import numpy as np
 import onnx
 import pytest
 
-from backend import agent, runtimes
-from backend.agent import Job
-from backend.segments import GraphIndex
+from backend.device import agent, runtimes
+from backend.device.agent import Job
+from backend.device.segments import GraphIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"warmup": 1, "min_runs": 3, "max_runs": 5, "max_seconds": 0.5}
 
 
 def cached(model: onnx.ModelProto, cache: Path) -> str:
-    from backend.jobs import put_in_cache
+    from backend.profiling.jobs import put_in_cache
 
     return put_in_cache(model, cache)[1]
 
@@ -191,7 +191,7 @@ def slow_job(model: onnx.ModelProto, cache: Path) -> str:
 
 @pytest.mark.parametrize("how", ["sigterm", "sigint", "eof", "stop"])
 def test_agent_process_stops_cleanly(how, tiny_model, tmp_path):
-    proc = spawn([sys.executable, "-m", "backend.agent", "--cache", str(tmp_path)], ROOT)
+    proc = spawn([sys.executable, "-m", "backend.device.agent", "--cache", str(tmp_path)], ROOT)
     try:
         proc.stdin.write(slow_job(tiny_model, tmp_path) + "\n")
         proc.stdin.flush()
@@ -216,7 +216,7 @@ def test_agent_process_stops_cleanly(how, tiny_model, tmp_path):
 
 
 def test_agent_pause_and_resume(tiny_model, tmp_path):
-    proc = spawn([sys.executable, "-m", "backend.agent", "--cache", str(tmp_path)], ROOT)
+    proc = spawn([sys.executable, "-m", "backend.device.agent", "--cache", str(tmp_path)], ROOT)
     try:
         proc.stdin.write(slow_job(tiny_model, tmp_path) + "\n")
         proc.stdin.write('{"type": "pause"}\n')
@@ -239,7 +239,7 @@ def test_agent_ships_as_three_plain_files(tiny_model, tmp_path):
     ship = tmp_path / "device"
     ship.mkdir()
     for name in ("agent.py", "runtimes.py", "segments.py"):
-        shutil.copy(ROOT / "backend" / name, ship / name)
+        shutil.copy(ROOT / "backend" / "device" / name, ship / name)
     site = sysconfig.get_paths()["purelib"]
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": site, "HOME": str(tmp_path)}
     proc = spawn([sys.executable, "-S", "agent.py", "--cache", str(ship / "cache")], ship, env)
@@ -262,7 +262,7 @@ def test_runtimes_module_is_self_contained():
     import ast
 
     for name in ("runtimes.py", "segments.py"):
-        tree = ast.parse((ROOT / "backend" / name).read_text())
+        tree = ast.parse((ROOT / "backend" / "device" / name).read_text())
         mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                 for a in n.names}
         mods |= {n.module.split(".")[0] for n in ast.walk(tree)

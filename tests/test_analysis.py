@@ -7,9 +7,9 @@ import onnx
 import pytest
 from models import dynamic_head_model, light, skip_model
 
-from backend.analysis import analyze, parse_input_shapes
+from backend.device.segments import GraphIndex
 from backend.errors import OmdpError
-from backend.segments import GraphIndex
+from backend.model.analysis import analyze, parse_input_shapes
 
 
 def test_cuts_of_a_hand_checked_model():

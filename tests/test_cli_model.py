@@ -148,9 +148,9 @@ def test_console_script_shows_no_traceback(tmp_path):
 
 
 def test_segment_over_the_protobuf_limit_is_refused(capsys, skip_file, tmp_path, monkeypatch):
-    import backend.segments
+    import backend.device.segments
 
-    monkeypatch.setattr(backend.segments, "PROTOBUF_LIMIT", 1000)
+    monkeypatch.setattr(backend.device.segments, "PROTOBUF_LIMIT", 1000)
     out = tmp_path / "big.onnx"
     code, _, err = run_cli(capsys, "extract", skip_file, "--from", "0", "--to", "9", "-o", out)
     assert code == 2 and "over the 2 GiB" in err and "shorter range" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.devices import Chain, DeviceSpec, load_devices, parse_cpus, parse_devices
+from backend.chain import Chain, DeviceSpec, load_devices, parse_cpus, parse_devices
 from backend.errors import OmdpError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ import onnxruntime as ort
 import pytest
 from models import skip_model
 
-from backend.analysis import analyze
-from backend.costs import SegmentInstance
 from backend.errors import OmdpError
 from backend.export import build_export, read_export, write_export
-from backend.paths import top_k
+from backend.model.analysis import analyze
+from backend.solver.costs import SegmentInstance
+from backend.solver.ranking import top_k
 
 DEVICES = [{"name": "glasses", "kind": "local", "runtime": "onnxruntime"},
            {"name": "phone", "kind": "local", "runtime": "openvino"}]

@@ -9,12 +9,12 @@ import signal
 
 import pytest
 
-from backend import jobs
-from backend.analysis import analyze
-from backend.devices import Chain, DeviceSpec, LinkSpec
-from backend.plan import PlanItem, build_plan
-from backend.runtimes import TimingSettings
-from backend.session import Session
+from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.device.runtimes import TimingSettings
+from backend.model.analysis import analyze
+from backend.profiling import jobs
+from backend.profiling.plan import PlanItem, build_plan
+from backend.profiling.session import Session
 
 FAST = TimingSettings(warmup=1, min_runs=3, max_runs=5, max_seconds=0.5)
 

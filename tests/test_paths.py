@@ -16,9 +16,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from backend.costs import LayerInstance, Memory, SegmentInstance
 from backend.errors import OmdpError
-from backend.paths import (
+from backend.solver.costs import LayerInstance, Memory, SegmentInstance
+from backend.solver.ranking import (
     Ranker,
     _range_argmin,
     _suffix_argmin,

@@ -6,9 +6,9 @@ from itertools import combinations
 
 import pytest
 
-from backend import plan
-from backend.plan import PlanItem, build_plan
-from backend.runtimes import TimingSettings
+from backend.device.runtimes import TimingSettings
+from backend.profiling import plan
+from backend.profiling.plan import PlanItem, build_plan
 
 
 def segs(p: plan.Plan, device: str) -> set[tuple[int, int]]:

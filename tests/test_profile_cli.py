@@ -258,7 +258,7 @@ def test_squeezenet_on_three_local_devices_both_runtimes(tmp_path, squeezenet_pa
 
 @pytest.mark.slow
 def test_yolov5n_five_candidates_three_local_devices_both_runtimes(tmp_path, devices_file, omdp):
-    zoo = pytest.importorskip("backend.zoo")
+    zoo = pytest.importorskip("backend.model.zoo")
     if "yolov5n" not in {e.name for e in zoo.list_models()}:
         pytest.skip("the zoo has no yolov5n yet")
     db = tmp_path / "yolo.omdp"

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from backend import runtimes
-from backend.runtimes import RuntimeConfig, TimingSettings
+from backend.device import runtimes
+from backend.device.runtimes import RuntimeConfig, TimingSettings
 
 
 def _binom_cdf(k: int, n: int) -> float:

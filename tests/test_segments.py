@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 from models import dynamic_head_model, light, skip_model
 
-from backend import zoo
-from backend.analysis import analyze
+from backend.model import zoo
+from backend.model.analysis import analyze
 
 
 def _run(model, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

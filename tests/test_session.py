@@ -8,11 +8,11 @@ from pathlib import Path
 import onnx
 import pytest
 
-from backend.analysis import analyze
-from backend.devices import Chain, DeviceSpec, LinkSpec
+from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
-from backend.plan import PlanItem, build_plan
-from backend.session import SCHEMA_VERSION, Session, list_sessions
+from backend.model.analysis import analyze
+from backend.profiling.plan import PlanItem, build_plan
+from backend.profiling.session import SCHEMA_VERSION, Session, list_sessions
 
 STATS = {"median": 2.0, "p10": 1.5, "p90": 3.0, "mean": 2.1, "std": 0.3, "rel_ci": 0.01}
 

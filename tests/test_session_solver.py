@@ -7,13 +7,13 @@ import onnx
 import pytest
 from models import skip_model
 
-from backend.analysis import analyze
+from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.cli import main
-from backend.devices import Chain, DeviceSpec, LinkSpec
 from backend.export import read_export
-from backend.plan import build_plan
-from backend.pricing import instance_from_session
-from backend.session import Session
+from backend.model.analysis import analyze
+from backend.profiling.plan import build_plan
+from backend.profiling.session import Session
+from backend.solver.pricing import instance_from_session
 
 SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}  # ms per position (fixed test data)
 

@@ -13,8 +13,8 @@ import pytest
 
 from backend.cli import main
 from backend.cli.solve import parse_bandwidth_args
-from backend.costs import LayerInstance, SegmentInstance, instance_to_dict, load_instance
-from backend.paths import top_k
+from backend.solver.costs import LayerInstance, SegmentInstance, instance_to_dict, load_instance
+from backend.solver.ranking import top_k
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "instance-format.md"
@@ -64,7 +64,7 @@ def test_doc_examples_load_and_mean_what_the_doc_says():
 
 
 def load_instance_from(data):
-    from backend.costs import instance_from_dict
+    from backend.solver.costs import instance_from_dict
 
     return instance_from_dict(data, "doc")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.costs import SegmentInstance
 from backend.errors import OmdpError
-from backend.paths import Ranker
-from backend.traces import Trace, align_traces, analyse_trace, load_trace, parse_trace
+from backend.solver.costs import SegmentInstance
+from backend.solver.ranking import Ranker
+from backend.solver.traces import Trace, align_traces, analyse_trace, load_trace, parse_trace
 
 REAL = Path(__file__).parent / "data" / "bandwidth-traces" / "lumos5g_5g_trace_1_driving.tsv"
 

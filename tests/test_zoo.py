@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from backend import yolo, zoo
 from backend.cli import main
 from backend.errors import OmdpError
+from backend.model import yolo, zoo
 
 YOLO = ["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"]
 LIGHT = ["resnet50", "vgg19", "densenet121", "inception_v1", "inception_v2", "squeezenet",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.analysis import ModelAnalysis, analyze, parse_input_shapes
+from backend.model.analysis import ModelAnalysis, analyze, parse_input_shapes
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

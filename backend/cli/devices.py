@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.cli.format import emit_json, human_bytes, table
-from backend.remote import (
+from backend.remote.ssh import (
     DeviceCheck,
     LocalTarget,
     SshTarget,
@@ -37,8 +37,8 @@ class Inventory:
 
 
 def load_inventory(path: str | Path) -> Inventory:
-    """devices.toml as probe targets (backend.devices reads and validates it)."""
-    from backend import devices
+    """devices.toml as probe targets (backend.chain reads and validates it)."""
+    from backend import chain as devices
 
     chain = devices.load_devices(path)
     typed = {

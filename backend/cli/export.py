@@ -7,7 +7,7 @@ import argparse
 from backend.cli.paths import add_ranking_args, rank_session, session_analysis
 from backend.errors import OmdpError
 from backend.export import build_export, write_export
-from backend.session import Session
+from backend.profiling.session import Session
 
 
 def register(sub: argparse._SubParsersAction) -> None:

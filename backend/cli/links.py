@@ -14,7 +14,7 @@ import sys
 from backend.cli.devices import load_inventory
 from backend.cli.format import emit_json, table
 from backend.errors import OmdpError
-from backend.links import ChainLinks, LinkMeasurement, MeasurePlan, measure_chain
+from backend.remote.links import ChainLinks, LinkMeasurement, MeasurePlan, measure_chain
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,7 +73,7 @@ def format_links(found: ChainLinks, typed: dict[str, tuple[float | None, float |
 def store_in_session(path: str, found: ChainLinks) -> list[str]:
     """Write each measured chain link into the session's link slot (matched by its two
     devices); one line per measured link the session does not have."""
-    from backend.session import Session
+    from backend.profiling.session import Session
 
     with Session.open(path, check_model=False) as session:
         index = {(lk.src, lk.dst): i for i, lk in enumerate(session.chain().links)}
@@ -97,7 +97,7 @@ def run_measure(args: argparse.Namespace) -> int:
         )
     inv = load_inventory(args.inventory)
     if args.session:  # fail before measuring, not after
-        from backend.session import Session
+        from backend.profiling.session import Session
 
         Session.open(args.session, check_model=False, readonly=True).close()
     plan = MeasurePlan(max_bytes=int(args.max_mib * (1 << 20)))

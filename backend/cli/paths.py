@@ -6,13 +6,18 @@ import argparse
 import dataclasses
 import json
 
-from backend.analysis import ModelAnalysis, analyze
 from backend.cli.solve import COST_MODELS, OBJECTIVES, format_table, parse_bandwidth_args, parse_k
-from backend.costs import SegmentInstance
 from backend.errors import OmdpError
-from backend.paths import Partition, top_k
-from backend.pricing import instance_from_session, link_names, memory_needs, parse_link_values
-from backend.session import Session
+from backend.model.analysis import ModelAnalysis, analyze
+from backend.profiling.session import Session
+from backend.solver.costs import SegmentInstance
+from backend.solver.pricing import (
+    instance_from_session,
+    link_names,
+    memory_needs,
+    parse_link_values,
+)
+from backend.solver.ranking import Partition, top_k
 
 
 def add_ranking_args(p: argparse.ArgumentParser) -> None:

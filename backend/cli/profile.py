@@ -95,7 +95,7 @@ class _Printer:
         print(line, flush=True)
 
     def __call__(self, event) -> None:
-        from backend import jobs
+        from backend.profiling import jobs
 
         if self.as_json:
             if not isinstance(event, jobs.RunFinished):
@@ -126,8 +126,8 @@ class _Printer:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.devices import load_devices
-    from backend.runtimes import TimingSettings
+    from backend.chain import load_devices
+    from backend.device.runtimes import TimingSettings
 
     printer = _Printer(args.json)
     chain = load_devices(args.devices)
@@ -153,8 +153,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_session(args, chain):
     """Resume the session if the file exists (same model, same chain), else create it."""
-    from backend.analysis import analyze, parse_input_shapes
-    from backend.session import Session, default_path
+    from backend.model.analysis import analyze, parse_input_shapes
+    from backend.profiling.session import Session, default_path
 
     path = Path(args.session) if args.session else default_path(args.model)
     shapes = parse_input_shapes(args.input_shape)
@@ -186,8 +186,8 @@ def _waits(chain, claims) -> dict[str, list[str]]:
 
 
 def _profile(args, session, analysis, chain, cands, timing, resumed, printer) -> int:
-    from backend import jobs, plan
-    from backend.agent import default_cache_dir
+    from backend.device.agent import default_cache_dir
+    from backend.profiling import jobs, plan
 
     npy = _npy_inputs(args.input_npy, [t.name for t in analysis.inputs])
     the_plan = plan.build_plan(analysis.n, cands, chain.names)

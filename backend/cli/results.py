@@ -32,7 +32,7 @@ def _clean(value):
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from backend.session import Session
+    from backend.profiling.session import Session
 
     with Session.open(args.session, check_model=False, readonly=True) as s:
         frame = s.results_frame(all_configs=args.all_configs)

@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.session import list_sessions
+    from backend.profiling.session import list_sessions
 
     infos = list_sessions(args.folder)
     if args.json:

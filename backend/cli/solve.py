@@ -13,7 +13,8 @@ import math
 from collections.abc import Sequence
 
 from backend.cli.format import human_bytes
-from backend.costs import (
+from backend.errors import OmdpError
+from backend.solver.costs import (
     COST_MODELS,
     OBJECTIVES,
     Instance,
@@ -21,8 +22,7 @@ from backend.costs import (
     Transfer,
     load_instance,
 )
-from backend.errors import OmdpError
-from backend.paths import Partition, top_k
+from backend.solver.ranking import Partition, top_k
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

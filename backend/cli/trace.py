@@ -10,10 +10,10 @@ import numpy as np
 from backend.cli.format import table
 from backend.cli.paths import add_ranking_args
 from backend.errors import OmdpError
-from backend.paths import Ranker
-from backend.pricing import instance_from_session, link_names, parse_link_values
-from backend.session import Session
-from backend.traces import align_traces, analyse_trace, load_trace
+from backend.profiling.session import Session
+from backend.solver.pricing import instance_from_session, link_names, parse_link_values
+from backend.solver.ranking import Ranker
+from backend.solver.traces import align_traces, analyse_trace, load_trace
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from backend import zoo  # lazy: `omdp --help` should not pay for importing onnx
+    from backend.model import zoo  # lazy: `omdp --help` should not pay for importing onnx
 
     rows = [
         {
@@ -67,7 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from backend import zoo
+    from backend.model import zoo
 
     zoo.entry(args.name)
     path = zoo.check_output_path(args.output)  # fail before building for seconds

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
-from backend.devices import format_cpus
+from backend.chain import format_cpus
 from backend.errors import OmdpError
 from omdp_tui.devices_form import (
     GRAPH_OPTS,

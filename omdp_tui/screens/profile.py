@@ -1,6 +1,6 @@
 """The profile screen: the plan, one progress bar per device, the timings as they arrive.
 
-Profiling is the engine's `backend.jobs.Profiler` (results committed to the session as
+Profiling is the engine's `backend.profiling.jobs.Profiler` (results committed to the session as
 they come). It runs in an async worker that reads its events through `batching.pump`
 and posts `ProfileBatch` messages (≤10 a second); the handler applies a batch: the timing
 table is updated cell by cell by key (segment row × device column), never rebuilt, and
@@ -21,8 +21,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, RichLog
 
-from backend import jobs
 from backend.errors import OmdpError
+from backend.profiling import jobs
 from omdp_tui.batching import pump
 from omdp_tui.messages import ProfileBatch, ProfileDone
 from omdp_tui.screens.base import WorkspaceScreen

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from backend.analysis import ModelAnalysis, TensorInfo
+from backend.model.analysis import ModelAnalysis, TensorInfo
 from omdp_tui.units import nbytes, shape, si
 
 

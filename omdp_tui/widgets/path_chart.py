@@ -24,7 +24,7 @@ def hbar(value: float, top: float, width: int) -> str:
 
 
 class PathChart(Widget):
-    """Shows a `backend.paths.Partition` (or a message when there is none)."""
+    """Shows a `backend.solver.ranking.Partition` (or a message when there is none)."""
 
     COMPONENT_CLASSES: ClassVar = {
         "path-chart--compute", "path-chart--transfer", "path-chart--label",

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from backend.remote import SshTarget
+from backend.remote.ssh import SshTarget
 
 
 class LoopThread:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from backend.chain import DeviceSpec
 from backend.cli import main
-from backend.devices import DeviceSpec
 from backend.errors import OmdpError
-from backend.remote import LocalTarget, SshTarget, ssh_fields_from_table, target_from_spec
+from backend.remote.ssh import LocalTarget, SshTarget, ssh_fields_from_table, target_from_spec
 
 from .helpers import FakeDevice, SshLab
 
@@ -212,9 +212,9 @@ def test_links_measure_reports_a_dead_device_and_measures_the_rest(
 def test_links_measure_stores_measured_links_in_the_session(
     ssh_lab: SshLab, small_model: Path, capsys: pytest.CaptureFixture[str]
 ):
-    from backend.analysis import analyze
-    from backend.devices import Chain, LinkSpec
-    from backend.session import Session
+    from backend.chain import Chain, LinkSpec
+    from backend.model.analysis import analyze
+    from backend.profiling.session import Session
 
     a = ssh_lab.device("phone")
     path = inventory(ssh_lab, ssh_table(a))

@@ -1,4 +1,4 @@
-"""backend.jobs.Profiler with SSH devices: SshAgentTransport as its transport, results in
+"""backend.profiling.jobs.Profiler with SSH devices: SshAgentTransport as its transport, results in
 a real session, a dropped connection resumed, a dead device reported while others finish."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import onnx
 
-from backend import jobs
-from backend.agent import file_sha256
-from backend.analysis import analyze
-from backend.devices import Chain, DeviceSpec
-from backend.plan import build_plan
-from backend.remote import RetryPolicy, SshAgentTransport
-from backend.runtimes import TimingSettings
-from backend.session import Session
+from backend.chain import Chain, DeviceSpec
+from backend.device.agent import file_sha256
+from backend.device.runtimes import TimingSettings
+from backend.model.analysis import analyze
+from backend.profiling import jobs
+from backend.profiling.plan import build_plan
+from backend.profiling.session import Session
+from backend.remote.ssh import RetryPolicy, SshAgentTransport
 
 from .helpers import FakeDevice, SshLab, chain_model, processes_matching
 

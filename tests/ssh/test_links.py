@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from backend import links
-from backend.links import LinkMeasurement, MeasurePlan, fit_link, measure_chain
-from backend.remote import LocalTarget
+from backend.remote import links
+from backend.remote.links import LinkMeasurement, MeasurePlan, fit_link, measure_chain
+from backend.remote.ssh import LocalTarget
 
 from .helpers import SshLab, processes_matching
 

@@ -10,7 +10,7 @@ import time
 
 import asyncssh
 
-from backend.remote import LocalTarget, SshTarget, check_all, check_ssh
+from backend.remote.ssh import LocalTarget, SshTarget, check_all, check_ssh
 
 from .helpers import SshLab, free_port
 

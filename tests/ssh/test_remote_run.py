@@ -14,8 +14,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from backend.agent import Job, file_sha256
-from backend.remote import (
+from backend.device.agent import Job, file_sha256
+from backend.remote.ssh import (
     GUARD_NAME,
     RemoteError,
     RemoteStore,

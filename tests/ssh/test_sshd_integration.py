@@ -23,10 +23,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from backend.agent import Job, file_sha256
 from backend.cli import main
-from backend.links import LinkLab, MeasurePlan
-from backend.remote import RetryPolicy, SshTarget, SshTransport, check_ssh
+from backend.device.agent import Job, file_sha256
+from backend.remote.links import LinkLab, MeasurePlan
+from backend.remote.ssh import RetryPolicy, SshTarget, SshTransport, check_ssh
 
 from .helpers import chain_model, pid_alive
 

@@ -67,9 +67,9 @@ def fixed_session(path: Path, analysis, candidates: list[int]):
     """A real session file on three devices filled with fixed, FLOP-proportional timings
     (the cloud runs the whole model in 40 ms), as if profiled: deterministic snapshots and
     rankings without running anything."""
-    from backend.devices import Chain, DeviceSpec, LinkSpec
-    from backend.plan import build_plan
-    from backend.session import Session
+    from backend.chain import Chain, DeviceSpec, LinkSpec
+    from backend.profiling.plan import build_plan
+    from backend.profiling.session import Session
 
     chain = Chain.of([DeviceSpec("glasses", threads=1, cpus=[0]),
                       DeviceSpec("phone", threads=1, cpus=[1]), DeviceSpec("cloud", threads=2)],
@@ -96,7 +96,7 @@ def fixed_session(path: Path, analysis, candidates: list[int]):
 @pytest.fixture
 def fixed_workspace(tiny_path: Path, tmp_path: Path):
     """A workspace on the tiny model: three devices, typed links, fixed timings."""
-    from backend.analysis import analyze
+    from backend.model.analysis import analyze
     from omdp_tui.workspace import Workspace
 
     analysis = analyze(str(tiny_path))

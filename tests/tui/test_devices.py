@@ -7,9 +7,9 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input
 
-from backend.analysis import analyze
-from backend.devices import Chain, DeviceSpec
-from backend.session import Session
+from backend.chain import Chain, DeviceSpec
+from backend.model.analysis import analyze
+from backend.profiling.session import Session
 from omdp_tui.app import Launch, OmdpApp
 from omdp_tui.screens.devices import DevicesScreen
 from omdp_tui.workspace import Workspace

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input
 
-from backend.analysis import analyze
-from backend.session import Session
+from backend.model.analysis import analyze
+from backend.profiling.session import Session
 from omdp_tui.app import Launch, OmdpApp
 from omdp_tui.screens.graph import GraphScreen
 from omdp_tui.screens.picker import PickerScreen

@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from backend import yolo
 from backend.errors import OmdpError
+from backend.model import yolo
 
 # The onnx wheel's copies of classic ImageNet architectures (weights are ConstantOfShape 0.02).
 LIGHT_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

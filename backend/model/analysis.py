@@ -20,10 +20,17 @@ import pandas as pd
 from google.protobuf.message import DecodeError
 from onnx import ModelProto
 
-from backend.cuts import Cut, build_cuts, rank_candidates, resolve_position
+from backend.device.segments import (
+    GraphIndex,
+    LazyWeights,
+    itemsize,
+    load_lazy,
+    prepare,
+    tensor_nbytes,
+)
 from backend.errors import OmdpError
-from backend.flops import node_flops
-from backend.segments import GraphIndex, LazyWeights, itemsize, load_lazy, prepare, tensor_nbytes
+from backend.model.cuts import Cut, build_cuts, rank_candidates, resolve_position
+from backend.model.flops import node_flops
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class NodeInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     params: int
-    flops: int | None  # None: not counted (see backend.flops)
+    flops: int | None  # None: not counted (see backend.model.flops)
     static: bool  # computes only from constants: never a place to cut
 
 
@@ -205,7 +212,7 @@ def _external_location(model: ModelProto) -> str:
 
 def _zoo_hint() -> str:
     try:
-        from backend.zoo import list_models
+        from backend.model.zoo import list_models
         names = ", ".join(e.name for e in list_models())
         return f"check the path, or use a built-in model name ({names})"
     except ImportError:
@@ -225,7 +232,7 @@ def open_model(source: str | os.PathLike | ModelProto,
     p = Path(source)
     if not p.exists() and p.suffix == "" and os.sep not in str(source):
         try:
-            from backend import zoo
+            from backend.model import zoo
         except ImportError:
             zoo = None
         if zoo is not None and str(source) in {e.name for e in zoo.list_models()}:

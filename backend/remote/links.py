@@ -39,7 +39,7 @@ from statistics import median
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from backend.remote import LocalTarget, SshTarget
+    from backend.remote.ssh import LocalTarget, SshTarget
 
 TOKEN_BYTES = 32  # hex on the wire: 64 characters
 _HDR = struct.Struct(">Q")
@@ -423,7 +423,7 @@ class LinkLab:
         self._peer: dict[str, str] = {}
 
     async def _ssh(self, target: SshTarget) -> tuple[Any, str]:
-        from backend.remote import RemoteStore, connect, link_helper_bundle
+        from backend.remote.ssh import RemoteStore, connect, link_helper_bundle
 
         if target.name not in self._conns:
             conn = await connect(target)
@@ -438,7 +438,7 @@ class LinkLab:
 
     async def start(self, device: SshTarget | LocalTarget, args: list[str]) -> _Helper:
         """Run the link helper with `args` on a device (uploaded by hash if missing)."""
-        from backend.remote import LINK_HELPER_NAME, SshTarget
+        from backend.remote.ssh import LINK_HELPER_NAME, SshTarget
 
         if isinstance(device, SshTarget):
             conn, folder = await self._ssh(device)
@@ -460,7 +460,7 @@ class LinkLab:
     async def address_of(self, device: SshTarget | LocalTarget) -> str:
         """How the chain's other devices reach `device`: `address`, else the IP the lab's
         SSH connection reached (host may be an ~/.ssh/config alias), local: loopback."""
-        from backend.remote import SshTarget
+        from backend.remote.ssh import SshTarget
 
         if not isinstance(device, SshTarget):
             return "127.0.0.1"
@@ -540,7 +540,7 @@ class LinkLab:
         the other connects and times transfers in the chain's direction."""
 
         from backend.errors import OmdpError
-        from backend.remote import SshTarget
+        from backend.remote.ssh import SshTarget
 
         # The downstream listens, unless only the upstream is an ssh device (a device
         # cannot be assumed to reach the lab machine): then the upstream listens.
@@ -632,7 +632,7 @@ async def measure_chain(
     import asyncssh
 
     from backend.errors import OmdpError
-    from backend.remote import RemoteError, SshTarget
+    from backend.remote.ssh import RemoteError, SshTarget
 
     lab = LinkLab(plan)
     out = ChainLinks()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from backend.runtimes import TimingSettings
+from backend.device.runtimes import TimingSettings
 
 # Rough speed of a device nobody has measured yet (GFLOP/s): a few CPU cores.
 DEFAULT_GFLOPS = 20.0

@@ -30,13 +30,13 @@ from typing import Any
 
 import onnx
 
-from backend import agent as proto
-from backend.devices import Chain, DeviceSpec, cpu_set
-from backend.plan import PlanItem
-from backend.runtimes import TimingSettings
-from backend.session import Session
+from backend.chain import Chain, DeviceSpec, cpu_set
+from backend.device import agent as proto
+from backend.device.runtimes import TimingSettings
+from backend.profiling.plan import PlanItem
+from backend.profiling.session import Session
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_S = 3.0
 
 
@@ -173,7 +173,7 @@ class Transport:
 
 
 class LocalTransport(Transport):
-    """The agent as a subprocess of this machine (`python -m backend.agent`)."""
+    """The agent as a subprocess of this machine (`python -m backend.device.agent`)."""
 
     def __init__(self, cache_dir: str | os.PathLike, python: str = sys.executable):
         self.cache_dir = str(cache_dir)
@@ -189,7 +189,7 @@ class LocalTransport(Transport):
             [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
         # own session: a Ctrl-C in the terminal reaches the profiler, which stops agents
         self.proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "backend.agent", "--cache", self.cache_dir,
+            self.python, "-m", "backend.device.agent", "--cache", self.cache_dir,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
             limit=64 * 1024 * 1024)
@@ -422,7 +422,7 @@ class Profiler:
     def default_transport(self, device: DeviceSpec) -> Transport:
         """A local subprocess, or the agent over SSH for kind = "ssh"."""
         if device.kind == "ssh":
-            from backend.remote import SshAgentTransport, target_from_spec
+            from backend.remote.ssh import SshAgentTransport, target_from_spec
 
             return SshAgentTransport(target_from_spec(device, self.chain.source),
                                      on_status=lambda m: self._emit(Notice(device.name, m)))

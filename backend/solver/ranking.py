@@ -22,7 +22,7 @@ p_i = number of positions handled by devices 0..i; an empty device just has p_{i
 
 Order: cost, then (throughput only) end-to-end latency, then the cut vector
 lexicographically. Costs are always recomputed by the canonical functions of
-`backend.costs`, and near-ties (1e-9 relative) at the K-th place are all collected before
+`backend.solver.costs`, and near-ties (1e-9 relative) at the K-th place are all collected before
 the final sort, so float noise in the search never changes which partitions are returned.
 """
 
@@ -36,7 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from backend.costs import (
+from backend.errors import OmdpError
+from backend.solver.costs import (
     COST_MODELS,
     OBJECTIVES,
     Instance,
@@ -55,7 +56,6 @@ from backend.costs import (
     segment_link_ms,
     segment_rows,
 )
-from backend.errors import OmdpError
 
 ENUMERATE_LIMIT = 400_000  # cut vectors; above this, search instead of enumerating
 TIE_EXTRA_CAP = 10_000  # near-tie paths collected beyond K (only float-noise ties need it)

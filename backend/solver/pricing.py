@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from backend.analysis import ModelAnalysis
-from backend.costs import Memory, SegmentInstance
 from backend.errors import OmdpError
-from backend.session import Session
+from backend.model.analysis import ModelAnalysis
+from backend.profiling.session import Session
+from backend.solver.costs import Memory, SegmentInstance
 
 
 def link_names(session: Session) -> list[str]:

@@ -41,7 +41,7 @@ import asyncssh
 from backend.errors import OmdpError
 
 if TYPE_CHECKING:  # the agent module imports numpy and onnx: only for type hints here
-    from backend.agent import Job
+    from backend.device.agent import Job
 
 DEFAULT_WORKDIR = "~/.cache/omdp"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -234,7 +234,7 @@ def ssh_fields_from_table(table: Mapping[str, Any], where: str = "") -> SshTarge
 
 
 def target_from_spec(spec: Any, source: str | None = None) -> SshTarget | LocalTarget:
-    """The probe/transport target of a `backend.devices.DeviceSpec` (types already checked
+    """The probe/transport target of a `backend.chain.DeviceSpec` (types already checked
     there; the ssh fields are validated here, errors at `source:line`)."""
     if spec.kind != "ssh":
         return LocalTarget(spec.name)
@@ -706,7 +706,7 @@ class Bundle:
 @functools.cache
 def link_helper_bundle() -> Bundle:
     """Just the link helper (links.py is stdlib-only at import, so it runs as-is)."""
-    from backend import links
+    from backend.remote import links
 
     return Bundle(((LINK_HELPER_NAME, inspect.getsource(links).encode()),))
 
@@ -715,7 +715,7 @@ def link_helper_bundle() -> Bundle:
 def agent_bundle() -> Bundle:
     """agent.py, runtimes.py, segments.py, the guard and the link helper, read once per
     process: every device of a session runs the same agent even if the files change."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1] / "device"
     files = [(n, (here / n).read_bytes()) for n in AGENT_FILES]
     files.append((GUARD_NAME, GUARD_SOURCE.encode()))
     files += link_helper_bundle().files
@@ -1160,11 +1160,11 @@ class SshTransport:
 
 
 class DeviceUnavailable(ConnectionError):
-    """A RemoteError as the OSError that `backend.jobs` reports per device."""
+    """A RemoteError as the OSError that `backend.profiling.jobs` reports per device."""
 
 
 class SshAgentTransport:
-    """`backend.jobs.Transport` for an ssh device, on top of SshTransport.
+    """`backend.profiling.jobs.Transport` for an ssh device, on top of SshTransport.
 
     start() connects (a bad key or host fails before any job); the first send() is the
     job line, whose model is uploaded if missing, and starts the stream; later sends are
@@ -1192,7 +1192,7 @@ class SshAgentTransport:
 
     async def send(self, line: str) -> None:
         if self._task is None:
-            from backend.agent import Job
+            from backend.device.agent import Job
 
             job = Job.from_dict(json.loads(line))
             self._task = asyncio.create_task(self._pump(job))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.costs import SegmentInstance, segment_costs, segment_link_ms
 from backend.errors import OmdpError
-from backend.paths import Ranker
+from backend.solver.costs import SegmentInstance, segment_costs, segment_link_ms
+from backend.solver.ranking import Ranker
 
 P95 = 0.95
 

@@ -17,8 +17,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from backend.device.runtimes import (
+    ORT_GRAPH_OPT,
+    OV_PERF_HINTS,
+    OV_PRECISIONS,
+    RUNTIMES,
+    RuntimeConfig,
+)
 from backend.errors import OmdpError
-from backend.runtimes import ORT_GRAPH_OPT, OV_PERF_HINTS, OV_PRECISIONS, RUNTIMES, RuntimeConfig
 
 KINDS = ("local", "ssh")
 DEFAULT_BANDWIDTH_MBPS = 100.0
@@ -46,7 +52,7 @@ class DeviceSpec:
     perf_hint: str | None = None
     cpus: list[int] | None = None  # pin the local agent (os.sched_setaffinity)
     gflops: float | None = None  # rough speed, only for the plan's time estimate
-    # ssh devices (see docs/ssh.md); validated by backend.remote.target_from_spec
+    # ssh devices (see docs/ssh.md); validated by backend.remote.ssh.target_from_spec
     host: str | None = None
     port: int | None = None
     user: str | None = None
@@ -314,7 +320,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
             values[key] = float(values[key])
     spec = DeviceSpec(name=name, cpus=cpus, line=tline, **values)
     if kind == "ssh":
-        from backend.remote import target_from_spec
+        from backend.remote.ssh import target_from_spec
 
         target_from_spec(spec, src.path)  # host given, identity exists, fields make sense
     return spec

@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from backend import __version__
-from backend.devices import Chain, DeviceSpec, LinkSpec
+from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
-from backend.plan import Plan, PlanItem
+from backend.profiling.plan import Plan, PlanItem
 
 SCHEMA_VERSION = 1
 APP_ID = "omdp-session"
@@ -297,7 +297,7 @@ class Session:
         ref = self.model()
         if not ref.path or not Path(ref.path).exists():
             return  # built in, or moved away: nothing to compare (profile checks later)
-        from backend.agent import file_sha256
+        from backend.device.agent import file_sha256
 
         if file_sha256(ref.path) != ref.sha256:
             raise OmdpError(f"the model file {ref.path} changed since session {self.path} "

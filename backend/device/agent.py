@@ -1,7 +1,7 @@
 """The device agent: one job in on stdin, JSON lines out on stdout, logs on stderr.
 
 Ships to devices as three plain files (agent.py, runtimes.py, segments.py) needing only
-stdlib + numpy + onnx + a runtime; `python agent.py` there, `python -m backend.agent` here.
+stdlib + numpy + onnx + a runtime; `python agent.py` there, `python -m backend.device.agent` here.
 
 Protocol (version 1), one JSON object per line:
 - stdout: `hello` first (protocol, versions, host facts), then per segment `progress`
@@ -39,7 +39,7 @@ from typing import Any, TextIO
 import numpy as np
 import onnx
 
-if __package__:  # backend.agent, or python -m backend.agent
+if __package__:  # backend.device.agent, or python -m backend.device.agent
     from . import runtimes, segments
 else:  # plain files copied side by side on a device
     import runtimes  # type: ignore[no-redef]
