@@ -8,6 +8,8 @@ those errors so the app can show them as a toast and carry on with the others.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,21 @@ from textual.theme import Theme
 
 from omdp_tui.settings import config_dir
 
-# Where the shipped themes live (the repository's `themes/`, next to the package).
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "themes"
+
+def builtin_dir() -> Path:
+    """Where the shipped themes live: the repository's `themes/` in a checkout, else the
+    folder the installed distribution put them in (pyproject's data-files)."""
+    checkout = Path(__file__).resolve().parent.parent / "themes"
+    if checkout.is_dir():
+        return checkout
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        for item in importlib.metadata.files("omdp") or []:
+            if item.suffix == ".toml" and item.parent.name == "themes":
+                return Path(str(item.locate())).parent
+    return checkout
+
+
+BUILTIN_DIR = builtin_dir()
 DEFAULT_THEME = "omdp-dark"
 
 _COLOUR_FIELDS = ("primary", "secondary", "accent", "warning", "error", "success",
