@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,10 @@ class LinkSpec:
     default: bool = False  # not in the file: the defaults were used
     line: int = 0
 
+    @property
+    def name(self) -> str:
+        return link_name(self.src, self.dst)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "line"}
 
@@ -105,6 +110,41 @@ class LinkSpec:
     def from_dict(cls, d: dict[str, Any]) -> LinkSpec:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def link_name(src: str, dst: str) -> str:
+    """A link is named "a-b" after the two devices it joins, in chain order."""
+    return f"{src}-{dst}"
+
+
+def shared_link_name(devices: Sequence[str]) -> tuple[str, int, int] | None:
+    """(name, i, j) when links i < j of this chain get the same name (device names with
+    '-', e.g. a → b-c and a-b → c are both "a-b-c"), else None."""
+    seen: dict[str, int] = {}
+    for i, (a, b) in enumerate(itertools.pairwise(devices)):
+        name = link_name(a, b)
+        if name in seen:
+            return name, seen[name], i
+        seen[name] = i
+    return None
+
+
+def link_names(devices: Sequence[str]) -> tuple[str, ...]:
+    """The chain's link names in order. They are unique: a chain where two links would
+    share a name is an error, so a LINK=VALUE argument always means exactly one link."""
+    shared = shared_link_name(devices)
+    if shared is not None:
+        name, i, j = shared
+        raise OmdpError(
+            f"the link name {name!r} would mean two links ({_arrow(devices, i)} and "
+            f"{_arrow(devices, j)})",
+            "rename a device so that link names differ (e.g. '_' instead of '-')",
+        )
+    return tuple(link_name(a, b) for a, b in itertools.pairwise(devices))
+
+
+def _arrow(devices: Sequence[str], i: int) -> str:
+    return f"{devices[i]!r} → {devices[i + 1]!r}"
 
 
 @dataclass
@@ -117,6 +157,10 @@ class Chain:
     @property
     def names(self) -> list[str]:
         return [d.name for d in self.devices]
+
+    @property
+    def link_names(self) -> tuple[str, ...]:
+        return link_names(self.names)
 
     def device(self, name: str) -> DeviceSpec:
         for d in self.devices:

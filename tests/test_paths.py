@@ -18,13 +18,8 @@ import pytest
 
 from backend.errors import OmdpError
 from backend.solver.costs import LayerInstance, Memory, SegmentInstance
-from backend.solver.ranking import (
-    Ranker,
-    _range_argmin,
-    _suffix_argmin,
-    k_shortest_paths_dag,
-    top_k,
-)
+from backend.solver.layer_ranker import _range_argmin, _suffix_argmin
+from backend.solver.ranking import Ranker, k_shortest_paths_dag, top_k
 
 # ------------------------------------------------------------------------------------
 # Independent references

@@ -7,19 +7,14 @@ segment (from the whole-model profiling run). The gap between the two is worth s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
 from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis
 from backend.profiling.session import Session
-from backend.solver.costs import Memory, SegmentInstance
-
-
-def link_names(session: Session) -> list[str]:
-    chain = session.chain()
-    return [f"{lk.src}-{lk.dst}" for lk in chain.links]
+from backend.solver.costs import Memory, SegmentInstance, check_table_size, link_vector
 
 
 def instance_from_session(session: Session, *,
@@ -39,6 +34,7 @@ def instance_from_session(session: Session, *,
     candidates = sorted({0, n, *session.candidates()})
     index = {p: i for i, p in enumerate(candidates)}
     m, d = len(candidates), len(names)
+    check_table_size(d, m, f"session {session.path}")
 
     compute = np.full((d, m, m), np.nan)
     for k in range(d):
@@ -70,13 +66,11 @@ def instance_from_session(session: Session, *,
     cut_bytes[0] = sum(t.get("bytes") or 0 for t in summary.get("inputs", []))
     cut_bytes[n] = sum(t.get("bytes") or 0 for t in summary.get("outputs", []))
 
-    links = link_names(session)
+    links = chain.link_names
     current = session.bandwidths()
-    bw = [current[i][0] for i in range(len(links))]
-    lat = [current[i][1] for i in range(len(links))]
-    for values, target in ((bandwidth_mbps or {}, bw), (latency_ms or {}, lat)):
-        for name, value in values.items():
-            target[links.index(name)] = float(value)
+    saved = np.array(current, dtype=float).reshape(d - 1, 2)
+    bw = link_vector(links, bandwidth_mbps, saved[:, 0], "bandwidth")
+    lat = link_vector(links, latency_ms, saved[:, 1], "latency")
     sink_index = None
     if sink is not None:
         if sink not in names:
@@ -85,31 +79,8 @@ def instance_from_session(session: Session, *,
     return SegmentInstance(
         devices=tuple(names), candidates=np.array(candidates),
         cut_bytes=np.array([float(cut_bytes.get(p) or 0) for p in candidates]),
-        compute_ms=compute, bandwidth_mbps=np.array(bw, float), latency_ms=np.array(lat, float),
+        compute_ms=compute, bandwidth_mbps=bw, latency_ms=lat,
         sink=sink_index, estimated_ms=estimated)
-
-
-def parse_link_values(values: Sequence[str], names: Sequence[str], what: str = "latency",
-                      unit: str = "ms", noun: str = "link") -> dict[str, float]:
-    """["glasses-phone=5", ...] → {name: value ≥ 0}; names the bad part and the fix."""
-    valid = ", ".join(names) or f"(none: this chain has no {noun})"
-    out: dict[str, float] = {}
-    for raw in values:
-        name, sep, text = raw.partition("=")
-        name, text = name.strip(), text.strip()
-        if not sep or name not in names:
-            raise OmdpError(f"unknown {noun} in {what} {raw!r}",
-                            f"write {noun.upper()}={unit.upper()} with a {noun} among: {valid}")
-        try:
-            value = float(text)
-        except ValueError:
-            raise OmdpError(f"{what} of {name} is not a number: {text!r}",
-                            f"give {unit}, e.g. {name}=5") from None
-        if not np.isfinite(value) or value < 0:
-            raise OmdpError(f"{what} of {name} must be ≥ 0 {unit}, got {text!r}",
-                            f"give {unit}, e.g. {name}=5")
-        out[name] = value
-    return out
 
 
 def memory_needs(analysis: ModelAnalysis, inst: SegmentInstance,

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import OmdpError
-from backend.solver.costs import SegmentInstance, segment_costs, segment_link_ms
-from backend.solver.ranking import Ranker
+from backend.solver.costs import SegmentInstance, link_stage_ms, segment_costs
+from backend.solver.segment_ranker import Ranker
 
 P95 = 0.95
 
@@ -207,9 +207,8 @@ def analyse_trace(
             f"timeline links {list(timeline.link_names)} do not match the instance",
             f"align the traces on links {list(inst.link_names)}",
         )
-    _, lat = inst.link_arrays(None, latency_ms)
     link_stack = np.stack(
-        [segment_link_ms(inst, bw, lat)[0] for bw in timeline.bandwidth_mbps]
+        [link_stage_ms(inst, bw, latency_ms)[0] for bw in timeline.bandwidth_mbps]
     )  # (T, L, M)
     steps = len(timeline)
     opt = np.full(steps, np.inf)
