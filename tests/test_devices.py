@@ -55,7 +55,7 @@ def test_unknown_runtime_names_the_line_and_the_fix():
     ('[[device]]\nname = "a"\nthreads = "two"\n',
      "devices.toml:3: device 'a': threads must be an integer, not 'two'"),
     ('[[device]]\nname = "a"\nthreads = 0\n',
-     "devices.toml:3: device 'a': threads must be at least 1, not 0"),
+     "devices.toml:3: device 'a': threads must be from 1 to 1024, not 0"),
     ('[[device]]\nname = "a"\nkind = "ssh"\n',
      "devices.toml:1: device 'a': ssh device needs `host`"),
     ('[[device]]\nname = "a"\nkind = "tcp"\n',
@@ -69,8 +69,8 @@ def test_unknown_runtime_names_the_line_and_the_fix():
      "devices.toml:4: device 'a': precision 'f8' is unknown (use f32 or f16 or bf16)"),
     ('[[device]]\nname = "a"\ncpus = "1-0"\n',
      "devices.toml:3: device 'a': cpus range '1-0' goes backwards"),
-    ('[[device]]\nname = "a"\ncpus = [4096]\n',
-     "devices.toml:3: device 'a': cpu 4096 is not available on this machine"),
+    ('[[device]]\nname = "a"\ncpus = [4095]\n',
+     "devices.toml:3: device 'a': cpu 4095 is not available on this machine"),
     ('[[device]]\nthreads = 2\n', "devices.toml:1: device #1: no name"),
     ('# nothing\n', "devices.toml:1: no devices"),
     ('[[device]]\nname = "a"\n[timing]\nruns = 3\n', "devices.toml:3: unknown section 'timing'"),
@@ -100,7 +100,8 @@ latency_ms = 3
 
 
 @pytest.mark.parametrize("bw, extra, expected", [
-    ("0", "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a positive number, not 0"),
+    ("0", "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a positive finite "
+     "number, not 0"),
     ('"abc"', "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a number, not 'abc'"),
     ("10", '[[link]]\nfrom = "a"\nto = "c"\nbandwidth_mbps = 1\n',
      "devices.toml:15: link 'a' → 'c': links connect consecutive devices in chain order "
