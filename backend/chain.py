@@ -346,7 +346,7 @@ def _unknown(src: _Text, line: int, who: str, key: str, known) -> OmdpError:
     return src.fail(line, f"{who}: unknown field {_show(key)} ({hint})")
 
 
-def _name_problem(name: str) -> str | None:
+def device_name_problem(name: str) -> str | None:
     """Why `name` cannot name a device, or None."""
     if not name:
         return "is empty"
@@ -376,7 +376,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
         _check_type(src, line, who, key, value, _DEVICE_TYPES[key])
     line_of = lambda key: src.key_line(tline, key)  # noqa: E731
     name = str(name).strip()
-    problem = _name_problem(name)
+    problem = device_name_problem(name)
     if problem is not None:
         raise src.fail(line_of("name"), f"{who}: the name {problem}")
     dup = next((d for d in previous if d.name == name), None)

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from backend.chain import Chain, DeviceSpec, load_devices, parse_cpus, parse_devices
+from backend.chain import (
+    Chain,
+    DeviceSpec,
+    LinkSpec,
+    link_names,
+    load_devices,
+    parse_cpus,
+    parse_devices,
+)
 from backend.errors import OmdpError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,3 +160,13 @@ def test_specs_round_trip_and_chain_of():
     assert chain.links[0].default and chain.names == ["a", "b"]
     plain = DeviceSpec("phone", runtime="openvino")
     assert d.runtime_config().key() != plain.runtime_config().key()
+
+
+def test_link_names_are_unique_or_refused():
+    assert link_names(["glasses", "jetson-nano", "cloud"]) == ("glasses-jetson-nano",
+                                                               "jetson-nano-cloud")
+    assert LinkSpec("a", "b-c").name == "a-b-c"
+    assert Chain.of([DeviceSpec("a"), DeviceSpec("b")]).link_names == ("a-b",)
+    with pytest.raises(OmdpError, match=r"'a-b-c' would mean two links \('a' → 'b-c' and "
+                                        r"'a-b' → 'c'\)"):
+        link_names(["a", "b-c", "a-b", "c"])

@@ -433,6 +433,19 @@ def test_memory_limits_from_positions():
     assert fits[0, 0, 2] and not fits[1, 0, 2] and not fits[1, 0, 1] and fits[1, 1, 2]
 
 
+def test_memory_peaks_match_their_definition():
+    """peak([a, b)) = the largest live size at any position a..b, for random positions."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        n = int(rng.integers(1, 30))
+        cands = sorted({0, n, *rng.integers(0, n + 1, 5).tolist()})
+        act = rng.integers(0, 100, n + 1).astype(float)
+        mem = Memory.from_positions([1.0], cands, np.ones(n), act)
+        for i, a in enumerate(cands):
+            for j, b in enumerate(cands[i:], start=i):
+                assert mem.activation_bytes[0, i, j] == act[a : b + 1].max()
+
+
 @pytest.mark.parametrize("objective", ["latency", "throughput"])
 def test_memory_limits_match_brute_force(objective):
     for seed in range(30):

@@ -222,7 +222,7 @@ def mutate(data, path, value):
         (("compute_ms", "phone", "x"), 1.0, "is not a segment key"),
         (("compute_ms", "watch"), {}, "'compute_ms.watch' names unknown device"),
         (("compute_ms",), [], "'compute_ms' must be an object"),
-        (("devices",), ["a", "a", "b"], "'devices' repeats a name"),
+        (("devices",), ["a", "a", "b"], "'devices' repeats the name 'a'"),
         (("sink",), "moon", "'sink' names unknown device 'moon'"),
         (("kind",), "graph", "'kind' must be 'segment' or 'layer'"),
         (("memory", "limit_bytes", "glasses"), "big", "'memory.limit_bytes.glasses'"),

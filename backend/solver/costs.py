@@ -33,7 +33,7 @@ OBJECTIVES: tuple[str, ...] = ("latency", "throughput")
 COST_MODELS: tuple[str, ...] = ("measured", "estimated")
 
 
-MAX_TABLE_CELLS = 1 << 24  # per (D, M, M) table: 128 MiB of float64; solvers copy a few
+MAX_TABLE_CELLS = 1 << 22  # per table (4M cells, 32 MiB of float64): solvers copy a few
 
 
 def check_table_size(n_devices: int, n_candidates: int, where: str = "the instance") -> None:
@@ -47,6 +47,20 @@ def check_table_size(n_devices: int, n_candidates: int, where: str = "the instan
             f"tables would need {cells * 8 / 2**30:.1f} GiB each; the limit is "
             f"{MAX_TABLE_CELLS:,} table cells ({fit:,} candidates for {n_devices} devices)",
             "choose fewer candidate positions",
+        )
+
+
+def check_layer_size(n_layers: int, n_devices: int, where: str = "the instance") -> None:
+    """Refuse, before allocating, a layer instance whose transfer tables ((N+1) x D x D)
+    would hold more than MAX_TABLE_CELLS numbers."""
+    cells = (n_layers + 1) * n_devices * n_devices
+    if cells > MAX_TABLE_CELLS:
+        fit = MAX_TABLE_CELLS // max(n_devices * n_devices, 1) - 1
+        raise OmdpError(
+            f"{where} has {n_layers:,} layers x {n_devices:,} devices: its transfer tables "
+            f"would hold {cells:,} numbers; the limit is {MAX_TABLE_CELLS:,} "
+            f"({fit:,} layers for {n_devices} devices)",
+            "merge layers or use a segment-level instance",
         )
 
 
@@ -138,10 +152,13 @@ class Memory:
         m = len(c)
         weight = np.zeros((m, m))
         peak = np.zeros((m, m))
+        # the live peak between consecutive candidates (both ends included), then prefix
+        # maxima over those: O(N + M^2) instead of a pass over the positions per candidate
+        between = np.array([act[c[t] : c[t + 1] + 1].max() for t in range(m - 1)])
         for i in range(m):
-            run_max = np.maximum.accumulate(act[c[i] :])
             weight[i, i:] = cw[c[i:]] - cw[c[i]]
-            peak[i, i:] = run_max[c[i:] - c[i]]
+            peak[i, i] = act[c[i]]
+            peak[i, i + 1 :] = np.maximum.accumulate(between[i:])
         d = len(limit)
         return cls(
             limit_bytes=limit,
@@ -259,7 +276,7 @@ class SegmentInstance:
 
     @cached_property
     def link_names(self) -> tuple[str, ...]:
-        """"a-b" per link, in chain order (see `backend.chain.link_names`)."""
+        """ "a-b" per link, in chain order (see `backend.chain.link_names`)."""
         return link_names(self.devices)
 
     # -- tables -----------------------------------------------------------------------
@@ -337,9 +354,7 @@ def link_vector(names: tuple[str, ...], value: Any, default: np.ndarray, what: s
     else:
         out = np.asarray(value, dtype=float).reshape(-1)
         if out.shape != default.shape:
-            raise OmdpError(
-                f"expected {len(default)} {what} values (one per link), got {len(out)}"
-            )
+            raise OmdpError(f"expected {len(default)} {what} values (one per link), got {len(out)}")
     ok = out >= 0 if what == "bandwidth" else (out >= 0) & np.isfinite(out)
     if not ok.all():
         bad = ~ok
@@ -452,6 +467,7 @@ class LayerInstance:
             raise OmdpError(f"devices must be unique and not empty, got {list(devices)}")
         comp = np.array(self.compute_ms, dtype=float)
         n, d = comp.shape[0] if comp.ndim == 2 else 0, len(devices)
+        check_layer_size(n, d)
         if comp.ndim != 2 or comp.shape[1] != d or n < 1:
             raise OmdpError(
                 f"compute_ms has shape {comp.shape}, expected (N >= 1, {d})",
@@ -550,7 +566,6 @@ def layer_costs(inst: LayerInstance, cuts: np.ndarray) -> tuple[np.ndarray, np.n
         latency = latency + x
         worst = np.maximum(worst, x)
     return latency, worst
-
 
 
 Instance = SegmentInstance | LayerInstance

@@ -23,9 +23,12 @@ from typing import Literal
 
 import numpy as np
 
+from backend.errors import OmdpError
+
 ENUMERATE_LIMIT = 400_000  # cut vectors; above this, rankers search instead of enumerating
 Method = Literal["auto", "enumerate", "search", "dag"]
 METHODS: tuple[str, ...] = ("auto", "enumerate", "search", "dag")
+MAX_DAG_EDGES = 10_000_000  # an explicit Dag keeps ~6 numbers per edge: ~0.5 GiB at the limit
 TIE_EXTRA_CAP = 10_000  # near-tie paths collected beyond K (only float-noise ties need it)
 TARGET = -1  # the target node, in every graph encoding
 
@@ -228,6 +231,15 @@ class Dag:
 
 
 ExplicitDag = tuple["Dag", np.ndarray, np.ndarray, np.ndarray]  # dag, w_sum, w_max, heads
+
+
+def check_dag_size(n_edges: int, what: str, fix: str) -> None:
+    """Refuse, before building it, an explicit DAG of more than MAX_DAG_EDGES edges."""
+    if n_edges > MAX_DAG_EDGES:
+        raise OmdpError(
+            f"{what} needs an explicit graph of {n_edges:,} edges; the limit is {MAX_DAG_EDGES:,}",
+            fix,
+        )
 
 
 class _DagGraph(Graph):

@@ -14,7 +14,15 @@ import math
 import numpy as np
 
 from backend.solver.costs import LayerInstance, layer_costs
-from backend.solver.ksp import TARGET, Dag, ExplicitDag, Graph, deviation_search, tolerance
+from backend.solver.ksp import (
+    TARGET,
+    Dag,
+    ExplicitDag,
+    Graph,
+    check_dag_size,
+    deviation_search,
+    tolerance,
+)
 from backend.solver.partition import (
     Partition,
     count_partitions,
@@ -205,6 +213,12 @@ def _layer_dag(inst: LayerInstance) -> ExplicitDag:
     returns (dag, w_sum, w_max, head (m, e) per edge; e = -1 for the end). Node 0 is the
     source, 1 + l*D + d the run start (l, d), the last node the target."""
     n, d = inst.n_positions, inst.n_devices
+    edges = d + (d * (d - 1) // 2) * (n * (n - 1) // 2) + d * n
+    check_dag_size(
+        edges,
+        f"ranking {n:,} layers x {d} devices this way",
+        "use the latency objective, or merge layers (e.g. a segment-level instance)",
+    )
     tr, snk = inst.transfer_ms, inst.sink_ms
     tgt = 1 + n * d  # the source is node 0
     s_list, t_list, ws, wm, heads = [], [], [], [], []

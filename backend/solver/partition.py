@@ -136,9 +136,7 @@ def segment_breakdowns(
         nothing: list[float | None] = [None] * len(rows)
         estv = nothing if est is None else _none_if_not_finite(est[d, a, b])
         memv = (
-            nothing
-            if mem is None
-            else _none_if_not_finite(np.where(a < b, mem[d, a, b], np.nan))
+            nothing if mem is None else _none_if_not_finite(np.where(a < b, mem[d, a, b], np.nan))
         )
         by_dev.append(
             [
@@ -193,7 +191,6 @@ def segment_breakdowns(
 
 def _none_if_not_finite(values: np.ndarray) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values.tolist()]
-
 
 
 def layer_breakdowns(inst: LayerInstance, rows: np.ndarray) -> list[Breakdown]:

@@ -17,10 +17,13 @@ from backend.profiling.session import Session
 from backend.solver.costs import Memory, SegmentInstance, check_table_size, link_vector
 
 
-def instance_from_session(session: Session, *,
-                          bandwidth_mbps: Mapping[str, float] | None = None,
-                          latency_ms: Mapping[str, float] | None = None,
-                          sink: str | None = None) -> SegmentInstance:
+def instance_from_session(
+    session: Session,
+    *,
+    bandwidth_mbps: Mapping[str, float] | None = None,
+    latency_ms: Mapping[str, float] | None = None,
+    sink: str | None = None,
+) -> SegmentInstance:
     """The session as a segment-level instance over its candidates (0 and N added).
 
     Link values: the operator's saved ones, overridden by `bandwidth_mbps`/`latency_ms`
@@ -74,28 +77,36 @@ def instance_from_session(session: Session, *,
     sink_index = None
     if sink is not None:
         if sink not in names:
-            raise OmdpError(f"unknown sink device '{sink}'", f"devices: {', '.join(names)}")
+            raise OmdpError(f"unknown sink device {sink!r}", f"devices: {', '.join(names)}")
         sink_index = names.index(sink)
     return SegmentInstance(
-        devices=tuple(names), candidates=np.array(candidates),
+        devices=tuple(names),
+        candidates=np.array(candidates),
         cut_bytes=np.array([float(cut_bytes.get(p) or 0) for p in candidates]),
-        compute_ms=compute, bandwidth_mbps=bw, latency_ms=lat,
-        sink=sink_index, estimated_ms=estimated)
+        compute_ms=compute,
+        bandwidth_mbps=bw,
+        latency_ms=lat,
+        sink=sink_index,
+        estimated_ms=estimated,
+    )
 
 
-def memory_needs(analysis: ModelAnalysis, inst: SegmentInstance,
-                 limits_mb: Mapping[str, float]) -> Memory:
+def memory_needs(
+    analysis: ModelAnalysis, inst: SegmentInstance, limits_mb: Mapping[str, float]
+) -> Memory:
     """Per-device limits against each segment's weights plus its largest live cut.
 
     Weights are counted per node (a weight two nodes share counts twice: an upper bound).
     """
     unknown = [d for d in limits_mb if d not in inst.devices]
     if unknown:
-        raise OmdpError(f"--memory names unknown device '{unknown[0]}'",
-                        f"devices: {', '.join(inst.devices)}")
+        raise OmdpError(
+            f"--memory names unknown device {unknown[0]!r}", f"devices: {', '.join(inst.devices)}"
+        )
     inits = analysis.index.initializers
-    node_weights = [sum(t.bytes or 0 for t in node.inputs if t.name in inits)
-                    for node in analysis.nodes]
+    node_weights = [
+        sum(t.bytes or 0 for t in node.inputs if t.name in inits) for node in analysis.nodes
+    ]
     live = [cut.bytes for cut in analysis.cuts]
     limits = [limits_mb.get(d, np.inf) * 2**20 for d in inst.devices]
     return Memory.from_positions(limits, inst.candidates, node_weights, live)

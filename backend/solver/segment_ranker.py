@@ -39,6 +39,7 @@ from backend.solver.ksp import (
     ExplicitDag,
     Graph,
     Method,
+    check_dag_size,
     deviation_search,
     tolerance,
 )
@@ -105,6 +106,11 @@ class _SegmentGraph(Graph):
 def _segment_dag(seg: np.ndarray, link_ms: np.ndarray) -> ExplicitDag:
     """Explicit layered DAG of a segment instance: (dag, w_sum, w_max, head index j)."""
     d, m, _ = seg.shape
+    check_dag_size(
+        (d - 1) * (m * (m + 1) // 2) + m,
+        f"ranking {m:,} candidates x {d} devices this way",
+        "choose fewer candidate positions",
+    )
     iu, ju = np.triu_indices(m)
     src, dst, w_sum, w_max, heads = [], [], [], [], []
     for t in range(d):

@@ -45,7 +45,7 @@ CASES = [
     ("kind-list", device('kind = ["local"]'), "kind must be a string"),
     ("inter-threads-table", device("inter_threads = {a = 1}"), "inter_threads must be"),
     ("link-bandwidth-string", link(bw='"fast"'), "bandwidth_mbps must be a number"),
-    ("link-from-number", ABC + "\n[[link]]\nfrom = 1\nto = \"b\"\n", "from must be a string"),
+    ("link-from-number", ABC + '\n[[link]]\nfrom = 1\nto = "b"\n', "from must be a string"),
     ("link-latency-list", link("latency_ms = [1]"), "latency_ms must be a number"),
     ("cpus-mixed-list", device('cpus = [0, "1"]'), "not a list of CPU numbers"),
     # -- ranges --------------------------------------------------------------------------
@@ -88,9 +88,11 @@ CASES = [
     # -- names ---------------------------------------------------------------------------
     ("duplicate-name", A + A, "the name is already used on line 1"),
     ("duplicate-after-strip", A + '[[device]]\nname = " a "\n', "already used"),
-    ("ambiguous-link-names",
-     device() + device(name='"b-c"') + device(name='"a-b"') + device(name='"c"'),
-     "the link name 'a-b-c' would mean two links"),
+    (
+        "ambiguous-link-names",
+        device() + device(name='"b-c"') + device(name='"a-b"') + device(name='"c"'),
+        "the link name 'a-b-c' would mean two links",
+    ),
     ("name-with-equals", device(name='"a=b"'), "contains '='"),
     ("name-with-slash", device(name='"a/b"'), "contains '/'"),
     ("name-with-backslash", device(name='"a\\\\b"'), "contains '\\\\'"),
@@ -99,8 +101,11 @@ CASES = [
     ("name-with-tab", device(name='"a\\tb"'), "contains control characters"),
     ("name-empty", device(name='""'), "device #1: the name is empty"),
     ("name-blank", device(name='"   "'), "the name is empty"),
-    ("name-too-long", device(name='"' + "x" * (MAX_NAME + 1) + '"'),
-     f"longer than {MAX_NAME} characters"),
+    (
+        "name-too-long",
+        device(name='"' + "x" * (MAX_NAME + 1) + '"'),
+        f"longer than {MAX_NAME} characters",
+    ),
     ("name-huge", device(name='"' + "x" * 100_000 + '"'), f"longer than {MAX_NAME}"),
     ("no-name", "[[device]]\nthreads = 1\n", "no name"),
     # -- links ---------------------------------------------------------------------------
@@ -108,26 +113,41 @@ CASES = [
     ("link-backwards", link(src="b", dst="a"), "links connect consecutive devices"),
     ("link-to-itself", link(src="a", dst="a"), "links connect consecutive devices"),
     ("link-unknown-device", link(dst="z"), "no device named 'z'"),
-    ("link-twice", link() + '\n[[link]]\nfrom = "a"\nto = "b"\nbandwidth_mbps = 3\n',
-     "is given twice"),
+    (
+        "link-twice",
+        link() + '\n[[link]]\nfrom = "a"\nto = "b"\nbandwidth_mbps = 3\n',
+        "is given twice",
+    ),
     ("link-no-from", ABC + '\n[[link]]\nto = "b"\nbandwidth_mbps = 1\n', "no 'from'"),
     ("link-no-bandwidth", link(bw=None), "no bandwidth_mbps"),
     ("link-not-a-table", "link = 5\n" + ABC, "'link' must be [[link]] tables"),
     # -- ssh fields on local devices, runtime options that do not apply ------------------
-    ("host-on-local", device('host = "pi.local"'), "host only applies to kind = \"ssh\""),
+    ("host-on-local", device('host = "pi.local"'), 'host only applies to kind = "ssh"'),
     ("port-on-local", device("port = 22"), "port only applies"),
     ("identity-on-local", device('identity = "~/.ssh/id"'), "identity only applies"),
     ("timeout-on-local", device("connect_timeout = 5"), "connect_timeout only applies"),
     ("address-on-local", device('address = "10.0.0.2"'), "address only applies"),
-    ("ssh-port-huge", device('kind = "ssh"', 'host = "h"', "port = 1180591620717411303424"),
-     "port must be from 1 to 65535"),
-    ("ssh-timeout-nan", device('kind = "ssh"', 'host = "h"', "connect_timeout = nan"),
-     "connect_timeout"),
+    (
+        "ssh-port-huge",
+        device('kind = "ssh"', 'host = "h"', "port = 1180591620717411303424"),
+        "port must be from 1 to 65535",
+    ),
+    (
+        "ssh-timeout-nan",
+        device('kind = "ssh"', 'host = "h"', "connect_timeout = nan"),
+        "connect_timeout",
+    ),
     ("ssh-without-host", device('kind = "ssh"'), "ssh device needs `host`"),
-    ("openvino-with-providers", device('runtime = "openvino"', 'providers = ["CPU"]'),
-     "providers is an option of onnxruntime"),
-    ("onnxruntime-with-precision", device('precision = "f32"'),
-     "precision is an option of openvino"),
+    (
+        "openvino-with-providers",
+        device('runtime = "openvino"', 'providers = ["CPU"]'),
+        "providers is an option of onnxruntime",
+    ),
+    (
+        "onnxruntime-with-precision",
+        device('precision = "f32"'),
+        "precision is an option of openvino",
+    ),
     ("runtime-unknown", device('runtime = "tensorrt"'), "runtime 'tensorrt' is unknown"),
     ("graph-opt-unknown", device('graph_opt = "max"'), "graph_opt 'max' is unknown"),
     ("kind-unknown", device('kind = "docker"'), "kind 'docker' is unknown"),
@@ -139,7 +159,7 @@ CASES = [
     ("toml-unterminated", '[[device]]\nname = "a\n', "invalid TOML"),
     ("toml-duplicate-key", '[[device]]\nname = "a"\nname = "b"\n', "invalid TOML"),
     ("toml-nul", '[[device]]\nname = "a\x00"\n', "invalid TOML"),
-    ("device-not-array", 'device = 5\n', "no devices"),
+    ("device-not-array", "device = 5\n", "no devices"),
     ("device-single-table", '[device]\nname = "a"\n', "no devices"),
     ("device-list-of-ints", "device = [1, 2]\n", "each device must be a [[device]] table"),
     ("empty-file", "", "no devices"),
@@ -152,8 +172,7 @@ CASES = [
 def test_bad_devices_file(capsys, tmp_path, text, contains):
     path = tmp_path / "devices.toml"
     path.write_text(text, encoding="utf-8")
-    line = expect_rejected(capsys, ["devices", "check", path], watch=[tmp_path],
-                           contains=contains)
+    line = expect_rejected(capsys, ["devices", "check", path], watch=[tmp_path], contains=contains)
     assert str(path) in line
 
 
@@ -174,13 +193,23 @@ def test_file_that_is_not_a_devices_file(capsys, tmp_path, data, contains):
 
 def test_folder_missing_file_fifo_and_device(capsys, tmp_path):
     (tmp_path / "chain").mkdir()
-    expect_rejected(capsys, ["devices", "check", tmp_path / "chain"], watch=[tmp_path],
-                    contains="is a directory")
-    expect_rejected(capsys, ["devices", "check", tmp_path / "nope.toml"], watch=[tmp_path],
-                    contains="no devices file")
+    expect_rejected(
+        capsys,
+        ["devices", "check", tmp_path / "chain"],
+        watch=[tmp_path],
+        contains="is a directory",
+    )
+    expect_rejected(
+        capsys,
+        ["devices", "check", tmp_path / "nope.toml"],
+        watch=[tmp_path],
+        contains="no devices file",
+    )
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo)  # reading it would wait for a writer forever
-    expect_rejected(capsys, ["devices", "check", fifo], watch=[tmp_path],
-                    contains="not a regular file")
-    expect_rejected(capsys, ["devices", "check", "/dev/zero"], watch=[tmp_path],
-                    contains="not a regular file")
+    expect_rejected(
+        capsys, ["devices", "check", fifo], watch=[tmp_path], contains="not a regular file"
+    )
+    expect_rejected(
+        capsys, ["devices", "check", "/dev/zero"], watch=[tmp_path], contains="not a regular file"
+    )
