@@ -404,8 +404,8 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
                            "(remove it)")
     for key, top in (("threads", MAX_THREADS), ("inter_threads", MAX_THREADS), ("port", 65535)):
         if key in raw and not 1 <= raw[key] <= top:
-            raise src.fail(line_of(key), f"{who}: {key} must be from 1 to {top}, "
-                           f"not {_show(raw[key])}")
+            bound = "at least 1" if raw[key] < 1 else f"at most {top}"
+            raise src.fail(line_of(key), f"{who}: {key} must be {bound}, not {_show(raw[key])}")
     if "gflops" in raw and not 0 < _number(raw["gflops"]) < math.inf:
         raise src.fail(line_of("gflops"), f"{who}: gflops must be a positive finite number, "
                        f"not {_show(raw['gflops'])}")
