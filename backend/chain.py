@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import os
 import re
+import stat
 import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,13 @@ from backend.errors import OmdpError
 KINDS = ("local", "ssh")
 DEFAULT_BANDWIDTH_MBPS = 100.0
 DEFAULT_LATENCY_MS = 0.0
+
+# Limits checked before anything is allocated (a devices file is a few hundred bytes).
+MAX_FILE_BYTES = 1 << 20
+MAX_NAME = 64  # device names appear in file names, tables and LINK=VALUE arguments
+MAX_CPU = 4095  # CPU numbers 0..4095 (Linux's default NR_CPUS is at most 4096)
+MAX_THREADS = 1024
+NAME_FORBIDDEN = "/\\="  # path separators (file names) and '=' (LINK=VALUE arguments)
 
 ORT_ONLY = ("inter_threads", "graph_opt", "providers")
 OV_ONLY = ("ov_device", "precision", "perf_hint")
@@ -98,6 +108,10 @@ class LinkSpec:
     default: bool = False  # not in the file: the defaults were used
     line: int = 0
 
+    @property
+    def name(self) -> str:
+        return link_name(self.src, self.dst)
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "line"}
 
@@ -105,6 +119,41 @@ class LinkSpec:
     def from_dict(cls, d: dict[str, Any]) -> LinkSpec:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def link_name(src: str, dst: str) -> str:
+    """A link is named "a-b" after the two devices it joins, in chain order."""
+    return f"{src}-{dst}"
+
+
+def shared_link_name(devices: Sequence[str]) -> tuple[str, int, int] | None:
+    """(name, i, j) when links i < j of this chain get the same name (device names with
+    '-', e.g. a → b-c and a-b → c are both "a-b-c"), else None."""
+    seen: dict[str, int] = {}
+    for i, (a, b) in enumerate(itertools.pairwise(devices)):
+        name = link_name(a, b)
+        if name in seen:
+            return name, seen[name], i
+        seen[name] = i
+    return None
+
+
+def link_names(devices: Sequence[str]) -> tuple[str, ...]:
+    """The chain's link names in order. They are unique: a chain where two links would
+    share a name is an error, so a LINK=VALUE argument always means exactly one link."""
+    shared = shared_link_name(devices)
+    if shared is not None:
+        name, i, j = shared
+        raise OmdpError(
+            f"the link name {name!r} would mean two links ({_arrow(devices, i)} and "
+            f"{_arrow(devices, j)})",
+            "rename a device so that link names differ (e.g. '_' instead of '-')",
+        )
+    return tuple(link_name(a, b) for a, b in itertools.pairwise(devices))
+
+
+def _arrow(devices: Sequence[str], i: int) -> str:
+    return f"{devices[i]!r} → {devices[i + 1]!r}"
 
 
 @dataclass
@@ -117,6 +166,10 @@ class Chain:
     @property
     def names(self) -> list[str]:
         return [d.name for d in self.devices]
+
+    @property
+    def link_names(self) -> tuple[str, ...]:
+        return link_names(self.names)
 
     def device(self, name: str) -> DeviceSpec:
         for d in self.devices:
@@ -182,15 +235,30 @@ class _Text:
 def load_devices(path: str | os.PathLike) -> Chain:
     """Read and validate a devices file; OmdpError with file:line on any problem."""
     p = Path(path)
-    if not p.exists():
-        raise OmdpError(f"no devices file at {p}",
-                        "write one (see examples/devices.toml and docs/devices.md)")
-    if p.is_dir():
-        raise OmdpError(f"{p} is a directory, not a devices file", "give a .toml file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OmdpError(f"cannot read {p}: {exc}", "check the file") from exc
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise OmdpError(f"no devices file at {p}",
+                        "write one (see examples/devices.toml and docs/devices.md)") from None
+    except OSError as exc:
+        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the path") from None
+    if stat.S_ISDIR(mode):
+        raise OmdpError(f"{p} is a directory, not a devices file", "give a .toml file")
+    if not stat.S_ISREG(mode):
+        raise OmdpError(f"{p} is not a regular file", "give the chain's devices.toml")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the file") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise OmdpError(f"{p} is larger than {MAX_FILE_BYTES >> 20} MiB, the limit for a "
+                        "devices file", "give the chain's devices.toml")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OmdpError(f"{p} is not a text file (byte {exc.start} is not UTF-8)",
+                        "give the chain's devices.toml") from None
     return parse_devices(text, str(path))
 
 
@@ -205,14 +273,22 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
         raise src.fail(line, f"invalid TOML: {msg} (fix the syntax on this line)") from exc
     for key in data:
         if key not in ("device", "link"):
-            raise src.fail(_top_line(src, key), f"unknown section '{key}' (only [[device]] "
-                           "and [[link]] tables belong here)")
+            raise src.fail(_top_line(src, key), f"unknown section {_show(key)} (only "
+                           "[[device]] and [[link]] tables belong here)")
     raw_devices = data.get("device", [])
     if not isinstance(raw_devices, list) or not raw_devices:
         raise src.fail(1, "no devices (add a [[device]] table per device, in chain order)")
     devices: list[DeviceSpec] = []
     for k, raw in enumerate(raw_devices):
         devices.append(_device(src, k, raw, devices))
+    shared = shared_link_name([d.name for d in devices])
+    if shared is not None:
+        name, i, j = shared
+        raise src.fail(src.key_line(devices[j + 1].line, "name"),
+                       f"device {_show(devices[j + 1].name)}: the link name {_show(name)} "
+                       f"would mean two links ({_arrow([d.name for d in devices], i)} and "
+                       f"{_arrow([d.name for d in devices], j)}); rename a device (e.g. '_' "
+                       "instead of '-')")
     raw_links = data.get("link", [])
     if not isinstance(raw_links, list):
         raise src.fail(_top_line(src, "link"), "'link' must be [[link]] tables")
@@ -221,7 +297,7 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
     for k, raw in enumerate(raw_links):
         link = _link(src, k, raw, names)
         if (link.src, link.dst) in given:
-            raise src.fail(link.line, f"link '{link.src}' → '{link.dst}' is given twice "
+            raise src.fail(link.line, f"link {_arrow([link.src, link.dst], 0)} is given twice "
                            f"(first on line {given[(link.src, link.dst)].line}; keep one)")
         given[(link.src, link.dst)] = link
     links: list[LinkSpec] = []
@@ -231,7 +307,7 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
             links.append(given[(a, b)])
         else:
             links.append(LinkSpec(a, b, default=True))
-            warnings.append(f"{path}: no [[link]] from '{a}' to '{b}': using "
+            warnings.append(f"{path}: no [[link]] from {_show(a)} to {_show(b)}: using "
                             f"{DEFAULT_BANDWIDTH_MBPS:g} Mbit/s and {DEFAULT_LATENCY_MS:g} ms")
     return Chain(devices, links, path, warnings)
 
@@ -241,18 +317,48 @@ def _top_line(src: _Text, key: str) -> int:
     return next((i for i, ln in enumerate(src.lines, 1) if pat.match(ln)), 1)
 
 
+def _show(value: Any, width: int = 60) -> str:
+    """A value from the file as it may appear in a one-line message: quoted, control
+    characters escaped, long values cut."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _number(value: Any) -> float:
+    """A TOML number as a float (integers too large for a float become inf)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _check_type(src: _Text, line: int, who: str, key: str, value: Any,
                 types: tuple[type, ...]) -> None:
     if isinstance(value, bool) or not isinstance(value, types):
         names = {int: "an integer", str: "a string", list: "a list"}
         want = "a number" if float in types else " or ".join(names[t] for t in types)
-        raise src.fail(line, f"{who}: {key} must be {want}, not {value!r}")
+        raise src.fail(line, f"{who}: {key} must be {want}, not {_show(value)}")
 
 
 def _unknown(src: _Text, line: int, who: str, key: str, known) -> OmdpError:
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
-    return src.fail(line, f"{who}: unknown field '{key}' ({hint})")
+    return src.fail(line, f"{who}: unknown field {_show(key)} ({hint})")
+
+
+def device_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a device, or None."""
+    if not name:
+        return "is empty"
+    if len(name) > MAX_NAME:
+        return f"is longer than {MAX_NAME} characters"
+    if not name.isprintable():
+        return "contains control characters"
+    bad = [c for c in NAME_FORBIDDEN if c in name]
+    if bad:
+        return (f"contains {bad[0]!r} (names appear in file names and in LINK=VALUE "
+                "arguments)")
+    return None
 
 
 def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceSpec:
@@ -260,7 +366,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
     if not isinstance(raw, dict):
         raise src.fail(tline, "each device must be a [[device]] table")
     name = raw.get("name")
-    who = f"device '{name}'" if isinstance(name, str) and name else f"device #{k + 1}"
+    who = f"device {_show(name)}" if isinstance(name, str) and name else f"device #{k + 1}"
     if "name" not in raw:
         raise src.fail(tline, f"{who}: no name (add name = \"...\")")
     for key, value in raw.items():
@@ -269,20 +375,21 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
             raise _unknown(src, line, who, key, _DEVICE_TYPES)
         _check_type(src, line, who, key, value, _DEVICE_TYPES[key])
     line_of = lambda key: src.key_line(tline, key)  # noqa: E731
-    name = name.strip()
-    if not name or any(c in name for c in "\n\t/"):
-        raise src.fail(line_of("name"), f"{who}: name must be a non-empty word")
+    name = str(name).strip()
+    problem = device_name_problem(name)
+    if problem is not None:
+        raise src.fail(line_of("name"), f"{who}: the name {problem}")
     dup = next((d for d in previous if d.name == name), None)
     if dup is not None:
         raise src.fail(line_of("name"), f"{who}: the name is already used on line "
                        f"{dup.line} (names must be unique)")
     kind = raw.get("kind", "local")
     if kind not in KINDS:
-        raise src.fail(line_of("kind"), f"{who}: kind '{kind}' is unknown "
+        raise src.fail(line_of("kind"), f"{who}: kind {_show(kind)} is unknown "
                        f"(use {' or '.join(KINDS)})")
     for key, value in raw.items():
         if key in _CHOICES and value not in _CHOICES[key]:
-            raise src.fail(line_of(key), f"{who}: {key} '{value}' is unknown "
+            raise src.fail(line_of(key), f"{who}: {key} {_show(value)} is unknown "
                            f"(use {' or '.join(_CHOICES[key])})")
     runtime = raw.get("runtime", "onnxruntime")
     wrong = ORT_ONLY if runtime == "openvino" else OV_ONLY
@@ -295,12 +402,17 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
         if key in raw and kind != "ssh":
             raise src.fail(line_of(key), f"{who}: {key} only applies to kind = \"ssh\" "
                            "(remove it)")
-    for key in ("threads", "inter_threads", "port"):
-        if key in raw and raw[key] < 1:
-            raise src.fail(line_of(key), f"{who}: {key} must be at least 1, not {raw[key]}")
-    if "gflops" in raw and not raw["gflops"] > 0:
-        raise src.fail(line_of("gflops"), f"{who}: gflops must be positive")
-    if "providers" in raw and not all(isinstance(p, str) and p for p in raw["providers"]):
+    for key, top in (("threads", MAX_THREADS), ("inter_threads", MAX_THREADS), ("port", 65535)):
+        if key in raw and not 1 <= raw[key] <= top:
+            bound = "at least 1" if raw[key] < 1 else f"at most {top}"
+            raise src.fail(line_of(key), f"{who}: {key} must be {bound}, not {_show(raw[key])}")
+    if "gflops" in raw and not 0 < _number(raw["gflops"]) < math.inf:
+        raise src.fail(line_of("gflops"), f"{who}: gflops must be a positive finite number, "
+                       f"not {_show(raw['gflops'])}")
+    providers = raw.get("providers")
+    if providers is not None and (
+            not providers or not all(isinstance(p, str) and p.isprintable() and p.strip()
+                                     for p in providers)):
         raise src.fail(line_of("providers"), f"{who}: providers must be a list of names, "
                        "e.g. [\"CPUExecutionProvider\"]")
     cpus = None
@@ -311,13 +423,13 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
             raise src.fail(line_of("cpus"), f"{who}: cpus {exc}") from exc
         available = _available_cpus()
         missing = [c for c in cpus if available is not None and c not in available]
-        if kind == "local" and missing:
+        if kind == "local" and available is not None and missing:
             raise src.fail(line_of("cpus"), f"{who}: cpu {missing[0]} is not available on "
                            f"this machine (available: {format_cpus(sorted(available))})")
     values = {k: v for k, v in raw.items() if k not in ("name", "cpus")}
     for key in ("gflops", "connect_timeout"):
         if key in values:
-            values[key] = float(values[key])
+            values[key] = _number(values[key])
     spec = DeviceSpec(name=name, cpus=cpus, line=tline, **values)
     if kind == "ssh":
         from backend.remote.ssh import target_from_spec
@@ -332,7 +444,7 @@ def _link(src: _Text, k: int, raw: Any, names: list[str]) -> LinkSpec:
         raise src.fail(tline, "each link must be a [[link]] table")
     who = f"link #{k + 1}"
     if isinstance(raw.get("from"), str) and isinstance(raw.get("to"), str):
-        who = f"link '{raw['from']}' → '{raw['to']}'"
+        who = f"link {_show(raw['from'])} → {_show(raw['to'])}"
     for key, value in raw.items():
         line = src.key_line(tline, key)
         if key not in _LINK_TYPES:
@@ -343,7 +455,7 @@ def _link(src: _Text, k: int, raw: Any, names: list[str]) -> LinkSpec:
             raise src.fail(tline, f"{who}: no '{key}' (name the devices it connects)")
         if raw[key] not in names:
             raise src.fail(src.key_line(tline, key), f"{who}: no device named "
-                           f"'{raw[key]}' (devices: {', '.join(names)})")
+                           f"{_show(raw[key])} (devices: {', '.join(names)})")
     a, b = names.index(raw["from"]), names.index(raw["to"])
     if b != a + 1:
         chain = " → ".join(names)
@@ -351,14 +463,14 @@ def _link(src: _Text, k: int, raw: Any, names: list[str]) -> LinkSpec:
                        f"({chain})")
     if "bandwidth_mbps" not in raw:
         raise src.fail(tline, f"{who}: no bandwidth_mbps (add bandwidth_mbps = <Mbit/s>)")
-    bw = float(raw["bandwidth_mbps"])
-    if not bw > 0 or bw != bw or bw == float("inf"):
+    bw = _number(raw["bandwidth_mbps"])
+    if not 0 < bw < math.inf:
         raise src.fail(src.key_line(tline, "bandwidth_mbps"), f"{who}: bandwidth_mbps must "
-                       f"be a positive number, not {raw['bandwidth_mbps']}")
-    lat = float(raw.get("latency_ms", DEFAULT_LATENCY_MS))
-    if not lat >= 0 or lat == float("inf"):
-        raise src.fail(src.key_line(tline, "latency_ms"),
-                       f"{who}: latency_ms must be 0 or more, not {raw['latency_ms']}")
+                       f"be a positive finite number, not {_show(raw['bandwidth_mbps'])}")
+    lat = _number(raw.get("latency_ms", DEFAULT_LATENCY_MS))
+    if not 0 <= lat < math.inf:
+        raise src.fail(src.key_line(tline, "latency_ms"), f"{who}: latency_ms must be a "
+                       f"finite number, 0 or more, not {_show(raw['latency_ms'])}")
     return LinkSpec(raw["from"], raw["to"], bw, lat, False, tline)
 
 
@@ -372,17 +484,22 @@ def parse_cpus(value: Any) -> list[int]:
         out: list[int] = []
         for part in value.split(","):
             part = part.strip()
-            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            m = re.fullmatch(r"([0-9]{1,12})(?:-([0-9]{1,12}))?", part)
             if not m:
-                raise ValueError(f"'{value}' is not a CPU list (write e.g. \"0-1,3\" or [0, 1])")
+                raise ValueError(f"{_show(value)} is not a CPU list (write e.g. \"0-1,3\" or "
+                                 f"[0, 1]; CPU numbers go up to {MAX_CPU})")
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
             if hi < lo:
                 raise ValueError(f"range '{part}' goes backwards")
+            if hi > MAX_CPU:
+                raise ValueError(f"'{part}' goes beyond CPU {MAX_CPU}, the largest CPU number")
             out.extend(range(lo, hi + 1))
         value = out
     if not isinstance(value, list) or not value or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
-        raise ValueError(f"{value!r} is not a list of CPU numbers (e.g. [0, 1])")
+        raise ValueError(f"{_show(value)} is not a list of CPU numbers (e.g. [0, 1])")
+    if max(value) > MAX_CPU:
+        raise ValueError(f"{_show(max(value))} is beyond CPU {MAX_CPU}, the largest CPU number")
     return sorted(set(value))
 
 

@@ -26,8 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.solver.costs import LayerInstance, SegmentInstance, segment_link_ms
-from backend.solver.ranking import Ranker, _deviation_search, _LayerGraph, _tolerance, top_k
+from backend.solver.costs import LayerInstance, SegmentInstance, link_stage_ms
+from backend.solver.ksp import deviation_search, tolerance
+from backend.solver.layer_ranker import LayerGraph
+from backend.solver.ranking import Ranker, top_k
 
 NX_BUDGET_S = 30.0
 
@@ -102,8 +104,8 @@ def bench_layer() -> None:
     full10 = median_ms(lambda: top_k(inst, 10), 50)
 
     def search_only():
-        g = _LayerGraph(inst)
-        _deviation_search(g, k, _tolerance(g.scale, g.root_value))
+        g = LayerGraph(inst)
+        deviation_search(g, k, tolerance(g.scale, g.root_value))
 
     search = median_ms(search_only, 50)
     ours = top_k(inst, k)
@@ -159,7 +161,7 @@ def segment_instance(m: int = 64, n: int = 500, seed: int = 1) -> SegmentInstanc
 def segment_graph_nx(inst: SegmentInstance, bw: np.ndarray) -> nx.DiGraph:
     """The same layered DAG for networkx, rebuilt for each bandwidth (as a from-scratch
     tool would): node (t, i) = devices before t handled positions [0, C_i)."""
-    link, _ = segment_link_ms(inst, bw, inst.latency_ms)
+    link, _ = link_stage_ms(inst, bw)
     seg = inst.segment_ms()
     d, m = inst.n_devices, inst.n_candidates
     g = nx.DiGraph()

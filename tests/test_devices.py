@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from backend.chain import Chain, DeviceSpec, load_devices, parse_cpus, parse_devices
+from backend.chain import (
+    Chain,
+    DeviceSpec,
+    LinkSpec,
+    link_names,
+    load_devices,
+    parse_cpus,
+    parse_devices,
+)
 from backend.errors import OmdpError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +77,8 @@ def test_unknown_runtime_names_the_line_and_the_fix():
      "devices.toml:4: device 'a': precision 'f8' is unknown (use f32 or f16 or bf16)"),
     ('[[device]]\nname = "a"\ncpus = "1-0"\n',
      "devices.toml:3: device 'a': cpus range '1-0' goes backwards"),
-    ('[[device]]\nname = "a"\ncpus = [4096]\n',
-     "devices.toml:3: device 'a': cpu 4096 is not available on this machine"),
+    ('[[device]]\nname = "a"\ncpus = [4095]\n',
+     "devices.toml:3: device 'a': cpu 4095 is not available on this machine"),
     ('[[device]]\nthreads = 2\n', "devices.toml:1: device #1: no name"),
     ('# nothing\n', "devices.toml:1: no devices"),
     ('[[device]]\nname = "a"\n[timing]\nruns = 3\n', "devices.toml:3: unknown section 'timing'"),
@@ -100,7 +108,8 @@ latency_ms = 3
 
 
 @pytest.mark.parametrize("bw, extra, expected", [
-    ("0", "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a positive number, not 0"),
+    ("0", "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a positive finite "
+     "number, not 0"),
     ('"abc"', "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a number, not 'abc'"),
     ("10", '[[link]]\nfrom = "a"\nto = "c"\nbandwidth_mbps = 1\n',
      "devices.toml:15: link 'a' → 'c': links connect consecutive devices in chain order "
@@ -151,3 +160,13 @@ def test_specs_round_trip_and_chain_of():
     assert chain.links[0].default and chain.names == ["a", "b"]
     plain = DeviceSpec("phone", runtime="openvino")
     assert d.runtime_config().key() != plain.runtime_config().key()
+
+
+def test_link_names_are_unique_or_refused():
+    assert link_names(["glasses", "jetson-nano", "cloud"]) == ("glasses-jetson-nano",
+                                                               "jetson-nano-cloud")
+    assert LinkSpec("a", "b-c").name == "a-b-c"
+    assert Chain.of([DeviceSpec("a"), DeviceSpec("b")]).link_names == ("a-b",)
+    with pytest.raises(OmdpError, match=r"'a-b-c' would mean two links \('a' → 'b-c' and "
+                                        r"'a-b' → 'c'\)"):
+        link_names(["a", "b-c", "a-b", "c"])

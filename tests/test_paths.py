@@ -18,13 +18,8 @@ import pytest
 
 from backend.errors import OmdpError
 from backend.solver.costs import LayerInstance, Memory, SegmentInstance
-from backend.solver.ranking import (
-    Ranker,
-    _range_argmin,
-    _suffix_argmin,
-    k_shortest_paths_dag,
-    top_k,
-)
+from backend.solver.layer_ranker import _range_argmin, _suffix_argmin
+from backend.solver.ranking import Ranker, k_shortest_paths_dag, top_k
 
 # ------------------------------------------------------------------------------------
 # Independent references
@@ -436,6 +431,19 @@ def test_memory_limits_from_positions():
     assert mem.activation_bytes[0, 0, 2] == 30
     fits = mem.feasible()
     assert fits[0, 0, 2] and not fits[1, 0, 2] and not fits[1, 0, 1] and fits[1, 1, 2]
+
+
+def test_memory_peaks_match_their_definition():
+    """peak([a, b)) = the largest live size at any position a..b, for random positions."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        n = int(rng.integers(1, 30))
+        cands = sorted({0, n, *rng.integers(0, n + 1, 5).tolist()})
+        act = rng.integers(0, 100, n + 1).astype(float)
+        mem = Memory.from_positions([1.0], cands, np.ones(n), act)
+        for i, a in enumerate(cands):
+            for j, b in enumerate(cands[i:], start=i):
+                assert mem.activation_bytes[0, i, j] == act[a : b + 1].max()
 
 
 @pytest.mark.parametrize("objective", ["latency", "throughput"])

@@ -80,7 +80,7 @@ def test_paths_save_persists_link_values(capsys, session_file):
     (["--bw", "glasses-phone=0"], "must be a number > 0"),
     (["--bw", "glasses-phone=abc"], "is not a number"),
     (["--bw", "glasses-cloud=5"], "unknown link"),
-    (["--latency", "phone-cloud=-1"], "must be ≥ 0"),
+    (["--latency", "phone-cloud=-1"], "must be a number ≥ 0 ms"),
     (["-k", "0"], "K must be"),
     (["--model", "estimated", "--sink", "tv"], "unknown sink device 'tv'"),
 ])
@@ -145,4 +145,4 @@ def test_memory_limit_keeps_big_segments_off_a_device(capsys, session_file):
     for part in json.loads(out):
         assert part["stages"][0]["start"] == part["stages"][0]["end"] == 0
     code, _, err = cli(capsys, "paths", session_file, "--memory", "tv=5")
-    assert code == 2 and "unknown device in memory 'tv=5'" in err
+    assert code == 2 and "unknown device 'tv' in --memory 'tv=5'" in err

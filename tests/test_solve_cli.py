@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from backend.cli import main
-from backend.cli.solve import parse_bandwidth_args
-from backend.solver.costs import LayerInstance, SegmentInstance, instance_to_dict, load_instance
+from backend.cli.link_values import BANDWIDTH, parse_values
+from backend.solver.costs import LayerInstance, SegmentInstance
+from backend.solver.instance_io import instance_to_dict, load_instance
 from backend.solver.ranking import top_k
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def test_doc_examples_load_and_mean_what_the_doc_says():
 
 
 def load_instance_from(data):
-    from backend.solver.costs import instance_from_dict
+    from backend.solver.instance_io import instance_from_dict
 
     return instance_from_dict(data, "doc")
 
@@ -157,9 +158,9 @@ def test_console_script_runs(seg_file):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-k", "0"], "K must be a whole number >= 1, got 0"),
-        (["-k", "-3"], "K must be a whole number >= 1"),
-        (["-k", "abc"], "K must be a whole number >= 1, got 'abc'"),
+        (["-k", "0"], "K must be a whole number from 1 to 100,000, got '0'"),
+        (["-k", "-3"], "K must be a whole number from 1"),
+        (["-k", "abc"], "K must be a whole number from 1 to 100,000, got 'abc'"),
         (["--bw", "glasses-phone=abc"], "not a number: 'abc'"),
         (["--bw", "glasses-phone=0"], "must be a number > 0"),
         (["--bw", "glasses-phone=-5"], "must be a number > 0"),
@@ -221,7 +222,7 @@ def mutate(data, path, value):
         (("compute_ms", "phone", "x"), 1.0, "is not a segment key"),
         (("compute_ms", "watch"), {}, "'compute_ms.watch' names unknown device"),
         (("compute_ms",), [], "'compute_ms' must be an object"),
-        (("devices",), ["a", "a", "b"], "'devices' repeats a name"),
+        (("devices",), ["a", "a", "b"], "'devices' repeats the name 'a'"),
         (("sink",), "moon", "'sink' names unknown device 'moon'"),
         (("kind",), "graph", "'kind' must be 'segment' or 'layer'"),
         (("memory", "limit_bytes", "glasses"), "big", "'memory.limit_bytes.glasses'"),
@@ -261,17 +262,17 @@ def test_bandwidth_flag_on_a_layer_instance(capsys, layer_file):
 
 
 # ------------------------------------------------------------------------------------
-# parse_bandwidth_args (shared with the session-level verbs)
+# LINK=VALUE arguments (shared with the session-level verbs)
 # ------------------------------------------------------------------------------------
 
 
-def test_parse_bandwidth_args():
+def test_parse_bandwidth_values():
     links = ["glasses-phone", "phone-cloud"]
-    assert parse_bandwidth_args(["glasses-phone=20", " phone-cloud = 2.5 "], links) == {
+    assert parse_values(["glasses-phone=20", " phone-cloud = 2.5 "], links, BANDWIDTH) == {
         "glasses-phone": 20.0,
         "phone-cloud": 2.5,
     }
-    assert parse_bandwidth_args([], links) == {}
+    assert parse_values([], links, BANDWIDTH) == {}
     from backend.errors import OmdpError
 
     for bad, msg in [
@@ -283,7 +284,7 @@ def test_parse_bandwidth_args():
         ("=5", "LINK=MBPS"),
     ]:
         with pytest.raises(OmdpError, match=msg):
-            parse_bandwidth_args([bad], links)
+            parse_values([bad], links, BANDWIDTH)
 
 
 def test_no_feasible_partition_is_reported_not_crashed(capsys, tmp_path):

@@ -252,3 +252,14 @@ def test_analysis_rejects_a_mismatched_timeline():
     tl = align_traces({"a-b": trace([0, 1], [1, 1])}, ["a-b"], [1])
     with pytest.raises(OmdpError, match="do not match"):
         analyse_trace(inst, tl)
+
+
+def test_a_replay_too_big_for_memory_is_refused_before_it_starts():
+    """64 candidates x 3 devices = 2080 partitions; 9000 steps of them would be 150 MiB."""
+    m = 64
+    pos = np.arange(m, dtype=float)
+    comp = np.broadcast_to(pos[None, :] - pos[:, None], (3, m, m)).copy()
+    inst = SegmentInstance(["g", "p", "c"], np.arange(m), np.ones(m), comp, [50, 200], [5, 10])
+    tl = align_traces({"g-p": trace(np.arange(9000), np.ones(9000))}, inst.link_names, [50, 200])
+    with pytest.raises(OmdpError, match=r"9,000 steps .* 2,080 partitions.*\(8,065 steps here\)"):
+        analyse_trace(inst, tl)

@@ -6,17 +6,13 @@ import argparse
 import dataclasses
 import json
 
-from backend.cli.solve import COST_MODELS, OBJECTIVES, format_table, parse_bandwidth_args, parse_k
+from backend.cli.link_values import BANDWIDTH, LATENCY, MEMORY, parse_values
+from backend.cli.solve import format_table, parse_k
 from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis, analyze
 from backend.profiling.session import Session
-from backend.solver.costs import SegmentInstance
-from backend.solver.pricing import (
-    instance_from_session,
-    link_names,
-    memory_needs,
-    parse_link_values,
-)
+from backend.solver.costs import COST_MODELS, OBJECTIVES, SegmentInstance
+from backend.solver.pricing import instance_from_session, memory_needs
 from backend.solver.ranking import Partition, top_k
 
 
@@ -50,9 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def rank_session(session: Session, args: argparse.Namespace,
                  k: int) -> tuple[SegmentInstance, list[Partition]]:
     """The session's instance under the command line's link values, and its top K."""
-    names = link_names(session)
-    bandwidth = parse_bandwidth_args(args.bandwidth, names)
-    latency = parse_link_values(args.latency, names)
+    chain = session.chain()
+    names = chain.link_names
+    bandwidth = parse_values(args.bandwidth, names, BANDWIDTH)
+    latency = parse_values(args.latency, names, LATENCY)
     inst = instance_from_session(session, bandwidth_mbps=bandwidth, latency_ms=latency,
                                  sink=args.sink)
     if args.cost_model == "estimated" and inst.estimated_ms is None:
@@ -60,10 +57,7 @@ def rank_session(session: Session, args: argparse.Namespace,
                         "profile it again (per-node times are measured with the plan) or use "
                         "--model measured")
     if args.memory:
-        limits = parse_link_values(args.memory, session.chain().names, "memory", "MiB",
-                                   "device")
-        if any(v <= 0 for v in limits.values()):
-            raise OmdpError("a memory limit must be > 0 MiB", "e.g. --memory glasses=512")
+        limits = parse_values(args.memory, chain.names, MEMORY, "device")
         inst = dataclasses.replace(
             inst, memory=memory_needs(session_analysis(session), inst, limits))
     if getattr(args, "save", False) and (bandwidth or latency):

@@ -1,28 +1,23 @@
 """`omdp solve INSTANCE.json -k K`: the K best partitions of an instance file.
 
 The instance format is documented in docs/instance-format.md. Link bandwidths can be
-overridden with `--bw LINK=MBPS` (repeatable); `parse_bandwidth_args` is the one place
-that validates such arguments, for this verb and the session-level ones.
+overridden with `--bw LINK=MBPS` (repeatable, parsed by `backend.cli.link_values` like
+every other NAME=VALUE argument). The table printer and `parse_k` are shared with the
+session-level verbs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-from collections.abc import Sequence
 
 from backend.cli.format import human_bytes
+from backend.cli.link_values import BANDWIDTH, parse_values
 from backend.errors import OmdpError
-from backend.solver.costs import (
-    COST_MODELS,
-    OBJECTIVES,
-    Instance,
-    LayerInstance,
-    Transfer,
-    load_instance,
-)
-from backend.solver.ranking import Partition, top_k
+from backend.solver.costs import COST_MODELS, OBJECTIVES, Instance, LayerInstance, check_choice
+from backend.solver.instance_io import load_instance
+from backend.solver.partition import MAX_K, Partition, Transfer
+from backend.solver.ranking import top_k
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,12 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     k = parse_k(args.k)
-    for value, options, what in (
-        (args.objective, OBJECTIVES, "objective"),
-        (args.cost_model, COST_MODELS, "cost model"),
-    ):
-        if value not in options:
-            raise OmdpError(f"unknown {what} {value!r}", f"use one of: {', '.join(options)}")
+    check_choice(args.objective, OBJECTIVES, "objective")
+    check_choice(args.cost_model, COST_MODELS, "cost model")
     inst = load_instance(args.instance)
     bandwidth = None
     if args.bandwidth:
@@ -67,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 "--bw does not apply to a layer-level instance (it gives transfer times)",
                 "drop --bw or edit transfer_ms",
             )
-        bandwidth = parse_bandwidth_args(args.bandwidth, inst.link_names)
+        bandwidth = parse_values(args.bandwidth, inst.link_names, BANDWIDTH)
     parts = top_k(inst, k, args.objective, cost_model=args.cost_model, bandwidth_mbps=bandwidth)
     if args.json:
         print(json.dumps([p.to_dict() for p in parts], indent=2))
@@ -81,46 +72,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parse_k(value: str | int) -> int:
-    """K from the command line: a whole number >= 1."""
+    """K from the command line: a whole number from 1 to MAX_K."""
     try:
         k = int(value)
     except (TypeError, ValueError):
-        raise OmdpError(f"K must be a whole number >= 1, got {value!r}", "e.g. -k 10") from None
-    if k < 1:
-        raise OmdpError(f"K must be a whole number >= 1, got {k}", "e.g. -k 10")
+        k = 0
+    if not 1 <= k <= MAX_K:
+        raise OmdpError(
+            f"K must be a whole number from 1 to {MAX_K:,}, got {str(value)[:40]!r}",
+            "e.g. -k 10",
+        )
     return k
-
-
-def parse_bandwidth_args(values: Sequence[str], link_names: Sequence[str]) -> dict[str, float]:
-    """Parse ["glasses-phone=20", ...] into {link: Mbit/s}; rejects unknown links (listing
-    the valid ones), values that are not numbers, 0, negative or infinite, and repeats."""
-    names = list(link_names)
-    valid = ", ".join(names) or "(none: a single device has no links)"
-    out: dict[str, float] = {}
-    for raw in values:
-        name, sep, text = raw.partition("=")
-        name, text = name.strip(), text.strip()
-        if not sep or not name:
-            raise OmdpError(
-                f"bandwidth {raw!r} is not LINK=MBPS", f"e.g. {names[0] if names else 'a-b'}=20"
-            )
-        if name not in names:
-            raise OmdpError(f"unknown link {name!r} in {raw!r}", f"valid links: {valid}")
-        try:
-            mbps = float(text)
-        except ValueError:
-            raise OmdpError(
-                f"bandwidth of {name} is not a number: {text!r}", "give Mbit/s, e.g. 20 or 2.5"
-            ) from None
-        if not math.isfinite(mbps) or mbps <= 0:
-            raise OmdpError(
-                f"bandwidth of {name} must be a number > 0 Mbit/s, got {text!r}",
-                "a link that is down cannot carry a partition; replay a trace for outages",
-            )
-        if name in out:
-            raise OmdpError(f"bandwidth of {name} is given twice", "give each link once")
-        out[name] = mbps
-    return out
 
 
 def describe_instance(

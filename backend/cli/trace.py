@@ -8,10 +8,11 @@ import json
 import numpy as np
 
 from backend.cli.format import table
+from backend.cli.link_values import LATENCY, parse_values, split_pairs
 from backend.cli.paths import add_ranking_args
 from backend.errors import OmdpError
 from backend.profiling.session import Session
-from backend.solver.pricing import instance_from_session, link_names, parse_link_values
+from backend.solver.pricing import instance_from_session
 from backend.solver.ranking import Ranker
 from backend.solver.traces import align_traces, analyse_trace, load_trace
 
@@ -33,18 +34,13 @@ def _segments(inst, cuts) -> str:
 
 def run(args: argparse.Namespace) -> int:
     with Session.open(args.session, check_model=False) as session:
-        names = link_names(session)
-        traces = {}
-        for spec in args.trace:
-            link, sep, path = spec.partition("=")
-            if not sep or link not in names:
-                raise OmdpError(f"--trace {spec!r} names no link of this session",
-                                f"write LINK=FILE with a link among: {', '.join(names)}")
-            traces[link] = load_trace(path, link)
+        names = session.chain().link_names
+        files = split_pairs(args.trace, names, "--trace", "FILE")
         if args.bandwidth:
             raise OmdpError("--bw and --trace together are ambiguous",
                             "links without a trace keep the session's bandwidth; drop --bw")
-        latency = parse_link_values(args.latency, names)
+        latency = parse_values(args.latency, names, LATENCY)
+        traces = {link: load_trace(path, link) for link, path in files.items()}
         inst = instance_from_session(session, latency_ms=latency, sink=args.sink)
     timeline = align_traces(traces, names, list(inst.bandwidth_mbps))
     ranker = Ranker(inst, args.objective, args.cost_model)

@@ -7,25 +7,23 @@ segment (from the whole-model profiling run). The gap between the two is worth s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
 from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis
 from backend.profiling.session import Session
-from backend.solver.costs import Memory, SegmentInstance
+from backend.solver.costs import Memory, SegmentInstance, check_table_size, link_vector
 
 
-def link_names(session: Session) -> list[str]:
-    chain = session.chain()
-    return [f"{lk.src}-{lk.dst}" for lk in chain.links]
-
-
-def instance_from_session(session: Session, *,
-                          bandwidth_mbps: Mapping[str, float] | None = None,
-                          latency_ms: Mapping[str, float] | None = None,
-                          sink: str | None = None) -> SegmentInstance:
+def instance_from_session(
+    session: Session,
+    *,
+    bandwidth_mbps: Mapping[str, float] | None = None,
+    latency_ms: Mapping[str, float] | None = None,
+    sink: str | None = None,
+) -> SegmentInstance:
     """The session as a segment-level instance over its candidates (0 and N added).
 
     Link values: the operator's saved ones, overridden by `bandwidth_mbps`/`latency_ms`
@@ -39,6 +37,7 @@ def instance_from_session(session: Session, *,
     candidates = sorted({0, n, *session.candidates()})
     index = {p: i for i, p in enumerate(candidates)}
     m, d = len(candidates), len(names)
+    check_table_size(d, m, f"session {session.path}")
 
     compute = np.full((d, m, m), np.nan)
     for k in range(d):
@@ -70,61 +69,44 @@ def instance_from_session(session: Session, *,
     cut_bytes[0] = sum(t.get("bytes") or 0 for t in summary.get("inputs", []))
     cut_bytes[n] = sum(t.get("bytes") or 0 for t in summary.get("outputs", []))
 
-    links = link_names(session)
+    links = chain.link_names
     current = session.bandwidths()
-    bw = [current[i][0] for i in range(len(links))]
-    lat = [current[i][1] for i in range(len(links))]
-    for values, target in ((bandwidth_mbps or {}, bw), (latency_ms or {}, lat)):
-        for name, value in values.items():
-            target[links.index(name)] = float(value)
+    saved = np.array(current, dtype=float).reshape(d - 1, 2)
+    bw = link_vector(links, bandwidth_mbps, saved[:, 0], "bandwidth")
+    lat = link_vector(links, latency_ms, saved[:, 1], "latency")
     sink_index = None
     if sink is not None:
         if sink not in names:
-            raise OmdpError(f"unknown sink device '{sink}'", f"devices: {', '.join(names)}")
+            raise OmdpError(f"unknown sink device {sink!r}", f"devices: {', '.join(names)}")
         sink_index = names.index(sink)
     return SegmentInstance(
-        devices=tuple(names), candidates=np.array(candidates),
+        devices=tuple(names),
+        candidates=np.array(candidates),
         cut_bytes=np.array([float(cut_bytes.get(p) or 0) for p in candidates]),
-        compute_ms=compute, bandwidth_mbps=np.array(bw, float), latency_ms=np.array(lat, float),
-        sink=sink_index, estimated_ms=estimated)
+        compute_ms=compute,
+        bandwidth_mbps=bw,
+        latency_ms=lat,
+        sink=sink_index,
+        estimated_ms=estimated,
+    )
 
 
-def parse_link_values(values: Sequence[str], names: Sequence[str], what: str = "latency",
-                      unit: str = "ms", noun: str = "link") -> dict[str, float]:
-    """["glasses-phone=5", ...] → {name: value ≥ 0}; names the bad part and the fix."""
-    valid = ", ".join(names) or f"(none: this chain has no {noun})"
-    out: dict[str, float] = {}
-    for raw in values:
-        name, sep, text = raw.partition("=")
-        name, text = name.strip(), text.strip()
-        if not sep or name not in names:
-            raise OmdpError(f"unknown {noun} in {what} {raw!r}",
-                            f"write {noun.upper()}={unit.upper()} with a {noun} among: {valid}")
-        try:
-            value = float(text)
-        except ValueError:
-            raise OmdpError(f"{what} of {name} is not a number: {text!r}",
-                            f"give {unit}, e.g. {name}=5") from None
-        if not np.isfinite(value) or value < 0:
-            raise OmdpError(f"{what} of {name} must be ≥ 0 {unit}, got {text!r}",
-                            f"give {unit}, e.g. {name}=5")
-        out[name] = value
-    return out
-
-
-def memory_needs(analysis: ModelAnalysis, inst: SegmentInstance,
-                 limits_mb: Mapping[str, float]) -> Memory:
+def memory_needs(
+    analysis: ModelAnalysis, inst: SegmentInstance, limits_mb: Mapping[str, float]
+) -> Memory:
     """Per-device limits against each segment's weights plus its largest live cut.
 
     Weights are counted per node (a weight two nodes share counts twice: an upper bound).
     """
     unknown = [d for d in limits_mb if d not in inst.devices]
     if unknown:
-        raise OmdpError(f"--memory names unknown device '{unknown[0]}'",
-                        f"devices: {', '.join(inst.devices)}")
+        raise OmdpError(
+            f"--memory names unknown device {unknown[0]!r}", f"devices: {', '.join(inst.devices)}"
+        )
     inits = analysis.index.initializers
-    node_weights = [sum(t.bytes or 0 for t in node.inputs if t.name in inits)
-                    for node in analysis.nodes]
+    node_weights = [
+        sum(t.bytes or 0 for t in node.inputs if t.name in inits) for node in analysis.nodes
+    ]
     live = [cut.bytes for cut in analysis.cuts]
     limits = [limits_mb.get(d, np.inf) * 2**20 for d in inst.devices]
     return Memory.from_positions(limits, inst.candidates, node_weights, live)

@@ -22,10 +22,19 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import OmdpError
-from backend.solver.costs import SegmentInstance, segment_costs, segment_link_ms
-from backend.solver.ranking import Ranker
+from backend.solver.costs import SegmentInstance, link_stage_ms, segment_costs
+from backend.solver.segment_ranker import Ranker
 
 P95 = 0.95
+MAX_TRACE_BYTES = 16 << 20  # ~1M samples: days of one-second samples
+MAX_TIME_S = 1e12  # time stamps are seconds; beyond this they are a unit mistake
+MAX_REPLAY_CELLS = 1 << 24  # steps x partitions (and steps x links x candidates) replayed
+
+
+def _show(text: str, width: int = 60) -> str:
+    """A line of the file for a one-line message: quoted, escaped, long lines cut."""
+    shown = repr(text)
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,15 +82,20 @@ def parse_trace(text: str, source: str = "<trace>", name: str | None = None) -> 
             t, v = float(parts[0]), float(parts[1])
         except ValueError:
             raise OmdpError(
-                f"{where}: expected '<seconds> <Mbit/s>', got {raw.strip()!r}",
+                f"{where}: expected '<seconds> <Mbit/s>', got {_show(raw.strip())}",
                 "write two numbers per line, separated by a space or a tab",
             ) from None
         if not (math.isfinite(t) and math.isfinite(v)):
-            raise OmdpError(f"{where}: {raw.strip()!r} is not finite", "use plain numbers")
+            raise OmdpError(f"{where}: {_show(raw.strip())} is not finite", "use plain numbers")
         if t < 0 or v < 0:
             raise OmdpError(
-                f"{where}: negative value in {raw.strip()!r}",
+                f"{where}: negative value in {_show(raw.strip())}",
                 "times and bandwidths must be >= 0 (0 Mbit/s = link down)",
+            )
+        if t >= MAX_TIME_S:
+            raise OmdpError(
+                f"{where}: time {t:g} s is beyond {MAX_TIME_S:g} s",
+                "give times in seconds from the start of the recording",
             )
         if times and t < times[-1]:
             raise OmdpError(
@@ -105,11 +119,25 @@ def load_trace(path: str | Path, name: str | None = None) -> Trace:
     """Read a trace file (see `parse_trace`)."""
     p = Path(path)
     if not p.is_file():
-        raise OmdpError(f"trace file {p} not found", "check the path of the bandwidth trace")
+        what = "is not a file" if p.exists() else "not found"
+        raise OmdpError(f"trace file {p} {what}", "check the path of the bandwidth trace")
     try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OmdpError(f"{p}: cannot read the trace ({exc})", "give a text file") from None
+        with open(p, "rb") as f:
+            raw = f.read(MAX_TRACE_BYTES + 1)
+    except OSError as exc:
+        raise OmdpError(f"{p}: cannot read the trace ({exc.strerror})", "check the file") from None
+    if len(raw) > MAX_TRACE_BYTES:
+        raise OmdpError(
+            f"{p} is larger than {MAX_TRACE_BYTES >> 20} MiB, the limit for a trace",
+            "resample the trace to coarser steps",
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OmdpError(
+            f"{p}: not a text file (byte {exc.start} is not UTF-8)",
+            "give a text file, one '<seconds> <Mbit/s>' per line",
+        ) from None
     return parse_trace(text, str(p), name)
 
 
@@ -207,9 +235,10 @@ def analyse_trace(
             f"timeline links {list(timeline.link_names)} do not match the instance",
             f"align the traces on links {list(inst.link_names)}",
         )
-    _, lat = inst.link_arrays(None, latency_ms)
+    n_rows = len(ranker.rows) if ranker.rows is not None else 0
+    _check_replay_size(len(timeline), max(n_rows, (inst.n_devices - 1) * inst.n_candidates))
     link_stack = np.stack(
-        [segment_link_ms(inst, bw, lat)[0] for bw in timeline.bandwidth_mbps]
+        [link_stage_ms(inst, bw, latency_ms)[0] for bw in timeline.bandwidth_mbps]
     )  # (T, L, M)
     steps = len(timeline)
     opt = np.full(steps, np.inf)
@@ -251,6 +280,18 @@ def analyse_trace(
     )
 
 
+def _check_replay_size(steps: int, width: int) -> None:
+    """Refuse, before allocating, a replay of more than MAX_REPLAY_CELLS steps x partitions
+    (or steps x link-cut pairs), saying how many steps would fit."""
+    if steps * width > MAX_REPLAY_CELLS:
+        raise OmdpError(
+            f"the traces give {steps:,} steps to replay over {width:,} partitions or link cuts; "
+            f"the limit is {MAX_REPLAY_CELLS:,} steps x partitions "
+            f"({MAX_REPLAY_CELLS // max(width, 1):,} steps here)",
+            "resample the traces to coarser steps, or replay a shorter span",
+        )
+
+
 def _candidate_costs(
     ranker: Ranker, link_stack: np.ndarray, k: int, opt_rows: list[np.ndarray | None]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +305,7 @@ def _candidate_costs(
         for f in [*link_stack, link_stack.mean(axis=0)]:
             found.update(tuple(r) for r in ranker.rank_link_ms(f, k).rows.tolist())
         rows = np.array(sorted(found), dtype=np.int64).reshape(-1, ranker.instance.n_devices + 1)
+        _check_replay_size(len(link_stack), len(rows))
         costs = np.stack([segment_costs(ranker.seg, f, rows)[pick] for f in link_stack])
     usable = np.isfinite(costs).any(axis=0)
     return rows[usable], costs[:, usable]
