@@ -19,7 +19,10 @@ def tree_state(folders: Iterable[Path]) -> dict[str, tuple[int, str]]:
     state: dict[str, tuple[int, str]] = {}
     for folder in folders:
         folder = Path(folder)
-        paths = [folder] if folder.is_file() else sorted(folder.rglob("*")) if folder.exists() else []
+        if folder.is_file():
+            paths = [folder]
+        else:
+            paths = sorted(folder.rglob("*")) if folder.exists() else []
         for p in paths:
             if p.is_file():
                 state[str(p)] = (p.stat().st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
