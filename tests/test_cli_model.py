@@ -109,7 +109,7 @@ BAD_MODELS = {
     "not onnx": (_text, "not"),
     "empty": (lambda t: (t / "e.onnx").write_bytes(b"") or t / "e.onnx", "is empty"),
     "truncated": (_truncated, "not a readable ONNX model"),
-    "invalid graph": (_invalid_graph, "invalid graph: tensor 'nowhere'"),
+    "invalid graph": (_invalid_graph, "invalid model: tensor 'nowhere'"),
     "missing external data": (_external_without_data, "external data 'ext.onnx.data'"),
     "symbolic dims": (_symbolic, "--input-shape x=1,3,8,8"),
 }
