@@ -137,8 +137,8 @@ def check_writable(path: str | os.PathLike[str], example: str = "out.json") -> P
     is missing, not a folder, or not writable (read-only filesystem or permissions)."""
     target = Path(path)
     if target.is_dir():
-        raise OmdpError(f"cannot write {target}: it is a folder", f"give a file name, e.g. "
-                        f"{target / example}")
+        raise OmdpError(f"cannot write {target}: it is a directory", f"give a file name, "
+                        f"e.g. {target / example}")
     folder = target.parent
     if not folder.exists():
         raise OmdpError(f"cannot write {target}: folder {folder} does not exist",

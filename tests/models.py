@@ -1,11 +1,20 @@
-"""Small real models built in code for tests (no binaries in the repository)."""
+"""Small real models built in code for tests (no binaries in the repository), and the file
+system they meet: read-only folders and a full disk."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -80,3 +89,47 @@ def dynamic_head_model() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, "h", "w", 2])],
         [w])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+# -- the file system a model meets: read-only folders, a full disk ----------------------------
+
+@contextlib.contextmanager
+def read_only_folder(path: Path, files: dict[str, bytes] | None = None) -> Iterator[Path]:
+    """A folder holding `files` that nobody can write to, not even root: a read-only tmpfs
+    when we may mount one, else a 0555 folder (enough for a user without privileges)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)],
+                                 capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("root without mount: a 0555 folder would not stop root writing")
+        try:
+            for name, data in (files or {}).items():
+                (path / name).write_bytes(data)
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+            yield path
+        finally:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+        return
+    for name, data in (files or {}).items():
+        (path / name).write_bytes(data)
+    path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)
+
+
+def run_with_file_size_limit(args: list[object], limit: int) -> subprocess.CompletedProcess:
+    """Run `omdp ARGS` in a fresh interpreter where no file may grow past `limit` bytes
+    (RLIMIT_FSIZE): each write beyond it fails with EFBIG as on a full disk. SIGXFSZ is
+    ignored so the write fails instead of the process dying."""
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "omdp_tui.main", *map(str, args)],
+                          capture_output=True, text=True, preexec_fn=limit_files, timeout=120,
+                          env={**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"})

@@ -236,12 +236,10 @@ def _load_external_data(model: ModelProto, p: Path) -> None:
 
 
 def _zoo_hint() -> str:
-    try:
-        from backend.model.zoo import list_models
-        names = ", ".join(e.name for e in list_models())
-        return f"check the path, or use a built-in model name ({names})"
-    except ImportError:
-        return "check the path"
+    from backend.model.zoo import list_models
+
+    names = ", ".join(e.name for e in list_models())
+    return f"check the path, or use a built-in model name ({names})"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -256,11 +254,9 @@ def open_model(source: str | os.PathLike | ModelProto,
         return source, None, None
     p = Path(source)
     if not p.exists() and p.suffix == "" and os.sep not in str(source):
-        try:
-            from backend.model import zoo
-        except ImportError:
-            zoo = None
-        if zoo is not None and str(source) in {e.name for e in zoo.list_models()}:
+        from backend.model import zoo
+
+        if str(source) in {e.name for e in zoo.list_models()}:
             return zoo.build(str(source)), None, None
     model, lazy = load_model(p)
     return model, p, lazy
@@ -324,17 +320,17 @@ def _item_bytes(info: TensorInfo) -> int:
 def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
                  init: onnx.TensorProto | None) -> TensorInfo:
     if init is not None:
-        shape = tuple(int(d) for d in init.dims)
-        return TensorInfo(name, shape, _dtype_name(init.data_type), tensor_nbytes(init))
+        return TensorInfo(name, tuple(int(d) for d in init.dims), _dtype_name(init.data_type),
+                          tensor_nbytes(init))
     if vi is None or not vi.type.HasField("tensor_type"):
         return TensorInfo(name, None, "unknown", None)
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
         return TensorInfo(name, None, _dtype_name(tt.elem_type), None)
-    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                  for d in tt.shape.dim)
-    nbytes = (math.prod(shape) * itemsize(tt.elem_type)
-              if all(isinstance(d, int) for d in shape) else None)
+    shape: tuple[int | str | None, ...] = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+    known = [d for d in shape if isinstance(d, int)]
+    nbytes = math.prod(known) * itemsize(tt.elem_type) if len(known) == len(shape) else None
     return TensorInfo(name, shape, _dtype_name(tt.elem_type), nbytes)
 
 
@@ -345,8 +341,8 @@ def analyze(source: str | os.PathLike | ModelProto,
     if path is None and isinstance(source, ModelProto):
         model = ModelProto()
         model.CopyFrom(source)  # never modify the caller's model
-    where = (str(path) if path is not None else
-             "the model" if isinstance(source, ModelProto) else f"built-in model {shown(source)}")
+    where = (str(path) if path is not None else "the model" if isinstance(source, ModelProto)
+             else f"built-in model {shown(str(source))}")
     shapes = dict(input_shapes or {})
     order = check_structure(model, lazy, where)
     check_input_shapes(model, shapes)

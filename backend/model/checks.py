@@ -41,9 +41,10 @@ _LATEST_OPSET = {
     "ai.onnx.training": max(row[4] for row in onnx.helper.VERSION_TABLE if len(row) > 4),
 }
 # Bits per element of the types stored packed, several to a byte.
-_PACKED_BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.FLOAT4E2M1: 4,
-                TensorProto.INT2: 2, TensorProto.UINT2: 2}
-_UNCHECKED = {TensorProto.FLOAT6E2M3, TensorProto.FLOAT6E3M2}  # packing not pinned down
+_PACKED_BITS: dict[int, int] = {TensorProto.INT4: 4, TensorProto.UINT4: 4,
+                                 TensorProto.FLOAT4E2M1: 4, TensorProto.INT2: 2,
+                                 TensorProto.UINT2: 2}
+_UNCHECKED: set[int] = {TensorProto.FLOAT6E2M3, TensorProto.FLOAT6E3M2}  # packing not pinned down
 _TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data",
                  "uint64_data")
 _COMPLEX = {TensorProto.COMPLEX64, TensorProto.COMPLEX128}
@@ -127,6 +128,8 @@ def _check_names(g: GraphProto, where: str) -> None:
     producer: dict[str, int] = {}
     named: dict[str, int] = {}
     for i, node in enumerate(g.node):
+        if not node.op_type:
+            raise _fail(where, f"{node_ref(i, node)} has no operator type")
         if node.name:
             if node.name in named:
                 j = named[node.name]
@@ -198,15 +201,9 @@ def _check_initializers(g: GraphProto, lazy: LazyWeights | None, where: str) -> 
             if d < 0:
                 raise _fail(where, f"initializer {shown(t.name)} has a negative dim {d} on "
                             f"axis {axis}")
-        count = math.prod(t.dims)
-        nbytes = _element_bytes(t.data_type, count)
-        if nbytes is not None and nbytes > MAX_TENSOR_BYTES:
-            raise _fail(where, f"initializer {shown(t.name)} declares {_dims_text(t.dims)} "
-                        f"{_type_name(t.data_type)} elements ({nbytes:,} bytes), over the "
-                        f"{MAX_TENSOR_BYTES >> 40} TiB a tensor may have")
         if t.data_location == TensorProto.EXTERNAL:
             continue  # loaded by `load_model` before this, or refused there
-        _check_data(t, lazy, where)
+        _check_data(t, lazy, where)  # data that fits its dims: no absurd size either
 
 
 def _check_data(t: TensorProto, lazy: LazyWeights | None, where: str) -> None:
@@ -277,6 +274,9 @@ def _check_value_infos(g: GraphProto, where: str) -> None:
     ends = [("graph input", vi) for vi in g.input if vi.name not in initializers]
     ends += [("graph output", vi) for vi in g.output]
     for kind, vi in ends + [("tensor", vi) for vi in g.value_info]:
+        if kind == "graph input" and vi.type.HasField("tensor_type") \
+                and not vi.type.tensor_type.elem_type:
+            raise _fail(where, f"graph input {shown(vi.name)} has no element type")
         dims = _declared_dims(vi)
         if dims is None:
             continue
@@ -369,11 +369,17 @@ def _has_data(t: TensorProto) -> bool:
 
 
 def checker_message(exc: BaseException) -> str:
-    """onnx's multi-line checker message as one line: the finding, then the node it names."""
+    """onnx's multi-line checker message as one line: its first finding, and the node."""
     text = _inert(" ".join(str(exc).split()))
     found, _, context = text.partition("==> Context:")
-    found = re.sub(r"^\[\w+\] ", "", found.strip())
-    node = re.search(r"Name: (.*?) OpType: (\S+)", context)
+    found = re.sub(r"^(\[\w+\] )?(Inference error\(s\): )?", "", found.strip())
+    first = re.match(r"\(op_type:([^,)]*)(?:, node name: (.*?))?\): (?:\[\w+\] )?(.*?)"
+                     r"(?= \(op_type:|$)", found)
+    if first:
+        op, name, finding = first.groups()
+        node_text = f"node {shown(name)} ({op})" if name else f"a {op} node"
+        return f"{node_text}: {finding}"[:400]
+    node = re.search(r"Name: (.*?) OpType: (\S*)", context)
     if node:
-        found += f" (node '{node.group(1)}', {node.group(2)})"
+        found += f" (node '{node.group(1)}', {node.group(2) or 'no op type'})"
     return found[:400]
