@@ -9,7 +9,8 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -120,16 +121,49 @@ def read_only_folder(path: Path, files: dict[str, bytes] | None = None) -> Itera
         path.chmod(0o755)
 
 
-def run_with_file_size_limit(args: list[object], limit: int) -> subprocess.CompletedProcess:
-    """Run `omdp ARGS` in a fresh interpreter where no file may grow past `limit` bytes
-    (RLIMIT_FSIZE): each write beyond it fails with EFBIG as on a full disk. SIGXFSZ is
-    ignored so the write fails instead of the process dying."""
-    def limit_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+def with_file_size_limit(fn: Callable[[], int], limit: int) -> tuple[int, str]:
+    """Run `fn` in a forked child where no file may grow past `limit` bytes (RLIMIT_FSIZE):
+    each write beyond it fails with EFBIG, as on a full disk. Returns the child's exit code
+    (`fn`'s result; 99 if it raised) and what it printed on stderr."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only it is limited
+        code = 99
+        try:
+            os.close(read_end)
+            sys.stderr = os.fdopen(write_end, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child exits right after
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not the process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            code = fn()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
 
-    root = str(Path(__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, "-m", "omdp_tui.main", *map(str, args)],
-                          capture_output=True, text=True, preexec_fn=limit_files, timeout=120,
-                          env={**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"})
+
+def cli_with_file_size_limit(args: list[object], limit: int) -> tuple[int, str]:
+    """`omdp ARGS` under `with_file_size_limit`."""
+    from backend.cli import main
+
+    return with_file_size_limit(lambda: main([str(a) for a in args]), limit)
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "64k") -> Iterator[Path]:
+    """A folder on a tmpfs of `size`: writing more fails with ENOSPC, a real full disk."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
