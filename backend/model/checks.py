@@ -13,6 +13,7 @@ size of the data left in the file is read from its protobuf framing (`_raw_data_
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -188,7 +189,10 @@ def _element_bytes(elem_type: int, count: int) -> int | None:
         return math.ceil(count * _PACKED_BITS[elem_type] / 8)
     if elem_type in _UNCHECKED or elem_type == TensorProto.STRING:
         return None
-    return count * itemsize(elem_type)
+    return count * _itemsize(elem_type)
+
+
+_itemsize = functools.lru_cache(maxsize=None)(itemsize)
 
 
 def _check_initializers(g: GraphProto, lazy: LazyWeights | None, where: str) -> None:
@@ -197,10 +201,10 @@ def _check_initializers(g: GraphProto, lazy: LazyWeights | None, where: str) -> 
         if t.data_type not in valid_types:
             raise _fail(where, f"initializer {shown(t.name)} has no valid element type "
                         f"({t.data_type})")
-        for axis, d in enumerate(t.dims):
-            if d < 0:
-                raise _fail(where, f"initializer {shown(t.name)} has a negative dim {d} on "
-                            f"axis {axis}")
+        if t.dims and min(t.dims) < 0:
+            axis, d = next((a, d) for a, d in enumerate(t.dims) if d < 0)
+            raise _fail(where, f"initializer {shown(t.name)} has a negative dim {d} on "
+                        f"axis {axis}")
         if t.data_location == TensorProto.EXTERNAL:
             continue  # loaded by `load_model` before this, or refused there
         _check_data(t, lazy, where)  # data that fits its dims: no absurd size either
