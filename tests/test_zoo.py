@@ -274,7 +274,7 @@ def test_models_over_the_protobuf_limit_go_to_external_data(tmp_path, monkeypatc
     data = tmp_path / "big.onnx.data"
     assert data.stat().st_size > 4 * 1_000_000 > path.stat().st_size
     size = data.stat().st_size
-    zoo.build_to("squeezenet", path)  # onnx appends to data files: a rebuild must not grow it
+    zoo.build_to("squeezenet", path)  # a rebuild replaces the data file, never grows it
     assert data.stat().st_size == size
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     options = ort.SessionOptions()
