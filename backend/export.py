@@ -7,9 +7,11 @@ predicted times under both cost models, and the link conditions they assume.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,9 @@ from typing import Any
 
 from backend import __version__
 from backend.errors import OmdpError
+from backend.files import atomic_open, atomic_write, check_writable, os_error
 from backend.model.analysis import ModelAnalysis
+from backend.model.segment_files import Piece, segment_pieces, write_pieces
 from backend.solver.ranking import Partition
 
 SCHEMA = "omdp.partition"
@@ -92,31 +96,87 @@ def write_export(doc: dict[str, Any], path: str | os.PathLike,
                  analysis: ModelAnalysis | None = None,
                  with_models: str | os.PathLike | None = None) -> list[Path]:
     """Write the document (validated first) and, with `with_models`, each non-empty
-    segment of each partition as `<dir>/rank<R>_<device>_<start>_<end>.onnx`."""
+    segment of each partition as `<dir>/rank<R>_<device>_<start>_<end>.onnx`.
+
+    Every destination is checked and every segment passes onnx.checker before the first
+    byte is written; each file is written whole, and if one fails, the files this call
+    wrote (and the folder it made) are removed again.
+    """
     validate(doc, str(path))
-    out = Path(path)
-    if out.is_dir():
-        raise OmdpError(f"{out} is a directory", "give a file name, e.g. partition.json")
-    if not out.parent.exists():
-        raise OmdpError(f"folder {out.parent} does not exist", "create it or choose another")
-    written: list[Path] = []
+    out = check_writable(path, "partition.json")
+    planned: list[tuple[Path, list[Piece]]] = []
+    folder = None
     if with_models is not None:
         if analysis is None:
             raise OmdpError("segment models need the model itself", "open the model first")
-        folder = Path(with_models)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = check_models_folder(with_models)
         for part in doc["partitions"]:
             for seg in part["segments"]:
                 if seg["start"] == seg["end"]:
                     continue
-                name = f"rank{part['rank']}_{seg['device']}_{seg['start']}_{seg['end']}.onnx"
-                analysis.index.write_segment(seg["start"], seg["end"], str(folder / name))
+                name = (f"rank{part['rank']}_{_file_part(seg['device'])}_{seg['start']}_"
+                        f"{seg['end']}.onnx")
+                planned.append((folder / name,
+                                segment_pieces(analysis.index, seg["start"], seg["end"])))
                 seg["file"] = str(folder / name)
-                written.append(folder / name)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(out)  # never leave a half-written file behind
+        if out in {file for file, _ in planned}:
+            raise OmdpError(f"cannot write {out}: a segment model has the same name",
+                            "write the JSON outside the models folder")
+    made = _make_folders(folder) if folder is not None else []
+    written: list[Path] = []
+    try:
+        for file, pieces in planned:
+            source = analysis.index.lazy.path if analysis and analysis.index.lazy else None
+            with atomic_open(file) as f:
+                write_pieces(f, pieces, source)
+            written.append(file)
+        atomic_write(out, json.dumps(doc, indent=2) + "\n")
+    except BaseException:
+        for file in written:
+            with contextlib.suppress(OSError):
+                file.unlink()
+        for made_folder in reversed(made):
+            with contextlib.suppress(OSError):
+                made_folder.rmdir()
+        raise
     return [out, *written]
+
+
+def check_models_folder(path: str | os.PathLike) -> Path:
+    """The folder for `--with-models`: an existing, writable folder, or one that can be
+    made inside a writable folder."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OmdpError(f"--with-models {folder} is a file, not a folder",
+                        "give a folder for the segment models (it is made if missing)")
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OmdpError(f"cannot make folder {folder}: {existing} is not a folder",
+                        "check the path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OmdpError(f"cannot write segment models in {folder}: {existing} is read-only",
+                        "choose a folder you can write to")
+    return folder
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make `folder` and its missing parents; return the ones made, outermost first."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()][::-1]
+    for p in missing:
+        try:
+            p.mkdir()
+        except OSError as exc:
+            raise os_error(exc, p, "make folder") from None
+    return missing
+
+
+def _file_part(name: str) -> str:
+    """A device name as part of a file name: path separators and oddities replaced."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64] or "_"
 
 
 def read_export(path: str | os.PathLike) -> dict[str, Any]:

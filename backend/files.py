@@ -13,7 +13,7 @@ import errno
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,33 +54,68 @@ def os_error(exc: OSError, path: str | os.PathLike[str], doing: str) -> OmdpErro
     return OmdpError(f"cannot {doing} {os.fspath(path)}: {what}", fix)
 
 
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Open a temporary file beside `path` for writing; rename it over `path` on success.
+def _temp_name(target: Path) -> Path:
+    """A hidden name beside `target`, short enough for any filesystem's name limit."""
+    return target.with_name(f".{target.name[:200]}.{secrets.token_hex(4)}.tmp")
 
-    The temporary name starts with a dot and ends with `.tmp`, so a crash leaves at most a
-    hidden file that no reader mistakes for the real one.
+
+@contextlib.contextmanager
+def atomic_open_all(
+    paths: Sequence[str | os.PathLike[str]], mode: int = 0o644
+) -> Iterator[list[BinaryIO]]:
+    """Open a temporary file beside each of `paths`; rename them all into place only once
+    every one is written and synced (a model and its external data appear together).
+
+    The temporary names start with a dot and end with `.tmp`, so a crash leaves at most
+    hidden files that no reader mistakes for real ones; on any failure they are removed
+    and the targets are left as they were. An OS error inside the block is reported
+    against the first path.
     """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    targets = [Path(p) for p in paths]
+    temps: list[Path] = []
+    files: list[BinaryIO] = []
+    current = targets[0]
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except OSError as exc:
-        raise os_error(exc, target, "write") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
+        for target in targets:
+            current = target
+            tmp = _temp_name(target)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            temps.append(tmp)
+            files.append(os.fdopen(fd, "wb"))
+        current = targets[0]
+        yield files
+        for target, f in zip(targets, files, strict=True):
+            current = target
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+            f.close()
+        for target, tmp in zip(targets, temps, strict=True):
+            current = target
+            os.replace(tmp, target)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise os_error(exc, target, "write") from None
+        _discard(files, temps)
+        raise os_error(exc, current, "write") from None
     except BaseException:
+        _discard(files, temps)
+        raise
+
+
+def _discard(files: list[BinaryIO], temps: list[Path]) -> None:
+    """Close (a full disk may refuse the last flush) and remove the temporary files."""
+    for f in files:
+        with contextlib.suppress(OSError):
+            f.close()
+    for tmp in temps:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a temporary file beside `path` for writing; rename it over `path` on success
+    (see `atomic_open_all`)."""
+    with atomic_open_all([path], mode) as (f,):
+        yield f
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644) -> None:
@@ -95,3 +130,22 @@ def atomic_write_with(
     """Let `write(f)` fill the file (e.g. a serialiser that streams); whole or not at all."""
     with atomic_open(path, mode) as f:
         write(f)
+
+
+def check_writable(path: str | os.PathLike[str], example: str = "out.json") -> Path:
+    """Fail before any work when `path` cannot become a file: it is a folder, or its folder
+    is missing, not a folder, or not writable (read-only filesystem or permissions)."""
+    target = Path(path)
+    if target.is_dir():
+        raise OmdpError(f"cannot write {target}: it is a directory", f"give a file name, "
+                        f"e.g. {target / example}")
+    folder = target.parent
+    if not folder.exists():
+        raise OmdpError(f"cannot write {target}: folder {folder} does not exist",
+                        "create it first or choose another path")
+    if not folder.is_dir():
+        raise OmdpError(f"cannot write {target}: {folder} is not a folder", "check the path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OmdpError(f"cannot write {target}: folder {folder} is read-only",
+                        "choose a folder you can write to")
+    return target

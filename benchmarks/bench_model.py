@@ -1,11 +1,15 @@
 """Model analysis and segment extraction, each against a baseline run side by side.
 
-1. Analysis plus every cut (load, shape inference, order, all X(p)) on YOLOv5x and
+1. Analysis plus every cut (load, checks, shape inference, order, all X(p)) on YOLOv5x and
    DenseNet121 (random weights), against the thesis tool's way of finding cuts: a trial
-   `onnx.utils.extract_model` per position (timed on a few positions, extrapolated).
-2. Extracting a middle segment of YOLOv5l with full weights: ours (from an analysis, as a
-   session holds it) against `onnx.utils.extract_model` file to file; in memory against
-   onnx's `Extractor` on an already loaded, shape-inferred model; and ours from scratch.
+   `onnx.utils.extract_model` per position (timed on a few positions, extrapolated). The
+   load checks (structural rules and the full onnx.checker) are also timed alone.
+2. Extracting a middle segment of YOLOv5l with full weights: ours (checked by onnx.checker,
+   written whole, from an analysis as a session holds it) against `onnx.utils.extract_model`
+   file to file; in memory against onnx's `Extractor` on an already loaded, shape-inferred
+   model; and ours from scratch.
+3. `omdp inspect` of the YOLOv5x file and of the built-in name, as a user runs it (a fresh
+   interpreter each time, imports included).
 
 Run: .venv/bin/python benchmarks/bench_model.py
 """
@@ -13,6 +17,8 @@ Run: .venv/bin/python benchmarks/bench_model.py
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +27,9 @@ import onnx
 import onnx.utils
 
 from backend.model import zoo
-from backend.model.analysis import analyze
+from backend.model.analysis import analyze, load_model
+from backend.model.checks import check_structure, check_with_onnx
+from backend.model.segment_files import write_segment
 
 
 def timed(fn, repeat: int, output: Path | None = None) -> tuple[float, object]:
@@ -52,6 +60,10 @@ def bench_analysis(name: str, path: Path, tmp: Path) -> None:
     print(f"analysis + all {a.n + 1} cuts of {name:<12} ours {ours * 1e3:7.1f} ms | trial "
           f"extraction {per_position:.2f} s/position × {a.n} ≈ {baseline:6.0f} s | "
           f"ratio ≈ {baseline / ours:,.0f}×")
+    model, lazy = load_model(path)
+    checks, _ = timed(lambda: check_with_onnx(model, {}, check_structure(model, lazy, name), name),
+                      5)
+    print(f"  of which the load checks (rules + full onnx.checker): {checks * 1e3:6.1f} ms")
 
 
 def bench_extract(path: Path, tmp: Path) -> None:
@@ -59,14 +71,14 @@ def bench_extract(path: Path, tmp: Path) -> None:
     start, end = a.n // 3, 2 * a.n // 3
     ins, outs = list(a.cuts[start].tensors), list(a.cuts[end].tensors)
     mine, theirs = tmp / "ours.onnx", tmp / "theirs.onnx"
-    ours_file, _ = timed(lambda: a.index.write_segment(start, end, str(mine)), 5, mine)
+    ours_file, _ = timed(lambda: write_segment(a.index, start, end, mine), 5, mine)
     base_file, _ = timed(lambda: onnx.utils.extract_model(str(path), str(theirs), ins, outs), 3,
                          theirs)
     ours_mem, data = timed(lambda: a.index.segment_bytes(start, end), 5)
     loaded = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     extractor = onnx.utils.Extractor(loaded)
     base_mem, _ = timed(lambda: extractor.extract_model(ins, outs).SerializeToString(), 3)
-    cli, _ = timed(lambda: analyze(path).index.write_segment(start, end, str(mine)), 3, mine)
+    cli, _ = timed(lambda: write_segment(analyze(path).index, start, end, mine), 3, mine)
     seg = onnx.load(str(mine))
     weights = sum(len(t.raw_data) for t in seg.graph.initializer) / 2**20
     print(f"extract segment [{start}, {end}) of yolov5l ({len(seg.graph.node)} nodes, "
@@ -80,6 +92,17 @@ def bench_extract(path: Path, tmp: Path) -> None:
     assert len(data) == mine.stat().st_size
 
 
+def bench_inspect_cli(path: Path) -> None:
+    def run(model: str) -> None:
+        subprocess.run([sys.executable, "-m", "omdp_tui.main", "inspect", model],
+                       check=True, capture_output=True)
+
+    file, _ = timed(lambda: run(str(path)), 3)
+    name, _ = timed(lambda: run("yolov5x"), 3)
+    print(f"`omdp inspect` of YOLOv5x, a fresh process each: the file {file:5.2f} s | the "
+          f"built-in name (weights drawn first) {name:5.2f} s")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -87,6 +110,7 @@ def main() -> None:
         dn = zoo.build_to("densenet121", tmp / "densenet121.onnx")
         bench_analysis("yolov5x", yx, tmp)
         bench_analysis("densenet121", dn, tmp)
+        bench_inspect_cli(yx)
         yl = zoo.build_to("yolov5l", tmp / "yolov5l.onnx")
         bench_extract(yl, tmp)
 

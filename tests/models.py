@@ -1,11 +1,21 @@
-"""Small real models built in code for tests (no binaries in the repository)."""
+"""Small real models built in code for tests (no binaries in the repository), and the file
+system they meet: read-only folders and a full disk."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -80,3 +90,80 @@ def dynamic_head_model() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, "h", "w", 2])],
         [w])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+# -- the file system a model meets: read-only folders, a full disk ----------------------------
+
+@contextlib.contextmanager
+def read_only_folder(path: Path, files: dict[str, bytes] | None = None) -> Iterator[Path]:
+    """A folder holding `files` that nobody can write to, not even root: a read-only tmpfs
+    when we may mount one, else a 0555 folder (enough for a user without privileges)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)],
+                                 capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("root without mount: a 0555 folder would not stop root writing")
+        try:
+            for name, data in (files or {}).items():
+                (path / name).write_bytes(data)
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+            yield path
+        finally:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+        return
+    for name, data in (files or {}).items():
+        (path / name).write_bytes(data)
+    path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        path.chmod(0o755)
+
+
+def with_file_size_limit(fn: Callable[[], int], limit: int) -> tuple[int, str]:
+    """Run `fn` in a forked child where no file may grow past `limit` bytes (RLIMIT_FSIZE):
+    each write beyond it fails with EFBIG, as on a full disk. Returns the child's exit code
+    (`fn`'s result; 99 if it raised) and what it printed on stderr."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only it is limited
+        code = 99
+        try:
+            os.close(read_end)
+            sys.stderr = os.fdopen(write_end, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child exits right after
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, not the process
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            code = fn()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        err = f.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+def cli_with_file_size_limit(args: list[object], limit: int) -> tuple[int, str]:
+    """`omdp ARGS` under `with_file_size_limit`."""
+    from backend.cli import main
+
+    return with_file_size_limit(lambda: main([str(a) for a in args]), limit)
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "64k") -> Iterator[Path]:
+    """A folder on a tmpfs of `size`: writing more fails with ENOSPC, a real full disk."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -6,7 +6,7 @@ import sys
 
 import onnx
 import pytest
-from models import light, skip_model
+from models import cli_with_file_size_limit, light, skip_model, small_disk, with_file_size_limit
 
 from backend.cli import main
 
@@ -109,7 +109,7 @@ BAD_MODELS = {
     "not onnx": (_text, "not"),
     "empty": (lambda t: (t / "e.onnx").write_bytes(b"") or t / "e.onnx", "is empty"),
     "truncated": (_truncated, "not a readable ONNX model"),
-    "invalid graph": (_invalid_graph, "invalid graph: tensor 'nowhere'"),
+    "invalid graph": (_invalid_graph, "invalid model: tensor 'nowhere'"),
     "missing external data": (_external_without_data, "external data 'ext.onnx.data'"),
     "symbolic dims": (_symbolic, "--input-shape x=1,3,8,8"),
 }
@@ -155,3 +155,65 @@ def test_segment_over_the_protobuf_limit_is_refused(capsys, skip_file, tmp_path,
     code, _, err = run_cli(capsys, "extract", skip_file, "--from", "0", "--to", "9", "-o", out)
     assert code == 2 and "over the 2 GiB" in err and "shorter range" in err
     assert not out.exists() and not list(tmp_path.glob("*.part"))
+
+
+def _one_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("omdp: error: "), err
+    return lines[0]
+
+
+def test_extract_on_a_full_disk_is_one_line_and_leaves_nothing(skip_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seg.onnx").write_bytes(b"the previous segment")
+    code, err = cli_with_file_size_limit(
+        ["extract", skip_file, "--from", "0", "--to", "9", "-o", out / "seg.onnx"], 1000)
+    assert code == 2
+    assert "cannot write" in _one_line(err) and "seg.onnx" in err and "too large" in err
+    assert [p.name for p in out.iterdir()] == ["seg.onnx"]  # no partial or temporary file
+    assert (out / "seg.onnx").read_bytes() == b"the previous segment"
+
+
+def test_extract_on_a_small_disk_says_it_is_full(capsys, skip_file, tmp_path):
+    with small_disk(tmp_path / "disk", "4k") as disk:
+        code, _, err = run_cli(capsys, "extract", skip_file, "--from", "0", "--to", "9",
+                                 "-o", disk / "seg.onnx")
+        assert code == 2 and "the disk is full" in _one_line(err)
+        assert list(disk.iterdir()) == []
+
+
+def test_extracted_segments_pass_the_checker(capsys, tmp_path):
+    """Every segment `omdp extract` writes is one onnx.checker accepts."""
+    model = light("inception_v1")
+    for start, end in [(0, 1), (3, 40), (10, 10), (57, 142), (100, 143)]:
+        out = tmp_path / f"s{start}_{end}.onnx"
+        code, _, err = run_cli(capsys, "extract", model, "--from", start, "--to", end,
+                               "-o", out)
+        assert code == 0, err
+        onnx.checker.check_model(str(out), full_check=True)
+
+
+def test_zoo_build_on_a_full_disk_leaves_nothing(tmp_path):
+    code, err = cli_with_file_size_limit(
+        ["zoo", "build", "squeezenet", "-o", tmp_path / "sq.onnx"], 100_000)
+    assert code == 2 and "too large" in _one_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zoo_build_with_external_data_on_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
+    """The model and its data file appear together or not at all."""
+    from backend.model import zoo
+
+    monkeypatch.setattr(zoo, "PROTOBUF_LIMIT", 1024)  # pretend squeezenet is over 2 GiB
+    model = zoo.build("squeezenet")
+
+    def save() -> int:
+        zoo.save(model, tmp_path / "big.onnx")
+        return 0
+
+    code, err = with_file_size_limit(save, 1_000_000)
+    assert code == 99 and "OmdpError" in err and "too large" in err
+    assert list(tmp_path.iterdir()) == []
+    zoo.save(model, tmp_path / "big.onnx")  # with room: both files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]

@@ -1,12 +1,13 @@
 """Exported partitions: complete, valid, readable back, and their segment models run."""
 
 import json
+import re
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from models import skip_model
+from models import skip_model, with_file_size_limit
 
 from backend.errors import OmdpError
 from backend.export import build_export, read_export, write_export
@@ -99,3 +100,52 @@ def test_not_json(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(OmdpError, match="is not JSON"):
         read_export(tmp_path / "x.json")
+
+
+def _left(folder):
+    return sorted(p.name for p in folder.rglob("*"))
+
+
+def test_full_disk_leaves_no_json_no_models_no_folder(exported):
+    a, doc, tmp = exported
+    before = _left(tmp)
+
+    def write() -> int:
+        write_export(doc, tmp / "p.json", a, with_models=tmp / "models" / "sub")
+        return 0
+
+    for limit in (300, 3000):  # fails on a segment model; on the JSON after the models
+        code, err = with_file_size_limit(write, limit)
+        assert code == 99 and "OmdpError" in err and "too large" in err
+        assert _left(tmp) == before
+
+
+def test_every_segment_is_checked_before_the_first_is_written(exported, monkeypatch):
+    a, doc, tmp = exported
+    import backend.export
+
+    real, calls = backend.export.segment_pieces, []
+
+    def refuse_the_last(index, start, end):
+        calls.append((start, end))
+        if len(calls) == sum(s["start"] < s["end"] for p in doc["partitions"]
+                             for s in p["segments"]):
+            raise OmdpError("onnx.checker refuses it")
+        return real(index, start, end)
+
+    monkeypatch.setattr(backend.export, "segment_pieces", refuse_the_last)
+    with pytest.raises(OmdpError, match="refuses"):
+        write_export(doc, tmp / "p.json", a, with_models=tmp / "models")
+    assert not (tmp / "models").exists() and not (tmp / "p.json").exists()
+
+
+def test_device_names_stay_inside_the_models_folder(exported):
+    a, doc, tmp = exported
+    for part in doc["partitions"]:
+        for seg, name in zip(part["segments"], ["../up", "a/b"], strict=True):
+            seg["device"] = name
+    doc["devices"] = [{"name": "../up"}, {"name": "a/b"}]
+    files = write_export(doc, tmp / "p.json", a, with_models=tmp / "models")
+    assert all(f.parent == tmp / "models" for f in files[1:])
+    assert files[1:] and all(re.fullmatch(r"rank\d+_(\.\._up|a_b)_\d+_\d+\.onnx", f.name)
+                             for f in files[1:])

@@ -7,7 +7,13 @@ import signal
 import pytest
 
 from backend.errors import OmdpError
-from backend.files import atomic_write, atomic_write_with, file_sha256
+from backend.files import (
+    atomic_open_all,
+    atomic_write,
+    atomic_write_with,
+    check_writable,
+    file_sha256,
+)
 
 
 def test_writes_whole_file_and_replaces(tmp_path):
@@ -62,3 +68,35 @@ def test_file_sha256(tmp_path):
     p = tmp_path / "f"
     p.write_bytes(b"abc")
     assert file_sha256(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_files_written_together_appear_together(tmp_path):
+    model, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    with atomic_open_all([model, data]) as (m, d):
+        d.write(b"weights")
+        m.write(b"graph")
+        assert list(tmp_path.glob("m.onnx*")) == []  # nothing visible before the end
+    assert model.read_bytes() == b"graph" and data.read_bytes() == b"weights"
+    with pytest.raises(RuntimeError), atomic_open_all([model, data]) as (m, d):
+        d.write(b"new weights")
+        raise RuntimeError("the serialiser failed")
+    assert model.read_bytes() == b"graph" and data.read_bytes() == b"weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+def test_a_long_file_name_still_gets_a_temporary_name(tmp_path):
+    target = tmp_path / ("n" * 250)
+    atomic_write(target, b"x")
+    assert target.read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    (lambda t: t, "is a directory"),
+    (lambda t: t / "no" / "a.json", "does not exist"),
+    (lambda t: t / "file" / "a.json", "is not a folder"),
+])
+def test_check_writable_says_why(tmp_path, where, message):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OmdpError, match=message):
+        check_writable(where(tmp_path))
+    assert check_writable(tmp_path / "fine.json") == tmp_path / "fine.json"

@@ -16,6 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 from backend.cli import main
 from backend.errors import OmdpError
 from backend.model import yolo, zoo
+from backend.model.analysis import analyze
+from backend.model.parameters import count_parameters
 
 YOLO = ["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"]
 LIGHT = ["resnet50", "vgg19", "densenet121", "inception_v1", "inception_v2", "squeezenet",
@@ -190,7 +192,7 @@ def test_light_model_folds_into_a_valid_model_with_sane_numerics(name):
     assert not inits & {i.name for i in g.input}  # initializers are not inputs any more
     used = {i for n in g.node for i in n.input}
     assert inits <= used  # the shape tensors went with their ConstantOfShape nodes
-    assert zoo.count_parameters(model) == zoo.parameter_count(name)
+    assert count_parameters(model.graph.initializer) == zoo.parameter_count(name)
     (inp,) = g.input
     assert tuple(d.dim_value for d in inp.type.tensor_type.shape.dim) == zoo.entry(name).input_shape
 
@@ -262,7 +264,7 @@ def test_build_to_writes_a_loadable_model(tmp_path):
     assert path == tmp_path / "s.onnx"
     assert not zoo.external_data_path(path).exists()
     loaded = onnx.load(str(path))
-    assert zoo.count_parameters(loaded) == zoo.parameter_count("shufflenet")
+    assert count_parameters(loaded.graph.initializer) == zoo.parameter_count("shufflenet")
 
 
 def test_models_over_the_protobuf_limit_go_to_external_data(tmp_path, monkeypatch):
@@ -272,7 +274,7 @@ def test_models_over_the_protobuf_limit_go_to_external_data(tmp_path, monkeypatc
     data = tmp_path / "big.onnx.data"
     assert data.stat().st_size > 4 * 1_000_000 > path.stat().st_size
     size = data.stat().st_size
-    zoo.build_to("squeezenet", path)  # onnx appends to data files: a rebuild must not grow it
+    zoo.build_to("squeezenet", path)  # a rebuild replaces the data file, never grows it
     assert data.stat().st_size == size
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
     options = ort.SessionOptions()
@@ -289,6 +291,11 @@ def test_build_to_rejects_unusable_paths(tmp_path, bad):
     with pytest.raises(OmdpError) as err:
         zoo.build_to("yolov5n", tmp_path / bad)
     assert err.value.fix
+
+
+@pytest.mark.parametrize("name", ["yolov5n", "squeezenet", "inception_v1"])
+def test_parameters_mean_the_same_in_zoo_list_and_inspect(name):
+    assert analyze(name).parameters == zoo.parameter_count(name)
 
 
 # -- CLI --------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from backend.cli.common import add_json_arg, add_model_args, load_analysis
 from backend.cli.format import emit_json, human_bytes, human_count, table
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     cum = [0]
     for node in a.nodes:
         cum.append(cum[-1] + (node.flops or 0))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in positions:
         cut = a.cuts[p]
         rows.append({

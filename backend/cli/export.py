@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
+from pathlib import Path
 
 from backend.cli.paths import add_ranking_args, rank_session, session_analysis
 from backend.errors import OmdpError
-from backend.export import build_export, write_export
+from backend.export import build_export, check_models_folder, write_export
+from backend.files import check_writable
+from backend.model.checks import shown
 from backend.profiling.session import Session
 
 
@@ -20,19 +25,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+MAX_RANK = 10_000  # the ranking enumerates every partition up to the highest rank asked
+
+
 def _ranks(text: str) -> list[int]:
-    try:
-        ranks = sorted({int(r) for r in text.split(",") if r.strip()})
-    except ValueError:
-        ranks = []
-    if not ranks or ranks[0] < 1:
-        raise OmdpError(f"--rank {text!r} is not a list of ranks ≥ 1", "e.g. --rank 1 or 1,2,3")
+    parts = [r.strip() for r in text.split(",") if r.strip()]
+    if not parts or not all(re.fullmatch(r"[0-9]+", r) for r in parts):
+        raise OmdpError(f"--rank {shown(text, 40)} is not a list of ranks ≥ 1",
+                        "e.g. --rank 1 or 1,2,3")
+    ranks = sorted({int(r) if len(r) < 10 else MAX_RANK + 1 for r in parts})
+    if ranks[0] < 1 or ranks[-1] > MAX_RANK:
+        raise OmdpError(f"--rank {shown(text, 40)} is out of range",
+                        f"ranks go from 1 to {MAX_RANK:,}")
     return ranks
+
+
+def _check_session_writable(path: Path) -> None:
+    """Export records the partitions in the session: find out before writing anything."""
+    if not path.is_file():
+        return  # Session.open says what is wrong
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OmdpError(f"session {path} is read-only: export records the chosen partitions "
+                        "in it", "make it writable (chmod u+w), or copy it to a writable folder")
 
 
 def run(args: argparse.Namespace) -> int:
     ranks = _ranks(args.rank)
-    with Session.open(args.session) as session:
+    out = check_writable(args.output, "partition.json")
+    session_path = Path(args.session)
+    _check_session_writable(session_path)
+    if out.exists() and session_path.exists() and os.path.samefile(out, session_path):
+        raise OmdpError(f"cannot write {out}: it is the session file", "write the JSON elsewhere")
+    if args.with_models is not None:
+        check_models_folder(args.with_models)
+    with Session.open(session_path) as session:
         inst, parts = rank_session(session, args, max(ranks))
         chosen = [p for p in parts if p.rank in ranks]
         if len(chosen) < len(ranks):
@@ -49,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                            links=links, cost_model=args.cost_model, objective=args.objective,
                            sink=args.sink, model_path=ref.path, sha256=ref.sha256,
                            builtin=ref.builtin)
-        written = write_export(doc, args.output, analysis, args.with_models)
+        written = write_export(doc, out, analysis, args.with_models)
         session.save_partitions([{"name": f"rank {p.rank}", "positions": [0, *p.cuts, ref.nodes],
                                   "cost_ms": p.total_ms, "objective": args.objective,
                                   "cost_model": args.cost_model} for p in chosen])

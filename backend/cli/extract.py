@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
 
 from backend.cli.common import add_json_arg, add_model_args, load_analysis
 from backend.cli.format import emit_json, human_bytes
 from backend.errors import OmdpError
+from backend.files import check_writable
+from backend.model.segment_files import check_not_source, write_segment
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,25 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def check_output_path(path: Path) -> None:
-    if path.is_dir():
-        raise OmdpError(f"{path} is a directory", "give a file name, e.g. segment.onnx")
-    if not path.parent.exists():
-        raise OmdpError(f"folder {path.parent} does not exist", "create it or choose another")
-
-
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.output)
-    check_output_path(out)
+    out = check_writable(args.output, "segment.onnx")  # before loading a big model
     a = load_analysis(args)
+    check_not_source(out, a.path)
     start, end = a.resolve(args.start), a.resolve(args.end)
     if start > end:
         raise OmdpError(f"--from {start} is after --to {end}", "swap them: FROM ≤ TO")
-    try:
-        size = a.index.write_segment(start, end, str(out))
-    except ValueError as exc:
-        raise OmdpError(str(exc), "extract a shorter range") from exc
-    info = {
+    size = write_segment(a.index, start, end, out)
+    info: dict[str, Any] = {
         "output": str(out), "start": start, "end": end, "bytes": size,
         "nodes": sum(not a.nodes[i].static for i in range(start, end)),
         "inputs": [a.tensors[t].as_dict() for t in a.cuts[start].tensors],

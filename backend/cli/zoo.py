@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
+from typing import Any
 
 from backend.cli.format import emit_json, human_bytes, human_count, table
+from backend.files import check_writable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = verbs.add_parser("build", help="write a built-in model to an ONNX file")
     b.add_argument("name", help="built-in model name (see `omdp zoo list`)")
     b.add_argument("-o", "--output", required=True, metavar="FILE", help="ONNX file to write")
-    b.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
+    b.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the random weights, 0 or more (default 0)")
     b.add_argument(
         "--no-fold",
         dest="fold",
@@ -31,10 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_build)
 
 
+def _seed(text: str) -> int:
+    """A seed for numpy's generator: a whole number from 0 to 2^63 - 1."""
+    if not re.fullmatch(r"[0-9]{1,19}", text.strip()) or int(text) >= 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 2^63 - 1")
+    return int(text)
+
+
 def run_list(args: argparse.Namespace) -> int:
     from backend.model import zoo  # lazy: `omdp --help` should not pay for importing onnx
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": e.name,
             "family": e.family,
@@ -68,11 +79,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from backend.model import zoo
+    from backend.model.parameters import count_parameters
 
     zoo.entry(args.name)
-    path = zoo.check_output_path(args.output)  # fail before building for seconds
+    path = check_writable(args.output, "model.onnx")  # fail before building for seconds
     model = zoo.build(args.name, seed=args.seed, fold=args.fold)
-    parameters = zoo.count_parameters(model)
+    parameters = count_parameters(model.graph.initializer)
     external = zoo.external_data_path(path) if zoo.needs_external_data(model) else None
     zoo.save(model, path)
     size = path.stat().st_size + (external.stat().st_size if external else 0)

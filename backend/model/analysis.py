@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
+import stat
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,6 +22,7 @@ import onnx
 import pandas as pd
 from google.protobuf.message import DecodeError
 from onnx import ModelProto
+from onnx.external_data_helper import load_external_data_for_tensor
 
 from backend.device.segments import (
     GraphIndex,
@@ -29,8 +33,18 @@ from backend.device.segments import (
     tensor_nbytes,
 )
 from backend.errors import OmdpError
+from backend.files import file_sha256
+from backend.model.checks import (
+    FIX,
+    MAX_DIM,
+    check_dims,
+    check_structure,
+    check_with_onnx,
+    shown,
+)
 from backend.model.cuts import Cut, build_cuts, rank_candidates, resolve_position
 from backend.model.flops import node_flops
+from backend.model.parameters import count_parameters, is_parameter
 
 
 @dataclass(frozen=True)
@@ -87,14 +101,9 @@ class ModelAnalysis:
     @cached_property
     def sha256(self) -> str:
         """Content hash of the model as analysed (the file's bytes when loaded from one)."""
-        h = hashlib.sha256()
         if self.path is not None:
-            with open(self.path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        else:
-            h.update(self.model.SerializeToString())
-        return h.hexdigest()
+            return file_sha256(self.path)
+        return hashlib.sha256(self.model.SerializeToString()).hexdigest()
 
     def model_bytes(self) -> bytes:
         """The model as analysed (dims fixed, shape arithmetic folded) with its real
@@ -149,18 +158,24 @@ class ModelAnalysis:
 
 # -- loading -------------------------------------------------------------------------------
 
+_DIMS = re.compile(r"[0-9]{1,12}")
+
+
 def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
     """`NAME=1,3,640,640` (repeatable) → {NAME: [1, 3, 640, 640]}."""
     shapes: dict[str, list[int]] = {}
     for spec in specs or []:
         name, sep, dims = spec.partition("=")
-        try:
-            values = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
-        except ValueError:
-            values = []
-        if not sep or not name or not values or any(v < 1 for v in values):
-            raise OmdpError(f"bad --input-shape '{spec}'",
-                            "write NAME=D0,D1,... with positive integers, e.g. images=1,3,640,640")
+        parts = [d.strip() for d in dims.replace("x", ",").split(",")]
+        values = [int(d) for d in parts if _DIMS.fullmatch(d)]
+        if (not sep or not name or not values or len(values) != len(parts)
+                or any(not 1 <= v <= MAX_DIM for v in values)):
+            raise OmdpError(f"bad --input-shape {shown(spec)}",
+                            f"write NAME=D0,D1,... with whole numbers from 1 to {MAX_DIM}, "
+                            "e.g. images=1,3,640,640")
+        if name in shapes:
+            raise OmdpError(f"--input-shape gives input {shown(name)} twice",
+                            "give each input once")
         shapes[name] = values
     return shapes
 
@@ -172,51 +187,59 @@ def load_model(path: str | os.PathLike) -> tuple[ModelProto, LazyWeights]:
     returned has their type and dims but not their data.
     """
     p = Path(path)
-    if not p.exists():
-        raise OmdpError(f"no such file: {p}", _zoo_hint())
-    if p.is_dir():
-        raise OmdpError(f"{p} is a directory, not an ONNX file", "give the path of a .onnx file")
     try:
-        with open(p, "rb") as f:
-            head = f.read(1)
+        info = p.stat()
+    except FileNotFoundError:
+        raise OmdpError(f"no such file: {p}", _zoo_hint()) from None
     except OSError as exc:
-        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the file's permissions") from exc
-    if not head:
+        raise OmdpError(f"cannot read {p}: {exc.strerror or exc}", "check the path") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise OmdpError(f"{p} is a directory, not an ONNX file", "give the path of a .onnx file")
+    if not stat.S_ISREG(info.st_mode):
+        raise OmdpError(f"{p} is not a regular file", "give the path of a .onnx file")
+    if info.st_size == 0:
         raise OmdpError(f"{p} is empty", "give an ONNX model file")
     try:
         model, lazy = load_lazy(str(p))
+    except OSError as exc:
+        raise OmdpError(f"cannot read {p}: {exc.strerror or exc}",
+                        "check the file's permissions") from None
     except (DecodeError, RuntimeError, ValueError, IndexError, UnicodeDecodeError) as exc:
         raise OmdpError(f"{p} is not a readable ONNX model (truncated or not ONNX: "
-                        f"{_first_line(exc)})", "re-export or re-copy the model") from exc
+                        f"{_first_line(exc)})", "re-export or re-copy the model") from None
     if not model.HasField("graph") or not model.opset_import or not model.graph.node:
         raise OmdpError(f"{p} is not an ONNX model (no graph or opset)",
                         "give an ONNX file, e.g. exported with torch.onnx.export")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        try:
-            onnx.load_external_data_for_model(model, str(p.parent))
-        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
-            missing = _external_location(model)
-            raise OmdpError(f"{p} keeps its weights in external data '{missing}' next to it, "
-                            f"which cannot be read ({_first_line(exc)})",
-                            f"copy '{missing}' into {p.parent}") from exc
+    _load_external_data(model, p)
     return model, lazy
 
 
-def _external_location(model: ModelProto) -> str:
-    for t in model.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                return e.value
-    return "?"
+def _load_external_data(model: ModelProto, p: Path) -> None:
+    """Read the weights a model keeps in files beside it; onnx refuses locations outside
+    the model's folder and data that does not fit the file."""
+    g = model.graph
+    tensors = list(g.initializer) + [a.t for n in g.node for a in n.attribute
+                                     if a.type == onnx.AttributeProto.TENSOR]
+    for t in tensors:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in t.external_data if e.key == "location"), "")
+        try:
+            with warnings.catch_warnings():  # unknown keys: onnx warns, then ignores them
+                warnings.simplefilter("ignore")
+                load_external_data_for_tensor(t, str(p.parent))
+        except (OSError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
+            raise OmdpError(f"{p} keeps the weights of {shown(t.name)} in external data "
+                            f"{shown(location)}, which cannot be read ({_first_line(exc)})",
+                            f"copy the model's data file(s) into {p.parent} beside it"
+                            ) from None
 
 
 def _zoo_hint() -> str:
-    try:
-        from backend.model.zoo import list_models
-        names = ", ".join(e.name for e in list_models())
-        return f"check the path, or use a built-in model name ({names})"
-    except ImportError:
-        return "check the path"
+    from backend.model.zoo import list_models
+
+    names = ", ".join(e.name for e in list_models())
+    return f"check the path, or use a built-in model name ({names})"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -231,11 +254,9 @@ def open_model(source: str | os.PathLike | ModelProto,
         return source, None, None
     p = Path(source)
     if not p.exists() and p.suffix == "" and os.sep not in str(source):
-        try:
-            from backend.model import zoo
-        except ImportError:
-            zoo = None
-        if zoo is not None and str(source) in {e.name for e in zoo.list_models()}:
+        from backend.model import zoo
+
+        if str(source) in {e.name for e in zoo.list_models()}:
             return zoo.build(str(source)), None, None
     model, lazy = load_model(p)
     return model, p, lazy
@@ -249,8 +270,8 @@ def check_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
     names = [i.name for i in real]
     for name in shapes:
         if name not in names:
-            raise OmdpError(f"--input-shape names '{name}', which is not a model input",
-                            f"the inputs are: {', '.join(names)}")
+            raise OmdpError(f"--input-shape names {shown(name)}, which is not a model input",
+                            f"the inputs are: {', '.join(shown(n) for n in names)}")
     for vi in real:
         if not vi.type.HasField("tensor_type"):
             continue
@@ -258,23 +279,25 @@ def check_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
         given = shapes.get(vi.name)
         if given is not None:
             if vi.type.tensor_type.HasField("shape") and len(dims) != len(given):
-                raise OmdpError(f"input '{vi.name}' has {len(dims)} dims but --input-shape "
-                                f"gives {len(given)}", f"give {len(dims)} values")
+                raise OmdpError(f"input {shown(vi.name)} has {len(dims)} dims but "
+                                f"--input-shape gives {len(given)}", f"give {len(dims)} values")
             for axis, (d, v) in enumerate(zip(dims, given, strict=False)):
                 if d.HasField("dim_value") and d.dim_value != v:
-                    raise OmdpError(f"input '{vi.name}' has fixed size {d.dim_value} on axis "
-                                    f"{axis}, not {v}", "keep the model's fixed dims as they are")
+                    raise OmdpError(f"input {shown(vi.name)} has fixed size {d.dim_value} on "
+                                    f"axis {axis}, not {v}",
+                                    "keep the model's fixed dims as they are")
             continue
         if not vi.type.tensor_type.HasField("shape") or any(
                 not d.HasField("dim_value") for d in dims):
-            shown = ",".join(d.dim_param or "?" if not d.HasField("dim_value")
-                             else str(d.dim_value) for d in dims) or "unknown rank"
+            declared = ",".join(d.dim_param or "?" if not d.HasField("dim_value")
+                                else str(d.dim_value) for d in dims) or "unknown rank"
             example = ",".join(
                 str(d.dim_value) if d.HasField("dim_value")
                 else "1" if axis == 0 else (d.dim_param or f"D{axis}").upper()
                 for axis, d in enumerate(dims)) or "1,3,224,224"
-            raise OmdpError(f"input '{vi.name}' has symbolic dims [{shown}]",
-                            f"give numbers for them, e.g. --input-shape {vi.name}={example}")
+            raise OmdpError(f"input {shown(vi.name)} has symbolic dims [{shown(declared)[1:-1]}]",
+                            f"give numbers for them, e.g. --input-shape "
+                            f"{shown(vi.name)[1:-1]}={shown(example)[1:-1]}")
 
 
 def _dtype_name(elem_type: int) -> str:
@@ -288,45 +311,47 @@ def _dtype_name(elem_type: int) -> str:
             return "unknown"
 
 
-# Integer initializers hold shapes, axes and indices, not weights: they are not parameters.
-_INDEX_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-
-
-def is_parameter(t: onnx.TensorProto) -> bool:
-    return t.data_type not in _INDEX_TYPES
+def _item_bytes(info: TensorInfo) -> int:
+    """Bytes per element of a tensor whose size is known (1 otherwise: a lower bound)."""
+    count = math.prod(d for d in info.shape or () if isinstance(d, int))
+    return info.bytes // count if info.bytes and count else 1
 
 
 def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
                  init: onnx.TensorProto | None) -> TensorInfo:
     if init is not None:
-        shape = tuple(int(d) for d in init.dims)
-        return TensorInfo(name, shape, _dtype_name(init.data_type), tensor_nbytes(init))
+        return TensorInfo(name, tuple(int(d) for d in init.dims), _dtype_name(init.data_type),
+                          tensor_nbytes(init))
     if vi is None or not vi.type.HasField("tensor_type"):
         return TensorInfo(name, None, "unknown", None)
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
         return TensorInfo(name, None, _dtype_name(tt.elem_type), None)
-    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                  for d in tt.shape.dim)
-    nbytes = (math.prod(shape) * itemsize(tt.elem_type)
-              if all(isinstance(d, int) for d in shape) else None)
+    shape: tuple[int | str | None, ...] = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+    known = [d for d in shape if isinstance(d, int)]
+    nbytes = math.prod(known) * itemsize(tt.elem_type) if len(known) == len(shape) else None
     return TensorInfo(name, shape, _dtype_name(tt.elem_type), nbytes)
 
 
 def analyze(source: str | os.PathLike | ModelProto,
             input_shapes: dict[str, list[int]] | None = None) -> ModelAnalysis:
-    """Load, shape-infer and index a model; compute per-node facts and every cut."""
+    """Check, load, shape-infer and index a model; compute per-node facts and every cut."""
     model, path, lazy = open_model(source)
     if path is None and isinstance(source, ModelProto):
         model = ModelProto()
         model.CopyFrom(source)  # never modify the caller's model
+    where = (str(path) if path is not None else "the model" if isinstance(source, ModelProto)
+             else f"built-in model {shown(str(source))}")
     shapes = dict(input_shapes or {})
+    order = check_structure(model, lazy, where)
     check_input_shapes(model, shapes)
+    check_with_onnx(model, shapes, order, where)
     try:
         index = prepare(model, shapes, lazy)
     except ValueError as exc:
-        raise OmdpError(f"invalid graph: {_first_line(exc)}", "re-export the model; "
-                        "onnx.checker may say more") from exc
+        raise OmdpError(f"{where}: invalid model: {shown(_first_line(exc), 300)[1:-1]}",
+                        FIX) from None
     g = model.graph
     vis = index.value_info
     names = set(vis) | set(index.initializers) | set(index.inputs) | set(index.outputs)
@@ -335,6 +360,9 @@ def analyze(source: str | os.PathLike | ModelProto,
         names.update(node.input)
     names.discard("")
     tensors = {t: _tensor_info(t, vis.get(t), index.initializers.get(t)) for t in names}
+    for info in tensors.values():  # what inference found, e.g. from a huge --input-shape
+        if info.shape is not None:
+            check_dims(f"tensor {shown(info.name)}", info.shape, _item_bytes(info), where)
 
     nodes: list[NodeInfo] = []
     uncounted: Counter[str] = Counter()
@@ -354,7 +382,7 @@ def analyze(source: str | os.PathLike | ModelProto,
 
     sizes = {t: info.bytes for t, info in tensors.items()}
     cuts = build_cuts(index.all_crossings(), sizes)
-    parameters = sum(math.prod(t.dims) for t in g.initializer if is_parameter(t))
+    parameters = count_parameters(g.initializer)
     flops = sum(n.flops or 0 for n in nodes)
     return ModelAnalysis(model, index, path, shapes, tensors, nodes, cuts, parameters, flops,
                          dict(uncounted))

@@ -9,10 +9,12 @@ available as "everything on one device".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backend.errors import OmdpError
+from backend.model.checks import shown
 
 
 @dataclass(frozen=True)
@@ -80,16 +82,18 @@ def resolve_position(spec: str | int, n: int, node_names: Sequence[str],
     A tensor name is accepted too: the cut right after the node that produces it.
     """
     text = str(spec).strip()
-    if text.lstrip("-").isdigit():
-        p = int(text)
+    if re.fullmatch(r"[+-]?[0-9]+", text):
+        p = int(text) if len(text) < 20 else n + 1
         if not 0 <= p <= n:
-            raise OmdpError(f"position {p} is out of range", f"positions go from 0 to {n}")
+            raise OmdpError(f"position {shown(text, 24)[1:-1]} is out of range",
+                            f"positions go from 0 to {n}")
         return p
     if text in node_names:
         return node_names.index(text) + 1
     if output_names and text in output_names:
         return output_names[text] + 1
-    close = [name for name in node_names if text.lower() in name.lower()][:3]
-    hint = f"did you mean {', '.join(close)}?" if close else "see `omdp inspect MODEL` for names"
-    raise OmdpError(f"no node or tensor named '{text}'", f"give a position 0..{n} or a node "
-                    f"name; {hint}")
+    close = [name for name in node_names if text and text.lower() in name.lower()][:3]
+    hint = (f"did you mean {', '.join(shown(c)[1:-1] for c in close)}?" if close
+            else "see `omdp inspect MODEL` for names")
+    raise OmdpError(f"no node or tensor named {shown(text)}", f"give a position 0..{n} or a "
+                    f"node name; {hint}")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from onnx import NodeProto
 
-Shape = Sequence[int] | None
+Shape = Sequence[int | str | None] | None  # None: rank unknown; str/None dims: unknown
 
 ELEMENTWISE_COST = {
     "Add": 1, "Sub": 1, "Mul": 1, "Div": 1, "Pow": 1, "Sqrt": 1, "Neg": 1, "Abs": 1,
@@ -42,10 +42,17 @@ ZERO_COST = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat"
              "QuantizeLinear", "DequantizeLinear", "NonMaxSuppression"}
 
 
-def _numel(shape: Shape) -> int | None:
-    if shape is None or any(not isinstance(d, int) or d < 0 for d in shape):
+def _dims(shape: Shape) -> list[int] | None:
+    """The dims when every one is known (and not negative), else None."""
+    if shape is None:
         return None
-    return math.prod(shape)
+    dims = [d for d in shape if isinstance(d, int) and d >= 0]
+    return dims if len(dims) == len(shape) else None
+
+
+def _numel(shape: Shape) -> int | None:
+    dims = _dims(shape)
+    return None if dims is None else math.prod(dims)
 
 
 def _attr(node: NodeProto, name: str, default):
@@ -62,30 +69,30 @@ def node_flops(node: NodeProto, in_shapes: Sequence[Shape],
     out = out_shapes[0] if out_shapes else None
     out_n = _numel(out)
     if op in ("Conv", "ConvInteger", "QLinearConv"):
-        w = in_shapes[3] if op == "QLinearConv" else in_shapes[1]
-        if out_n is None or _numel(w) is None or len(w) < 2:
+        w = _dims(in_shapes[3] if op == "QLinearConv" else in_shapes[1])
+        if out_n is None or w is None or len(w) < 2:
             return None
         macs = out_n * math.prod(w[1:])  # each output: Cin/group × kernel MACs
         has_bias = len(node.input) > (8 if op == "QLinearConv" else 2) and bool(node.input[-1])
         return 2 * macs + (out_n if has_bias else 0)
     if op == "ConvTranspose":
-        x, w = in_shapes[0], in_shapes[1]
-        if _numel(x) is None or _numel(w) is None:
+        x, w = _numel(in_shapes[0]), _dims(in_shapes[1])
+        if x is None or w is None:
             return None
         # every input element multiplies a (Cout/group × kernel) slab
-        macs = _numel(x) * math.prod(w[1:])
+        macs = x * math.prod(w[1:])
         has_bias = len(node.input) > 2 and bool(node.input[2])
         return 2 * macs + ((out_n or 0) if has_bias else 0)
     if op == "Gemm":
-        a, b = in_shapes[0], in_shapes[1]
-        if _numel(a) is None or _numel(b) is None or out_n is None:
+        a, b = _dims(in_shapes[0]), _dims(in_shapes[1])
+        if a is None or b is None or out_n is None or not a:
             return None
         k = a[0] if _attr(node, "transA", 0) else a[-1]
         has_c = len(node.input) > 2 and bool(node.input[2])
         return 2 * out_n * k + (out_n if has_c else 0)
     if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
-        a = in_shapes[0]
-        if _numel(a) is None or out_n is None or not a:
+        a = _dims(in_shapes[0])
+        if a is None or out_n is None or not a:
             return None
         return 2 * out_n * a[-1]
     if op in ELEMENTWISE_COST:
@@ -95,7 +102,7 @@ def node_flops(node: NodeProto, in_shapes: Sequence[Shape],
     if op in POOL_OPS:
         x = _numel(in_shapes[0]) if in_shapes else None
         if op in ("MaxPool", "AveragePool", "LpPool") and out_n is not None:
-            kernel = _attr(node, "kernel_shape", [1])
+            kernel: list[int] = _attr(node, "kernel_shape", [1])
             return out_n * math.prod(kernel)
         return x
     if op in ZERO_COST:

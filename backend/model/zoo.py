@@ -13,15 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import Message
 from onnx import TensorProto, helper, numpy_helper
 
+from backend.device.segments import tensor_nbytes
 from backend.errors import OmdpError
+from backend.files import atomic_open_all, atomic_write, check_writable
 from backend.model import yolo
+from backend.model.parameters import count_parameters
 
 # The onnx wheel's copies of classic ImageNet architectures (weights are ConstantOfShape 0.02).
 LIGHT_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 # Protobuf refuses to serialise messages of 2 GiB or more; leave room for the graph itself.
 PROTOBUF_LIMIT = 2**31 - 64 * 2**20
+EXTERNAL_THRESHOLD = 1024  # bytes: smaller initializers stay inside a split model's file
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def _load_light(name: str) -> onnx.ModelProto:
 
 
 def parameter_count(name: str) -> int:
-    """Parameters of a built-in model (floating-point initializer elements after folding),
+    """Parameters of a built-in model (see `backend.model.parameters`) once folded,
     computed without drawing any weights."""
     entry(name)
     if name in yolo.VARIANTS:
@@ -115,58 +120,70 @@ def parameter_count(name: str) -> int:
     consts = _constant_values(g)
     folded = _foldable(g, consts)
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    shipped = [t for t in g.initializer if t.name in used and _is_float(t.data_type)]
-    return sum(math.prod(s) for s in folded.values()) + sum(math.prod(t.dims) for t in shipped)
-
-
-def count_parameters(model: onnx.ModelProto) -> int:
-    """Floating-point initializer elements: integer initializers are shapes, not weights."""
-    return sum(math.prod(t.dims) for t in model.graph.initializer if _is_float(t.data_type))
+    shipped = count_parameters(t for t in g.initializer if t.name in used)
+    return sum(math.prod(s) for s in folded.values()) + shipped
 
 
 def build_to(name: str, path: str | Path, *, seed: int = 0, fold: bool = True) -> Path:
     """Build `name` and save it at `path` (see `save`)."""
     entry(name)
-    check_output_path(path)
+    check_writable(path, "model.onnx")
     return save(build(name, seed=seed, fold=fold), path)
 
 
-def check_output_path(path: str | Path) -> Path:
-    """Fail before any work when `path` cannot be an output file."""
-    path = Path(path)
-    if path.is_dir():
-        raise OmdpError(f"{path} is a directory", "give a file name, e.g. model.onnx")
-    if not path.parent.is_dir():
-        raise OmdpError(
-            f"cannot write {path}: directory {path.parent} does not exist",
-            "create it first or choose another output path",
-        )
-    return path
-
-
 def save(model: onnx.ModelProto, path: str | Path) -> Path:
-    """Write `model` to `path`; its weights go to `<file>.data` next to it when the model would
-    exceed protobuf's 2 GiB limit (the model's tensors then point at that file)."""
-    path = check_output_path(path)
-    try:
-        if needs_external_data(model):
-            # onnx appends to an existing data file: start from an empty one
-            external_data_path(path).unlink(missing_ok=True)
-            onnx.save_model(
-                model,
-                str(path),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=external_data_path(path).name,
-                size_threshold=1024,
-            )
-        else:
-            onnx.save_model(model, str(path))
-    except OSError as exc:
-        raise OmdpError(
-            f"cannot write {path}: {exc.strerror or exc}", "choose a writable output path"
-        ) from exc
+    """Write `model` to `path`, whole or not at all; its weights go to `<file>.data` next
+    to it when the model would exceed protobuf's 2 GiB limit (the model's tensors then
+    point at that file, and both files appear together)."""
+    path = check_writable(path, "model.onnx")
+    if not needs_external_data(model):
+        atomic_write(path, model.SerializeToString())
+        return path
+    header, chunks = _split_external(model, external_data_path(path).name)
+    with atomic_open_all([path, external_data_path(path)]) as (model_file, data_file):
+        for chunk in chunks:
+            data_file.write(chunk)
+        model_file.write(header.SerializeToString())
     return path
+
+
+def _split_external(model: onnx.ModelProto, location: str) -> tuple[onnx.ModelProto, list[bytes]]:
+    """The model with each initializer of 1 KiB or more pointing into `location` (offset,
+    length) instead of holding its data, and those data in file order."""
+    header = onnx.ModelProto()
+    _copy_except(model, header, "graph")
+    _copy_except(model.graph, header.graph, "initializer")
+    chunks: list[bytes] = []
+    offset = 0
+    for t in model.graph.initializer:
+        kept = header.graph.initializer.add()
+        if not t.HasField("raw_data") or tensor_nbytes(t) < EXTERNAL_THRESHOLD:
+            kept.CopyFrom(t)
+            continue
+        _copy_except(t, kept, "raw_data")
+        data = t.raw_data
+        kept.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(offset)),
+                           ("length", str(len(data)))):
+            kept.external_data.add(key=key, value=value)
+        chunks.append(data)
+        offset += len(data)
+    return header, chunks
+
+
+def _copy_except(source: Message, target: Message, skip: str) -> None:
+    """Copy every field of `source` but `skip` into `target` (the skipped one, a graph's
+    weights, is never read: reading a bytes field copies it)."""
+    for fd in source.DESCRIPTOR.fields:
+        if fd.name == skip:
+            continue
+        if fd.is_repeated:
+            getattr(target, fd.name).extend(getattr(source, fd.name))
+        elif source.HasField(fd.name):
+            if fd.message_type is not None:
+                getattr(target, fd.name).CopyFrom(getattr(source, fd.name))
+            else:
+                setattr(target, fd.name, getattr(source, fd.name))
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
@@ -181,7 +198,7 @@ def external_data_path(path: str | Path) -> Path:
 
 
 def _weight_bytes(tensors: Iterable[TensorProto]) -> int:
-    return sum(t.ByteSize() for t in tensors)
+    return sum(tensor_nbytes(t) for t in tensors)
 
 
 def _is_float(data_type: int) -> bool:
@@ -287,6 +304,7 @@ def _random_parameter(
     O(1); None for a slot we do not recognise."""
     node, index, used_shape = role
     op = node.op_type if node is not None else ""
+    trans_b = node is not None and any(a.name == "transB" and a.i for a in node.attribute)
     size = math.prod(shape)
     if op == "BatchNormalization" and index == 4:  # running variance: positive
         values = rng.random(size, dtype=np.float32) + np.float32(0.5)
@@ -295,7 +313,6 @@ def _random_parameter(
     elif op == "Mul" and len(shape) == 1 and size > 1:  # Caffe Scale gamma, after a BN
         values = rng.random(size, dtype=np.float32) * np.float32(0.4) + np.float32(0.8)
     elif op in ("Conv", "ConvTranspose", "Gemm", "MatMul") and index == 1 and len(used_shape) >= 2:
-        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
         if op in ("Gemm", "MatMul") and not trans_b:
             fan_in = used_shape[0]
         else:
