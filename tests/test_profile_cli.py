@@ -236,8 +236,14 @@ def test_a_changed_model_is_refused_on_resume(tmp_path, tiny_model_path, devices
                                               make_conv_chain):
     import onnx
 
+    from backend.chain import load_devices
+    from backend.model.analysis import analyze
+    from backend.profiling.session import Session
+
+    db = tmp_path / "r.omdp"
     args = ["profile", str(tiny_model_path), "--devices", str(devices_file), "--auto", "2",
-            "--session", str(tmp_path / "r.omdp"), "--dry-run"]
+            "--session", str(db), "--dry-run"]
+    Session.create(db, analyze(tiny_model_path), load_devices(devices_file), [4]).close()
     assert main(args) == 0
     onnx.save(make_conv_chain(seed=9), tiny_model_path)
     capsys.readouterr()

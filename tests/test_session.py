@@ -46,7 +46,7 @@ def test_create_and_reopen(session, analysis, tiny_model_path):
     assert s.candidates() == [4, 9]
     assert s.chain().names == ["glasses", "phone", "cloud"]
     assert s.bandwidths() == [(20.0, 5.0), (100.0, 0.0)]
-    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # at rest: one file
     assert s.conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert len(s.plan_items()) == 3 + 6 + 3
     s.close()
@@ -74,6 +74,7 @@ def test_results_commit_with_samples_and_never_duplicate(session):
 def test_errors_pending_and_results_frame(session):
     plan = session.plan_items()
     session.mark_pending(plan[:3])
+    session.record_result("glasses", (0, 9), load_ms=1.0, samples=[1.0] * 3, stats=STATS)
     eid = session.record_error("glasses", (0, 4), "Could not find an implementation")
     assert eid is not None
     missing = session.missing(plan)
@@ -89,7 +90,7 @@ def test_errors_pending_and_results_frame(session):
     assert frame.iloc[0][["device", "start", "end", "status", "samples"]].tolist() == [
         "glasses", 0, 4, "ok", 5]
     assert set(frame["status"]) == {"ok", "pending"}
-    assert session.progress() == (1, len(plan))
+    assert session.progress() == (2, len(plan))
 
 
 def test_changed_device_options_need_new_measurements(session):
@@ -141,7 +142,7 @@ def test_a_reader_sees_commits_while_the_writer_keeps_the_file_open(session):
 def test_not_a_session(tmp_path):
     junk = tmp_path / "junk.omdp"
     junk.write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(OmdpError, match=r"not an OMDP session.*file is not a database"):
+    with pytest.raises(OmdpError, match=r"not an OMDP session \(not an SQLite file\)"):
         Session.open(junk)
     other = tmp_path / "other.omdp"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
@@ -175,12 +176,13 @@ def test_create_refuses_to_overwrite(session, analysis):
 
 def test_list_sessions(session, tmp_path: Path):
     session.record_result("cloud", (0, 20), load_ms=1.0, samples=[1.0], stats=STATS)
+    session.record_result("glasses", (0, 9), load_ms=1.0, samples=[1.0], stats=STATS)
     session.record_error("glasses", (0, 4), "x")
     (tmp_path / "broken.omdp").write_text("garbage")
     infos = {Path(i.path).name: i for i in list_sessions(tmp_path)}
     good = infos["s.omdp"]
     assert (good.model, good.devices, good.done, good.total, good.errors) == (
-        "tiny.onnx", ["glasses", "phone", "cloud"], 2, 12, 1)
+        "tiny.onnx", ["glasses", "phone", "cloud"], 3, 12, 1)
     assert infos["broken.omdp"].problem and "not an OMDP session" in infos["broken.omdp"].problem
     with pytest.raises(OmdpError):
         list_sessions(tmp_path / "nope")
