@@ -196,14 +196,14 @@ def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     printer = _Printer(args.json)
     chain = load_devices(args.devices)
-    for w in chain.warnings:
-        if args.json:
-            printer.out({"event": "warning", "message": w})
-        else:
-            print(f"omdp: warning: {w}", file=sys.stderr)
     timing = TimingSettings(args.warmup, args.min_runs, args.max_runs, args.max_seconds,
                             args.target_ci / 100.0)
     with _open_session(args, chain) as (session, analysis, cands, resumed):
+        for w in chain.warnings:  # once every input is known good: a refusal is one line
+            if args.json:
+                printer.out({"event": "warning", "message": w})
+            else:
+                print(f"omdp: warning: {w}", file=sys.stderr)
         return _profile(args, session, analysis, chain, cands, timing, resumed, printer)
 
 
@@ -215,11 +215,12 @@ def _open_session(args, chain):
     from backend.model.analysis import analyze, parse_input_shapes
     from backend.profiling.plan import check_size
     from backend.profiling.session import Session, SessionExists, default_path
+    from backend.profiling.sessionfile import present
 
     path = Path(args.session) if args.session else default_path(args.model)
     shapes = parse_input_shapes(args.input_shape)
     session = None
-    if not (path.exists() or path.is_symlink()):
+    if not present(path):
         analysis = analyze(args.model, shapes)
         cands = _candidates(args, analysis, None)
         check_size(len(cands), len(chain.devices))

@@ -147,7 +147,8 @@ def check(conn: sqlite3.Connection, path: Path) -> None:
         finally:
             conn.rollback()
     except sqlite3.DatabaseError as exc:
-        raise OmdpError(f"{path} is damaged ({exc})", FIX_DAMAGED) from None
+        raise OmdpError(f"{path} is damaged ({' '.join(str(exc).split())})",
+                        FIX_DAMAGED) from None
 
 
 def _damaged(path: Path, what: str) -> OmdpError:
@@ -157,7 +158,8 @@ def _damaged(path: Path, what: str) -> OmdpError:
 def _check(conn: sqlite3.Connection, path: Path) -> None:
     result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     if result != "ok":
-        raise _damaged(path, f"SQLite finds {result}")
+        found = " ".join(result.replace("*** in database main ***", "").split())
+        raise _damaged(path, f"SQLite finds {found}")
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if "schema_version" not in tables and "meta" not in tables:
         raise OmdpError(f"{path} is an SQLite file but not an OMDP session", FIX_OTHER)
@@ -179,11 +181,15 @@ def _check(conn: sqlite3.Connection, path: Path) -> None:
     n = models[0][1]
     if not isinstance(n, int) or n < 1:
         raise _damaged(path, f"model.nodes holds {n!r}, not a node count ≥ 1")
-    for table, rules in _rules(n).items():
-        for rule in rules:
+    rules = _rules(n)
+    for table in ("model", "devices", "links"):  # what the other tables' rules refer to
+        for rule in rules.pop(table):
             _check_rule(conn, path, table, rule)
     _check_model(conn, path, n)
     _check_chain(conn, path)
+    for table, table_rules in rules.items():
+        for rule in table_rules:
+            _check_rule(conn, path, table, rule)
 
 
 def _check_version(conn: sqlite3.Connection, path: Path, tables: set[str]) -> None:

@@ -110,7 +110,7 @@ class Session:
         before `claim_profiler()`. With `in_memory` nothing is written anywhere (a dry run).
         """
         p = Path(path)
-        if not in_memory and (p.exists() or p.is_symlink()):
+        if not in_memory and sessionfile.present(p):
             raise sessionfile.exists_error(p)
         conn = sqlite3.connect(":memory:")
         conn.row_factory = sqlite3.Row

@@ -45,6 +45,18 @@ def _wal(path: Path) -> Path:
     return path.with_name(path.name + "-wal")
 
 
+def present(path: Path) -> bool:
+    """Is something (even a dangling link) at `path`? OmdpError when the path itself is
+    unusable (a name too long, a parent that cannot be searched)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise _create_error(exc, path) from None
+    return True
+
+
 def check_file(path: Path) -> None:
     """OmdpError unless `path` is a regular file that starts like a whole SQLite database."""
     if path.is_symlink() and not path.exists():
@@ -141,7 +153,7 @@ def _at_rest_in_wal(path: Path) -> bool:
 
 def sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> OmdpError:
     """One line for an SQLite failure on a session."""
-    text = str(exc)
+    text = " ".join(str(exc).split())
     low = text.lower()
     if "disk is full" in low or "disk full" in low:
         return OmdpError(f"cannot {doing} in session {path}: the disk is full",
