@@ -4,7 +4,9 @@ Run on every open, before any reader or writer trusts a row: SQLite's own quick 
 (torn or truncated pages), then the tables and columns the schema declares, then every
 row's types and ranges (a number where a number belongs, finite; JSON where JSON
 belongs; segments inside the model; devices of the chain). The readers can then assume
-what they read. Cost: one pass over each table, milliseconds for a typical session.
+what they read. Cost: SQLite's check plus one pass over each small table, milliseconds for
+a typical session. Raw samples (the one table that grows large) are checked when they are
+read (`Session.samples`), not on every open.
 """
 
 from __future__ import annotations
@@ -118,8 +120,6 @@ def _rules(n: int) -> dict[str, list[Rule]]:
             Rule("runtime", JSON_OBJECT, "a JSON object", nullable=True),
             Rule("run", INT, "a run id", nullable=True),
             Rule("created_at", *text), Rule("updated_at", *text)],
-        "samples": [Rule("measurement", INT, "a measurement id"), Rule("seq", INT, "an index"),
-                    Rule("ms", NUM + " AND {c} >= 0", "a finite time ≥ 0")],
         "node_profiles": [Rule("device", *text), Rule("config", *text), Rule("runtime", *text),
                           Rule("runs", INT + " AND {c} >= 0", "a count ≥ 0"),
                           Rule("unattributed_ms", *num), Rule("total_ms", *num),
@@ -188,8 +188,9 @@ def _check(conn: sqlite3.Connection, path: Path) -> None:
     _check_model(conn, path, n)
     _check_chain(conn, path)
     for table, table_rules in rules.items():
-        for rule in table_rules:
-            _check_rule(conn, path, table, rule)
+        if _any_bad(conn, table, table_rules):  # one scan; name the culprit only if needed
+            for rule in table_rules:
+                _check_rule(conn, path, table, rule)
 
 
 def _check_version(conn: sqlite3.Connection, path: Path, tables: set[str]) -> None:
@@ -207,17 +208,25 @@ def _check_version(conn: sqlite3.Connection, path: Path, tables: set[str]) -> No
                         "upgrade omdp to open it")
 
 
-def _check_rule(conn: sqlite3.Connection, path: Path, table: str, rule: Rule) -> None:
+def _bad(rule: Rule) -> str:
+    """SQL true for a row that breaks `rule`."""
     c = rule.column
-    ok = "1" if rule.nullable else "0"
-    key = "measurement || '/' || seq" if table == "samples" else "rowid"
-    bad = conn.execute(
-        f"SELECT {key}, quote({c}) FROM {table} WHERE CASE WHEN {c} IS NULL THEN NOT {ok} "
-        f"ELSE NOT coalesce({rule.test.format(c=c)}, 0) END LIMIT 1").fetchone()
+    return (f"CASE WHEN {c} IS NULL THEN {0 if rule.nullable else 1} "
+            f"ELSE NOT coalesce({rule.test.format(c=c)}, 0) END")
+
+
+def _any_bad(conn: sqlite3.Connection, table: str, rules: list[Rule]) -> bool:
+    where = " OR ".join(_bad(r) for r in rules)
+    return conn.execute(f"SELECT 1 FROM {table} WHERE {where} LIMIT 1").fetchone() is not None
+
+
+def _check_rule(conn: sqlite3.Connection, path: Path, table: str, rule: Rule) -> None:
+    bad = conn.execute(f"SELECT rowid, quote({rule.column}) FROM {table} WHERE {_bad(rule)} "
+                       "LIMIT 1").fetchone()
     if bad is not None:
-        where = f"sample {bad[0]}" if table == "samples" else f"row {bad[0]}"
         value = bad[1] if len(bad[1]) <= 40 else bad[1][:37] + "..."
-        raise _damaged(path, f"{table}.{c} holds {value} in {where}, not {rule.expected}")
+        raise _damaged(path, f"{table}.{rule.column} holds {value} in row {bad[0]}, "
+                       f"not {rule.expected}")
 
 
 def _check_model(conn: sqlite3.Connection, path: Path, n: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -642,8 +643,18 @@ class Session:
                                  ignore_index=True)
 
     def samples(self, measurement_id: int) -> list[float]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT ms FROM samples WHERE measurement = ? ORDER BY seq", (measurement_id,))]
+        """A measurement's raw timings (ms), in run order. Checked here rather than on open
+        (this table is the large one): a value that is not a finite time is damage."""
+        out = []
+        for seq, ms in self.conn.execute(
+                "SELECT seq, ms FROM samples WHERE measurement = ? ORDER BY seq",
+                (measurement_id,)):
+            if not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
+                raise OmdpError(f"{self.path} is damaged: samples.ms holds {ms!r} in sample "
+                                f"{seq} of measurement {measurement_id}, not a finite time ≥ 0",
+                                sessionfile.FIX_DAMAGED)
+            out.append(float(ms))
+        return out
 
     def node_times_frame(self, all_configs: bool = False) -> pd.DataFrame:
         """Per-node times (ms) per device: the *estimated* cost model's input."""

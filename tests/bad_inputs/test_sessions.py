@@ -187,8 +187,6 @@ DAMAGES = [
                            checks=False), "measurements"),
     ("stats-not-json", sql("UPDATE measurements SET stats = 'median=2' WHERE id = 1"),
      "measurements.stats"),
-    ("sample-text", sql("UPDATE samples SET ms = 'x' WHERE seq = 0"), "samples.ms"),
-    ("sample-blob", sql("UPDATE samples SET ms = x'00ff' WHERE seq = 1"), "samples.ms"),
     ("plan-unknown-device", sql("INSERT INTO plan VALUES ('moon', 0, 2)"), "plan.device"),
     ("plan-empty-segment", sql("INSERT INTO plan VALUES ('phone', 4, 4)"), "plan.seg_end"),
     ("candidate-at-zero", sql("INSERT INTO candidates VALUES (0, NULL, NULL)"),
