@@ -228,11 +228,14 @@ def test_create_never_replaces_a_file_that_appears_meanwhile(tmp_path, analysis,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.omdp", "tiny.onnx"]
 
 
-def test_create_on_a_filesystem_without_hard_links(tmp_path, analysis, monkeypatch):
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named temporary"])
+def test_create_on_a_filesystem_without_hard_links(tmp_path, analysis, monkeypatch, unnamed):
     def no_links(src, dst):
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
+    if not unnamed:
+        monkeypatch.delattr(os, "O_TMPFILE", raising=False)
     path = tmp_path / "s.omdp"
     Session.create(path, analysis, chain3(), [4]).close()
     before = path.read_bytes()
@@ -242,15 +245,35 @@ def test_create_on_a_filesystem_without_hard_links(tmp_path, analysis, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.omdp", "tiny.onnx"]
 
 
-def test_a_failed_create_leaves_nothing_behind(tmp_path, analysis, monkeypatch):
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "named temporary"])
+def test_a_failed_create_leaves_nothing_behind(tmp_path, analysis, monkeypatch, unnamed):
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
+    if not unnamed:
+        monkeypatch.delattr(os, "O_TMPFILE", raising=False)
     with pytest.raises(OmdpError, match="disk is full") as err:
         Session.create(tmp_path / "made" / "for" / "s.omdp", analysis, chain3(), [4])
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # folders made, removed
+
+
+def test_a_kill_while_creating_leaves_nothing(tmp_path, analysis):
+    """Killed at the worst moment (the file written, about to get its name): no session
+    file, nothing else either, and the next create works."""
+    path = tmp_path / "s.omdp"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.link = lambda src, dst: os.kill(os.getpid(), 9)
+            Session.create(path, analysis, chain3(), [4, 9])
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]
+    Session.create(path, analysis, chain3(), [4, 9]).close()
 
 
 def test_a_dry_run_session_writes_nothing(tmp_path, analysis, session):

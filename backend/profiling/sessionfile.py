@@ -6,10 +6,10 @@ whole or not at all.
 - A session at rest uses SQLite's rollback journal: one self-contained file that reads
   from a read-only filesystem or a write-protected file without creating anything beside
   it. A profiler switches it to WAL while it runs, so readers are never blocked.
-- A new session is built in memory, written to a hidden temporary file in the target's
-  folder, fsynced, then hard-linked to its name, which fails if that name exists: the file
-  appears whole or not at all, never replaces another, and a failure removes only the
-  temporary file this process made.
+- A new session is built in memory, written to a file in the target's folder that has no
+  name yet (O_TMPFILE; a hidden temporary name where that is not available), fsynced, then
+  hard-linked to its name, which fails if that name exists: the file appears whole or not
+  at all, never replaces another, and a failure removes only what this process made.
 """
 
 from __future__ import annotations
@@ -180,31 +180,72 @@ def sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> OmdpError:
 def create_file(path: Path, data: bytes) -> None:
     """Put `data` at `path` whole, or raise; never replaces an existing file.
 
-    Missing folders are made, and removed again if the session could not be put there."""
+    Where the filesystem allows (Linux O_TMPFILE) the file has no name until it is whole,
+    so even a kill leaves nothing behind; elsewhere it is written under a hidden temporary
+    name first. Missing folders are made, and removed again if the session could not be
+    put there."""
     made = _make_folders(path.parent)
-    tmp = path.parent / f".omdp-new-{secrets.token_hex(8)}.tmp"
     try:
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if not _create_unnamed(path, data):
+                _create_named(path, data)
         except OSError as exc:
             raise _create_error(exc, path) from None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            _place(tmp, path)
-        except OSError as exc:
-            raise _create_error(exc, path) from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         _fsync_folder(path.parent)
     except BaseException:
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with os.fdopen(fd, "wb", closefd=False) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _create_unnamed(path: Path, data: bytes) -> bool:
+    """Write an anonymous file in the target's folder and link it to its name; False
+    where the filesystem or platform cannot."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        fd = os.open(path.parent, flag | os.O_WRONLY, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return False
+        raise
+    try:
+        _write_all(fd, data)
+        try:
+            os.link(f"/proc/self/fd/{fd}", path)
+        except FileExistsError:
+            raise exists_error(path) from None
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS,
+                             errno.EMLINK, errno.ENOENT, errno.EXDEV):
+                return False
+            raise
+    finally:
+        os.close(fd)
+    return True
+
+
+def _create_named(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".omdp-new-{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        _place(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _place(tmp: Path, path: Path) -> None:
