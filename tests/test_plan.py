@@ -40,6 +40,22 @@ def test_three_devices_middle_runs_every_pair():
     assert order == sorted(order)
 
 
+@pytest.mark.parametrize("n_cands, n_devices", [(0, 1), (3, 1), (0, 2), (4, 2), (0, 3), (5, 3),
+                                                 (3, 4), (7, 5)])
+def test_plan_size_counts_without_building(n_cands, n_devices):
+    p = build_plan(20, list(range(1, n_cands + 1)), [f"d{i}" for i in range(n_devices)])
+    assert plan.plan_size(n_cands, n_devices) == len(p)
+
+
+def test_a_plan_nobody_could_measure_is_refused_before_it_is_listed():
+    from backend.errors import OmdpError
+
+    n = 10**6
+    with pytest.raises(OmdpError, match=r"would measure 1\d{6} segments .* the limit is"):
+        build_plan(n, range(1, 1001), ["a", "b", "c", "d"])
+    assert len(build_plan(n, range(1, 100), ["a", "b", "c"])) == plan.plan_size(99, 3)
+
+
 def test_plan_segments_by_device():
     assert plan.plan_segments(["a", "b"], [3], 6) == {"a": [(0, 3), (0, 6)],
                                                       "b": [(0, 6), (3, 6)]}

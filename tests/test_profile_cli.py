@@ -224,20 +224,93 @@ def test_real_input_npy_feeds_real_intermediates(tmp_path, tiny_model_path, caps
     assert (summary["measured"], summary["errors"], summary["total"]) == (1, 0, 1)
 
 
-def test_dry_run_prints_the_plan(tmp_path, tiny_model_path, devices_file, capsys):
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_path, devices_file,
+                                                   capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
     code = main(["profile", str(tiny_model_path), "--devices", str(devices_file), "--auto", "2",
-                 "--session", str(tmp_path / "d.omdp"), "--dry-run"])
+                 "--dry-run"])
     out = capsys.readouterr().out
     assert code == 0
     assert "plan: 12 segments (glasses 3, phone 6, cloud 3); 0 done, 12 to measure" in out
+    assert "session: sessions/tiny.omdp (dry run: nothing written)" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file, no folder
+
+
+def test_a_device_that_measures_nothing_fails_the_run(tmp_path, tiny_model_path, capsys,
+                                                      monkeypatch):
+    """Every segment failed on `solo` (an execution provider that is not installed): the
+    run exits non-zero, and that configuration is not counted as finished."""
+    monkeypatch.setenv("OMDP_CACHE_DIR", str(tmp_path / "cache"))
+    devices = tmp_path / "d.toml"
+    devices.write_text('[[device]]\nname = "solo"\nproviders = ["CUDAExecutionProvider"]\n\n'
+                       '[[device]]\nname = "two"\n\n'
+                       '[[link]]\nfrom = "solo"\nto = "two"\nbandwidth_mbps = 50\n')
+    args = ["profile", str(tiny_model_path), "--devices", str(devices), "--auto", "2",
+            "--session", str(tmp_path / "s.omdp"), "--node-times", "0", "--json", *FAST]
+    assert main(args) == 1
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert "measured nothing: all 3 segments failed" in summary["failed"]["solo"]
+    assert "CUDAExecutionProvider" in summary["failed"]["solo"]
+    assert (summary["done"], summary["total"]) == (3, 6)
+    assert main(args) == 1  # not finished: measured again, and still failing
+    plan = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert plan["todo_per_device"] == {"solo": 3, "two": 0}
+
+
+def _profiler_holds(db: Path) -> bool:
+    if not db.exists():
+        return False
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT 1 FROM meta WHERE key = 'profiler'").fetchone() is not None \
+            and conn.execute("SELECT COUNT(*) FROM measurements WHERE status = 'ok'"
+                             ).fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def test_a_second_profile_stops_at_once_and_readers_go_on(tmp_path, medium_model_path,
+                                                          devices_file, omdp, capsys):
+    db = tmp_path / "two.omdp"
+    cmd, env = profile_command(omdp, medium_model_path, devices_file, db, tmp_path)
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and first.poll() is None and not _profiler_holds(db):
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()
+        rows = ok_rows(db)
+        started = time.monotonic()
+        assert main(cmd[3:]) == 2
+        err = capsys.readouterr().err
+        assert time.monotonic() - started < 10
+        assert err.count("\n") == 1 and f"is being profiled by pid {first.pid} on" in err
+        assert main(["results", str(db), "--json"]) == 0  # reading is never blocked
+        assert len(json.loads(capsys.readouterr().out)) == 18
+        after = ok_rows(db)
+        assert {i: after[i] for i in rows} == rows
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    assert first.returncode == 130
 
 
 def test_a_changed_model_is_refused_on_resume(tmp_path, tiny_model_path, devices_file, capsys,
                                               make_conv_chain):
     import onnx
 
+    from backend.chain import load_devices
+    from backend.model.analysis import analyze
+    from backend.profiling.session import Session
+
+    db = tmp_path / "r.omdp"
     args = ["profile", str(tiny_model_path), "--devices", str(devices_file), "--auto", "2",
-            "--session", str(tmp_path / "r.omdp"), "--dry-run"]
+            "--session", str(db), "--dry-run"]
+    Session.create(db, analyze(tiny_model_path), load_devices(devices_file), [4]).close()
     assert main(args) == 0
     onnx.save(make_conv_chain(seed=9), tiny_model_path)
     capsys.readouterr()

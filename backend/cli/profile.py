@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import signal
 import sys
 from pathlib import Path
 
 from backend.errors import OmdpError
+
+MAX_RUNS = 1_000_000
+MAX_WARMUP = MAX_NODE_RUNS = 10_000
+MAX_SECONDS = 86_400.0  # a day per segment
+MAX_SEED = 2**63 - 1
+MAX_AUTO = 1_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,22 +60,78 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _npy_inputs(specs: list[str], input_names: list[str]) -> dict[str, str]:
+def _npy_inputs(specs: list[str], inputs: list) -> dict[str, str]:
+    """Model input -> absolute .npy path, each file checked (an array of numbers of the
+    input's shape) before anything is written."""
+    by_name = {t.name: t for t in inputs}
     out: dict[str, str] = {}
     for spec in specs:
         name, sep, path = spec.rpartition("=")
         if not sep:
-            if len(input_names) != 1:
+            if len(by_name) != 1:
                 raise OmdpError(f"--input-npy {spec}: the model has inputs "
-                                f"{', '.join(input_names)}", "write NAME=FILE.npy")
-            name, path = input_names[0], spec
-        if name not in input_names:
+                                f"{', '.join(by_name)}", "write NAME=FILE.npy")
+            name, path = next(iter(by_name)), spec
+        if name not in by_name:
             raise OmdpError(f"--input-npy names '{name}', which is not a model input",
-                            f"the inputs are: {', '.join(input_names)}")
+                            f"the inputs are: {', '.join(by_name)}")
+        if name in out:
+            raise OmdpError(f"--input-npy gives input '{name}' twice", "give each input once")
         if not Path(path).is_file():
             raise OmdpError(f"--input-npy: no file {path}", "give an existing .npy file")
+        _check_npy(Path(path), by_name[name])
         out[name] = str(Path(path).resolve())
     return out
+
+
+def _check_npy(path: Path, want) -> None:
+    import numpy as np
+
+    fix = "save one array of the input's shape with numpy.save"
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise OmdpError(f"--input-npy {path} is not a readable .npy file ({exc})", fix) from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise OmdpError(f"--input-npy {path} is an .npz archive, not one array", fix)
+    if arr.dtype.kind not in "biufc":
+        raise OmdpError(f"--input-npy {path} holds {arr.dtype}, not numbers", fix)
+    shape = want.shape
+    if shape is not None and all(isinstance(d, int) for d in shape) and \
+            tuple(arr.shape) != tuple(shape):
+        raise OmdpError(f"--input-npy {path} has shape {tuple(arr.shape)}, input "
+                        f"'{want.name}' needs {tuple(shape)}", fix)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Every number in range and finite before anything is read or written."""
+    def need(ok: bool, flag: str, value, rule: str) -> None:
+        if not ok:
+            raise OmdpError(f"{flag} {value}: {rule}", f"e.g. {flag} {p_defaults[flag]}")
+
+    p_defaults = {"--warmup": 3, "--min-runs": 10, "--max-runs": 1000, "--max-seconds": 10,
+                  "--target-ci": 2, "--seed": 0, "--node-times": 5, "--auto": 5}
+    need(0 <= args.warmup <= MAX_WARMUP, "--warmup", args.warmup,
+         f"warm-up runs go from 0 to {MAX_WARMUP}")
+    need(1 <= args.min_runs <= MAX_RUNS, "--min-runs", args.min_runs,
+         f"timed runs go from 1 to {MAX_RUNS}")
+    need(args.min_runs <= args.max_runs <= MAX_RUNS, "--max-runs", args.max_runs,
+         f"must be at least --min-runs ({args.min_runs}) and at most {MAX_RUNS}")
+    need(math.isfinite(args.max_seconds) and 0 < args.max_seconds <= MAX_SECONDS,
+         "--max-seconds", args.max_seconds,
+         f"a time budget is a number of seconds > 0 and ≤ {MAX_SECONDS:g}")
+    need(math.isfinite(args.target_ci) and 0 < args.target_ci <= 100, "--target-ci",
+         args.target_ci, "a precision target is a percentage > 0 and ≤ 100")
+    need(0 <= args.seed <= MAX_SEED, "--seed", args.seed, "a seed goes from 0 to 2^63 - 1")
+    need(0 <= args.node_times <= MAX_NODE_RUNS, "--node-times", args.node_times,
+         f"profiled runs go from 0 (skip) to {MAX_NODE_RUNS}")
+    if args.auto is not None:
+        need(1 <= args.auto <= MAX_AUTO, "--auto", args.auto,
+             f"pick from 1 to {MAX_AUTO} candidates")
+    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise OmdpError(f"--cache {args.cache} is not a folder", "give a folder for the "
+                        "model cache (it is created if missing)")
 
 
 def _candidates(args, analysis, stored: list[int] | None) -> list[int]:
@@ -129,53 +193,63 @@ def run(args: argparse.Namespace) -> int:
     from backend.chain import load_devices
     from backend.device.runtimes import TimingSettings
 
+    _check_numbers(args)
     printer = _Printer(args.json)
     chain = load_devices(args.devices)
-    for w in chain.warnings:
-        if args.json:
-            printer.out({"event": "warning", "message": w})
-        else:
-            print(f"omdp: warning: {w}", file=sys.stderr)
-    if args.auto is not None and args.auto < 1:
-        raise OmdpError(f"--auto {args.auto}", "ask for at least 1 candidate")
-    if args.min_runs < 1 or args.max_runs < args.min_runs or args.warmup < 0 \
-            or args.max_seconds <= 0 or args.target_ci <= 0:
-        raise OmdpError("inconsistent timing options", "need 1 ≤ --min-runs ≤ --max-runs, "
-                        "--warmup ≥ 0, --max-seconds > 0, --target-ci > 0")
     timing = TimingSettings(args.warmup, args.min_runs, args.max_runs, args.max_seconds,
                             args.target_ci / 100.0)
-    session, analysis, cands, resumed = _open_session(args, chain)
-    try:
+    with _open_session(args, chain) as (session, analysis, cands, resumed):
+        for w in chain.warnings:  # once every input is known good: a refusal is one line
+            if args.json:
+                printer.out({"event": "warning", "message": w})
+            else:
+                print(f"omdp: warning: {w}", file=sys.stderr)
         return _profile(args, session, analysis, chain, cands, timing, resumed, printer)
-    finally:
-        session.close()
 
 
+@contextlib.contextmanager
 def _open_session(args, chain):
-    """Resume the session if the file exists (same model, same chain), else create it."""
+    """Resume the session if the file exists (same model, same chain), else create it,
+    whole and already claimed by this profiler. Every input is checked before the file is
+    touched; the claim comes before any write; a dry run writes nothing anywhere."""
     from backend.model.analysis import analyze, parse_input_shapes
-    from backend.profiling.session import Session, default_path
+    from backend.profiling.plan import check_size
+    from backend.profiling.session import Session, SessionExists, default_path
+    from backend.profiling.sessionfile import present
 
     path = Path(args.session) if args.session else default_path(args.model)
     shapes = parse_input_shapes(args.input_shape)
-    if not path.exists():
+    session = None
+    if not present(path):
         analysis = analyze(args.model, shapes)
         cands = _candidates(args, analysis, None)
+        check_size(len(cands), len(chain.devices))
+        _npy_inputs(args.input_npy, analysis.inputs)
         builtin = args.model if analysis.path is None else None
-        return Session.create(path, analysis, chain, cands, builtin=builtin), analysis, \
-            cands, False
-    session = Session.open(path, check_model=True)
-    try:
-        analysis = analyze(args.model, shapes or session.model().input_shapes)
-        session.check_model(analysis)
-        session.update_chain(chain)
-        cands = _candidates(args, analysis, session.candidates())
-        if cands != session.candidates():
-            session.set_candidates(cands, analysis)
-    except BaseException:
-        session.close()
-        raise
-    return session, analysis, cands, True
+        with contextlib.suppress(SessionExists):  # lost a race: resume the winner's file
+            session = Session.create(path, analysis, chain, cands, builtin=builtin,
+                                     claim_profiler=not args.dry_run, in_memory=args.dry_run)
+    resumed = session is None
+    if session is None:
+        session = Session.open(path, check_model=True, readonly=args.dry_run)
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: session.close())
+        if resumed:
+            analysis = analyze(args.model, shapes or session.model().input_shapes)
+            session.check_model(analysis)
+            session.check_chain(chain)
+            cands = _candidates(args, analysis, session.candidates())
+            check_size(len(cands), len(chain.devices))
+            _npy_inputs(args.input_npy, analysis.inputs)
+        if args.dry_run:
+            session = session.to_memory() if resumed else session
+        else:
+            stack.enter_context(session.claim_profiler())
+        if resumed:
+            session.update_chain(chain)
+            if cands != session.candidates():
+                session.set_candidates(cands, analysis)
+        yield session, analysis, cands, resumed
 
 
 def _waits(chain, claims) -> dict[str, list[str]]:
@@ -189,7 +263,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
     from backend.device.agent import default_cache_dir
     from backend.profiling import jobs, plan
 
-    npy = _npy_inputs(args.input_npy, [t.name for t in analysis.inputs])
+    npy = _npy_inputs(args.input_npy, analysis.inputs)
     the_plan = plan.build_plan(analysis.n, cands, chain.names)
     session.save_plan(the_plan)
     session.set_meta("timing", timing.__dict__)
@@ -220,7 +294,10 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
             said = "; ".join(f"{n} waits for {' and '.join(w)}" for n, w in waits.items())
             print(f"note: devices sharing CPUs measure one at a time: {said} "
                   "(--share-cpus overlaps them, at the cost of noisier timings)")
-        print(f"session: {session.path}" + (" (resumed)" if resumed else ""), flush=True)
+        note = " (resumed)" if resumed else ""
+        if args.dry_run:
+            note += " (dry run: nothing written)"
+        print(f"session: {session.path}{note}", flush=True)
     if args.dry_run:
         return 0
     needs_nodes = args.node_times > 0 and not all(session.has_node_times(n)
@@ -243,23 +320,40 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
     profiler = jobs.Profiler(session, chain, model_file, sha, options=options, cache_dir=cache,
                              on_event=printer, estimates=est.per_device)
     summary = asyncio.run(_run_with_signals(profiler, todo))
+    failed = dict(summary.failed)
+    if not summary.stopped:
+        for name, message in _measured_nothing(session, profiler).items():
+            failed.setdefault(name, message)
     done, total = session.progress()
     if args.json:
         printer.out({"event": "summary", "measured": summary.measured, "errors": summary.errors,
-                     "failed": summary.failed, "stopped": summary.stopped,
+                     "failed": failed, "stopped": summary.stopped,
                      "seconds": round(summary.seconds, 2), "done": done, "total": total,
                      "session": str(session.path)})
     else:
         print(f"measured {summary.measured} segments ({summary.errors} errors) in "
               f"{summary.seconds:.1f} s; session {done}/{total} complete: {session.path}")
+        for name, message in failed.items():
+            if name not in summary.failed:
+                print(f"[{name}] {message}")
         if summary.stopped or done < total:
             why = "stopped early" if summary.stopped else \
-                f"{', '.join(summary.failed) or 'a device'} did not finish"
+                f"{', '.join(failed) or 'a device'} did not finish"
             print(f"{why}: everything measured is saved; run the same command again to "
                   "measure the rest")
     if summary.stopped:
         return 130
-    return 1 if summary.failed else 0
+    return 1 if failed else 0
+
+
+def _measured_nothing(session, profiler) -> dict[str, str]:
+    """Devices that had segments to measure and measured none of them (every one failed):
+    the run did not do its job there, whatever the agent said."""
+    spoiled = session.spoiled()
+    return {name: f"measured nothing: all {st.total} segments failed (first error: "
+                  f"{spoiled.get(name, 'see `omdp results`')})"
+            for name, st in profiler.state.items()
+            if st.total > 0 and st.done == st.errors}
 
 
 async def _run_with_signals(profiler, todo):

@@ -1,4 +1,5 @@
-"""`omdp sessions [FOLDER]`: the sessions in a folder, newest first."""
+"""`omdp sessions [FOLDER]`: the sessions in a folder, newest first. A file that cannot be
+read (damaged, not a session) is listed and marked, never fails the listing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sessions", help="list saved sessions", description=__doc__)
+    p = sub.add_parser("sessions", help="list saved sessions",
+                       description=__doc__)
     p.add_argument("folder", nargs="?", default="sessions", help="folder (default: sessions)")
     p.add_argument("--json", action="store_true", help="a JSON list")
     p.set_defaults(func=run)
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     for i in infos:
         when = dt.datetime.fromtimestamp(i.modified).strftime("%Y-%m-%d %H:%M")
         if i.problem:
-            rows.append((when, "?", "-", "unreadable", f"{i.path}: {i.problem}"))
+            mark = "damaged" if "damaged" in i.problem else "unreadable"
+            rows.append((when, "?", "-", mark, f"{i.path}: {i.problem}"))
             continue
         errors = f", {i.errors} errors" if i.errors else ""
         rows.append((when, i.model or "?", " → ".join(i.devices), f"{i.done}/{i.total}{errors}",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 from backend.device.runtimes import TimingSettings
+from backend.errors import OmdpError
 
 # Rough speed of a device nobody has measured yet (GFLOP/s): a few CPU cores.
 DEFAULT_GFLOPS = 20.0
@@ -22,6 +23,8 @@ TYPICAL_RUNS = 30
 # Per-segment fixed costs (s): extraction + session creation, and per device: agent start.
 SEGMENT_OVERHEAD_S = 0.05
 AGENT_START_S = 1.0
+# More (segment, device) pairs than anyone can measure: refused before they are listed.
+MAX_PLAN_ITEMS = 100_000
 
 
 @dataclass(frozen=True, order=True)
@@ -63,6 +66,24 @@ def check_candidates(n: int, candidates: Sequence[int]) -> list[int]:
     return sorted({c for c in candidates if 0 < c < n})
 
 
+def plan_size(n_candidates: int, n_devices: int) -> int:
+    """How many items `build_plan` makes, counted without making them: prefixes and
+    suffixes at the ends, every pair of points in the middle."""
+    if n_devices <= 1:
+        return n_devices
+    c = n_candidates
+    return 2 * (c + 1) + (n_devices - 2) * (c + 2) * (c + 1) // 2
+
+
+def check_size(n_candidates: int, n_devices: int) -> None:
+    """OmdpError when the plan would be larger than anyone can measure."""
+    size = plan_size(n_candidates, n_devices)
+    if size > MAX_PLAN_ITEMS:
+        raise OmdpError(f"the plan would measure {size} segments ({n_candidates} candidates "
+                        f"on {n_devices} devices; the limit is {MAX_PLAN_ITEMS})",
+                        "choose fewer candidates (--auto K or --candidates)")
+
+
 def build_plan(n: int, candidates: Sequence[int], devices: Sequence[str]) -> Plan:
     """Every (segment, device) the chain needs, once, in chain order then (start, end)."""
     if n < 1:
@@ -72,6 +93,7 @@ def build_plan(n: int, candidates: Sequence[int], devices: Sequence[str]) -> Pla
     if len(set(devices)) != len(devices):
         raise ValueError("device names must be unique")
     cands = check_candidates(n, candidates)
+    check_size(len(cands), len(devices))
     points = [0, *cands, n]
     items: set[PlanItem] = set()
     last = len(devices) - 1
@@ -144,10 +166,11 @@ def estimate(items: Sequence[PlanItem], flops_of: Callable[[int, int], int],
     the device's configured GFLOP/s, else a default."""
     per: dict[str, float] = {}
     source: dict[str, str] = {}
+    measured, gflops = measured or {}, gflops or {}
     for it in items:
-        if it.device in (measured or {}):
+        if it.device in measured:
             speed, src = measured[it.device], "measured"
-        elif it.device in (gflops or {}):
+        elif it.device in gflops:
             speed, src = gflops[it.device], "configured"
         else:
             speed, src = DEFAULT_GFLOPS, "default"

@@ -1,19 +1,23 @@
 """A profiling session in one SQLite file: what was asked, and everything measured so far.
 
 Why SQLite: each result is committed as it arrives (one transaction per result), so a
-crash, a kill -9 or a dropped device loses at most the segment being timed; WAL mode lets
-the TUI read while the profiler writes; a UNIQUE key per (device, segment, runtime
-configuration) makes a resume do only what is missing and never duplicate anything.
-See docs/session.md for the schema.
+crash, a kill -9 or a dropped device loses at most the segment being timed; a UNIQUE key
+per (device, segment, runtime configuration) makes a resume do only what is missing and
+never duplicate anything. The guarantees live here, in the Session API, so every front end
+gets them: a session is created whole or not at all (sessionfile), opened by its exact
+name, checked before it is trusted (integrity), profiled by one profiler at a time
+(claim), and read without writing. See docs/session.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import math
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,130 +27,22 @@ import pandas as pd
 from backend import __version__
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
+from backend.files import file_sha256, os_error
+from backend.profiling import claim, integrity, schema, sessionfile
 from backend.profiling.plan import Plan, PlanItem
+from backend.profiling.sessionfile import SessionExists
 
-SCHEMA_VERSION = 1
-APP_ID = "omdp-session"
+SCHEMA_VERSION = schema.VERSION
+APP_ID = schema.APP_ID
+SUFFIX = schema.SUFFIX
 DEFAULT_FOLDER = Path("sessions")
-SUFFIX = ".omdp"
-
-_SCHEMA = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE model (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    path TEXT,                      -- absolute path of the user's file (NULL: built-in)
-    sha256 TEXT NOT NULL,           -- of the file's bytes (or of the built-in model)
-    builtin TEXT,                   -- zoo name when built in
-    input_shapes TEXT NOT NULL,     -- JSON {input: [dims]}
-    nodes INTEGER NOT NULL,         -- N
-    node_names TEXT NOT NULL,       -- JSON list, position i -> name of node i
-    node_flops TEXT NOT NULL,       -- JSON list (null: not counted)
-    summary TEXT NOT NULL           -- JSON ModelAnalysis.summary()
-);
-CREATE TABLE candidates (position INTEGER PRIMARY KEY, name TEXT, cut_bytes INTEGER);
-CREATE TABLE devices (
-    idx INTEGER PRIMARY KEY,        -- chain order
-    name TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    runtime TEXT NOT NULL,
-    config TEXT NOT NULL,           -- RuntimeConfig.key(): part of a measurement's identity
-    spec TEXT NOT NULL              -- JSON DeviceSpec
-);
-CREATE TABLE links (
-    idx INTEGER PRIMARY KEY,        -- link i goes from device i to device i + 1
-    src TEXT NOT NULL,
-    dst TEXT NOT NULL,
-    bandwidth_mbps REAL NOT NULL,   -- configured (devices.toml)
-    latency_ms REAL NOT NULL,
-    is_default INTEGER NOT NULL,    -- 1: not in devices.toml, defaults used
-    measured_bandwidth_mbps REAL,   -- slot for measured values (link probing)
-    measured_latency_ms REAL,
-    measured_at TEXT
-);
-CREATE TABLE bandwidths (           -- the operator's current values (TUI / solve)
-    link INTEGER PRIMARY KEY REFERENCES links(idx),
-    bandwidth_mbps REAL NOT NULL,
-    latency_ms REAL NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE plan (
-    device TEXT NOT NULL,
-    seg_start INTEGER NOT NULL,
-    seg_end INTEGER NOT NULL,
-    PRIMARY KEY (device, seg_start, seg_end)
-);
-CREATE TABLE runs (                 -- one per agent started for a device
-    id INTEGER PRIMARY KEY,
-    device TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT,                    -- done | stopped | failed
-    message TEXT,
-    hello TEXT                      -- JSON: protocol, versions, host facts
-);
-CREATE TABLE measurements (
-    id INTEGER PRIMARY KEY,
-    device TEXT NOT NULL,
-    seg_start INTEGER NOT NULL,
-    seg_end INTEGER NOT NULL,
-    config TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'pending')),
-    message TEXT,
-    load_ms REAL,
-    median_ms REAL,
-    p10_ms REAL,
-    p90_ms REAL,
-    mean_ms REAL,
-    std_ms REAL,
-    rel_ci REAL,
-    samples INTEGER NOT NULL DEFAULT 0,
-    stop TEXT,                      -- why timing stopped: ci | max_runs | max_seconds
-    stats TEXT,                     -- JSON runtimes.Stats
-    runtime TEXT,                   -- JSON name, version, options used
-    run INTEGER REFERENCES runs(id),
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    UNIQUE (device, seg_start, seg_end, config)
-);
-CREATE TABLE samples (
-    measurement INTEGER NOT NULL REFERENCES measurements(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    ms REAL NOT NULL,
-    PRIMARY KEY (measurement, seq)
-) WITHOUT ROWID;
-CREATE TABLE node_profiles (
-    device TEXT NOT NULL,
-    config TEXT NOT NULL,
-    runtime TEXT NOT NULL,
-    runs INTEGER NOT NULL,
-    unattributed_ms REAL NOT NULL,
-    total_ms REAL NOT NULL,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (device, config)
-);
-CREATE TABLE node_times (
-    device TEXT NOT NULL,
-    config TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    name TEXT,
-    ms REAL NOT NULL,
-    PRIMARY KEY (device, config, position)
-);
-CREATE TABLE partitions (
-    id INTEGER PRIMARY KEY,
-    name TEXT,
-    positions TEXT NOT NULL,        -- JSON [p_0 .. p_D]
-    cost_ms REAL,
-    details TEXT,                   -- JSON
-    created_at TEXT NOT NULL
-);
-CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
 RESULT_COLUMNS = ["device", "start", "end", "median_ms", "p10_ms", "p90_ms", "samples",
                   "status", "message", "load_ms", "mean_ms", "std_ms", "rel_ci", "stop",
                   "device_index", "measurement_id", "updated_at", "config"]
+
+__all__ = ["SCHEMA_VERSION", "ClaimLost", "ModelRef", "Session", "SessionExists",
+           "SessionInfo", "default_path", "list_sessions"]
 
 
 def _now() -> str:
@@ -158,9 +54,14 @@ def _json(value: Any) -> str:
 
 
 def default_path(model_name: str, folder: str | os.PathLike = DEFAULT_FOLDER) -> Path:
-    """`sessions/<model stem>.omdp`: rerunning the same command resumes the same session."""
+    """`sessions/<model stem>.omdp`: rerunning the same command resumes the same session.
+    The stem is taken as it is (any character a file name may hold)."""
     stem = Path(model_name).stem or "model"
     return Path(folder) / f"{stem}{SUFFIX}"
+
+
+class ClaimLost(OmdpError):
+    """This profiler's claim on its session was taken over: it must stop recording."""
 
 
 @dataclass
@@ -178,99 +79,112 @@ class ModelRef:
         return self.builtin or (Path(self.path).name if self.path else "?")
 
 
-def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-    conn = sqlite3.connect(uri, uri=True, timeout=10.0)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 10000")
-    return conn
-
-
-def _check_schema(conn: sqlite3.Connection, path: Path) -> int:
-    """Schema version of an OMDP session file, or OmdpError saying what the file is."""
-    fix_new = "give a session file written by `omdp profile`, or start a new one with --session"
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        raise OmdpError(f"{path} is not an OMDP session ({exc})", fix_new) from exc
-    if "schema_version" not in tables or "meta" not in tables:
-        raise OmdpError(f"{path} is an SQLite file but not an OMDP session", fix_new)
-    row = conn.execute("SELECT version FROM schema_version").fetchone()
-    if row is None:
-        raise OmdpError(f"{path} has no schema version: it is damaged", fix_new)
-    version = int(row[0])
-    if version > SCHEMA_VERSION:
-        raise OmdpError(f"{path} was written by a newer OMDP (session schema v{version}; this "
-                        f"OMDP {__version__} reads up to v{SCHEMA_VERSION})",
-                        "upgrade omdp to open it")
-    return version
+def _read_only_fix(reason: str) -> str:
+    if "filesystem" in reason:
+        return "copy the session to a writable folder and use the copy"
+    if "folder" in reason:
+        return "make the folder writable, or copy the session elsewhere"
+    return "make it writable (chmod u+w), or work on a copy"
 
 
 class Session:
     """One session file. Use from one thread (the event loop's); other processes may read
-    at the same time (WAL)."""
+    at the same time, and at most one profiles it (`claim_profiler`)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: str | None = None):
         self.path = path
         self.conn = conn
+        self.read_only = read_only  # why it cannot be written (None: it can)
         self._configs: dict[str, str] | None = None
+        self._claim: claim.Holder | None = None  # the profiler claim this session holds
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
     def create(cls, path: str | os.PathLike, analysis, chain: Chain, candidates: Sequence[int],
-               *, builtin: str | None = None) -> Session:
-        """A new session for an analysed model on a chain; refuses to overwrite a file."""
+               *, builtin: str | None = None, claim_profiler: bool = False,
+               in_memory: bool = False) -> Session:
+        """A new session for an analysed model on a chain, whole or not at all: built in
+        memory, then put at `path` only if nothing is there (SessionExists otherwise, even
+        when another process wins the name a moment before). With `claim_profiler` the
+        file appears already claimed by this process, so no other profiler can slip in
+        before `claim_profiler()`. With `in_memory` nothing is written anywhere (a dry run).
+        """
         p = Path(path)
-        if p.exists():
-            raise OmdpError(f"{p} already exists", "open it to resume, or choose another "
-                            "--session name")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(p)
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable against process crashes
-            conn.executescript(f"BEGIN;\n{_SCHEMA}\nCOMMIT;")
-            with conn:
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                conn.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("app", APP_ID), ("created_at", _now()), ("omdp_version", __version__)])
-                path_text = str(Path(analysis.path).resolve()) if analysis.path else None
-                conn.execute(
-                    "INSERT INTO model VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (path_text, analysis.sha256, builtin, _json(analysis.input_shapes),
-                     analysis.n, _json([nd.name for nd in analysis.nodes]),
-                     _json([nd.flops for nd in analysis.nodes]), _json(analysis.summary())))
-        except BaseException:
-            conn.close()
-            p.unlink(missing_ok=True)
-            raise
+        if not in_memory and sessionfile.present(p):
+            raise sessionfile.exists_error(p)
+        conn = sqlite3.connect(":memory:")
+        conn.row_factory = sqlite3.Row
         s = cls(p, conn)
-        s._write_chain(chain)
-        s.set_candidates(candidates, analysis)
+        try:
+            s._build(analysis, chain, candidates, builtin)
+            holder = claim.Holder.me() if claim_profiler and not in_memory else None
+            if holder is not None:
+                with conn:
+                    claim.write(conn, holder)
+            if in_memory:
+                return s
+            data = conn.serialize()
+        finally:
+            if not in_memory:
+                conn.close()
+        sessionfile.create_file(p, data)
+        s = cls.open(p, check_model=False)
+        s._claim = holder
         return s
+
+    def _build(self, analysis, chain: Chain, candidates: Sequence[int],
+               builtin: str | None) -> None:
+        conn = self.conn
+        conn.executescript(f"BEGIN;\n{schema.SQL}\nCOMMIT;")
+        with conn:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (schema.VERSION,))
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("app", schema.APP_ID), ("created_at", _now()), ("omdp_version", __version__)])
+            path_text = str(Path(analysis.path).resolve()) if analysis.path else None
+            conn.execute(
+                "INSERT INTO model VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path_text, analysis.sha256, builtin, _json(analysis.input_shapes),
+                 analysis.n, _json([nd.name for nd in analysis.nodes]),
+                 _json([nd.flops for nd in analysis.nodes]), _json(analysis.summary())))
+        self._write_chain(chain)
+        self.set_candidates(candidates, analysis)
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, check_model: bool = True,
              readonly: bool = False) -> Session:
-        """Open an existing session. With `check_model`, a model file that changed since
-        the session was made is an error (its measurements would describe another model)."""
+        """Open an existing session, checked whole (one line naming what is damaged).
+
+        `readonly` reads without ever writing (and works on read-only files and
+        filesystems). Otherwise the session is writable when its file and folder are;
+        when they are not it still reads, and `require_writable` / any write says why
+        in one line. With `check_model`, a model file that changed since the session was
+        made is an error (its measurements would describe another model)."""
         p = Path(path)
-        if not p.exists():
-            raise OmdpError(f"no session at {p}", "check the path (`omdp sessions` lists them)")
-        if p.is_dir():
-            raise OmdpError(f"{p} is a directory, not a session file", "give a .omdp file")
-        conn = _connect(p, readonly)
+        sessionfile.check_file(p)
+        why = "it was opened for reading" if readonly else sessionfile.why_readonly(p)
         try:
-            _check_schema(conn, p)
-            s = cls(p, conn)
+            conn = sessionfile.connect(p, write=why is None)
+        except sqlite3.Error as exc:
+            raise sessionfile.sqlite_error(exc, p, "open it") from None
+        try:
+            integrity.check(conn, p)
+            s = cls(p, conn, why)
             if check_model:
                 s.verify_model_file()
         except BaseException:
             conn.close()
             raise
         return s
+
+    def to_memory(self) -> Session:
+        """An in-memory copy to try changes on (a dry run): this one is closed, and nothing
+        done to the copy reaches the file."""
+        mem = sqlite3.connect(":memory:")
+        self.conn.backup(mem)
+        mem.row_factory = sqlite3.Row
+        self.close()
+        return Session(self.path, mem)
 
     def close(self) -> None:
         self.conn.close()
@@ -280,6 +194,128 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        return self.read_only is None
+
+    def require_writable(self, doing: str = "write to it") -> None:
+        """OmdpError (one line: which file, why) unless this session can be written. For
+        writers with other side effects (an export file): call it before any of them."""
+        if self.read_only is not None:
+            raise OmdpError(f"cannot {doing}: session {self.path} is read-only "
+                            f"({self.read_only})", _read_only_fix(self.read_only))
+
+    @contextlib.contextmanager
+    def _writing(self, doing: str, *, measuring: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction. `measuring` writes (timings, runs) also check, inside the
+        transaction, that no other profiler holds the session."""
+        self.require_writable(doing)
+        try:
+            with self.conn:
+                yield self.conn
+                if measuring:
+                    self._check_claim()
+        except sqlite3.Error as exc:
+            raise sessionfile.sqlite_error(exc, self.path, doing) from None
+
+    # -- one profiler at a time ----------------------------------------------------------------
+
+    def profiler(self) -> claim.Holder | None:
+        """The live profiler holding this session, if any."""
+        return claim.live_holder(self.conn)
+
+    @contextlib.contextmanager
+    def claim_profiler(self, on_lost: Callable[[], None] | None = None,
+                       ) -> Iterator[claim.Holder]:
+        """Hold the session as its only profiler for the `with` block.
+
+        Another live profiler (this host or another sharing the file) makes this fail at
+        once with one line naming it; a stale claim (its process is gone) is taken over,
+        and runs it left without an end are recorded as interrupted. While held, the file
+        is in WAL mode (readers never wait) and a heartbeat keeps the claim fresh; if
+        another process takes it over anyway (this one was frozen past the stale limit),
+        `on_lost` is called from the heartbeat thread and every later measurement write
+        raises ClaimLost instead of mixing two profilers' timings."""
+        holder = self._take_claim()
+        self._set_wal(True)
+        beat = claim.Heartbeat(lambda: sessionfile.connect(self.path, write=True),
+                               holder.token, on_lost)
+        beat.start()
+        try:
+            yield holder
+        finally:
+            beat.stop()
+            with contextlib.suppress(OmdpError), self._writing("release the profiler claim"):
+                claim.release(self.conn, holder.token)
+            self._claim = None
+            self._set_wal(False)
+
+    def _take_claim(self) -> claim.Holder:
+        self.require_writable("profile it")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                held = claim.read(self.conn)
+                mine = self._claim is not None and held is not None and \
+                    held.token == self._claim.token
+                if held is not None and not mine and not held.stale():
+                    raise OmdpError(f"session {self.path} is being profiled by "
+                                    f"{held.describe()}",
+                                    "wait for it to finish or stop it (`omdp results` reads "
+                                    "the session meanwhile)")
+                holder = self._claim if mine and self._claim else claim.Holder.me()
+                claim.write(self.conn, holder)
+                self._settle_runs(None if mine else held)
+                self.conn.commit()
+            except BaseException:
+                self.conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise sessionfile.sqlite_error(exc, self.path, "claim it for profiling") from None
+        self._claim = holder
+        return holder
+
+    def _settle_runs(self, previous: claim.Holder | None) -> None:
+        """Runs with no end belong to a profiler that is gone: record how they ended."""
+        who = f" ({previous.describe()})" if previous is not None else ""
+        self.conn.execute(
+            "UPDATE runs SET status = 'interrupted', message = ?, finished_at = COALESCE("
+            "(SELECT MAX(updated_at) FROM measurements m WHERE m.run = runs.id), started_at) "
+            "WHERE status IS NULL",
+            (f"the profiler{who} ended without recording the end of this run",))
+
+    def _check_claim(self) -> None:
+        held = claim.read(self.conn)
+        if self._claim is not None:
+            if held is None or held.token != self._claim.token:
+                by = f"by {held.describe()}" if held is not None else "(its claim was removed)"
+                raise ClaimLost(f"session {self.path} was taken over {by} while this "
+                                "profiler ran", "what it measured before is saved; run it "
+                                "again when the other profiler is done")
+        elif held is not None and not held.stale():
+            raise OmdpError(f"session {self.path} is being profiled by {held.describe()}",
+                            "wait for it to finish or stop it")
+
+    def _set_wal(self, on: bool) -> None:
+        """WAL while profiling (readers never wait); the rollback journal at rest (one
+        self-contained file). Switching back needs the file to itself: if another
+        connection has it open, it stays in WAL, which is as safe."""
+        if not self.writable:
+            return
+        try:
+            if on:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                self.conn.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {sessionfile.BUSY_MS}")
+        except sqlite3.Error:
+            pass
 
     # -- model -------------------------------------------------------------------------------
 
@@ -295,11 +331,13 @@ class Session:
     def verify_model_file(self) -> None:
         """OmdpError when the model file's content is not what the session measured."""
         ref = self.model()
-        if not ref.path or not Path(ref.path).exists():
+        if not ref.path or not Path(ref.path).is_file():
             return  # built in, or moved away: nothing to compare (profile checks later)
-        from backend.device.agent import file_sha256
-
-        if file_sha256(ref.path) != ref.sha256:
+        try:
+            digest = file_sha256(ref.path)
+        except OSError as exc:
+            raise os_error(exc, ref.path, "read the model file") from None
+        if digest != ref.sha256:
             raise OmdpError(f"the model file {ref.path} changed since session {self.path} "
                             f"was made (sha256 was {ref.sha256[:12]}…)",
                             "restore the original file, or start a new session with --session")
@@ -316,6 +354,7 @@ class Session:
                             f"{ref.input_shapes}, not {analysis.input_shapes}",
                             "use the same --input-shape, or a new --session")
 
+
     # -- candidates, devices, links -----------------------------------------------------------
 
     def candidates(self) -> list[int]:
@@ -326,7 +365,7 @@ class Session:
         return dict(self.conn.execute("SELECT position, cut_bytes FROM candidates"))
 
     def set_candidates(self, candidates: Sequence[int], analysis=None) -> None:
-        with self.conn:
+        with self._writing("store the candidates"):
             self.conn.execute("DELETE FROM candidates")
             for p in sorted(set(candidates)):
                 name = analysis.nodes[p - 1].name if analysis is not None and p > 0 else None
@@ -348,18 +387,22 @@ class Session:
                              self.conn.execute("SELECT name, config FROM devices")}
         return dict(self._configs)
 
-    def update_chain(self, chain: Chain) -> None:
-        """Take new device options / link values; the chain (names, order) must not change:
-        measurements are keyed by device name."""
+    def check_chain(self, chain: Chain) -> None:
+        """The chain (names, order) must be the session's: measurements are keyed by
+        device name."""
         old = self.chain().names
         if chain.names != old:
             raise OmdpError(f"session {self.path} is for the chain {' → '.join(old)}, the "
                             f"devices file gives {' → '.join(chain.names)}",
                             "use the same device names in the same order, or a new --session")
+
+    def update_chain(self, chain: Chain) -> None:
+        """Take new device options / link values for the same chain (`check_chain`)."""
+        self.check_chain(chain)
         self._write_chain(chain)
 
     def _write_chain(self, chain: Chain) -> None:
-        with self.conn:
+        with self._writing("store the device chain"):
             self.conn.execute("DELETE FROM devices")
             for i, d in enumerate(chain.devices):
                 self.conn.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
@@ -379,7 +422,7 @@ class Session:
 
     def set_link_measurement(self, link: int, bandwidth_mbps: float | None,
                              latency_ms: float | None) -> None:
-        with self.conn:
+        with self._writing("store a link measurement"):
             self.conn.execute("UPDATE links SET measured_bandwidth_mbps = ?, "
                               "measured_latency_ms = ?, measured_at = ? WHERE idx = ?",
                               (bandwidth_mbps, latency_ms, _now(), link))
@@ -393,7 +436,7 @@ class Session:
             if not bw > 0 or not lat >= 0:
                 raise OmdpError(f"link {i}: bandwidth must be > 0 and latency ≥ 0, got "
                                 f"{bw} Mbit/s and {lat} ms", "give positive numbers")
-        with self.conn:
+        with self._writing("store link values"):
             for i, (bw, lat) in values.items():
                 self.conn.execute("INSERT INTO bandwidths VALUES (?, ?, ?, ?) ON CONFLICT(link) "
                                   "DO UPDATE SET bandwidth_mbps=excluded.bandwidth_mbps, "
@@ -411,7 +454,7 @@ class Session:
     # -- plan ----------------------------------------------------------------------------------
 
     def save_plan(self, plan: Plan) -> None:
-        with self.conn:
+        with self._writing("store the plan"):
             self.conn.execute("DELETE FROM plan")
             self.conn.executemany("INSERT INTO plan VALUES (?, ?, ?)",
                                   [(it.device, it.start, it.end) for it in plan.items])
@@ -423,17 +466,38 @@ class Session:
         return sorted(items, key=lambda it: (order.get(it.device, 0), it.start, it.end))
 
     def _done_keys(self, retry_errors: bool) -> set[tuple[str, int, int]]:
-        statuses = ("ok",) if retry_errors else ("ok", "error")
+        """Finished (device, start, end) under the current configurations. An error counts
+        as finished only where the same device and configuration measured something: a
+        configuration in which every segment failed (a runtime that is not installed) is
+        spoiled, not finished, and is measured again."""
         configs = self.device_configs()
-        rows = self.conn.execute(
-            f"SELECT device, seg_start, seg_end, config FROM measurements WHERE status IN "
-            f"({','.join('?' * len(statuses))})", statuses)
-        return {(r[0], r[1], r[2]) for r in rows if configs.get(r[0]) == r[3]}
+        rows = [r for r in self.conn.execute(
+            "SELECT device, seg_start, seg_end, config, status FROM measurements "
+            "WHERE status IN ('ok', 'error')") if configs.get(r[0]) == r[3]]
+        measured = {r[0] for r in rows if r[4] == "ok"}
+        return {(r[0], r[1], r[2]) for r in rows
+                if r[4] == "ok" or (not retry_errors and r[0] in measured)}
+
+    def spoiled(self) -> dict[str, str]:
+        """Devices whose current configuration has only failed segments -> the first error."""
+        configs = self.device_configs()
+        first: dict[str, str] = {}
+        ok: set[str] = set()
+        for r in self.conn.execute("SELECT device, config, status, message FROM measurements "
+                                   "WHERE status IN ('ok', 'error') ORDER BY id"):
+            if configs.get(r[0]) != r[1]:
+                continue
+            if r[2] == "ok":
+                ok.add(r[0])
+            else:
+                first.setdefault(r[0], r[3] or "error")
+        return {d: m for d, m in first.items() if d not in ok}
 
     def missing(self, plan: Plan | Iterable[PlanItem],
                 retry_errors: bool = False) -> list[PlanItem]:
         """Plan items with no finished measurement under the device's current config
-        (errors count as finished unless `retry_errors`)."""
+        (errors count as finished unless `retry_errors`, or unless the configuration is
+        spoiled: see `_done_keys`)."""
         items = plan.items if isinstance(plan, Plan) else list(plan)
         done = self._done_keys(retry_errors)
         return [it for it in items if (it.device, it.start, it.end) not in done]
@@ -447,24 +511,25 @@ class Session:
     # -- recording -----------------------------------------------------------------------------
 
     def start_run(self, device: str) -> int:
-        with self.conn:
-            cur = self.conn.execute("INSERT INTO runs (device, started_at) VALUES (?, ?)",
-                                    (device, _now()))
-        return int(cur.lastrowid)
+        with self._writing("record a run", measuring=True):
+            cur = self.conn.execute("INSERT INTO runs (device, started_at) VALUES (?, ?) "
+                                    "RETURNING id", (device, _now()))
+            run = int(cur.fetchone()[0])
+        return run
 
     def record_hello(self, run: int, hello: Mapping[str, Any]) -> None:
-        with self.conn:
+        with self._writing("record a run", measuring=True):
             self.conn.execute("UPDATE runs SET hello = ? WHERE id = ?", (_json(dict(hello)), run))
 
     def finish_run(self, run: int, status: str, message: str | None = None) -> None:
-        with self.conn:
+        with self._writing("record a run", measuring=True):
             self.conn.execute("UPDATE runs SET finished_at = ?, status = ?, message = ? "
                               "WHERE id = ?", (_now(), status, message, run))
 
     def mark_pending(self, items: Iterable[PlanItem], run: int | None = None) -> None:
         configs = self.device_configs()
         now = _now()
-        with self.conn:
+        with self._writing("record a measurement", measuring=True):
             self.conn.executemany(
                 "INSERT INTO measurements (device, seg_start, seg_end, config, status, run, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) "
@@ -481,7 +546,7 @@ class Session:
         cfg = config or self.device_configs()[device]
         now = _now()
         a, b = segment
-        with self.conn:
+        with self._writing("record a measurement", measuring=True):
             row = self.conn.execute(
                 "INSERT INTO measurements (device, seg_start, seg_end, config, status, message, "
                 "load_ms, median_ms, p10_ms, p90_ms, mean_ms, std_ms, rel_ci, samples, stop, "
@@ -512,7 +577,7 @@ class Session:
         cfg = config or self.device_configs()[device]
         now = _now()
         a, b = segment
-        with self.conn:
+        with self._writing("record a measurement", measuring=True):
             row = self.conn.execute(
                 "INSERT INTO measurements (device, seg_start, seg_end, config, status, message, "
                 "run, created_at, updated_at) VALUES (?, ?, ?, ?, 'error', ?, ?, ?, ?) "
@@ -527,7 +592,7 @@ class Session:
                           config: str | None = None) -> None:
         cfg = config or self.device_configs()[device]
         names = self.model().node_names
-        with self.conn:
+        with self._writing("record per-node times", measuring=True):
             self.conn.execute("DELETE FROM node_times WHERE device = ? AND config = ?",
                               (device, cfg))
             self.conn.executemany(
@@ -578,8 +643,18 @@ class Session:
                                  ignore_index=True)
 
     def samples(self, measurement_id: int) -> list[float]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT ms FROM samples WHERE measurement = ? ORDER BY seq", (measurement_id,))]
+        """A measurement's raw timings (ms), in run order. Checked here rather than on open
+        (this table is the large one): a value that is not a finite time is damage."""
+        out = []
+        for seq, ms in self.conn.execute(
+                "SELECT seq, ms FROM samples WHERE measurement = ? ORDER BY seq",
+                (measurement_id,)):
+            if not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
+                raise OmdpError(f"{self.path} is damaged: samples.ms holds {ms!r} in sample "
+                                f"{seq} of measurement {measurement_id}, not a finite time ≥ 0",
+                                sessionfile.FIX_DAMAGED)
+            out.append(float(ms))
+        return out
 
     def node_times_frame(self, all_configs: bool = False) -> pd.DataFrame:
         """Per-node times (ms) per device: the *estimated* cost model's input."""
@@ -593,7 +668,13 @@ class Session:
         return frame.drop(columns="config").reset_index(drop=True)
 
     def runs_frame(self) -> pd.DataFrame:
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
+        """One row per agent run. A run without an end while no profiler holds the session
+        was cut short (its profiler was killed): shown as `interrupted`, as the next
+        profiler records it."""
+        frame = pd.read_sql_query("SELECT * FROM runs ORDER BY id", self.conn)
+        if self.profiler() is None:
+            frame["status"] = frame["status"].fillna("interrupted")
+        return frame
 
     # -- partitions and UI state ---------------------------------------------------------------
 
@@ -601,7 +682,7 @@ class Session:
         """Replace the chosen partitions: each has `positions` and optionally `name`,
         `cost_ms` and anything else (kept as `details`)."""
         now = _now()
-        with self.conn:
+        with self._writing("store partitions"):
             self.conn.execute("DELETE FROM partitions")
             for p in partitions:
                 details = {k: v for k, v in p.items() if k not in ("name", "positions", "cost_ms")}
@@ -625,7 +706,7 @@ class Session:
         return json.loads(r[0]) if r else default
 
     def set_ui_state(self, key: str, value: Any) -> None:
-        with self.conn:
+        with self._writing("store UI state"):
             self.conn.execute("INSERT OR REPLACE INTO ui_state VALUES (?, ?)", (key, _json(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
@@ -638,8 +719,10 @@ class Session:
             return r[0]
 
     def set_meta(self, key: str, value: Any) -> None:
-        with self.conn:
+        with self._writing("store a setting"):
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
+
+
 
 
 # -- listing -----------------------------------------------------------------------------------
@@ -663,21 +746,32 @@ class SessionInfo:
 
 
 def list_sessions(folder: str | os.PathLike = DEFAULT_FOLDER) -> list[SessionInfo]:
-    """Every `*.omdp` file in a folder, newest first; unreadable ones are listed with the
-    reason instead of failing the listing."""
+    """Every `*.omdp` file in a folder, newest first, read without writing; one that
+    cannot be read (damaged, not a session, unreadable) is listed with the reason instead
+    of failing the listing."""
     root = Path(folder)
     if not root.is_dir():
         raise OmdpError(f"no session folder at {root}", "give an existing folder")
-    out: list[SessionInfo] = []
-    for p in root.glob(f"*{SUFFIX}"):
-        wal = p.with_name(p.name + "-wal")
-        mtime = max(p.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
-        try:
-            with Session.open(p, check_model=False, readonly=True) as s:
-                done, total = s.progress()
-                errors = int((s.results_frame()["status"] == "error").sum())
-                out.append(SessionInfo(str(p), s.model().label, s.chain().names, done, total,
-                                       errors, mtime))
-        except (OmdpError, sqlite3.Error) as exc:
-            out.append(SessionInfo(str(p), None, [], 0, 0, 0, mtime, str(exc)))
-    return sorted(out, key=lambda s: s.modified, reverse=True)
+    try:
+        paths = sorted(root.glob(f"*{SUFFIX}"))
+    except OSError as exc:
+        raise os_error(exc, root, "list") from None
+    return sorted((_info(p) for p in paths), key=lambda s: s.modified, reverse=True)
+
+
+def _info(p: Path) -> SessionInfo:
+    mtime = 0.0
+    for f in (p, p.with_name(p.name + "-wal")):
+        with contextlib.suppress(OSError):
+            mtime = max(mtime, f.stat().st_mtime)
+    try:
+        with Session.open(p, check_model=False, readonly=True) as s:
+            done, total = s.progress()
+            errors = int((s.results_frame()["status"] == "error").sum())
+            return SessionInfo(str(p), s.model().label, s.chain().names, done, total, errors,
+                               mtime)
+    except OmdpError as exc:
+        problem = exc.what
+    except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
+        problem = f"cannot be read ({exc})"
+    return SessionInfo(str(p), None, [], 0, 0, 0, mtime, problem)

@@ -1,0 +1,142 @@
+"""The session file's schema: its tables, their columns, and the version that names them.
+
+One source of truth: the integrity check derives the columns it expects from `SQL` itself,
+so a column added here is checked everywhere without a second list to keep in step.
+See docs/session.md for what each table holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+
+VERSION = 1
+APP_ID = "omdp-session"
+SUFFIX = ".omdp"
+
+SQL = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE model (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    path TEXT,                      -- absolute path of the user's file (NULL: built-in)
+    sha256 TEXT NOT NULL,           -- of the file's bytes (or of the built-in model)
+    builtin TEXT,                   -- zoo name when built in
+    input_shapes TEXT NOT NULL,     -- JSON {input: [dims]}
+    nodes INTEGER NOT NULL,         -- N
+    node_names TEXT NOT NULL,       -- JSON list, position i -> name of node i
+    node_flops TEXT NOT NULL,       -- JSON list (null: not counted)
+    summary TEXT NOT NULL           -- JSON ModelAnalysis.summary()
+);
+CREATE TABLE candidates (position INTEGER PRIMARY KEY, name TEXT, cut_bytes INTEGER);
+CREATE TABLE devices (
+    idx INTEGER PRIMARY KEY,        -- chain order
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    config TEXT NOT NULL,           -- RuntimeConfig.key(): part of a measurement's identity
+    spec TEXT NOT NULL              -- JSON DeviceSpec
+);
+CREATE TABLE links (
+    idx INTEGER PRIMARY KEY,        -- link i goes from device i to device i + 1
+    src TEXT NOT NULL,
+    dst TEXT NOT NULL,
+    bandwidth_mbps REAL NOT NULL,   -- configured (devices.toml)
+    latency_ms REAL NOT NULL,
+    is_default INTEGER NOT NULL,    -- 1: not in devices.toml, defaults used
+    measured_bandwidth_mbps REAL,   -- slot for measured values (link probing)
+    measured_latency_ms REAL,
+    measured_at TEXT
+);
+CREATE TABLE bandwidths (           -- the operator's current values (TUI / solve)
+    link INTEGER PRIMARY KEY REFERENCES links(idx),
+    bandwidth_mbps REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE plan (
+    device TEXT NOT NULL,
+    seg_start INTEGER NOT NULL,
+    seg_end INTEGER NOT NULL,
+    PRIMARY KEY (device, seg_start, seg_end)
+);
+CREATE TABLE runs (                 -- one per agent started for a device
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT,                    -- done | stopped | failed | interrupted
+    message TEXT,
+    hello TEXT                      -- JSON: protocol, versions, host facts
+);
+CREATE TABLE measurements (
+    id INTEGER PRIMARY KEY,
+    device TEXT NOT NULL,
+    seg_start INTEGER NOT NULL,
+    seg_end INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'pending')),
+    message TEXT,
+    load_ms REAL,
+    median_ms REAL,
+    p10_ms REAL,
+    p90_ms REAL,
+    mean_ms REAL,
+    std_ms REAL,
+    rel_ci REAL,
+    samples INTEGER NOT NULL DEFAULT 0,
+    stop TEXT,                      -- why timing stopped: ci | max_runs | max_seconds
+    stats TEXT,                     -- JSON runtimes.Stats
+    runtime TEXT,                   -- JSON name, version, options used
+    run INTEGER REFERENCES runs(id),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (device, seg_start, seg_end, config)
+);
+CREATE TABLE samples (
+    measurement INTEGER NOT NULL REFERENCES measurements(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ms REAL NOT NULL,
+    PRIMARY KEY (measurement, seq)
+) WITHOUT ROWID;
+CREATE TABLE node_profiles (
+    device TEXT NOT NULL,
+    config TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    unattributed_ms REAL NOT NULL,
+    total_ms REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (device, config)
+);
+CREATE TABLE node_times (
+    device TEXT NOT NULL,
+    config TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    name TEXT,
+    ms REAL NOT NULL,
+    PRIMARY KEY (device, config, position)
+);
+CREATE TABLE partitions (
+    id INTEGER PRIMARY KEY,
+    name TEXT,
+    positions TEXT NOT NULL,        -- JSON [p_0 .. p_D]
+    cost_ms REAL,
+    details TEXT,                   -- JSON
+    created_at TEXT NOT NULL
+);
+CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@functools.cache
+def columns() -> dict[str, tuple[str, ...]]:
+    """Table -> its column names, as `SQL` declares them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SQL)
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
+        return {t: tuple(r[1] for r in conn.execute(f"PRAGMA table_info({t})")) for t in tables}
+    finally:
+        conn.close()
