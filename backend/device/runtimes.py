@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -36,7 +35,20 @@ from typing import Any
 import numpy as np
 import onnx
 
+if __package__:
+    from .probe import host_facts as _probe_facts
+    from .protocol import TimingSettings
+else:  # plain files side by side on a device
+    from probe import host_facts as _probe_facts  # type: ignore[no-redef]
+    from protocol import TimingSettings  # type: ignore[no-redef]
+
 RUNTIMES = ("onnxruntime", "openvino")
+# The options each runtime takes (besides `name`): the one list the devices file, the
+# agent and the session's configuration key all use.
+RUNTIME_OPTIONS = {
+    "onnxruntime": ("threads", "inter_threads", "graph_opt", "providers"),
+    "openvino": ("threads", "ov_device", "precision", "perf_hint"),
+}
 ORT_GRAPH_OPT = ("disable", "basic", "extended", "all")
 OV_PRECISIONS = ("f32", "f16", "bf16")
 OV_PERF_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -65,10 +77,7 @@ class RuntimeConfig:
 
     def options(self) -> dict[str, Any]:
         """The options that matter for this runtime, without unset values."""
-        if self.name == "onnxruntime":
-            keys = ("threads", "inter_threads", "graph_opt", "providers")
-        else:
-            keys = ("threads", "ov_device", "precision", "perf_hint")
+        keys = RUNTIME_OPTIONS.get(self.name, ())
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def key(self) -> str:
@@ -107,26 +116,6 @@ class RuntimeConfig:
             raise ValueError(
                 f"perf_hint '{self.perf_hint}' is unknown (use {', '.join(OV_PERF_HINTS)})"
             )
-
-
-@dataclass
-class TimingSettings:
-    """When to stop timing a segment (see the module docstring)."""
-
-    warmup: int = 3
-    min_runs: int = 10
-    max_runs: int = 1000
-    max_seconds: float = 10.0  # budget for the timed runs of one segment
-    target_rel_ci: float = 0.02  # stop when the median's CI half-width / median is below
-    confidence: float = 0.95
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TimingSettings:
-        known = {f.name for f in fields(cls)}
-        t = cls(**{k: v for k, v in d.items() if k in known})
-        if t.min_runs < 1 or t.max_runs < t.min_runs or t.warmup < 0 or t.max_seconds <= 0:
-            raise ValueError(f"inconsistent timing settings: {asdict(t)}")
-        return t
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -202,7 +191,7 @@ def summarize(samples: list[float], confidence: float = 0.95) -> Stats:
     lo = hi = rel = None
     if ranks is not None:
         lo, hi = float(s[ranks[0]]), float(s[ranks[1]])
-        rel = (hi - lo) / 2.0 / med if med > 0 else math.inf
+        rel = (hi - lo) / 2.0 / med if med > 0 else None  # no relative width at 0 ms
     return Stats(
         int(a.size),
         med,
@@ -240,31 +229,15 @@ def versions() -> dict[str, str | None]:
 
 
 def host_facts() -> dict[str, Any]:
-    """What a measurement ran on: CPU model, cores, host name, OS, python."""
-    cpu = platform.machine()  # not platform.processor(): it forks `uname -p`
+    """What a measurement ran on: the probe's host facts, plus CPU affinity and memory."""
     mem_kb = None
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "Model", "cpu model"):
-                cpu = value.strip()
-                break
     with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
         mem_kb = int(f.readline().split()[1])
     try:
         affinity = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = None
-    return {
-        "hostname": socket.gethostname(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "affinity": affinity,
-        "machine": platform.machine(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "memory_mb": mem_kb // 1024 if mem_kb else None,
-    }
+    return {**_probe_facts(), "affinity": affinity, "memory_mb": mem_kb // 1024 if mem_kb else None}
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -419,7 +392,7 @@ def _ov_core():
     # runtime: hide the converter so the import skips it (openvino guards it with
     # try/except ImportError).
     if "openvino" not in sys.modules:
-        sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[arg-type]
+        sys.modules.setdefault("openvino.tools.ovc", None)
     try:
         import openvino
     except ImportError as exc:

@@ -3,12 +3,12 @@
 This module imports only the standard library, numpy and onnx, because the device agent
 ships it as-is to devices that have nothing of this project installed.
 
-Words (see DESIGN.md): position p in 0..N sits between nodes n_{p-1} and n_p; the cut X(p)
-is the activations produced before p (or graph inputs) and consumed at/after p (or graph
-outputs); segment [a, b) is nodes n_a..n_{b-1} as a model with inputs X(a), outputs X(b).
-Static tensors (initializers, Constant outputs and anything computed only from them) never
-cross a cut: a segment that needs them carries its own copy, including the nodes that
-compute them.
+Words (see docs/architecture.md): position p in 0..N sits between nodes n_{p-1} and n_p;
+the cut X(p) is the activations produced before p (or graph inputs) and consumed at/after
+p (or graph outputs); segment [a, b) is nodes n_a..n_{b-1} as a model with inputs X(a),
+outputs X(b). Static tensors (initializers, Constant outputs and anything computed only
+from them) never cross a cut: a segment that needs them carries its own copy, including
+the nodes that compute them.
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ class GraphIndex:
 
     def segment_bytes(self, a: int, b: int, **kwargs) -> bytes:
         """Segment [a, b) serialised, ready for an InferenceSession or a file."""
-        view = memoryview(self.lazy.buffer) if self.lazy is not None else None
+        view = memoryview(self.lazy.buffer if self.lazy is not None else b"")
         return b"".join(p if isinstance(p, bytes) else view[p[0]:p[1]]
                         for p in self.segment_parts(a, b, **kwargs))
 
