@@ -297,7 +297,7 @@ class Session:
         ref = self.model()
         if not ref.path or not Path(ref.path).exists():
             return  # built in, or moved away: nothing to compare (profile checks later)
-        from backend.device.agent import file_sha256
+        from backend.files import file_sha256
 
         if file_sha256(ref.path) != ref.sha256:
             raise OmdpError(f"the model file {ref.path} changed since session {self.path} "
