@@ -204,6 +204,7 @@ async def _run_probe(
         line, status = await asyncio.wait_for(answer(), timeout)
     except TimeoutError:
         process.kill()
+        await process.wait(2)
         check.problems.append(
             f"device '{name}': the probe did not answer within {timeout:g} s and was stopped "
             f"— is the device overloaded, or is `python` ({python}) not a Python interpreter?"
@@ -211,6 +212,7 @@ async def _run_probe(
         return
     except LineTooLong:
         process.kill()
+        await process.wait(2)
         check.problems.append(
             f"device '{name}': the probe sent a line over {MAX_ANSWER_BYTES} bytes — is "
             f"`python` ({python}) a real Python interpreter?"
@@ -221,6 +223,7 @@ async def _run_probe(
         drain.cancel()
     if status is None:  # answered (or closed its output) but still running: not ours to keep
         process.kill()
+        await process.wait(2)
     if line is None:
         check.problems.append(_probe_failure(name, python, status, stderr.last()))
         return

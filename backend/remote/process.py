@@ -6,9 +6,9 @@ its whole process group, so nothing it started outlives it:
 
 - `LocalProcess`: a subprocess in a new session (its own process group), killed with
   `killpg`;
-- `SshProcess`: an SSH exec; killed with a `signal` channel request (OpenSSH's sshd
-  delivers it with `killpg` to the session it started) and by closing the channel, which
-  every program OMDP ships watches for (EOF on stdin) to exit.
+- `SshProcess`: an SSH exec; killed with `kill -9 -PGID` run on the device (and a
+  `signal` channel request, which OpenSSH delivers with killpg where it can), and by
+  closing the channel, which every program OMDP ships watches for (EOF on stdin).
 
 `LineReader` reads lines with a bound on their length (a device choosing to send a
 gigabyte without a newline gets an error, not the lab's memory), and `StderrTail` keeps
@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ from typing import Any, Protocol
 from backend.remote.text import inert
 
 CHUNK = 1 << 16
+PGID_MARK = b"OMDP-PGID "
+KILL_TIMEOUT_S = 5.0
 
 
 class LineTooLong(ValueError):
@@ -213,14 +216,27 @@ class LocalProcess:
 
 
 class SshProcess:
-    """A program run by one SSH exec (binary streams)."""
+    """A program run by one SSH exec (binary streams).
 
-    def __init__(self, process: Any):  # asyncssh.SSHClientProcess
+    The command runs after `echo OMDP-PGID $$ >&2` in the device's login shell, so the lab
+    learns the process group the exec runs in (sshd makes each session a process group; a
+    non-interactive shell keeps its commands in it). `kill` asks sshd to signal the group
+    (OpenSSH does, for non-root logins), runs `kill -9 -PGID` on the device over the same
+    connection (which works with any sshd), and closes the channel.
+    """
+
+    def __init__(self, process: Any, conn: Any):  # asyncssh.SSHClientProcess, -Connection
         self.process = process
+        self.conn = conn
+        self.pgid: int | None = None
+        self._head = b""
+        self._head_done = False
+        self._reaper: asyncio.Future[None] | None = None
 
     @classmethod
     async def start(cls, conn: Any, command: str) -> SshProcess:
-        return cls(await conn.create_process(command, encoding=None))
+        wrapped = f"echo {PGID_MARK.decode()}$$ >&2; {command}"
+        return cls(await conn.create_process(wrapped, encoding=None), conn)
 
     async def write(self, data: bytes) -> None:
         self.process.stdin.write(data)
@@ -235,6 +251,31 @@ class SshProcess:
         with contextlib.suppress(Exception):
             self.process.stdin.write_eof()
 
+    async def read(self, n: int) -> bytes:
+        data: bytes = await self.process.stdout.read(n)
+        return data
+
+    async def read_stderr(self, n: int) -> bytes:
+        """Its stderr, minus the first line that names the process group."""
+        while not self._head_done:
+            chunk: bytes = await self.process.stderr.read(n)
+            self._head += chunk
+            if chunk and b"\n" not in self._head and len(self._head) < 256:
+                continue
+            self._head_done = True
+            line, _, rest = self._head.partition(b"\n")
+            match = re.fullmatch(rb"OMDP-PGID (\d{1,10})", line.strip())
+            if match and int(match.group(1)) > 1:  # never 0 or 1: "all my processes"
+                self.pgid = int(match.group(1))
+                out = rest
+            else:
+                out = self._head
+            self._head = b""
+            if out or not chunk:
+                return out
+        data: bytes = await self.process.stderr.read(n)
+        return data
+
     @property
     def exit_status(self) -> int | None:
         status: int | None = self.process.exit_status
@@ -244,33 +285,32 @@ class SshProcess:
     def exit_signal(self) -> object:
         return self.process.exit_signal
 
-    async def read(self, n: int) -> bytes:
-        data: bytes = await self.process.stdout.read(n)
-        return data
-
-    async def read_stderr(self, n: int) -> bytes:
-        data: bytes = await self.process.stderr.read(n)
-        return data
-
     def signal(self, sig: int) -> None:
         with contextlib.suppress(Exception):
             self.process.send_signal(signal.Signals(sig).name.removeprefix("SIG"))
 
     def kill(self) -> None:
-        """SIGKILL to the remote session's process group (sshd's killpg), then close the
-        channel: the programs OMDP ships exit when their stdin closes."""
+        """End it and its process group on the device; `wait` completes the kill."""
         self.signal(signal.SIGKILL)
+        if self._reaper is None and self.pgid is not None:
+            self._reaper = asyncio.ensure_future(self._kill_group(self.pgid))
         with contextlib.suppress(Exception):
             self.process.stdin.write_eof()
         with contextlib.suppress(Exception):
             self.process.close()
 
+    async def _kill_group(self, pgid: int) -> None:
+        command = f"kill -9 -{pgid} 2>/dev/null || kill -9 {pgid} 2>/dev/null"
+        with contextlib.suppress(Exception):  # the connection may be gone: nothing to do
+            await asyncio.wait_for(self.conn.run(command), KILL_TIMEOUT_S)
+
     async def wait(self, timeout: float) -> int | None:
+        if self._reaper is not None:
+            await asyncio.wait([self._reaper], timeout=timeout)
         try:
             await asyncio.wait_for(self.process.wait_closed(), timeout)
         except (TimeoutError, OSError):
             return None
         except Exception:  # asyncssh errors: the connection went with it
             return None
-        status: int | None = self.process.exit_status
-        return status
+        return self.exit_status

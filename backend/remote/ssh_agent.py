@@ -231,10 +231,11 @@ class SshAgentTransport:
             self.drop()
             raise await classify(self.target, exc) from None
         finally:
-            drain.cancel()
             self._process = None
             if not done:
                 process.kill()
+                await process.wait(2)
+            drain.cancel()
         status = self.exit_status = process.exit_status
         if done or self._cancelled:
             return
