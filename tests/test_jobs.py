@@ -222,3 +222,19 @@ def test_event_dicts_are_json_ready():
     d = jobs.event_dict(ev)
     assert d["event"] == "progress" and d["last"]["median_ms"] == 1.2
     json.dumps(d)
+
+
+def test_the_lab_model_cache_is_private_and_verified(tmp_path, tiny_model):
+    import stat
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o755)  # an older, world-readable cache is made private
+    path, sha = put_model(tiny_model, cache)
+    assert path.name == f"{sha}.onnx"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert put_model(tiny_model, cache) == (path, sha)  # present and proven: kept
+    path.write_bytes(path.read_bytes()[:-10])  # truncated behind our back
+    again, _ = put_model(tiny_model, cache)
+    assert again == path and path.read_bytes() == tiny_model.SerializeToString()
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]

@@ -102,7 +102,7 @@ class Watch:
         if self.index < len(self.items):
             seg = self.items[self.index]
             key = ("started" if started else "next", self.index)
-            self._arm(key, f"segment {list(seg)}", self.expected(seg))
+            self._arm(key, f"segment [{seg[0]}, {seg[1]})", self.expected(seg))
         elif self.node_times:
             self._arm("node_times", "the per-node profile", self.expected(self.whole))
         else:

@@ -62,22 +62,42 @@ async def _presented_key(target: SshTarget) -> Any:
         return None
 
 
-def _known_entries(target: SshTarget) -> tuple[list[Any], list[Any]]:
-    """(trusted keys and CAs, revoked keys) known_hosts holds for this host."""
+def _trusted_entries(target: SshTarget) -> bool:
+    """Does known_hosts trust any key (or CA) for this host? Then a mismatch is a change."""
     path = Path(target.known_hosts).expanduser()
     if not path.is_file():
-        return [], []
+        return False
     try:
         addr = str(socket.getaddrinfo(target.host, None)[0][4][0])
     except OSError:
         addr = ""
     try:
-        trusted, ca, revoked, *_ = asyncssh.match_known_hosts(
+        trusted, ca, *_ = asyncssh.match_known_hosts(
             str(path), target.host, addr, target.port or 22
         )
     except (OSError, ValueError):
-        return [], []
-    return [*trusted, *ca], list(revoked)
+        return False
+    return bool(trusted or ca)
+
+
+def _revoked(target: SshTarget, key: Any) -> bool:
+    """Is `key` marked @revoked in known_hosts? (Read here: asyncssh matches revoked
+    entries only beside trusted ones.) Revoked for one host, it is refused for all."""
+    path = Path(target.known_hosts).expanduser()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "@revoked":
+            try:
+                revoked = asyncssh.import_public_key(f"{parts[2]} {parts[3]}")
+            except (asyncssh.KeyImportError, ValueError):
+                continue
+            if revoked.public_data == key.public_data:
+                return True
+    return False
 
 
 async def _host_key_error(target: SshTarget) -> RemoteError:
@@ -87,8 +107,7 @@ async def _host_key_error(target: SshTarget) -> RemoteError:
     spec = target.host if port == 22 else f"[{target.host}]:{port}"
     key = await _presented_key(target)
     fp = f"{key.get_algorithm()} {key.get_fingerprint()}" if key is not None else ""
-    trusted, revoked = _known_entries(target)
-    if key is not None and any(r.public_data == key.public_data for r in revoked):
+    if key is not None and _revoked(target, key):
         return RemoteError(
             target.name,
             "host-key-revoked",
@@ -97,7 +116,7 @@ async def _host_key_error(target: SshTarget) -> RemoteError:
             "the key was withdrawn on purpose: have the device's owner install a new host "
             "key, verify it, then trust it with ssh-keyscan",
         )
-    if trusted:
+    if _trusted_entries(target):
         now = f" (it now presents {fp})" if fp else ""
         return RemoteError(
             target.name,
