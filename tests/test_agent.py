@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 
-from backend.device import agent, runtimes
+from backend.device import agent, nodes, runtimes
 from backend.device import cache as model_cache
 from backend.device import protocol as proto
 from backend.device.protocol import Job, TimingSettings
@@ -176,9 +176,9 @@ def test_model_cache_is_content_addressed_private_and_verified(tiny_model, tmp_p
 def test_kernel_names_map_back_to_positions(tiny_model):
     index = GraphIndex.build(tiny_model)
     producers = {o: p for p, n in enumerate(index.nodes) for o in n.output}
-    assert agent.attribute("omdp_n12", producers) == 12
-    assert agent.attribute("b0_r1_nchwc", producers) == producers["b0_r1"]
-    assert agent.attribute("ReorderOutput_token_3", producers) is None
+    assert nodes.attribute("omdp_n12", producers) == 12
+    assert nodes.attribute("b0_r1_nchwc", producers) == producers["b0_r1"]
+    assert nodes.attribute("ReorderOutput_token_3", producers) is None
 
 
 # -- the process -----------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import signal
 import sys
 import threading
@@ -27,50 +26,19 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import onnx
 
 if __package__:  # backend.device.agent, or python -m backend.device.agent
     from . import cache as model_cache
+    from . import nodes, runtimes, segments
     from . import protocol as proto
-    from . import runtimes, segments
 else:  # plain files copied side by side on a device
     import cache as model_cache  # type: ignore[no-redef]
+    import nodes  # type: ignore[no-redef]
     import protocol as proto  # type: ignore[no-redef]
     import runtimes  # type: ignore[no-redef]
     import segments  # type: ignore[no-redef]
 
 AGENT_VERSION = "2"
-
-
-# -- attributing profiled kernels to node positions -------------------------------------------
-
-NODE_PREFIX = "omdp_n"
-
-
-def renamed_for_profiling(model: onnx.ModelProto, positions: list[int]) -> onnx.ModelProto:
-    """A copy whose node k is named `omdp_n<position>`: kernel names map back exactly."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for node, pos in zip(m.graph.node, positions, strict=True):
-        node.name = f"{NODE_PREFIX}{pos}"
-    return m
-
-
-def attribute(name: str, producers: dict[str, int]) -> int | None:
-    """The position a profiled kernel belongs to: our node name, else a tensor it produces
-    (runtimes name fused/layout kernels after outputs, e.g. `r1_nchwc`), trimming `_x`
-    suffixes until something matches."""
-    m = re.match(rf"{NODE_PREFIX}(\d+)", name)
-    if m:
-        return int(m.group(1))
-    probe = name
-    while probe:
-        if probe in producers:
-            return producers[probe]
-        if "_" not in probe:
-            break
-        probe = probe.rsplit("_", 1)[0]
-    return None
 
 
 # -- the agent -------------------------------------------------------------------------------
@@ -298,9 +266,9 @@ class Agent:
         self.emit(proto.AgentProgress(total, total, (0, index.n), "node_times"))
         try:
             positions = index.segment_nodes(0, index.n, cuts[index.n])
-            whole = renamed_for_profiling(index.extract(0, index.n), positions)
+            whole = nodes.renamed_for_profiling(index.extract(0, index.n), positions)
             feeds = self._feeds(job, index, cuts[0], cache)
-            prof = runtimes.profile_nodes(
+            prof = nodes.profile_nodes(
                 whole.SerializeToString(), feeds, config, job.node_times_runs
             )
         except Exception as exc:
@@ -317,7 +285,7 @@ class Agent:
         times: dict[int, float] = {}
         unattributed = 0.0
         for name, ms in prof.kernels.items():
-            pos = attribute(name, producers)
+            pos = nodes.attribute(name, producers)
             if pos is None:
                 unattributed += ms
             else:

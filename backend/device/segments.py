@@ -1,7 +1,9 @@
 """The graph core: a fixed node order, the cut at every position, and segment extraction.
 
 This module imports only the standard library, numpy and onnx, because the device agent
-ships it as-is to devices that have nothing of this project installed.
+ships it as-is to devices that have nothing of this project installed. It is a little over
+600 lines on purpose: the order, the cuts, extraction and the one preparation every
+device repeats (`prepare`) must agree exactly, and are read together.
 
 Words (see docs/architecture.md): position p in 0..N sits between nodes n_{p-1} and n_p;
 the cut X(p) is the activations produced before p (or graph inputs) and consumed at/after
