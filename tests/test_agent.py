@@ -294,3 +294,18 @@ def test_hello_describes_the_host(tmp_path):
     assert hello.protocol == proto.PROTOCOL_VERSION and hello.pid == os.getpid()
     assert hello.host["cpu"] and hello.host["cores"] >= 1
     assert hello.versions == runtimes.versions()
+
+
+def test_an_uploaded_input_that_changed_is_not_used(tiny_model, tmp_path):
+    sha = cached(tiny_model, tmp_path)
+    x = np.zeros((1, 3, 16, 16), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    named = tmp_path / f"{model_cache.sha256_of(tmp_path / 'x.npy')}.npy"
+    (tmp_path / "x.npy").rename(named)
+    np.save(tmp_path / "other.npy", x + 1)
+    named.write_bytes((tmp_path / "other.npy").read_bytes())  # same name, other bytes
+    events = run_in_process(Job(sha, [(0, 7)], {"name": "onnxruntime"}, FAST, inputs="prefix",
+                                npy={"input": str(named)}), tmp_path)
+    (note,) = [e for e in of(events, proto.SegmentError) if e.kind == "inputs"]
+    assert "no longer matched its hash" in note.message and not named.exists()
+    assert [r.segment for r in of(events, proto.Result)] == [(0, 7)]  # measured, random inputs

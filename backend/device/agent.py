@@ -174,7 +174,10 @@ class Agent:
             for name in index.inputs:
                 if name in job.npy:
                     want = runtimes.tensor_spec(index.value_info[name])
-                    ins[name] = np.load(job.npy[name]).astype(want.dtype, copy=False)
+                    model_cache.check_cached_input(job.npy[name])
+                    ins[name] = np.load(job.npy[name], allow_pickle=False).astype(
+                        want.dtype, copy=False
+                    )
                     if ins[name].shape != want.shape:
                         raise ValueError(f"{job.npy[name]} has shape {ins[name].shape}, input "
                                          f"'{name}' needs {want.shape}")

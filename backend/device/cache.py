@@ -131,3 +131,12 @@ def cached_model(
             os.unlink(tmp)
     record_verified(target)
     return target
+
+
+def check_cached_input(path: str | os.PathLike[str]) -> None:
+    """A file the lab uploaded under its hash (`<sha256>.npy`) must still hash to its
+    name; a file named otherwise (a local path) is the user's own and is read as it is."""
+    name = Path(path).name
+    sha = name.rsplit(".", 1)[0]
+    if SHA256.fullmatch(sha) and not verified(Path(path), sha):
+        raise CacheDamaged(f"the uploaded input {name} no longer matched its hash and was removed")
