@@ -72,8 +72,7 @@ class DeviceSpec:
         cfg = RuntimeConfig(name=self.runtime)
         threads = self.threads or (len(self.cpus) if self.cpus else None)
         cfg.threads = threads
-        for key in ("inter_threads", "graph_opt", "providers", "ov_device", "precision",
-                    "perf_hint"):
+        for key in (*ORT_ONLY, *OV_ONLY):
             value = getattr(self, key)
             if value is not None:
                 setattr(cfg, key, value)

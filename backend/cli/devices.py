@@ -123,8 +123,9 @@ def run_check(args: argparse.Namespace) -> int:
     from backend.remote.checks import check_all
 
     if not 0 < args.timeout <= 3600:  # also refuses nan and inf
-        raise OmdpError(f"--timeout must be in (0, 3600] seconds, got {args.timeout:g}",
-                        "e.g. --timeout 60")
+        raise OmdpError(
+            f"--timeout must be in (0, 3600] seconds, got {args.timeout:g}", "e.g. --timeout 60"
+        )
     inv = load_inventory(args.inventory)
     targets = [(t, inv.runtimes.get(t.name)) for t in inv.targets]
     checks = asyncio.run(check_all(targets, args.timeout))

@@ -179,8 +179,10 @@ class Agent:
                         want.dtype, copy=False
                     )
                     if ins[name].shape != want.shape:
-                        raise ValueError(f"{job.npy[name]} has shape {ins[name].shape}, input "
-                                         f"'{name}' needs {want.shape}")
+                        raise ValueError(
+                            f"{job.npy[name]} has shape {ins[name].shape}, input "
+                            f"'{name}' needs {want.shape}"
+                        )
             needed = sorted({t for a, _ in job.items for t in cuts[a]} - set(index.inputs))
             whole = index.extract(0, index.n)
             extra = [t for t in needed if t not in index.outputs]

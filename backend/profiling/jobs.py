@@ -41,6 +41,7 @@ POLL_S = 0.5  # how often a wait looks at pause and cancel
 
 # -- events -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Measured:
     """A segment finished on a device: measured (`ok`) or failed (`error`)."""
@@ -109,15 +110,22 @@ class RunFinished:
     seconds: float
 
 
-JobEvent = (Measured | DeviceStarted | Progress | Notice | DeviceFinished | DeviceFailed
-            | RunFinished)
+JobEvent = (
+    Measured | DeviceStarted | Progress | Notice | DeviceFinished | DeviceFailed | RunFinished
+)
 
 
 def event_dict(event: JobEvent) -> dict[str, Any]:
     """JSON-ready form: {"event": "measured", ...}."""
-    name = {Measured: "measured", DeviceStarted: "device_started", Progress: "progress",
-            Notice: "notice", DeviceFinished: "device_finished", DeviceFailed: "device_failed",
-            RunFinished: "run_finished"}[type(event)]
+    name = {
+        Measured: "measured",
+        DeviceStarted: "device_started",
+        Progress: "progress",
+        Notice: "notice",
+        DeviceFinished: "device_finished",
+        DeviceFailed: "device_failed",
+        RunFinished: "run_finished",
+    }[type(event)]
     return {"event": name, **asdict(event)}
 
 
@@ -133,8 +141,11 @@ def cpu_claims(chain: Chain, share_cpus: bool = False) -> dict[str, frozenset[in
     return {d.name: cpu_set(d) if d.kind == "local" else frozenset() for d in chain.devices}
 
 
-def _grantable(waiting: list[str], busy: set[int], claims: dict[str, frozenset[int]],
-               ) -> list[str]:
+def _grantable(
+    waiting: list[str],
+    busy: set[int],
+    claims: dict[str, frozenset[int]],
+) -> list[str]:
     """Waiting devices (chain order) that may start now: their CPUs are free and no
     earlier waiting device wants any of them (so a device is never overtaken for long)."""
     out: list[str] = []
@@ -166,7 +177,8 @@ class CpuScheduler:
             self.waiting.sort(key=self.order.__getitem__)
             try:
                 await self._cond.wait_for(
-                    lambda: name in _grantable(self.waiting, self.busy, self.claims))
+                    lambda: name in _grantable(self.waiting, self.busy, self.claims)
+                )
             finally:
                 self.waiting.remove(name)
             self.busy |= self.claims[name]
@@ -178,8 +190,9 @@ class CpuScheduler:
             self._cond.notify_all()
 
 
-def wall_seconds(per_device: dict[str, float], claims: dict[str, frozenset[int]],
-                 order: Sequence[str]) -> float:
+def wall_seconds(
+    per_device: dict[str, float], claims: dict[str, frozenset[int]], order: Sequence[str]
+) -> float:
     """Wall time of running devices for the given seconds under CpuScheduler's policy."""
     waiting = [n for n in order if per_device.get(n, 0.0) > 0]
     running: dict[str, float] = {}
@@ -195,6 +208,7 @@ def wall_seconds(per_device: dict[str, float], claims: dict[str, frozenset[int]]
 
 
 # -- the profiler ---------------------------------------------------------------------------
+
 
 @dataclass
 class _DeviceState:
@@ -226,12 +240,19 @@ class Profiler:
     segments. Events reach `on_event` and every `events()` iterator.
     """
 
-    def __init__(self, session: Session, chain: Chain, model_path: str | os.PathLike[str],
-                 sha256: str, *, options: ProfileOptions | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None,
-                 on_event: Callable[[JobEvent], None] | None = None,
-                 transport_factory: TransportFactory | None = None,
-                 estimates: dict[str, float] | None = None):
+    def __init__(
+        self,
+        session: Session,
+        chain: Chain,
+        model_path: str | os.PathLike[str],
+        sha256: str,
+        *,
+        options: ProfileOptions | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        on_event: Callable[[JobEvent], None] | None = None,
+        transport_factory: TransportFactory | None = None,
+        estimates: dict[str, float] | None = None,
+    ):
         from backend.remote.models import model_cache_dir
 
         self.session = session
@@ -309,8 +330,7 @@ class Profiler:
 
             target = target_from_spec(device, self.chain.source)
             assert isinstance(target, SshTarget)
-            return SshAgentTransport(target,
-                                     on_status=lambda m: self._emit(Notice(device.name, m)))
+            return SshAgentTransport(target, on_status=lambda m: self._emit(Notice(device.name, m)))
         from backend.remote.local import LocalTransport
 
         return LocalTransport(self.cache_dir)
@@ -341,21 +361,25 @@ class Profiler:
         for n, its in by_device.items():
             self.state[n].total = len(its)
         self._speeds = _Speeds(self.session, self.chain, self.options.timing)
-        scheduler = CpuScheduler(cpu_claims(self.chain, self.options.share_cpus),
-                                 self.chain.names)
-        await asyncio.gather(*(self._run_scheduled(scheduler, n, by_device[n])
-                               for n in self.chain.names))
+        scheduler = CpuScheduler(cpu_claims(self.chain, self.options.share_cpus), self.chain.names)
+        await asyncio.gather(
+            *(self._run_scheduled(scheduler, n, by_device[n]) for n in self.chain.names)
+        )
         failed = {n: st.failed for n, st in self.state.items() if st.failed}
-        summary = RunFinished(sum(st.done - st.errors for st in self.state.values()),
-                              sum(st.errors for st in self.state.values()), failed,
-                              self.cancelled, time.monotonic() - t0)
+        summary = RunFinished(
+            sum(st.done - st.errors for st in self.state.values()),
+            sum(st.errors for st in self.state.values()),
+            failed,
+            self.cancelled,
+            time.monotonic() - t0,
+        )
         self._emit(summary)
         return summary
 
-    async def _run_scheduled(self, scheduler: CpuScheduler, name: str,
-                             items: list[PlanItem]) -> None:
-        if not items and (self.options.node_times_runs == 0
-                          or self.session.has_node_times(name)):
+    async def _run_scheduled(
+        self, scheduler: CpuScheduler, name: str, items: list[PlanItem]
+    ) -> None:
+        if not items and (self.options.node_times_runs == 0 or self.session.has_node_times(name)):
             return
         await self._running.wait()
         if self.cancelled:
@@ -369,16 +393,22 @@ class Profiler:
             await scheduler.release(name)
 
     def _job(self, device: DeviceSpec, items: list[PlanItem]) -> proto.Job:
-        want_nodes = (self.options.node_times_runs > 0
-                      and not self.session.has_node_times(device.name))
+        want_nodes = self.options.node_times_runs > 0 and not self.session.has_node_times(
+            device.name
+        )
         return proto.Job(
-            model_sha256=self.sha256, model_path=self.model_path,
-            items=[(it.start, it.end) for it in items], runtime=device.runtime_config().to_dict(),
-            timing=self.options.timing, seed=self.options.seed,
-            input_shapes=self.session.model().input_shapes, inputs=self.options.inputs,
+            model_sha256=self.sha256,
+            model_path=self.model_path,
+            items=[(it.start, it.end) for it in items],
+            runtime=device.runtime_config().to_dict(),
+            timing=self.options.timing,
+            seed=self.options.seed,
+            input_shapes=self.session.model().input_shapes,
+            inputs=self.options.inputs,
             npy=dict(self.options.npy),
             node_times_runs=self.options.node_times_runs if want_nodes else 0,
-            cpus=device.cpus)
+            cpus=device.cpus,
+        )
 
     async def _run_device(self, device: DeviceSpec, items: list[PlanItem]) -> None:
         name = device.name
@@ -394,12 +424,18 @@ class Profiler:
         status, message = "failed", None
         try:
             await transport.start(job)  # connect and upload are bounded by the transport
-            watch = Watch(self.options.watchdog, list(job.items),
-                          lambda seg: speeds.expected(name, seg), (0, nodes),
-                          speeds.known(name), job.node_times_runs > 0)
+            watch = Watch(
+                self.options.watchdog,
+                list(job.items),
+                lambda seg: speeds.expected(name, seg),
+                (0, nodes),
+                speeds.known(name),
+                job.node_times_runs > 0,
+            )
             conversation = proto.Conversation(job, nodes=nodes)
-            status, message = await self._stream(device, transport, conversation, watch,
-                                                 run_id, config_key)
+            status, message = await self._stream(
+                device, transport, conversation, watch, run_id, config_key
+            )
         except asyncio.CancelledError:
             transport.kill()
             status, message = "stopped", "cancelled"
@@ -438,8 +474,10 @@ class Profiler:
                     return task.result()
                 if not self._running.is_set():
                     watch.hold(time.monotonic() - before)
-                elif (self._cancelled_at is not None
-                      and time.monotonic() > self._cancelled_at + STOP_GRACE_S + 2.0):
+                elif (
+                    self._cancelled_at is not None
+                    and time.monotonic() > self._cancelled_at + STOP_GRACE_S + 2.0
+                ):
                     return None  # cancelled and the agent did not stop: let it go
                 elif watch.remaining() <= 0:
                     raise watch.overrun()
@@ -447,9 +485,15 @@ class Profiler:
             if not task.done():
                 task.cancel()
 
-    async def _stream(self, device: DeviceSpec, transport: AgentTransport,
-                      conversation: proto.Conversation, watch: Watch, run_id: int,
-                      config_key: str) -> tuple[str, str | None]:
+    async def _stream(
+        self,
+        device: DeviceSpec,
+        transport: AgentTransport,
+        conversation: proto.Conversation,
+        watch: Watch,
+        run_id: int,
+        config_key: str,
+    ) -> tuple[str, str | None]:
         """Read the agent until `done` or its end; returns (run status, message)."""
         name = device.name
         st = self.state[name]
@@ -459,8 +503,7 @@ class Profiler:
             if ev is None:
                 if self.cancelled:
                     return "stopped", "cancelled"
-                return "failed", job_error or (
-                    f"{transport.description} exited before finishing")
+                return "failed", job_error or (f"{transport.description} exited before finishing")
             conversation.accept(ev)  # checked against the whole job before anything is kept
             watch.seen(ev)
             if isinstance(ev, proto.Hello):
@@ -469,19 +512,34 @@ class Profiler:
                 self.session.record_hello(run_id, hello)
                 self._emit(DeviceStarted(name, st.total, hello["host"], hello["versions"]))
             elif isinstance(ev, proto.AgentProgress):
-                self._emit(Progress(name, st.done, st.total, self._eta(name), ev.phase,
-                                    ev.segment))
+                self._emit(Progress(name, st.done, st.total, self._eta(name), ev.phase, ev.segment))
             elif isinstance(ev, proto.Result):
                 mid = self.session.record_result(
-                    name, ev.segment, load_ms=ev.load_ms, samples=ev.samples, stats=ev.stats,
-                    runtime=inert_data(ev.runtime), stop=ev.stop, run=run_id,
-                    config=config_key)
+                    name,
+                    ev.segment,
+                    load_ms=ev.load_ms,
+                    samples=ev.samples,
+                    stats=ev.stats,
+                    runtime=inert_data(ev.runtime),
+                    stop=ev.stop,
+                    run=run_id,
+                    config=config_key,
+                )
                 st.done += 1
-                m = Measured(name, ev.segment, "ok", ev.stats.get("median"), len(ev.samples),
-                             ev.load_ms, None, mid)
+                m = Measured(
+                    name,
+                    ev.segment,
+                    "ok",
+                    ev.stats.get("median"),
+                    len(ev.samples),
+                    ev.load_ms,
+                    None,
+                    mid,
+                )
                 self._emit(m)
-                self._emit(Progress(name, st.done, st.total, self._eta(name), "measured",
-                                    ev.segment, m))
+                self._emit(
+                    Progress(name, st.done, st.total, self._eta(name), "measured", ev.segment, m)
+                )
             elif isinstance(ev, proto.SegmentError):
                 text = inert(ev.message)
                 if ev.segment is None:
@@ -493,24 +551,31 @@ class Profiler:
                 if ev.kind == "node_times":
                     self._emit(Notice(name, f"per-node times failed: {text}"))
                     continue
-                mid = self.session.record_error(name, ev.segment, text, run=run_id,
-                                                config=config_key)
+                mid = self.session.record_error(
+                    name, ev.segment, text, run=run_id, config=config_key
+                )
                 st.done += 1
                 st.errors += 1
                 m = Measured(name, ev.segment, "error", message=text, measurement_id=mid)
                 self._emit(m)
-                self._emit(Progress(name, st.done, st.total, self._eta(name), "measured",
-                                    ev.segment, m))
+                self._emit(
+                    Progress(name, st.done, st.total, self._eta(name), "measured", ev.segment, m)
+                )
             elif isinstance(ev, proto.NodeTimes):
                 self.session.record_node_times(
-                    name, ev.times, runtime=inert(ev.runtime), runs=ev.runs,
-                    unattributed_ms=ev.unattributed_ms, total_ms=ev.total_ms, config=config_key)
+                    name,
+                    ev.times,
+                    runtime=inert(ev.runtime),
+                    runs=ev.runs,
+                    unattributed_ms=ev.unattributed_ms,
+                    total_ms=ev.total_ms,
+                    config=config_key,
+                )
             elif isinstance(ev, proto.Done):
                 if job_error is not None:
                     return "failed", job_error
                 stopped = ev.stopped or self.cancelled
-                self._emit(DeviceFinished(name, st.done, st.total, st.errors, stopped,
-                                          ev.seconds))
+                self._emit(DeviceFinished(name, st.done, st.total, st.errors, stopped, ev.seconds))
                 return ("stopped" if stopped else "done"), None
 
 
