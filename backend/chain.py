@@ -24,10 +24,12 @@ from backend.device.runtimes import (
     ORT_GRAPH_OPT,
     OV_PERF_HINTS,
     OV_PRECISIONS,
+    RUNTIME_OPTIONS,
     RUNTIMES,
     RuntimeConfig,
 )
 from backend.errors import OmdpError
+from backend.remote.target import SSH_FIELDS
 
 KINDS = ("local", "ssh")
 DEFAULT_BANDWIDTH_MBPS = 100.0
@@ -40,10 +42,9 @@ MAX_CPU = 4095  # CPU numbers 0..4095 (Linux's default NR_CPUS is at most 4096)
 MAX_THREADS = 1024
 NAME_FORBIDDEN = "/\\="  # path separators (file names) and '=' (LINK=VALUE arguments)
 
-ORT_ONLY = ("inter_threads", "graph_opt", "providers")
-OV_ONLY = ("ov_device", "precision", "perf_hint")
-SSH_ONLY = ("host", "port", "user", "identity", "known_hosts", "python", "workdir",
-            "ssh_config", "address", "connect_timeout")
+ORT_ONLY = tuple(k for k in RUNTIME_OPTIONS["onnxruntime"] if k not in RUNTIME_OPTIONS["openvino"])
+OV_ONLY = tuple(k for k in RUNTIME_OPTIONS["openvino"] if k not in RUNTIME_OPTIONS["onnxruntime"])
+SSH_ONLY = SSH_FIELDS
 
 
 @dataclass
@@ -62,7 +63,7 @@ class DeviceSpec:
     perf_hint: str | None = None
     cpus: list[int] | None = None  # pin the local agent (os.sched_setaffinity)
     gflops: float | None = None  # rough speed, only for the plan's time estimate
-    # ssh devices (see docs/ssh.md); validated by backend.remote.ssh.target_from_spec
+    # ssh devices (see docs/ssh.md); validated by backend.remote.target.target_from_spec
     host: str | None = None
     port: int | None = None
     user: str | None = None
@@ -81,8 +82,7 @@ class DeviceSpec:
         cfg = RuntimeConfig(name=self.runtime)
         threads = self.threads or (len(self.cpus) if self.cpus else None)
         cfg.threads = threads
-        for key in ("inter_threads", "graph_opt", "providers", "ov_device", "precision",
-                    "perf_hint"):
+        for key in (*ORT_ONLY, *OV_ONLY):
             value = getattr(self, key)
             if value is not None:
                 setattr(cfg, key, value)
@@ -432,7 +432,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
             values[key] = _number(values[key])
     spec = DeviceSpec(name=name, cpus=cpus, line=tline, **values)
     if kind == "ssh":
-        from backend.remote.ssh import target_from_spec
+        from backend.remote.target import target_from_spec
 
         target_from_spec(spec, src.path)  # host given, identity exists, fields make sense
     return spec

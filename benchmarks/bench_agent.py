@@ -24,11 +24,13 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.device import agent, runtimes
-from backend.device.runtimes import RuntimeConfig, TimingSettings
+from backend.device import protocol, runtimes
+from backend.device.protocol import TimingSettings
+from backend.device.runtimes import RuntimeConfig
 from backend.model.analysis import analyze
-from backend.profiling import jobs
 from backend.profiling.plan import build_plan
+from backend.remote.local import LocalTransport
+from backend.remote.models import put_model
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
@@ -50,28 +52,23 @@ def direct(index, segments, config: RuntimeConfig, timing: TimingSettings, seed:
 
 async def via_agent(model_path: Path, sha: str, cache: Path, segments, config: RuntimeConfig,
                     timing: TimingSettings, seed: int):
-    """The real path: LocalTransport + agent process + EventReader."""
+    """The real path: LocalTransport (agent process, lines decoded strictly against the job)."""
     t0 = time.perf_counter()
-    transport = jobs.LocalTransport(cache)
-    await transport.start()
-    job = agent.Job(sha, list(segments), config.to_dict(), timing.__dict__, seed,
-                    str(model_path))
-    await transport.send(job.to_line())
-    reader = agent.EventReader()
+    transport = LocalTransport(cache)
+    job = protocol.Job(sha, list(segments), config.to_dict(), timing, seed, str(model_path))
+    await transport.start(job)
     medians = {}
     while True:
-        line = await transport.readline()
-        if line is None:
+        ev = await transport.next_event()
+        if ev is None:
             raise RuntimeError(f"agent died: {transport.stderr_tail()}")
-        ev = reader.feed(line)
-        if isinstance(ev, agent.Result):
+        if isinstance(ev, protocol.Result):
             medians[tuple(ev.segment)] = ev.stats["median"]
-        elif isinstance(ev, agent.SegmentError):
+        elif isinstance(ev, protocol.SegmentError):
             raise RuntimeError(ev.message)
-        elif isinstance(ev, agent.Done):
+        elif isinstance(ev, protocol.Done):
             break
-    await transport.close_input()
-    await transport.wait(10)
+    await transport.finish(10)
     return time.perf_counter() - t0, medians
 
 
@@ -130,7 +127,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="omdp-bench-") as tmp:
         cache = Path(tmp)
-        model_path, sha = jobs.put_in_cache(analysis.model, cache)
+        model_path, sha = put_model(analysis.model, cache)
         # warm both paths once (imports, page cache), then measure
         direct(index, segments[:1], config, TimingSettings(0, 1, 1), 0)
         asyncio.run(via_agent(model_path, sha, cache, segments[:1], config,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -28,14 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from ssh.helpers import LoopThread, SshLab, chain_model  # noqa: E402
 
-from backend.device.agent import Job, file_sha256  # noqa: E402
-from backend.remote.ssh import SshTransport  # noqa: E402
+from backend.device.protocol import Job, Result, TimingSettings  # noqa: E402
+from backend.files import file_sha256  # noqa: E402
+from backend.remote.ssh_agent import SshAgentTransport  # noqa: E402
 
-TIMING = {"warmup": 1, "min_runs": 5, "max_runs": 5, "max_seconds": 1.0}
+TIMING = TimingSettings(warmup=1, min_runs=5, max_runs=5, max_seconds=1.0)
 
 
-async def run_job(transport: SshTransport, job: Job) -> int:
-    return sum([json.loads(line)["type"] == "result" async for line in transport.run(job)])
+async def run_job(transport: SshAgentTransport, job: Job) -> int:
+    """Results of one job: every line decoded and checked against the job on the way."""
+    return sum([isinstance(event, Result) async for event in transport.run(job)])
 
 
 async def bench_streaming(lab: SshLab, model: Path) -> None:
@@ -48,14 +50,14 @@ async def bench_streaming(lab: SshLab, model: Path) -> None:
         TIMING,
         model_path=str(model),
     )
-    transport = SshTransport(dev.target())
-    await run_job(transport, Job(**{**job.__dict__, "items": items[:1]}))  # upload, warm
+    transport = SshAgentTransport(dev.target())
+    await run_job(transport, replace(job, items=items[:1]))  # upload, warm
     t0 = time.perf_counter()
     assert await run_job(transport, job) == len(items)
     ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     for item in items:
-        assert await run_job(transport, Job(**{**job.__dict__, "items": [item]})) == 1
+        assert await run_job(transport, replace(job, items=[item])) == 1
     baseline = time.perf_counter() - t0
     await transport.close()
     print(
@@ -71,7 +73,7 @@ async def bench_upload(lab: SshLab, model: Path) -> None:
     times = []
     for _ in range(3):
         shutil.rmtree(lab.tmp / "upload-work", ignore_errors=True)
-        transport = SshTransport(dev.target())
+        transport = SshAgentTransport(dev.target())
         t0 = time.perf_counter()
         await transport.prepare(job)
         times.append(time.perf_counter() - t0)
@@ -79,7 +81,7 @@ async def bench_upload(lab: SshLab, model: Path) -> None:
     full = sorted(times)[1]
     times = []
     for _ in range(3):
-        transport = SshTransport(dev.target())
+        transport = SshAgentTransport(dev.target())
         t0 = time.perf_counter()
         await transport.prepare(job)
         times.append(time.perf_counter() - t0)

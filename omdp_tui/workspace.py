@@ -292,13 +292,13 @@ class Workspace:
     async def check_device(self, spec: dict[str, Any]) -> tuple[bool, str]:
         """Reach one device with the engine's probe; for a local one also start the agent
         and return its hello (what it would profile with)."""
-        from backend.remote import ssh as remote
+        from backend.remote import checks, target
 
         runtime = spec.get("runtime")
         if spec.get("kind") == "ssh":
-            check = await remote.check_ssh(remote.ssh_fields_from_table(spec), runtime)
+            check = await checks.check_ssh(target.ssh_fields_from_table(spec), runtime)
         else:
-            check = await remote.check_local(remote.LocalTarget(spec["name"]), runtime)
+            check = await checks.check_local(target.LocalTarget(spec["name"]), runtime)
         if not check.ok:
             return False, "; ".join(check.problems) or "not reachable"
         if spec.get("kind") == "ssh":
@@ -310,11 +310,11 @@ class Workspace:
     async def measure_links(self) -> Any:
         """Measure every chain link with the engine (`backend.remote.links`), one at a time;
         returns its ChainLinks (measurements and one line per failure)."""
-        from backend.remote import links
-        from backend.remote import ssh as remote
+        from backend.device.linkhelper import LinkSettings
+        from backend.remote import links, target
 
-        targets = [remote.target_from_spec(d, str(self.session.path)) for d in self.chain.devices]
-        return await links.measure_chain(targets, links.MeasurePlan(max_bytes=8 << 20),
+        targets = [target.target_from_spec(d, str(self.session.path)) for d in self.chain.devices]
+        return await links.measure_chain(targets, LinkSettings(max_bytes=8 << 20),
                                          lab_links=False)
 
     def store_link_measurements(self, found: Any) -> list[str]:
@@ -371,11 +371,11 @@ class Workspace:
     def profiler(self, on_event: Callable[[Any], None] | None = None):
         """A `backend.profiling.jobs.Profiler` for what is missing (the model goes into the agent
         cache under its hash first)."""
-        from backend.device.agent import default_cache_dir
         from backend.profiling import jobs
+        from backend.remote.models import model_cache_dir, put_model
 
-        cache = default_cache_dir()
-        model_file, sha = jobs.put_in_cache(self.analysis.model_bytes(), cache)
+        cache = model_cache_dir()
+        model_file, sha = put_model(self.analysis.model_bytes(), cache)
         items = self.save_plan()
         todo = self.session.missing(items)
         options = jobs.ProfileOptions(timing=self.timing, node_times_runs=self.node_times_runs)
@@ -514,7 +514,7 @@ async def _local_hello() -> tuple[bool, str]:
     import asyncio
     import sys
 
-    from backend.device.agent import Hello, ProtocolError, decode
+    from backend.device.protocol import Hello, ProtocolError, decode
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "backend.device.agent", stdin=asyncio.subprocess.PIPE,

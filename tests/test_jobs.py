@@ -10,11 +10,14 @@ import signal
 import pytest
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
-from backend.device.runtimes import TimingSettings
+from backend.device import protocol as proto
+from backend.device.protocol import TimingSettings
 from backend.model.analysis import analyze
 from backend.profiling import jobs
 from backend.profiling.plan import PlanItem, build_plan
 from backend.profiling.session import Session
+from backend.remote.local import LocalTransport
+from backend.remote.models import put_model
 
 FAST = TimingSettings(warmup=1, min_runs=3, max_runs=5, max_seconds=0.5)
 
@@ -34,7 +37,7 @@ def setup(tmp_path, model_path, candidates, chain=None, timing=FAST, node_times=
     session = Session.create(tmp_path / "run.omdp", analysis, chain, candidates)
     session.save_plan(build_plan(analysis.n, candidates, chain.names))
     cache = tmp_path / "cache"
-    path, sha = jobs.put_in_cache(analysis.model, cache)
+    path, sha = put_model(analysis.model, cache)
     options = jobs.ProfileOptions(timing=timing, node_times_runs=node_times)
     profiler = jobs.Profiler(session, chain, path, sha, options=options, cache_dir=cache,
                              on_event=on_event, transport_factory=factory)
@@ -99,21 +102,21 @@ async def test_an_op_one_runtime_lacks_gives_error_rows_there_only(tmp_path, rel
     session.close()
 
 
-class DyingTransport(jobs.LocalTransport):
+class DyingTransport(LocalTransport):
     """A real agent that gets SIGKILLed right after its first result."""
 
-    async def readline(self):
-        line = await super().readline()
-        if line and '"type":"result"' in line:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        return line
+    async def next_event(self):
+        event = await super().next_event()
+        if isinstance(event, proto.Result):
+            os.kill(self.process.pid, signal.SIGKILL)
+        return event
 
 
 async def test_a_device_that_dies_is_reported_and_the_others_finish(tmp_path, tiny_model_path):
     cache = tmp_path / "cache"
 
     def factory(spec):
-        return DyingTransport(cache) if spec.name == "phone" else jobs.LocalTransport(cache)
+        return DyingTransport(cache) if spec.name == "phone" else LocalTransport(cache)
 
     events: list = []
     profiler, session = setup(tmp_path, tiny_model_path, [4, 9], node_times=0,
@@ -219,3 +222,19 @@ def test_event_dicts_are_json_ready():
     d = jobs.event_dict(ev)
     assert d["event"] == "progress" and d["last"]["median_ms"] == 1.2
     json.dumps(d)
+
+
+def test_the_lab_model_cache_is_private_and_verified(tmp_path, tiny_model):
+    import stat
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o755)  # an older, world-readable cache is made private
+    path, sha = put_model(tiny_model, cache)
+    assert path.name == f"{sha}.onnx"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert put_model(tiny_model, cache) == (path, sha)  # present and proven: kept
+    path.write_bytes(path.read_bytes()[:-10])  # truncated behind our back
+    again, _ = put_model(tiny_model, cache)
+    assert again == path and path.read_bytes() == tiny_model.SerializeToString()
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]

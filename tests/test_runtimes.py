@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from backend.device import runtimes
+from backend.device import nodes, runtimes
 from backend.device.runtimes import RuntimeConfig, TimingSettings
 
 
@@ -97,7 +97,7 @@ def test_timing_can_be_stopped(tiny_model):
 def test_profile_nodes(name, make_conv_chain):
     model = make_conv_chain()
     feeds = runtimes.random_inputs(runtimes.input_specs(model))
-    prof = runtimes.profile_nodes(model.SerializeToString(), feeds, RuntimeConfig(name), runs=3)
+    prof = nodes.profile_nodes(model.SerializeToString(), feeds, RuntimeConfig(name), runs=3)
     assert prof.runtime == name and prof.runs == 3
     assert prof.kernels and all(v >= 0 for v in prof.kernels.values())
     assert prof.total_ms > 0

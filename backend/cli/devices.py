@@ -12,18 +12,17 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.cli.format import emit_json, human_bytes, table
-from backend.remote.ssh import (
-    DeviceCheck,
-    LocalTarget,
-    SshTarget,
-    check_all,
-    target_from_spec,
-)
+from backend.errors import OmdpError
+from backend.remote.target import LocalTarget, SshTarget, target_from_spec
+
+if TYPE_CHECKING:
+    from backend.remote.checks import DeviceCheck
 
 Target = SshTarget | LocalTarget
+LinkValues = dict[str, tuple[float | None, float | None]]
 
 
 @dataclass
@@ -33,7 +32,7 @@ class Inventory:
 
     targets: list[Target]
     runtimes: dict[str, str | None]
-    typed_links: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    typed_links: LinkValues = field(default_factory=dict)
 
 
 def load_inventory(path: str | Path) -> Inventory:
@@ -41,7 +40,7 @@ def load_inventory(path: str | Path) -> Inventory:
     from backend import chain as devices
 
     chain = devices.load_devices(path)
-    typed = {
+    typed: LinkValues = {
         f"{lk.src}-{lk.dst}": (lk.bandwidth_mbps, lk.latency_ms)
         for lk in chain.links
         if not lk.default
@@ -62,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     c.add_argument("inventory", metavar="devices.toml", help="the chain's device inventory")
+    c.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds each device's probe may take before it is stopped (default 60)",
+    )
     c.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     c.set_defaults(func=run_check)
 
@@ -114,8 +120,15 @@ def format_checks(checks: list[DeviceCheck]) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from backend.remote.checks import check_all
+
+    if not 0 < args.timeout <= 3600:  # also refuses nan and inf
+        raise OmdpError(
+            f"--timeout must be in (0, 3600] seconds, got {args.timeout:g}", "e.g. --timeout 60"
+        )
     inv = load_inventory(args.inventory)
-    checks = asyncio.run(check_all([(t, inv.runtimes.get(t.name)) for t in inv.targets]))
+    targets = [(t, inv.runtimes.get(t.name)) for t in inv.targets]
+    checks = asyncio.run(check_all(targets, args.timeout))
     if args.json:
         emit_json([c.to_dict() for c in checks])
     else:

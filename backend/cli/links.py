@@ -13,8 +13,9 @@ import sys
 
 from backend.cli.devices import load_inventory
 from backend.cli.format import emit_json, table
+from backend.device.linkhelper import LinkSettings
 from backend.errors import OmdpError
-from backend.remote.links import ChainLinks, LinkMeasurement, MeasurePlan, measure_chain
+from backend.remote.links import ChainLinks, LinkMeasurement, measure_chain
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,8 +101,8 @@ def run_measure(args: argparse.Namespace) -> int:
         from backend.profiling.session import Session
 
         Session.open(args.session, check_model=False, readonly=True).close()
-    plan = MeasurePlan(max_bytes=int(args.max_mib * (1 << 20)))
-    found = asyncio.run(measure_chain(inv.targets, plan, lab_links=not args.no_lab))
+    settings = LinkSettings(max_bytes=int(args.max_mib * (1 << 20)))
+    found = asyncio.run(measure_chain(inv.targets, settings, lab_links=not args.no_lab))
     if args.session:
         found.failures += store_in_session(args.session, found)
     if args.json:

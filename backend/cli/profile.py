@@ -260,8 +260,8 @@ def _waits(chain, claims) -> dict[str, list[str]]:
 
 
 def _profile(args, session, analysis, chain, cands, timing, resumed, printer) -> int:
-    from backend.device.agent import default_cache_dir
     from backend.profiling import jobs, plan
+    from backend.remote.models import model_cache_dir, put_model
 
     npy = _npy_inputs(args.input_npy, analysis.inputs)
     the_plan = plan.build_plan(analysis.n, cands, chain.names)
@@ -311,8 +311,8 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
             print("nothing to measure: the session is complete")
         return 0
 
-    cache = Path(args.cache) if args.cache else default_cache_dir()
-    model_file, sha = jobs.put_in_cache(analysis.model_bytes(), cache)
+    cache = Path(args.cache) if args.cache else model_cache_dir()
+    model_file, sha = put_model(analysis.model_bytes(), cache)
     options = jobs.ProfileOptions(timing=timing, seed=args.seed,
                                   inputs="prefix" if npy else "random", npy=npy,
                                   node_times_runs=max(args.node_times, 0),

@@ -24,9 +24,7 @@ import json
 import math
 import os
 import platform
-import socket
 import sys
-import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -36,7 +34,20 @@ from typing import Any
 import numpy as np
 import onnx
 
+if __package__:
+    from .probe import host_facts as _probe_facts
+    from .protocol import TimingSettings
+else:  # plain files side by side on a device
+    from probe import host_facts as _probe_facts  # type: ignore[no-redef]
+    from protocol import TimingSettings  # type: ignore[no-redef]
+
 RUNTIMES = ("onnxruntime", "openvino")
+# The options each runtime takes (besides `name`): the one list the devices file, the
+# agent and the session's configuration key all use.
+RUNTIME_OPTIONS = {
+    "onnxruntime": ("threads", "inter_threads", "graph_opt", "providers"),
+    "openvino": ("threads", "ov_device", "precision", "perf_hint"),
+}
 ORT_GRAPH_OPT = ("disable", "basic", "extended", "all")
 OV_PRECISIONS = ("f32", "f16", "bf16")
 OV_PERF_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -65,10 +76,7 @@ class RuntimeConfig:
 
     def options(self) -> dict[str, Any]:
         """The options that matter for this runtime, without unset values."""
-        if self.name == "onnxruntime":
-            keys = ("threads", "inter_threads", "graph_opt", "providers")
-        else:
-            keys = ("threads", "ov_device", "precision", "perf_hint")
+        keys = RUNTIME_OPTIONS.get(self.name, ())
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def key(self) -> str:
@@ -107,26 +115,6 @@ class RuntimeConfig:
             raise ValueError(
                 f"perf_hint '{self.perf_hint}' is unknown (use {', '.join(OV_PERF_HINTS)})"
             )
-
-
-@dataclass
-class TimingSettings:
-    """When to stop timing a segment (see the module docstring)."""
-
-    warmup: int = 3
-    min_runs: int = 10
-    max_runs: int = 1000
-    max_seconds: float = 10.0  # budget for the timed runs of one segment
-    target_rel_ci: float = 0.02  # stop when the median's CI half-width / median is below
-    confidence: float = 0.95
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TimingSettings:
-        known = {f.name for f in fields(cls)}
-        t = cls(**{k: v for k, v in d.items() if k in known})
-        if t.min_runs < 1 or t.max_runs < t.min_runs or t.warmup < 0 or t.max_seconds <= 0:
-            raise ValueError(f"inconsistent timing settings: {asdict(t)}")
-        return t
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -202,7 +190,7 @@ def summarize(samples: list[float], confidence: float = 0.95) -> Stats:
     lo = hi = rel = None
     if ranks is not None:
         lo, hi = float(s[ranks[0]]), float(s[ranks[1]])
-        rel = (hi - lo) / 2.0 / med if med > 0 else math.inf
+        rel = (hi - lo) / 2.0 / med if med > 0 else None  # no relative width at 0 ms
     return Stats(
         int(a.size),
         med,
@@ -240,31 +228,15 @@ def versions() -> dict[str, str | None]:
 
 
 def host_facts() -> dict[str, Any]:
-    """What a measurement ran on: CPU model, cores, host name, OS, python."""
-    cpu = platform.machine()  # not platform.processor(): it forks `uname -p`
+    """What a measurement ran on: the probe's host facts, plus CPU affinity and memory."""
     mem_kb = None
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Hardware", "Model", "cpu model"):
-                cpu = value.strip()
-                break
     with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
         mem_kb = int(f.readline().split()[1])
     try:
         affinity = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         affinity = None
-    return {
-        "hostname": socket.gethostname(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "affinity": affinity,
-        "machine": platform.machine(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "memory_mb": mem_kb // 1024 if mem_kb else None,
-    }
+    return {**_probe_facts(), "affinity": affinity, "memory_mb": mem_kb // 1024 if mem_kb else None}
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -419,7 +391,7 @@ def _ov_core():
     # runtime: hide the converter so the import skips it (openvino guards it with
     # try/except ImportError).
     if "openvino" not in sys.modules:
-        sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[arg-type]
+        sys.modules.setdefault("openvino.tools.ovc", None)
     try:
         import openvino
     except ImportError as exc:
@@ -548,92 +520,6 @@ def time_runner(
     return Timing(
         samples, summarize(samples, settings.confidence), stop, warm, time.perf_counter() - t_start
     )
-
-
-# -- per-node times --------------------------------------------------------------------------
-
-
-@dataclass
-class NodeProfile:
-    """Per-kernel times (ms, median over runs) by the names the runtime reports."""
-
-    runtime: str
-    runs: int
-    kernels: dict[str, float]  # runtime's node name -> median ms per run
-    ops: dict[str, str]  # runtime's node name -> its op/kernel type
-    total_ms: float  # median whole-run latency during profiling
-
-
-def profile_nodes(
-    model: bytes, feeds: dict[str, np.ndarray], config: RuntimeConfig, runs: int = 5
-) -> NodeProfile:
-    """Run the whole model `runs` times (after one warm-up) with the runtime's own
-    profiler on; the per-node numbers feed the *estimated* cost model."""
-    if config.name == "onnxruntime":
-        return _profile_ort(model, feeds, config, runs)
-    return _profile_ov(model, feeds, config, runs)
-
-
-def _profile_ort(model: bytes, feeds, config: RuntimeConfig, runs: int) -> NodeProfile:
-    with tempfile.TemporaryDirectory(prefix="omdp-prof-") as tmp:
-        runner = OrtRunner(model, config, profile_prefix=os.path.join(tmp, "ort"))
-        for _ in range(runs + 1):
-            runner.run(feeds)
-        path = runner.end_profiling()
-        runner.close()
-        with open(path) as f:
-            events = json.load(f)
-    run_spans = sorted(
-        (e["ts"], e["ts"] + e["dur"])
-        for e in events
-        if e.get("cat") == "Session" and e.get("name") == "model_run"
-    )
-    per_run: list[dict[str, float]] = [{} for _ in run_spans]
-    ops: dict[str, str] = {}
-    for e in events:
-        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
-            continue
-        name = e["name"][: -len("_kernel_time")]
-        ops[name] = e.get("args", {}).get("op_name", "")
-        for i, (lo, hi) in enumerate(run_spans):
-            if lo <= e["ts"] <= hi:
-                per_run[i][name] = per_run[i].get(name, 0.0) + e["dur"] / 1e3
-                break
-    per_run = per_run[1:]  # the first run is the warm-up
-    totals = [(hi - lo) / 1e3 for lo, hi in run_spans[1:]]
-    return NodeProfile(
-        "onnxruntime",
-        len(per_run),
-        _median_per_key(per_run),
-        ops,
-        float(np.median(totals)) if totals else 0.0,
-    )
-
-
-def _profile_ov(model: bytes, feeds, config: RuntimeConfig, runs: int) -> NodeProfile:
-    runner = OvRunner(model, config, perf_count=True)
-    runner.run(feeds)
-    per_run: list[dict[str, float]] = []
-    totals: list[float] = []
-    ops: dict[str, str] = {}
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        runner.run(feeds)
-        totals.append((time.perf_counter() - t0) * 1e3)
-        times: dict[str, float] = {}
-        for info in runner.request.get_profiling_info():
-            if str(info.status).endswith("EXECUTED") and "NOT" not in str(info.status):
-                ms = info.real_time.total_seconds() * 1e3
-                times[info.node_name] = times.get(info.node_name, 0.0) + ms
-                ops[info.node_name] = info.node_type
-        per_run.append(times)
-    runner.close()
-    return NodeProfile("openvino", runs, _median_per_key(per_run), ops, float(np.median(totals)))
-
-
-def _median_per_key(per_run: list[dict[str, float]]) -> dict[str, float]:
-    keys = {k for r in per_run for k in r}
-    return {k: float(np.median([r.get(k, 0.0) for r in per_run])) for k in sorted(keys)}
 
 
 if __name__ == "__main__":  # a quick look at this host: python runtimes.py

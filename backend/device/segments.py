@@ -1,14 +1,16 @@
 """The graph core: a fixed node order, the cut at every position, and segment extraction.
 
 This module imports only the standard library, numpy and onnx, because the device agent
-ships it as-is to devices that have nothing of this project installed.
+ships it as-is to devices that have nothing of this project installed. It is a little over
+600 lines on purpose: the order, the cuts, extraction and the one preparation every
+device repeats (`prepare`) must agree exactly, and are read together.
 
-Words (see DESIGN.md): position p in 0..N sits between nodes n_{p-1} and n_p; the cut X(p)
-is the activations produced before p (or graph inputs) and consumed at/after p (or graph
-outputs); segment [a, b) is nodes n_a..n_{b-1} as a model with inputs X(a), outputs X(b).
-Static tensors (initializers, Constant outputs and anything computed only from them) never
-cross a cut: a segment that needs them carries its own copy, including the nodes that
-compute them.
+Words (see docs/architecture.md): position p in 0..N sits between nodes n_{p-1} and n_p;
+the cut X(p) is the activations produced before p (or graph inputs) and consumed at/after
+p (or graph outputs); segment [a, b) is nodes n_a..n_{b-1} as a model with inputs X(a),
+outputs X(b). Static tensors (initializers, Constant outputs and anything computed only
+from them) never cross a cut: a segment that needs them carries its own copy, including
+the nodes that compute them.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
 
 # Ops whose output depends on nothing but their attributes, yet must not be treated as
 # constants (a fresh value on each run).
-_NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-                     "Multinomial", "Bernoulli"}
+_NONDETERMINISTIC = {
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+}
 
 
 def subgraph_outer_refs(node: NodeProto) -> set[str]:
@@ -60,8 +68,9 @@ def _graph_free_names(g: GraphProto) -> set[str]:
 def node_uses(node: NodeProto) -> list[str]:
     """Every tensor a node reads: its inputs plus what its subgraphs capture, in order."""
     uses = [i for i in node.input if i]
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-           for a in node.attribute):
+    if any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    ):
         uses += sorted(subgraph_outer_refs(node) - set(uses))
     return uses
 
@@ -96,9 +105,11 @@ def topological_order(graph: GraphProto) -> list[int]:
             if name in available:
                 continue
             if name not in producer:
-                raise ValueError(f"tensor '{name}' used by node {idx} "
-                                 f"('{graph.node[idx].name}') is produced by no node "
-                                 "and is not a graph input or initializer")
+                raise ValueError(
+                    f"tensor '{name}' used by node {idx} "
+                    f"('{graph.node[idx].name}') is produced by no node "
+                    "and is not a graph input or initializer"
+                )
             indegree[idx] += 1
             consumers[producer[name]].append(idx)
     ready = [i for i, d in enumerate(indegree) if d == 0]
@@ -113,8 +124,7 @@ def topological_order(graph: GraphProto) -> list[int]:
                 heapq.heappush(ready, c)
     if len(order) != len(graph.node):
         stuck = next(i for i, d in enumerate(indegree) if d > 0)
-        raise ValueError(f"the graph has a cycle through node {stuck} "
-                         f"('{graph.node[stuck].name}')")
+        raise ValueError(f"the graph has a cycle through node {stuck} ('{graph.node[stuck].name}')")
     return order
 
 
@@ -209,14 +219,18 @@ def load_lazy(path: str, threshold: int = LAZY_THRESHOLD) -> tuple[ModelProto, L
     fields: dict[str, tuple[int, int]] = {}
     for number, fstart, vstart, vend in _fields(buf, *graph_range):
         if number == _INIT_FIELD and vend - vstart > threshold:
-            header = b"".join(buf[fs:ve] for num, fs, _, ve in _fields(buf, vstart, vend)
-                              if num != _RAW_DATA_FIELD)
+            header = b"".join(
+                buf[fs:ve]
+                for num, fs, _, ve in _fields(buf, vstart, vend)
+                if num != _RAW_DATA_FIELD
+            )
             fields[onnx.TensorProto.FromString(header).name] = (fstart, vend)
             graph_parts.append(_length_delimited(_INIT_FIELD, header))
         else:
             graph_parts.append(buf[fstart:vend])
-    model = ModelProto.FromString(b"".join(model_parts)
-                                  + _length_delimited(_GRAPH_FIELD, b"".join(graph_parts)))
+    model = ModelProto.FromString(
+        b"".join(model_parts) + _length_delimited(_GRAPH_FIELD, b"".join(graph_parts))
+    )
     return model, LazyWeights(path, buf, fields)
 
 
@@ -277,8 +291,10 @@ class GraphIndex:
         producer = {name: -1 for name in inputs}
         for pos, (node, u) in enumerate(zip(nodes, uses, strict=True)):
             is_static = (node.op_type == "Constant" and node.domain in ("", "ai.onnx")) or (
-                bool(u) and node.op_type not in _NONDETERMINISTIC
-                and all(name in static for name in u))
+                bool(u)
+                and node.op_type not in _NONDETERMINISTIC
+                and all(name in static for name in u)
+            )
             for o in node.output:
                 if not o:
                     continue
@@ -296,8 +312,20 @@ class GraphIndex:
             if name in producer:
                 last_use[name] = len(nodes)
         vi = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
-        return cls(model, nodes, uses, inputs, outputs, initializers, static, static_producer,
-                   producer, last_use, vi, lazy)
+        return cls(
+            model,
+            nodes,
+            uses,
+            inputs,
+            outputs,
+            initializers,
+            static,
+            static_producer,
+            producer,
+            last_use,
+            vi,
+            lazy,
+        )
 
     # -- cuts ---------------------------------------------------------------------------
 
@@ -306,8 +334,7 @@ class GraphIndex:
         self._check_position(p)
         if p == self.n:
             return list(self.outputs)
-        out = [t for t, prod in self.producer.items()
-               if prod < p <= self.last_use.get(t, -2)]
+        out = [t for t, prod in self.producer.items() if prod < p <= self.last_use.get(t, -2)]
         return out
 
     def all_crossings(self) -> list[list[str]]:
@@ -359,9 +386,14 @@ class GraphIndex:
         outs = [o for o in self.nodes[pos].output if o]
         return bool(outs) and all(o in self.static_producer for o in outs)
 
-    def segment_parts(self, a: int, b: int, inputs: list[str] | None = None,
-                      outputs: list[str] | None = None, name: str | None = None,
-                      ) -> list[bytes | tuple[int, int]]:
+    def segment_parts(
+        self,
+        a: int,
+        b: int,
+        inputs: list[str] | None = None,
+        outputs: list[str] | None = None,
+        name: str | None = None,
+    ) -> list[bytes | tuple[int, int]]:
         """Segment [a, b) as serialised ModelProto pieces, to be joined or written in order:
         bytes, or (start, end) ranges of the lazily loaded source file.
 
@@ -382,8 +414,9 @@ class GraphIndex:
             used.update(self.uses[i])
         g = onnx.GraphProto(name=name or f"{self.model.graph.name or 'graph'}_{a}_{b}")
         g.node.extend(self.nodes[i] for i in positions)
-        g.sparse_initializer.extend(s for s in self.model.graph.sparse_initializer
-                                    if s.values.name in used)
+        g.sparse_initializer.extend(
+            s for s in self.model.graph.sparse_initializer if s.values.name in used
+        )
         g.input.extend(self._value_info(t) for t in ins)
         g.output.extend(self._value_info(t) for t in outs)
         weights: list[bytes | tuple[int, int]] = []
@@ -393,24 +426,34 @@ class GraphIndex:
             if self.lazy is not None and t in self.lazy.fields:
                 weights.append(self.lazy.fields[t])
             else:
-                weights.append(_length_delimited(_INIT_FIELD,
-                                                 self.initializers[t].SerializeToString()))
+                weights.append(
+                    _length_delimited(_INIT_FIELD, self.initializers[t].SerializeToString())
+                )
         graph_head = g.SerializeToString()
         graph_len = len(graph_head) + sum(_piece_len(w) for w in weights)
-        m = onnx.ModelProto(ir_version=max(self.model.ir_version, 4),
-                            producer_name="omdp", producer_version=self.model.producer_version,
-                            domain=self.model.domain, model_version=self.model.model_version)
+        m = onnx.ModelProto(
+            ir_version=max(self.model.ir_version, 4),
+            producer_name="omdp",
+            producer_version=self.model.producer_version,
+            domain=self.model.domain,
+            model_version=self.model.model_version,
+        )
         m.opset_import.extend(self.model.opset_import)
         m.functions.extend(self.model.functions)
-        head = (m.SerializeToString() + _encode_varint(_GRAPH_FIELD << 3 | 2)
-                + _encode_varint(graph_len))
+        head = (
+            m.SerializeToString()
+            + _encode_varint(_GRAPH_FIELD << 3 | 2)
+            + _encode_varint(graph_len)
+        )
         return [head, graph_head, *weights]
 
     def segment_bytes(self, a: int, b: int, **kwargs) -> bytes:
         """Segment [a, b) serialised, ready for an InferenceSession or a file."""
-        view = memoryview(self.lazy.buffer) if self.lazy is not None else None
-        return b"".join(p if isinstance(p, bytes) else view[p[0]:p[1]]
-                        for p in self.segment_parts(a, b, **kwargs))
+        view = memoryview(self.lazy.buffer if self.lazy is not None else b"")
+        return b"".join(
+            p if isinstance(p, bytes) else view[p[0] : p[1]]
+            for p in self.segment_parts(a, b, **kwargs)
+        )
 
     def extract(self, a: int, b: int, **kwargs) -> ModelProto:
         """Segment [a, b) as a standalone ModelProto (see `segment_parts`)."""
@@ -422,8 +465,10 @@ class GraphIndex:
         parts = self.segment_parts(a, b, **kwargs)
         size = sum(_piece_len(p) for p in parts)
         if size > PROTOBUF_LIMIT:
-            raise ValueError(f"segment [{a}, {b}) is {size / 2**30:.2f} GiB, over the 2 GiB "
-                             "a single ONNX file can hold")
+            raise ValueError(
+                f"segment [{a}, {b}) is {size / 2**30:.2f} GiB, over the 2 GiB "
+                "a single ONNX file can hold"
+            )
         tmp = f"{path}.part"
         with open(tmp, "wb") as out:
             source = open(self.lazy.path, "rb") if self.lazy is not None else None  # noqa: SIM115
@@ -449,8 +494,9 @@ class GraphIndex:
         if vi is None or not vi.type.ListFields():
             elem = self._elem_type(name)
             if elem is None:
-                raise ValueError(f"the type of tensor '{name}' is unknown: shape inference "
-                                 "could not reach it")
+                raise ValueError(
+                    f"the type of tensor '{name}' is unknown: shape inference could not reach it"
+                )
             return onnx.helper.make_tensor_value_info(name, elem, None)
         return vi
 
@@ -460,6 +506,7 @@ class GraphIndex:
 
 
 # -- preparing a model: the same steps on the lab machine and on every device ---------------
+
 
 def apply_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
     """Set the given inputs' dims, and forget shapes an exporter recorded for the old ones."""
@@ -522,8 +569,9 @@ def infer_shapes(model: ModelProto) -> None:
     """Shape inference into the model's value_info and outputs (ValueError on failure)."""
     g = model.graph
     try:
-        inferred = onnx.shape_inference.infer_shapes(_shape_stub(model), check_type=False,
-                                                     strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            _shape_stub(model), check_type=False, strict_mode=False, data_prop=True
+        )
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise ValueError(f"shape inference failed: {exc}") from exc
     del g.value_info[:]
@@ -543,8 +591,11 @@ def _known_dims(g: GraphProto) -> dict[str, list[int]]:
     dims = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         tt = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
-                d.HasField("dim_value") for d in tt.shape.dim):
+        if (
+            vi.type.HasField("tensor_type")
+            and tt.HasField("shape")
+            and all(d.HasField("dim_value") for d in tt.shape.dim)
+        ):
             dims[vi.name] = [d.dim_value for d in tt.shape.dim]
     for t in g.initializer:
         dims[t.name] = list(t.dims)
@@ -572,22 +623,27 @@ def fold_shape_computations(model: ModelProto) -> int:
             constant_ok.update(node.output)
         elif node.op_type == "Shape" and standard and node.input[0] in dims:
             attrs = {a.name: a.i for a in node.attribute}
-            shape = dims[node.input[0]][attrs.get("start", 0):attrs.get("end")]
+            shape = dims[node.input[0]][attrs.get("start", 0) : attrs.get("end")]
             values[node.output[0]] = np.array(shape, dtype=np.int64)
             fold.append(i)
             derived.add(node.output[0])
-        elif (standard and len(node.output) == 1 and node.input
-              and node.op_type not in _NONDETERMINISTIC
-              and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                          for a in node.attribute)
-              and all(not t or t in derived or t in constant_ok for t in node.input)
-              and any(t in derived for t in node.input)):
+        elif (
+            standard
+            and len(node.output) == 1
+            and node.input
+            and node.op_type not in _NONDETERMINISTIC
+            and not any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                for a in node.attribute
+            )
+            and all(not t or t in derived or t in constant_ok for t in node.input)
+            and any(t in derived for t in node.input)
+        ):
             fold.append(i)
             derived.add(node.output[0])
     if not fold:
         return 0
-    results = _evaluate(model, [i for i in fold if g.node[i].op_type != "Shape"], values,
-                        small)
+    results = _evaluate(model, [i for i in fold if g.node[i].op_type != "Shape"], values, small)
     results.update(values)
     folded = 0
     for i in fold:
@@ -596,8 +652,12 @@ def fold_shape_computations(model: ModelProto) -> int:
         if value is None or value.size > _FOLD_MAX_ELEMENTS:
             continue
         const = onnx.helper.make_node(
-            "Constant", [], [node.output[0]], name=node.name,
-            value=onnx.numpy_helper.from_array(value, node.output[0]))
+            "Constant",
+            [],
+            [node.output[0]],
+            name=node.name,
+            value=onnx.numpy_helper.from_array(value, node.output[0]),
+        )
         g.node[i].CopyFrom(const)
         folded += 1
     return folded
@@ -615,24 +675,34 @@ def _evaluate(model: ModelProto, positions: list[int], feeds: dict, small: dict)
     needed = {t for n in nodes for t in n.input if t and t not in produced}
     constants = [n for n in g.node if n.op_type == "Constant" and n.output[0] in needed]
     mini = onnx.helper.make_graph(
-        constants + nodes, "shapes",
-        [onnx.helper.make_tensor_value_info(t, onnx.TensorProto.INT64, None)
-         for t in needed if t in feeds],
-        [onnx.helper.make_tensor_value_info(n.output[0], onnx.TensorProto.UNDEFINED, None)
-         for n in nodes],
-        [small[t] for t in needed if t in small])
-    m = onnx.helper.make_model(mini, opset_imports=model.opset_import,
-                               ir_version=max(model.ir_version, 4))
+        constants + nodes,
+        "shapes",
+        [
+            onnx.helper.make_tensor_value_info(t, onnx.TensorProto.INT64, None)
+            for t in needed
+            if t in feeds
+        ],
+        [
+            onnx.helper.make_tensor_value_info(n.output[0], onnx.TensorProto.UNDEFINED, None)
+            for n in nodes
+        ],
+        [small[t] for t in needed if t in small],
+    )
+    m = onnx.helper.make_model(
+        mini, opset_imports=model.opset_import, ir_version=max(model.ir_version, 4)
+    )
     try:
         outs = ReferenceEvaluator(m).run(None, {t: feeds[t] for t in needed if t in feeds})
     except Exception:  # an op the reference evaluator lacks: leave the graph as it is
         return {}
-    return {n.output[0]: v for n, v in zip(nodes, outs, strict=True)
-            if hasattr(v, "size")}
+    return {n.output[0]: v for n, v in zip(nodes, outs, strict=True) if hasattr(v, "size")}
 
 
-def prepare(model: ModelProto, input_shapes: dict[str, list[int]] | None = None,
-            lazy: LazyWeights | None = None) -> GraphIndex:
+def prepare(
+    model: ModelProto,
+    input_shapes: dict[str, list[int]] | None = None,
+    lazy: LazyWeights | None = None,
+) -> GraphIndex:
     """Fix input dims, infer shapes, fold shape arithmetic, index: the one way a model is
     read, so the lab machine and every device agree on positions and cuts."""
     apply_input_shapes(model, input_shapes or {})

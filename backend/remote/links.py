@@ -1,5 +1,6 @@
-"""Link measurement: latency and bandwidth from the lab machine to each device (over the
-SSH channel) and between consecutive devices of the chain (helper to helper over TCP).
+"""Link measurement, the lab's side: latency and bandwidth from the lab machine to each
+device (over the SSH channel) and between consecutive devices of the chain (helper to
+helper over TCP).
 
 Method: echo round trips give the RTT; timed transfers of growing payloads (stopping once
 one takes `target_s`) give (bytes, seconds) pairs, and a least-squares fit of
@@ -7,315 +8,98 @@ t = 2·latency + bytes / bandwidth over the per-size medians gives the link's
 (bandwidth_mbps, latency_ms): a transfer's clock stops when the ack (upload) or the last
 byte (download) is back, so the intercept is one round trip, i.e. two one-way latencies.
 
-This file is also the device-side helper, uploaded as `omdp_link.py` and run as-is with
-the device's python (`python -I omdp_link.py stdio|listen|connect`): top-level imports are
-stdlib only, and the lab-side code imports the rest lazily. The listener accepts exactly
-one connection (closing its socket at once), checks a one-time token, serves a bounded
-number of bytes for a bounded time, and exits; every helper also exits when its stdin
-closes, so nothing is left listening or running on a device.
+The device side is backend/device/linkhelper.py, shipped with the device package; the
+measurement itself (`exchanges`) is written once there and driven here over the SSH
+channel. Helpers' replies are checked before use and their text shown inert; a helper
+that overruns its time is killed with its process group.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import hmac
 import ipaddress
 import itertools
 import json
+import math
 import os
 import secrets
-import select
 import shlex
-import socket
-import struct
-import sys
-import threading
 import time
-from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from statistics import median
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from backend.remote.ssh import LocalTarget, SshTarget
+from backend.device.linkhelper import TOKEN_BYTES, LinkSettings, exchanges
+from backend.errors import OmdpError
+from backend.remote.errors import RemoteError
+from backend.remote.process import DeviceProcess, LineReader, LineTooLong, StderrTail
+from backend.remote.target import LocalTarget, SshTarget
+from backend.remote.text import inert
 
-TOKEN_BYTES = 32  # hex on the wire: 64 characters
-_HDR = struct.Struct(">Q")
-
-
-# -- the plan (shared by both ends) ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MeasurePlan:
-    """How much to measure: bounded in rounds, bytes and time."""
-
-    rounds: int = 10  # echo round trips
-    repeats: int = 3  # transfers per payload size
-    min_bytes: int = 16 << 10
-    max_bytes: int = 16 << 20
-    target_s: float = 0.3  # stop growing the payload once a transfer takes this long
-    direction: str = "u"  # "u": client → server, "d": server → client
-    max_seconds: float = 60.0
-
-    def budget_bytes(self) -> int:
-        """The most payload bytes this plan can move (the listener's hard bound)."""
-        total, size = 0, self.min_bytes
-        while size <= self.max_bytes:
-            total += size * self.repeats
-            size *= 4
-        return total + 64 * self.rounds + (1 << 16)
+HELPER_FILE = "linkhelper.py"
+MAX_REPLY_BYTES = 1 << 20
+MAX_SAMPLES = 100_000
+ACCEPT_TIMEOUT_S = 15.0
+REPLY_GRACE_S = 10.0  # beyond the settings' max_seconds, before a helper is given up
 
 
-def schedule(plan: MeasurePlan) -> Generator[tuple[str, int], float, dict[str, Any]]:
-    """The measurement as a generator of (op, bytes) that is sent each op's seconds back:
-    one schedule for the lab's async SSH client and the device's socket client."""
-    rtt: list[float] = []
-    for _ in range(plan.rounds):
-        rtt.append((yield ("e", 1)))
-    transfers: list[tuple[int, float]] = []
-    size, sizes = plan.min_bytes, 0
-    started = time.monotonic()
-    while size <= plan.max_bytes:
-        times: list[float] = []
-        for _ in range(plan.repeats):
-            times.append((yield (plan.direction, size)))
-        transfers += [(size, t) for t in times]
-        sizes += 1
-        if sizes >= 3 and (
-            median(times) >= plan.target_s or time.monotonic() - started > plan.max_seconds / 2
-        ):
-            break
-        size *= 4
+# -- helpers' replies (device text: checked) ---------------------------------------------------
+
+
+def _reply(raw: bytes | None, where: str) -> dict[str, Any]:
+    """A helper's JSON reply line, or OmdpError."""
+    if raw is None:
+        raise EOFError(f"{where}: no reply")
+    try:
+        obj = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise OmdpError(f"{where}: the helper's reply is not JSON: {inert(raw[:80])}") from None
+    if type(obj) is not dict:
+        raise OmdpError(f"{where}: the helper's reply is not an object")
+    if "error" in obj:
+        raise OmdpError(f"{where}: {inert(obj['error'], 300)}")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _port(obj: dict[str, Any], where: str) -> int:
+    port = obj.get("port")
+    if type(port) is not int or not 1 <= port <= 65535:
+        raise OmdpError(f"{where}: the listener named no valid port ({inert(port, 40)})")
+    return port
+
+
+def _seconds(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v) and 0 <= v <= 3600
+
+
+def _timings(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """The client's {"rtt": [...], "transfers": [[bytes, seconds], ...]}, checked."""
+    rtt, transfers = obj.get("rtt"), obj.get("transfers")
+    ok = (
+        type(rtt) is list
+        and len(rtt) <= MAX_SAMPLES
+        and all(_seconds(t) for t in rtt)
+        and type(transfers) is list
+        and len(transfers) <= MAX_SAMPLES
+        and all(
+            type(x) is list
+            and len(x) == 2
+            and type(x[0]) is int
+            and 0 < x[0] <= 1 << 40
+            and _seconds(x[1])
+            for x in transfers
+        )
+    )
+    if not ok:
+        raise OmdpError(f"{where}: the helper's timings are malformed")
     return {"rtt": rtt, "transfers": transfers}
 
 
-# -- device side: a byte channel over fds (stdio pipes or a socket) -------------------------
-
-
-class _Chan:
-    """Blocking reads with a deadline and a byte budget, over raw file descriptors."""
-
-    def __init__(self, rfd: int, wfd: int, deadline: float, max_bytes: int):
-        self.rfd, self.wfd = rfd, wfd
-        self.deadline = deadline
-        self.left = max_bytes
-
-    def _count(self, n: int) -> None:
-        self.left -= n
-        if self.left < 0:
-            raise OverflowError("byte budget exhausted")
-
-    def read_exact(self, n: int) -> bytes:
-        self._count(n)
-        parts, got = [], 0
-        while got < n:
-            wait = self.deadline - time.monotonic()
-            if wait <= 0 or not select.select([self.rfd], [], [], wait)[0]:
-                raise TimeoutError("time budget exhausted")
-            chunk = os.read(self.rfd, min(n - got, 1 << 20))
-            if not chunk:
-                raise EOFError("peer closed")
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
-
-    def discard(self, n: int) -> None:
-        """Read and drop n bytes without keeping them."""
-        self._count(n)
-        while n > 0:
-            wait = self.deadline - time.monotonic()
-            if wait <= 0 or not select.select([self.rfd], [], [], wait)[0]:
-                raise TimeoutError("time budget exhausted")
-            chunk = os.read(self.rfd, min(n, 1 << 20))
-            if not chunk:
-                raise EOFError("peer closed")
-            n -= len(chunk)
-
-    def write_all(self, data: bytes | memoryview) -> None:
-        self._count(len(data))
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.wfd, view) :]
-
-    def send_payload(self, n: int, block: bytes) -> None:
-        while n > 0:
-            k = min(n, len(block))
-            self.write_all(block[:k])
-            n -= k
-
-
-def serve(chan: _Chan) -> None:
-    """Answer ops until `q`, EOF or a budget ends: e→e, u+len+bytes→k, d+len→bytes."""
-    block = os.urandom(1 << 20)
-    while True:
-        op = chan.read_exact(1)
-        if op == b"e":
-            chan.write_all(b"e")
-        elif op == b"u":
-            (n,) = _HDR.unpack(chan.read_exact(_HDR.size))
-            chan.discard(n)
-            chan.write_all(b"k")
-        elif op == b"d":
-            (n,) = _HDR.unpack(chan.read_exact(_HDR.size))
-            chan.send_payload(n, block)
-        else:
-            return
-
-
-def run_client(chan: _Chan, plan: MeasurePlan) -> dict[str, Any]:
-    """Drive `schedule` over a blocking channel (the device-to-device client)."""
-    block = os.urandom(min(plan.max_bytes, 1 << 20))
-    steps = schedule(plan)
-    try:
-        op, n = next(steps)
-        while True:
-            t0 = time.perf_counter()
-            if op == "e":
-                chan.write_all(b"e")
-                chan.read_exact(1)
-            elif op == "u":
-                chan.write_all(b"u" + _HDR.pack(n))
-                chan.send_payload(n, block)
-                chan.read_exact(1)
-            else:
-                chan.write_all(b"d" + _HDR.pack(n))
-                chan.discard(n)
-            op, n = steps.send(time.perf_counter() - t0)
-    except StopIteration as stop:
-        chan.write_all(b"q")
-        return stop.value
-
-
-def _die_with_stdin() -> None:
-    """Exit when the lab closes our stdin (job over, cancelled, or connection gone)."""
-
-    def watch() -> None:
-        with contextlib.suppress(OSError):
-            while os.read(0, 4096):  # raw: a buffered stdin held here would block exit
-                pass
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _say(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def _read_token() -> bytes:
-    """The first stdin line, read raw (never in argv: other users could see it in ps)."""
-    line = b""
-    while not line.endswith(b"\n"):
-        c = os.read(0, 1)
-        if not c:
-            break
-        line += c
-    return line.strip()
-
-
-def _listen(args: argparse.Namespace) -> int:
-    token = _read_token()
-    family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
-    srv = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        srv.bind((args.bind, 0))
-        srv.listen(1)
-        srv.settimeout(args.accept_timeout)
-        _say({"port": srv.getsockname()[1]})
-        _die_with_stdin()
-        try:
-            conn, _ = srv.accept()
-        except TimeoutError:
-            _say({"error": f"no connection within {args.accept_timeout:g} s"})
-            return 1
-    finally:
-        srv.close()  # one connection only: nothing stays listening
-    with conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        chan = _Chan(
-            conn.fileno(),
-            conn.fileno(),
-            time.monotonic() + args.max_seconds,
-            args.max_bytes + 2 * TOKEN_BYTES,
-        )
-        try:
-            got = chan.read_exact(len(token))
-            if not token or not hmac.compare_digest(got, token):
-                _say({"error": "wrong token from the peer: connection refused"})
-                return 1
-            serve(chan)
-        except (EOFError, TimeoutError, OverflowError, OSError) as exc:
-            _say({"error": f"measurement stopped: {exc}"})
-            return 1
-    _say({"ok": True})
-    return 0
-
-
-def _connect(args: argparse.Namespace) -> int:
-    token = _read_token()
-    _die_with_stdin()
-    plan = MeasurePlan(**json.loads(args.plan))
-    try:
-        conn = socket.create_connection((args.host, args.port), timeout=args.connect_timeout)
-    except OSError as exc:
-        _say({"error": f"cannot reach {args.host}:{args.port}: {exc.strerror or exc}"})
-        return 1
-    with conn:
-        conn.settimeout(None)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        chan = _Chan(
-            conn.fileno(),
-            conn.fileno(),
-            time.monotonic() + plan.max_seconds,
-            plan.budget_bytes() + 2 * TOKEN_BYTES,
-        )
-        try:
-            chan.write_all(token)
-            _say(run_client(chan, plan))
-        except (EOFError, TimeoutError, OverflowError, OSError) as exc:
-            _say({"error": f"measurement stopped: {exc}"})
-            return 1
-    return 0
-
-
-def _stdio(args: argparse.Namespace) -> int:
-    chan = _Chan(
-        sys.stdin.fileno(), sys.stdout.fileno(), time.monotonic() + args.max_seconds, args.max_bytes
-    )
-    sys.stdout.buffer.write(b"R")  # ready: the interpreter started
-    sys.stdout.buffer.flush()
-    try:
-        serve(chan)
-    except (EOFError, TimeoutError, OverflowError, OSError):
-        return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="OMDP link helper (device side)")
-    sub = parser.add_subparsers(dest="mode", required=True)
-    p = sub.add_parser("stdio", help="serve the measurement on stdin/stdout")
-    p.add_argument("--max-bytes", type=int, default=1 << 30)
-    p.add_argument("--max-seconds", type=float, default=120.0)
-    p = sub.add_parser("listen", help="accept one token-checked TCP connection and serve it")
-    p.add_argument("--bind", default="0.0.0.0")
-    p.add_argument("--accept-timeout", type=float, default=15.0)
-    p.add_argument("--max-bytes", type=int, required=True)
-    p.add_argument("--max-seconds", type=float, default=60.0)
-    p = sub.add_parser("connect", help="measure towards a listener")
-    p.add_argument("--host", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--plan", required=True, help="MeasurePlan fields as JSON")
-    p.add_argument("--connect-timeout", type=float, default=5.0)
-    args = parser.parse_args(argv)
-    return {"stdio": _stdio, "listen": _listen, "connect": _connect}[args.mode](args)
-
-
-# -- lab side: the fit -----------------------------------------------------------------------
+# -- the fit -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -375,61 +159,63 @@ def _measurement(src: str, dst: str, via: str, data: dict[str, Any]) -> LinkMeas
     )
 
 
-# -- lab side: running helpers on devices ----------------------------------------------------
+# -- running helpers on devices ----------------------------------------------------------------
 
 
 class _Helper:
-    """One helper process on a device (an SSH exec or a local subprocess), bytes in/out."""
+    """One link helper running on a device (an SSH exec or a local subprocess)."""
 
-    def __init__(self, proc: Any, ssh: bool):
-        self.proc = proc
-        self.ssh = ssh
+    def __init__(self, process: DeviceProcess, device: str):
+        self.process = process
+        self.device = device
+        self.reader = LineReader(process.read, MAX_REPLY_BYTES)
+        self.stderr = StderrTail(lines=5, width=300)
+        self._drain = asyncio.ensure_future(self.stderr.drain(process.read_stderr))
 
-    async def write(self, data: bytes) -> None:
-        self.proc.stdin.write(data)
-        await self.proc.stdin.drain()
+    async def reply(self, timeout: float, where: str) -> dict[str, Any]:
+        try:
+            raw = await asyncio.wait_for(self.reader.readline(), timeout)
+        except LineTooLong:
+            raise OmdpError(
+                f"{where}: the helper sent a line over {MAX_REPLY_BYTES} bytes"
+            ) from None
+        return _reply(raw, where)
 
-    async def readline(self, timeout: float) -> bytes:
-
-        return await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-
-    async def readexactly(self, n: int) -> bytes:
-        return await self.proc.stdout.readexactly(n)
+    def why(self) -> str:
+        """The helper's last log line, if it left one (e.g. a missing python)."""
+        last = self.stderr.last()
+        return f": {last}" if last else ""
 
     async def finish(self, timeout: float = 5.0) -> None:
-        """Close stdin (the helper exits on EOF) and wait; kill if it lingers."""
-        with contextlib.suppress(Exception):
-            if self.ssh:
-                self.proc.stdin.write_eof()
-            else:
-                self.proc.stdin.close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-        except Exception:  # timed out or the channel broke: make sure it is gone
-            with contextlib.suppress(Exception):
-                if self.ssh:
-                    self.proc.close()
-                else:
-                    self.proc.kill()
+        """Close its stdin (it exits on EOF) and wait; kill its process group if it lingers."""
+        await self.process.write_eof()
+        if await self.process.wait(timeout) is None:
+            self.process.kill()
+        await asyncio.wait([self._drain], timeout=1.0)
+        self._drain.cancel()
+
+    def kill(self) -> None:
+        self.process.kill()
 
 
 class LinkLab:
     """Connections and uploaded helpers for the devices of one measurement run."""
 
-    def __init__(self, plan: MeasurePlan | None = None):
-        self.plan = plan or MeasurePlan()
+    def __init__(self, settings: LinkSettings | None = None):
+        self.settings = settings or LinkSettings()
         self._conns: dict[str, Any] = {}
         self._dirs: dict[str, str] = {}
         self._peer: dict[str, str] = {}
 
     async def _ssh(self, target: SshTarget) -> tuple[Any, str]:
-        from backend.remote.ssh import RemoteStore, connect, link_helper_bundle
+        from backend.remote.connection import connect
+        from backend.remote.store import RemoteStore, device_bundle
 
         if target.name not in self._conns:
             conn = await connect(target)
             store = await RemoteStore.open(target, conn)
             try:
-                self._dirs[target.name] = await store.ensure_bundle(link_helper_bundle())
+                self._dirs[target.name] = await store.ensure_bundle(device_bundle())
             finally:
                 store.close()
             self._conns[target.name] = conn
@@ -437,31 +223,23 @@ class LinkLab:
         return self._conns[target.name], self._dirs[target.name]
 
     async def start(self, device: SshTarget | LocalTarget, args: list[str]) -> _Helper:
-        """Run the link helper with `args` on a device (uploaded by hash if missing)."""
-        from backend.remote.ssh import LINK_HELPER_NAME, SshTarget
+        """Run the link helper with `args` on a device (the package uploaded if missing)."""
+        from backend.remote.process import LocalProcess, SshProcess
+        from backend.remote.store import DEVICE_PACKAGE
 
         if isinstance(device, SshTarget):
             conn, folder = await self._ssh(device)
             cmd = (
                 f"cd {shlex.quote(folder)} && exec {device.python_cmd} -I "
-                f"{LINK_HELPER_NAME} {shlex.join(args)}"
+                f"{HELPER_FILE} {shlex.join(args)}"
             )
-            return _Helper(await conn.create_process(cmd, encoding=None), ssh=True)
-        proc = await asyncio.create_subprocess_exec(
-            *device.python_argv,
-            "-I",
-            os.path.abspath(__file__),
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return _Helper(proc, ssh=False)
+            return _Helper(await SshProcess.start(conn, cmd), device.name)
+        argv = [*device.python_argv, "-I", os.fspath(DEVICE_PACKAGE / HELPER_FILE), *args]
+        return _Helper(await LocalProcess.start(argv), device.name)
 
     async def address_of(self, device: SshTarget | LocalTarget) -> str:
         """How the chain's other devices reach `device`: `address`, else the IP the lab's
         SSH connection reached (host may be an ~/.ssh/config alias), local: loopback."""
-        from backend.remote.ssh import SshTarget
-
         if not isinstance(device, SshTarget):
             return "127.0.0.1"
         if device.address:
@@ -471,32 +249,24 @@ class LinkLab:
 
     async def lab_to(self, target: SshTarget) -> LinkMeasurement:
         """Lab machine → device over the SSH channel (what uploads and streams see)."""
-        plan = self.plan
-        helper = await self.start(
-            target,
-            [
-                "stdio",
-                "--max-bytes",
-                str(2 * plan.budget_bytes()),
-                "--max-seconds",
-                str(plan.max_seconds),
-            ],
-        )
+        settings = self.settings
+        args = ["stdio", "--max-bytes", str(2 * settings.budget_bytes())]
+        helper = await self.start(target, [*args, "--max-seconds", str(settings.max_seconds)])
+        limit = settings.max_seconds + REPLY_GRACE_S
         try:
-            data = await asyncio.wait_for(self._drive(helper), plan.max_seconds + 10)
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            from backend.errors import OmdpError
-
+            data = await asyncio.wait_for(self._drive(helper), limit)
+        except (EOFError, ConnectionError) as exc:
+            helper.kill()
+            await helper.finish(1.0)
             raise OmdpError(
                 f"link lab-{target.name}: the link helper on '{target.name}' stopped "
-                f"({type(exc).__name__})",
+                f"({type(exc).__name__}){helper.why()}",
                 "see `omdp devices check` (is `python` right?)",
             ) from None
         except TimeoutError:
-            from backend.errors import OmdpError
-
+            helper.kill()
             raise OmdpError(
-                f"link lab-{target.name}: no answer within {plan.max_seconds + 10:g} s",
+                f"link lab-{target.name}: no answer within {limit:g} s; the helper was stopped",
                 "the link may be very slow: try a smaller --max-mib",
             ) from None
         finally:
@@ -504,33 +274,27 @@ class LinkLab:
         return _measurement("lab", target.name, "ssh", data)
 
     async def _drive(self, helper: _Helper) -> dict[str, Any]:
-        """Run `schedule` against a `stdio` helper; the timing is the lab's clock."""
-        plan = self.plan
-        await helper.readexactly(1)  # "R": the interpreter is up
-        block = os.urandom(min(plan.max_bytes, 1 << 20))
-        steps = schedule(plan)
+        """Time `exchanges` against a `stdio` helper; the clock is the lab's."""
+        settings = self.settings
+        if await helper.reader.readexactly(1) != b"R":  # the interpreter is up
+            raise OmdpError(f"link lab-{helper.device}: the helper did not start properly")
+        block = os.urandom(min(settings.max_bytes, 1 << 20))
+        steps = exchanges(settings)
         try:
-            op, n = next(steps)
+            step = next(steps)
             while True:
                 t0 = time.perf_counter()
-                if op == "e":
-                    await helper.write(b"e")
-                    await helper.readexactly(1)
-                elif op == "u":
-                    helper.proc.stdin.write(b"u" + _HDR.pack(n))
-                    left = n
-                    while left > 0:
-                        k = min(left, len(block))
-                        await helper.write(block[:k])
-                        left -= k
-                    await helper.readexactly(1)
-                else:
-                    await helper.write(b"d" + _HDR.pack(n))
-                    await helper.readexactly(n)
-                op, n = steps.send(time.perf_counter() - t0)
+                await helper.process.write(step.header)
+                left = step.payload
+                while left > 0:
+                    k = min(left, len(block))
+                    await helper.process.write(block[:k])
+                    left -= k
+                await helper.reader.discard(step.reply)
+                step = steps.send(time.perf_counter() - t0)
         except StopIteration as stop:
-            data = stop.value
-        await helper.write(b"q")
+            data = dict(stop.value)
+        await helper.process.write(b"q")
         return data
 
     async def between(
@@ -538,15 +302,14 @@ class LinkLab:
     ) -> LinkMeasurement:
         """Upstream → downstream over TCP: one listens (bounded, one connection, token),
         the other connects and times transfers in the chain's direction."""
-
-        from backend.errors import OmdpError
-        from backend.remote.ssh import SshTarget
-
         # The downstream listens, unless only the upstream is an ssh device (a device
         # cannot be assumed to reach the lab machine): then the upstream listens.
         down_listens = isinstance(down, SshTarget) or not isinstance(up, SshTarget)
         server, client = (down, up) if down_listens else (up, down)
-        plan = MeasurePlan(**{**asdict(self.plan), "direction": "u" if down_listens else "d"})
+        settings = LinkSettings(
+            **{**asdict(self.settings), "direction": "u" if down_listens else "d"}
+        )
+        name = f"link {up.name}-{down.name}"
         addr = await self.address_of(server)
         try:
             loopback = ipaddress.ip_address(addr).is_loopback
@@ -554,53 +317,44 @@ class LinkLab:
             loopback = addr == "localhost"
         bind = "127.0.0.1" if loopback else ("::" if ":" in addr else "0.0.0.0")
         token = secrets.token_hex(TOKEN_BYTES).encode()
+        listen = ["listen", "--bind", bind, "--accept-timeout", str(ACCEPT_TIMEOUT_S)]
+        bounds = ["--max-bytes", str(settings.budget_bytes())]
         listener = await self.start(
-            server,
-            [
-                "listen",
-                "--bind",
-                bind,
-                "--accept-timeout",
-                "15",
-                "--max-bytes",
-                str(plan.budget_bytes()),
-                "--max-seconds",
-                str(plan.max_seconds),
-            ],
+            server, [*listen, *bounds, "--max-seconds", str(settings.max_seconds)]
         )
-        connector = None
+        helpers = [listener]
         try:
-            await listener.write(token + b"\n")
-            hello = json.loads(await listener.readline(30) or b"{}")
-            if "port" not in hello:
-                raise OmdpError(
-                    f"link {up.name}-{down.name}: the listener on "
-                    f"'{server.name}' did not start: {hello.get('error', 'no reply')}"
-                )
+            await listener.process.write(token + b"\n")
+            where = f"{name}: the listener on '{server.name}'"
+            try:
+                port = _port(await listener.reply(ACCEPT_TIMEOUT_S * 2, where), where)
+            except EOFError:
+                raise OmdpError(f"{where} did not start{listener.why()}") from None
+            connect = ["connect", "--host", addr, "--port", str(port)]
             connector = await self.start(
-                client,
-                [
-                    "connect",
-                    "--host",
-                    addr,
-                    "--port",
-                    str(hello["port"]),
-                    "--plan",
-                    json.dumps(asdict(plan)),
-                ],
+                client, [*connect, "--settings", json.dumps(asdict(settings))]
             )
-            await connector.write(token + b"\n")
-            reply = json.loads(await connector.readline(plan.max_seconds + 10) or b"{}")
-            if "error" in reply or "transfers" not in reply:
+            helpers.append(connector)
+            await connector.process.write(token + b"\n")
+            where = f"{name}: '{client.name}' could not measure towards '{server.name}' at {addr}"
+            try:
+                reply = await connector.reply(settings.max_seconds + REPLY_GRACE_S, where)
+            except EOFError:
+                raise OmdpError(f"{where}: no reply{connector.why()}") from None
+            except OmdpError as exc:
                 raise OmdpError(
-                    f"link {up.name}-{down.name}: '{client.name}' could not measure "
-                    f"towards '{server.name}' at {addr}: {reply.get('error', 'no reply')}",
+                    exc.what,
                     "open the port range between the devices, or set `address` to an "
                     "address the other device can reach",
-                )
+                ) from None
+            data = _timings(reply, where)
+        except BaseException:
+            for helper in helpers:  # timed out, failed or cancelled: nothing stays running
+                helper.kill()
+            raise
         finally:
-            await asyncio.gather(listener.finish(), *([connector.finish()] if connector else []))
-        return _measurement(up.name, down.name, "tcp", reply)
+            await asyncio.gather(*(h.finish() for h in helpers))
+        return _measurement(up.name, down.name, "tcp", data)
 
     async def close(self) -> None:
         for conn in self._conns.values():
@@ -626,15 +380,14 @@ class ChainLinks:
 
 
 async def measure_chain(
-    devices: list[SshTarget | LocalTarget], plan: MeasurePlan | None = None, lab_links: bool = True
+    devices: list[SshTarget | LocalTarget],
+    settings: LinkSettings | None = None,
+    lab_links: bool = True,
 ) -> ChainLinks:
     """Measure one link at a time (parallel transfers would share and skew the network)."""
     import asyncssh
 
-    from backend.errors import OmdpError
-    from backend.remote.ssh import RemoteError, SshTarget
-
-    lab = LinkLab(plan)
+    lab = LinkLab(settings)
     out = ChainLinks()
     failed: set[str] = set()
 
@@ -648,10 +401,10 @@ async def measure_chain(
         except OmdpError as exc:
             if isinstance(exc, RemoteError):
                 failed.add(exc.device)
-            text = str(exc)
+            text = inert(exc, 4000)
             out.failures.append(text if text.startswith("link ") else f"link {what}: {text}")
-        except (asyncssh.Error, OSError, ValueError, TimeoutError) as exc:
-            out.failures.append(f"link {what}: {type(exc).__name__}: {exc}")
+        except (asyncssh.Error, OSError, EOFError, ValueError, TimeoutError) as exc:
+            out.failures.append(f"link {what}: {type(exc).__name__}: {inert(exc, 300)}")
         return None
 
     try:
@@ -668,7 +421,3 @@ async def measure_chain(
     finally:
         await lab.close()
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,8 +2,9 @@
 
 Each server has its own generated host key and accepts one generated client key; the
 fixture writes a known_hosts file trusting them. Like sshd, a server runs each requested
-command with `/bin/sh -c` as a real subprocess (stdin/stdout/stderr wired to the channel,
-stdin closed when the channel goes) and serves SFTP on the real file system, counting
+command with `/bin/sh -c` as a real subprocess in a new session (stdin/stdout/stderr wired
+to the channel, stdin closed when the channel goes, a `signal` request delivered to the
+session's process group with killpg) and serves SFTP on the real file system, counting
 writes. The servers run on their own event loop in a thread, so a test can drive them from
 its own loop or call the synchronous CLI.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -25,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from backend.remote.ssh import SshTarget
+from backend.remote.target import SshTarget
 
 
 class LoopThread:
@@ -47,6 +49,7 @@ class LoopThread:
 @dataclass
 class ServerStats:
     commands: list[str] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)
     sftp_opens_for_write: int = 0
     sftp_write_bytes: int = 0
 
@@ -130,12 +133,23 @@ def _make_process_handler(device: FakeDevice):
     exit status sent after all output."""
 
     async def feed_stdin(process: asyncssh.SSHServerProcess, proc: Any) -> None:
-        try:
-            while data := await process.stdin.read(1 << 16):
+        while True:
+            try:
+                data = await process.stdin.read(1 << 16)
+            except asyncssh.SignalReceived as sig:  # as OpenSSH: killpg(session, sig)
+                device.stats.signals.append(sig.signal)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.Signals[f"SIG{sig.signal}"])
+                continue
+            except (asyncssh.Error, OSError, BrokenPipeError, ConnectionResetError):
+                break
+            if not data:
+                break
+            try:
                 proc.stdin.write(data)
                 await proc.stdin.drain()
-        except (asyncssh.Error, OSError, BrokenPipeError, ConnectionResetError):
-            pass
+            except (OSError, BrokenPipeError, ConnectionResetError):
+                break
         with contextlib.suppress(Exception):
             proc.stdin.close()
 
@@ -157,6 +171,7 @@ def _make_process_handler(device: FakeDevice):
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # sshd's setsid: the command leads its own group
         )
         device.procs.append(proc)
         stdin_task = asyncio.create_task(feed_stdin(process, proc))
@@ -219,10 +234,9 @@ class SshLab:
         for device in self.devices:
             with contextlib.suppress(Exception):
                 device.stop()
-            for proc in device.procs:
-                with contextlib.suppress(ProcessLookupError):
-                    if proc.returncode is None:
-                        proc.kill()
+            for proc in device.procs:  # each leads its own group: take it all
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ import pytest
 from backend.chain import DeviceSpec
 from backend.cli import main
 from backend.errors import OmdpError
-from backend.remote.ssh import LocalTarget, SshTarget, ssh_fields_from_table, target_from_spec
+from backend.remote.target import LocalTarget, SshTarget, ssh_fields_from_table, target_from_spec
 
 from .helpers import FakeDevice, SshLab
 

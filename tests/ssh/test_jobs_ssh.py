@@ -8,13 +8,15 @@ from pathlib import Path
 import onnx
 
 from backend.chain import Chain, DeviceSpec
-from backend.device.agent import file_sha256
-from backend.device.runtimes import TimingSettings
+from backend.device.protocol import TimingSettings
+from backend.files import file_sha256
 from backend.model.analysis import analyze
 from backend.profiling import jobs
 from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
-from backend.remote.ssh import RetryPolicy, SshAgentTransport
+from backend.remote.local import LocalTransport
+from backend.remote.ssh_agent import RetryPolicy, SshAgentTransport
+from backend.remote.transport import AgentTransport
 
 from .helpers import FakeDevice, SshLab, chain_model, processes_matching
 
@@ -32,11 +34,11 @@ def profiler_for(
     session.save_plan(build_plan(analysis.n, candidates, chain.names))
     retry = RetryPolicy(attempts=2, base_s=0.05)
 
-    def transport(spec: DeviceSpec) -> jobs.Transport:
+    def transport(spec: DeviceSpec) -> AgentTransport:
         # what jobs.py's default factory does for kind = "ssh" (with the test's keys)
         if spec.kind == "ssh":
-            return SshAgentTransport(devices[spec.name].target(), retry)  # type: ignore[return-value]
-        return jobs.LocalTransport(lab.tmp / "local-cache")
+            return SshAgentTransport(devices[spec.name].target(), retry)
+        return LocalTransport(lab.tmp / "local-cache")
 
     options = jobs.ProfileOptions(timing=TIMING, node_times_runs=0)
     profiler = jobs.Profiler(

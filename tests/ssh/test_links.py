@@ -8,18 +8,18 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from backend.remote import links
-from backend.remote.links import LinkMeasurement, MeasurePlan, fit_link, measure_chain
-from backend.remote.ssh import LocalTarget
+from backend.device.linkhelper import LinkSettings
+from backend.remote.links import LinkMeasurement, fit_link, measure_chain
+from backend.remote.store import DEVICE_PACKAGE, package_files
+from backend.remote.target import LocalTarget
 
 from .helpers import SshLab, processes_matching
 
-HELPER = Path(links.__file__)
-SMALL = MeasurePlan(rounds=5, repeats=2, min_bytes=16 << 10, max_bytes=1 << 20)
+HELPER = DEVICE_PACKAGE / "linkhelper.py"
+SMALL = LinkSettings(rounds=5, repeats=2, min_bytes=16 << 10, max_bytes=1 << 20)
 
 
 def test_fit_recovers_bandwidth_and_latency():
@@ -39,8 +39,9 @@ def test_fit_falls_back_when_noise_makes_the_line_meaningless():
 
 
 def test_plan_budget_bounds_the_bytes():
-    plan = MeasurePlan(repeats=3, min_bytes=1000, max_bytes=16000)
-    assert plan.budget_bytes() == 3 * (1000 + 4000 + 16000) + 64 * plan.rounds + (1 << 16)
+    settings = LinkSettings(repeats=3, min_bytes=1000, max_bytes=16000)
+    budget = settings.budget_bytes()
+    assert budget == 3 * (1000 + 4000 + 16000) + 64 * settings.rounds + (1 << 16)
 
 
 async def test_measure_chain_lab_and_links_leave_nothing_running(ssh_lab: SshLab):
@@ -60,10 +61,11 @@ async def test_measure_chain_lab_and_links_leave_nothing_running(ssh_lab: SshLab
         assert m.bandwidth_mbps > 1 and 0 <= m.latency_ms < 50 and m.rtt_ms > 0
         assert len({n for n, _ in m.samples}) >= 3
         assert json.loads(json.dumps(m.to_dict()))["bandwidth_mbps"] == m.bandwidth_mbps
-    assert a.stats.sftp_opens_for_write == 1  # only the link helper, uploaded by hash
+    shipped = len(package_files())
+    assert a.stats.sftp_opens_for_write == shipped  # the device package, uploaded by hash
     await measure_chain(chain[1:], SMALL, lab_links=False)
-    assert a.stats.sftp_opens_for_write == 1  # ... and only once
-    assert processes_matching("omdp_link.py") == []
+    assert a.stats.sftp_opens_for_write == shipped  # ... and only once
+    assert processes_matching("linkhelper.py") == []
     assert processes_matching(str(HELPER)) == []
 
 
@@ -130,7 +132,7 @@ async def test_a_device_without_python_is_reported_per_link(ssh_lab: SshLab):
     dev = ssh_lab.device("odroid")
     found = await measure_chain([dev.target(python="/opt/nope/python3")], SMALL)
     assert found.lab == [] and found.chain == []
-    assert found.failures == [
-        "link lab-odroid: the link helper on 'odroid' stopped (IncompleteReadError) — "
-        "see `omdp devices check` (is `python` right?)"
-    ]
+    (failure,) = found.failures
+    assert failure.startswith("link lab-odroid: the link helper on 'odroid' stopped (EOFError)")
+    assert "/opt/nope/python3: not found" in failure  # its log line says why
+    assert failure.endswith("— see `omdp devices check` (is `python` right?)")

@@ -10,7 +10,8 @@ import time
 
 import asyncssh
 
-from backend.remote.ssh import LocalTarget, SshTarget, check_all, check_ssh
+from backend.remote.checks import check_all, check_ssh
+from backend.remote.target import LocalTarget, SshTarget
 
 from .helpers import SshLab, free_port
 

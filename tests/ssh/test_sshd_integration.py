@@ -18,17 +18,24 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 import pytest
 
 from backend.cli import main
-from backend.device.agent import Job, file_sha256
-from backend.remote.links import LinkLab, MeasurePlan
-from backend.remote.ssh import RetryPolicy, SshTarget, SshTransport, check_ssh
+from backend.device import protocol as proto
+from backend.device.linkhelper import LinkSettings
+from backend.device.protocol import Job, TimingSettings
+from backend.files import file_sha256
+from backend.remote.checks import check_ssh
+from backend.remote.links import LinkLab
+from backend.remote.ssh_agent import RetryPolicy, SshAgentTransport
+from backend.remote.store import package_files
+from backend.remote.target import SshTarget
 
-from .helpers import chain_model, pid_alive
+from .helpers import chain_model, pid_alive, processes_matching
 
 SSHD = Path("/usr/sbin/sshd")
 SSHD_PIDS: dict[int, int] = {}  # port -> pid of the listening sshd
@@ -162,18 +169,18 @@ async def test_profile_and_transfer_over_openssh(sshd: SshTarget, tmp_path: Path
         model_sha256=file_sha256(model),
         items=[(0, 4), (4, 12), (0, 12)],
         runtime={"name": "onnxruntime", "threads": 1},
-        timing={"warmup": 1, "min_runs": 5, "max_runs": 5},
+        timing=TimingSettings(warmup=1, min_runs=5, max_runs=5),
         model_path=str(model),
     )
     for session in range(2):
-        transport = SshTransport(sshd)
-        events = [json.loads(line) async for line in transport.run(job)]
-        got = sorted(tuple(e["segment"]) for e in events if e["type"] == "result")
+        transport = SshAgentTransport(sshd)
+        events = [event async for event in transport.run(job)]
+        got = sorted(e.segment for e in events if isinstance(e, proto.Result))
         assert got == sorted(job.items)
-        assert transport.uploads.files == (6 if session == 0 else 0)
+        assert transport.uploads.files == (len(package_files()) + 1 if session == 0 else 0)
         await transport.close()
 
-    lab = LinkLab(MeasurePlan(rounds=5, repeats=2, max_bytes=1 << 20))
+    lab = LinkLab(LinkSettings(rounds=5, repeats=2, max_bytes=1 << 20))
     try:
         link = await lab.lab_to(sshd)
     finally:
@@ -207,43 +214,59 @@ async def test_dropped_connection_and_cancel_over_openssh(sshd: SshTarget, tmp_p
         model_sha256=file_sha256(model),
         items=items,
         runtime={"name": "onnxruntime", "threads": 1},
-        timing={"warmup": 0, "min_runs": 30, "max_runs": 30},
+        timing=TimingSettings(warmup=0, min_runs=30, max_runs=30),
         model_path=str(model),
     )
-    transport = SshTransport(sshd, RetryPolicy(attempts=3, base_s=0.1))
-    events, pids = [], []
-    async for line in transport.run(job):
-        event = json.loads(line)
+    transport = SshAgentTransport(sshd, RetryPolicy(attempts=3, base_s=0.1))
+    events: list = []
+    pids: list[int] = []
+    async for event in transport.run(job):
         events.append(event)
-        if event["type"] == "hello":
-            pids.append(event["pid"])
-        if event["type"] == "result" and sum(e["type"] == "result" for e in events) == 2:
+        if isinstance(event, proto.Hello):
+            pids.append(event.pid)
+        results = [e for e in events if isinstance(e, proto.Result)]
+        if isinstance(event, proto.Result) and len(results) == 2:
             for pid in _children(SSHD_PIDS[sshd.port]):  # the per-connection sshd
                 os.kill(pid, 9)
-    got = [tuple(e["segment"]) for e in events if e["type"] == "result"]
+    results = [e for e in events if isinstance(e, proto.Result)]
+    got = [e.segment for e in results]
     assert sorted(got) == sorted(items) and len(got) == len(set(got))
     assert transport.reconnects >= 1
-    assert all(len(e["samples"]) == 30 for e in events if e["type"] == "result")
+    assert all(len(e.samples) == 30 for e in results)
     deadline = time.monotonic() + 5
     while pid_alive(pids[0]) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not pid_alive(pids[0]), "the agent outlived its dropped connection"
 
-    long_job = Job(
-        **{
-            **job.__dict__,
-            "items": [(0, 12)],
-            "timing": {"warmup": 0, "min_runs": 10**6, "max_runs": 10**6, "max_seconds": 600},
-        }
-    )
+    forever = TimingSettings(warmup=0, min_runs=10**6, max_runs=10**6, max_seconds=600)
+    long_job = replace(job, items=[(0, 12)], timing=forever)
     pid = None
-    async for line in transport.run(long_job):
-        event = json.loads(line)
-        pid = event.get("pid", pid)
-        if event["type"] == "progress" and event["phase"] == "timing":
+    async for event in transport.run(long_job):
+        if isinstance(event, proto.Hello):
+            pid = event.pid
+        if isinstance(event, proto.AgentProgress) and event.phase == "timing":
             await transport.cancel()
+    assert pid is not None
     deadline = time.monotonic() + 5
     while pid_alive(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not pid_alive(pid), "cancel left the agent running"
     await transport.close()
+
+
+async def test_a_probe_that_hangs_is_killed_on_the_device(sshd: SshTarget, tmp_path: Path):
+    """A `python` that never answers (and ignores its closed stdin): on the timeout, the
+    lab's signal request makes OpenSSH's sshd kill the session's whole process group."""
+    fake = tmp_path / "hung-python"
+    fake.write_text("#!/bin/sh\nsleep 300 &\nexec sleep 301\n")
+    fake.chmod(0o755)
+    t0 = time.monotonic()
+    check = await check_ssh(replace(sshd, python=str(fake)), timeout=1.0)
+    assert time.monotonic() - t0 < 10
+    assert "did not answer within 1 s and was stopped" in check.problems[0]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+        processes_matching("sleep 300") or processes_matching("sleep 301")
+    ):
+        await asyncio.sleep(0.1)
+    assert processes_matching("sleep 300") == processes_matching("sleep 301") == []

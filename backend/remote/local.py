@@ -1,0 +1,91 @@
+"""The agent as a subprocess of this machine: the transport of `local` devices."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from backend.device.protocol import MAX_LINE_BYTES, Conversation, Event, Job, ProtocolError
+from backend.remote.process import LineReader, LineTooLong, LocalProcess, StderrTail
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class LocalTransport:
+    """`python -m backend.device.agent --cache DIR` here, in its own process group (a
+    Ctrl-C in the terminal reaches the profiler, which stops agents; a kill takes the
+    whole group, whatever the program started)."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str], python: str = sys.executable):
+        self.cache_dir = str(cache_dir)
+        self.python = python
+        self.description = "local agent"
+        self.process: LocalProcess | None = None
+        self._reader: LineReader | None = None
+        self._conversation: Conversation | None = None
+        self._stderr = StderrTail()
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self, job: Job) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        argv = [self.python, "-m", "backend.device.agent", "--cache", self.cache_dir]
+        self.process = process = await LocalProcess.start(argv, env=env)
+        self.description = f"local agent pid {process.pid}"
+        self._drain = asyncio.create_task(self._stderr.drain(process.read_stderr))
+        self._reader = LineReader(process.read, MAX_LINE_BYTES)
+        self._conversation = Conversation(job)
+        await process.write(job.to_line().encode() + b"\n")
+
+    async def next_event(self) -> Event | None:
+        assert self._reader is not None and self._conversation is not None
+        while True:
+            try:
+                raw = await self._reader.readline()
+            except LineTooLong as exc:
+                raise ProtocolError(str(exc)) from None
+            if raw is None:
+                return None
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("a line that is not UTF-8 text") from None
+            event = self._conversation.feed(line)
+            if event is not None:
+                return event
+
+    async def control(self, command: str) -> None:
+        if self.process is not None:
+            await self.process.write(f'{{"type":"{command}"}}\n'.encode())
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    async def finish(self, timeout: float) -> int | None:
+        process = self.process
+        if process is None:
+            return None
+        await process.write_eof()
+        code = await process.wait(timeout)
+        if code is None:
+            process.kill()
+            await process.wait(2.0)
+        else:
+            process.kill()  # anything the agent left in its group
+        if self._drain is not None:
+            await asyncio.wait([self._drain], timeout=1.0)
+            self._drain.cancel()
+        return code
+
+    def stderr_tail(self) -> str:
+        return self._stderr.text()
