@@ -365,10 +365,13 @@ class Session:
         return dict(self.conn.execute("SELECT position, cut_bytes FROM candidates"))
 
     def set_candidates(self, candidates: Sequence[int], analysis=None) -> None:
+        """Store the candidates; the ends 0 and N are every partition's and are not kept."""
+        n = self.model().nodes if analysis is None else analysis.n
+        inner = sorted({p for p in candidates if 0 < p < n})
         with self._writing("store the candidates"):
             self.conn.execute("DELETE FROM candidates")
-            for p in sorted(set(candidates)):
-                name = analysis.nodes[p - 1].name if analysis is not None and p > 0 else None
+            for p in inner:
+                name = analysis.nodes[p - 1].name if analysis is not None else None
                 cut = analysis.cuts[p].bytes if analysis is not None else None
                 self.conn.execute("INSERT INTO candidates VALUES (?, ?, ?)", (p, name, cut))
 
