@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -22,6 +22,8 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from backend.errors import OmdpError
+from backend.usecases import demo, sessions
+from backend.usecases.sessions import NewSession, OpenRequest
 from omdp_tui import settings
 from omdp_tui.messages import WorkspaceFailed, WorkspaceOpened
 from omdp_tui.screens.devices import DevicesScreen
@@ -31,7 +33,7 @@ from omdp_tui.screens.partitions import PartitionsScreen
 from omdp_tui.screens.picker import LoadingScreen, PickerScreen
 from omdp_tui.screens.profile import ProfileScreen
 from omdp_tui.themes import DEFAULT_THEME, load_themes
-from omdp_tui.workspace import Workspace, open_workspace, prepare
+from omdp_tui.workspace import Workspace, open_workspace
 
 SCREEN_NAMES = ("graph", "devices", "profile", "partitions")
 
@@ -45,7 +47,7 @@ class Launch:
     session: Path | None = None
     devices: Path | None = None
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    demo_options: dict = field(default_factory=dict)  # tests shrink the demo here
+    demo_options: dict[str, Any] = field(default_factory=dict)  # tests shrink the demo here
     prepared: Workspace | None = None  # kind "workspace": already open (tests, embedding)
 
     @classmethod
@@ -64,6 +66,24 @@ class Launch:
             if session is not None:
                 return cls("session", session=session, devices=devices)
         return cls("picker")
+
+    def request(self) -> OpenRequest:
+        """What the engine opens for this launch (reads the devices file, if any)."""
+        from backend.chain import load_devices
+        from backend.profiling.session import default_path
+
+        if self.kind == "demo":
+            return demo.demo_request(self.session, input_shapes=self.input_shapes,
+                                **self.demo_options)
+        chain = load_devices(self.devices) if self.devices else None
+        if self.kind == "session":
+            assert self.session is not None, "a session launch names its file"
+            return OpenRequest(Path(self.session), input_shapes=self.input_shapes, chain=chain)
+        model = self.model or demo.MODEL
+        path = (Path(self.session) if self.session
+                else default_path(model, sessions.sessions_dir()))
+        return OpenRequest(path, model, self.input_shapes, chain=chain,
+                           new=NewSession(auto_candidates=None))  # the operator picks them
 
 
 class OmdpApp(App[int]):
@@ -141,13 +161,13 @@ class OmdpApp(App[int]):
             self.post_message(WorkspaceOpened(launch.prepared))
             return
         try:
-            opened = prepare(launch)
+            prepared = sessions.prepare(launch.request())
         except OmdpError as exc:
             self.post_message(WorkspaceFailed(str(exc)))
         except Exception as exc:  # an engine bug must not kill the UI: show it
             self.post_message(WorkspaceFailed(f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(WorkspaceOpened(opened))
+            self.post_message(WorkspaceOpened(prepared))
 
     @on(WorkspaceOpened)
     async def _opened(self, message: WorkspaceOpened) -> None:

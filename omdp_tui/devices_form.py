@@ -26,9 +26,7 @@ def _toml_value(key: str, text: str) -> str | None:
         return None
     if key in ("threads", "port") and text.lstrip("-").isdigit():
         return text
-    if key == "cpus":
-        return json.dumps(text)  # "0,2-3": the engine parses CPU lists from strings too
-    return json.dumps(text)
+    return json.dumps(text)  # cpus too: the engine parses "0,2-3" from a string
 
 
 def device_from_form(values: dict[str, str], taken: set[str]) -> DeviceSpec:

@@ -70,18 +70,6 @@ def _npy_inputs(specs: list[str], input_names: list[str]) -> dict[str, str]:
     return out
 
 
-def _candidates(args, analysis, stored: list[int] | None) -> list[int]:
-    if args.candidates:
-        specs = [s for s in args.candidates.split(",") if s.strip()]
-        if not specs:
-            raise OmdpError("--candidates is empty", "give positions or node names, e.g. 12,40")
-        positions = {analysis.resolve(s) for s in specs}
-        return sorted(p for p in positions if 0 < p < analysis.n)
-    if args.auto is not None or stored is None:
-        return analysis.candidates(args.auto if args.auto is not None else 5)
-    return stored
-
-
 class _Printer:
     """Live output: one line per result (text) or per event (JSON lines)."""
 
@@ -153,29 +141,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_session(args, chain):
     """Resume the session if the file exists (same model, same chain), else create it."""
-    from backend.model.analysis import analyze, parse_input_shapes
-    from backend.profiling.session import Session, default_path
+    from backend.model.analysis import parse_input_shapes
+    from backend.profiling.session import default_path
+    from backend.usecases.candidates import CandidateChoice
+    from backend.usecases.sessions import OpenRequest, open_session
 
+    given = None
+    if args.candidates:
+        given = tuple(s for s in args.candidates.split(",") if s.strip())
+        if not given:
+            raise OmdpError("--candidates is empty", "give positions or node names, e.g. 12,40")
     path = Path(args.session) if args.session else default_path(args.model)
-    shapes = parse_input_shapes(args.input_shape)
-    if not path.exists():
-        analysis = analyze(args.model, shapes)
-        cands = _candidates(args, analysis, None)
-        builtin = args.model if analysis.path is None else None
-        return Session.create(path, analysis, chain, cands, builtin=builtin), analysis, \
-            cands, False
-    session = Session.open(path, check_model=True)
-    try:
-        analysis = analyze(args.model, shapes or session.model().input_shapes)
-        session.check_model(analysis)
-        session.update_chain(chain)
-        cands = _candidates(args, analysis, session.candidates())
-        if cands != session.candidates():
-            session.set_candidates(cands, analysis)
-    except BaseException:
-        session.close()
-        raise
-    return session, analysis, cands, True
+    opened = open_session(OpenRequest(path, args.model, parse_input_shapes(args.input_shape),
+                                      chain=chain, candidates=CandidateChoice(given, args.auto)))
+    return opened.session, opened.analysis, opened.candidates, opened.resumed
 
 
 def _waits(chain, claims) -> dict[str, list[str]]:
@@ -186,21 +165,16 @@ def _waits(chain, claims) -> dict[str, list[str]]:
 
 
 def _profile(args, session, analysis, chain, cands, timing, resumed, printer) -> int:
-    from backend.device.agent import default_cache_dir
     from backend.profiling import jobs, plan
+    from backend.usecases.runs import RunSettings, plan_run
 
     npy = _npy_inputs(args.input_npy, [t.name for t in analysis.inputs])
-    the_plan = plan.build_plan(analysis.n, cands, chain.names)
-    session.save_plan(the_plan)
-    session.set_meta("timing", timing.__dict__)
-    todo = session.missing(the_plan, args.retry_errors)
-    flops_of = plan.segment_flops([n.flops for n in analysis.nodes])
-    measured = plan.speeds_from_measurements(
-        session.results_frame().to_dict("records"), flops_of)
+    settings = RunSettings(timing, seed=args.seed, npy=npy, node_times_runs=args.node_times,
+                           share_cpus=args.share_cpus, retry_errors=args.retry_errors,
+                           cache_dir=Path(args.cache) if args.cache else None)
+    planned = plan_run(session, analysis, chain, cands, settings)
+    the_plan, todo, est = planned.plan, planned.todo, planned.estimate
     claims = jobs.cpu_claims(chain, args.share_cpus)
-    est = plan.estimate(todo, flops_of, timing,
-                        {d.name: d.gflops for d in chain.devices if d.gflops}, measured)
-    est.seconds = jobs.wall_seconds(est.per_device, claims, chain.names)
     waits = _waits(chain, claims)
     counts = the_plan.counts()
     todo_counts = {n: sum(it.device == n for it in todo) for n in chain.names}
@@ -215,7 +189,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
               f"{', '.join(map(str, cands)) or 'none'}")
         print(f"plan: {len(the_plan)} segments ({per}); {len(the_plan) - len(todo)} done, "
               f"{len(todo)} to measure, estimated {plan.format_duration(est.seconds)}"
-              f"{' (from earlier measurements)' if measured else ''}")
+              f"{' (from earlier measurements)' if est.from_measurements else ''}")
         if waits:
             said = "; ".join(f"{n} waits for {' and '.join(w)}" for n, w in waits.items())
             print(f"note: devices sharing CPUs measure one at a time: {said} "
@@ -223,9 +197,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
         print(f"session: {session.path}" + (" (resumed)" if resumed else ""), flush=True)
     if args.dry_run:
         return 0
-    needs_nodes = args.node_times > 0 and not all(session.has_node_times(n)
-                                                   for n in chain.names)
-    if not todo and not needs_nodes:
+    if planned.nothing_to_do:
         if args.json:
             printer.out({"event": "summary", "measured": 0, "errors": 0, "stopped": False,
                          "done": session.progress()[0], "total": len(the_plan),
@@ -234,14 +206,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
             print("nothing to measure: the session is complete")
         return 0
 
-    cache = Path(args.cache) if args.cache else default_cache_dir()
-    model_file, sha = jobs.put_in_cache(analysis.model_bytes(), cache)
-    options = jobs.ProfileOptions(timing=timing, seed=args.seed,
-                                  inputs="prefix" if npy else "random", npy=npy,
-                                  node_times_runs=max(args.node_times, 0),
-                                  share_cpus=args.share_cpus, retry_errors=args.retry_errors)
-    profiler = jobs.Profiler(session, chain, model_file, sha, options=options, cache_dir=cache,
-                             on_event=printer, estimates=est.per_device)
+    profiler = planned.profiler(on_event=printer)
     summary = asyncio.run(_run_with_signals(profiler, todo))
     done, total = session.progress()
     if args.json:
@@ -263,11 +228,13 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
 
 
 async def _run_with_signals(profiler, todo):
+    from backend.usecases.runs import run_plan
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, profiler.cancel)
     try:
-        return await profiler.run(todo)
+        return await run_plan(profiler, todo)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

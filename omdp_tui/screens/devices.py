@@ -9,7 +9,8 @@ measured (empty until measured), since the gap between the two is worth seeing.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -17,8 +18,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
-from backend.chain import format_cpus
+from backend.chain import DeviceSpec, format_cpus
 from backend.errors import OmdpError
+from backend.usecases.devices import DeviceAnswer
 from omdp_tui.devices_form import (
     GRAPH_OPTS,
     KINDS,
@@ -33,14 +35,14 @@ from omdp_tui.screens.form import Field, FormDialog
 from omdp_tui.widgets.step_input import fmt
 
 
-def _where(spec: dict) -> str:
+def _where(spec: dict[str, Any]) -> str:
     if spec.get("kind") != "ssh":
         return "local"
     user = f"{spec['user']}@" if spec.get("user") else ""
     return f"{user}{spec.get('host', '?')}"
 
 
-def _runtime(spec: dict) -> str:
+def _runtime(spec: dict[str, Any]) -> str:
     name = spec.get("runtime", "onnxruntime")
     opt = spec.get("graph_opt")
     return f"ort opt={opt}" if opt and opt != "all" else name
@@ -61,6 +63,10 @@ class DevicesScreen(WorkspaceScreen):
         Binding("c", "check", "Check all", id="devices.check"),
         Binding("l", "measure_links", "Measure links", id="devices.measure_links"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status: dict[str, Text] = {}  # device name → what its last check said
 
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
@@ -84,7 +90,6 @@ class DevicesScreen(WorkspaceScreen):
                                   ("mlat", "measured ms", 11)):
             links.add_column(Text(label, justify="right") if key != "name" else label,
                              key=key, width=width)
-        self.status: dict[str, Text] = {}
         self._fill()
         devices.focus()
 
@@ -152,7 +157,7 @@ class DevicesScreen(WorkspaceScreen):
                   placeholder="e.g. 0 or 0-1"),
         ]
 
-        def done(values: dict | None) -> None:
+        def done(values: dict[str, str] | None) -> None:
             if values is None:
                 return
             if self._change(lambda: self.ws.set_device(index, device_from_form(values, taken))):
@@ -188,7 +193,7 @@ class DevicesScreen(WorkspaceScreen):
         table = self.query_one("#device-table", DataTable)
         table.move_cursor(row=max(0, min(index + delta, table.row_count - 1)), animate=False)
 
-    def _change(self, change) -> bool:
+    def _change(self, change: Callable[[], None]) -> bool:
         """Apply a chain change; the engine's refusal (measured chains are fixed) is shown
         with its reason and fix."""
         try:
@@ -205,18 +210,18 @@ class DevicesScreen(WorkspaceScreen):
         for spec in self.ws.device_specs:
             self.status[spec["name"]] = Text("checking…", style="italic")
         self._fill()
-        self._check_all([dict(s) for s in self.ws.device_specs])
+        self._check_all(list(self.ws.chain.devices))
 
     @work(exclusive=True, group="check", exit_on_error=False)
-    async def _check_all(self, specs: list[dict]) -> None:
-        async def one(spec: dict) -> None:
+    async def _check_all(self, devices: list[DeviceSpec]) -> None:
+        async def one(device: DeviceSpec) -> None:
             try:
-                ok, detail = await self.ws.check_device(spec)
+                answer = await self.ws.check_device(device)
             except Exception as exc:  # a bad field or a bug: report it on the row
-                ok, detail = False, f"{type(exc).__name__}: {exc}"
-            self.post_message(ConnectionChecked(spec["name"], ok, detail))
+                answer = DeviceAnswer(False, f"{type(exc).__name__}: {exc}")
+            self.post_message(ConnectionChecked(device.name, answer.ok, answer.detail))
 
-        await asyncio.gather(*(one(s) for s in specs))
+        await asyncio.gather(*(one(d) for d in devices))
 
     @on(ConnectionChecked)
     def _checked(self, message: ConnectionChecked) -> None:
@@ -251,8 +256,10 @@ class DevicesScreen(WorkspaceScreen):
 
     @on(LinksMeasured)
     def _links_measured(self, message: LinksMeasured) -> None:
-        problems = ([message.error] if message.error else
-                    self.ws.store_link_measurements(message.found))
+        if message.found is None:
+            problems = [message.error or "the links were not measured"]
+        else:
+            problems = self.ws.store_link_measurements(message.found)
         self._fill()
         if problems:
             self.app.push_screen(ErrorDialog("Some links were not measured",

@@ -13,7 +13,7 @@ from textual.containers import Center, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Static
 
-from omdp_tui.workspace import builtin_models, recent_sessions
+from backend.usecases.sessions import builtin_models, recent_sessions
 
 
 class LoadingScreen(Screen):

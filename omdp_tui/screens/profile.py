@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Label, ProgressBar, RichLog
 
 from backend.errors import OmdpError
 from backend.profiling import jobs
+from backend.profiling.plan import PlanItem
 from omdp_tui.batching import pump
 from omdp_tui.messages import ProfileBatch, ProfileDone
 from omdp_tui.screens.base import WorkspaceScreen
@@ -60,8 +61,12 @@ class ProfileScreen(WorkspaceScreen):
         Binding("escape", "focus_table", "Table", show=False, id="profile.table"),
     ]
 
-    profiler: jobs.Profiler | None = None
-    paused = False
+    def __init__(self) -> None:
+        super().__init__()
+        self.profiler: jobs.Profiler | None = None  # while a run is going
+        self.paused = False
+        self.base: dict[str, int] = {}  # per device: plan items measured before this run
+        self._chain: list[str] = []  # the devices the progress rows were built for
 
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
@@ -155,34 +160,32 @@ class ProfileScreen(WorkspaceScreen):
             self.notify("no candidates: pick split points on the graph screen (1, then a or m)",
                         severity="warning")
             return
-        events: asyncio.Queue = asyncio.Queue()
+        events: asyncio.Queue[jobs.JobEvent] = asyncio.Queue()
         try:
-            profiler, todo = ws.profiler(on_event=events.put_nowait)
+            run = ws.plan_run()
+            profiler = None if run.nothing_to_do else run.profiler(on_event=events.put_nowait)
         except (OmdpError, OSError, ValueError, sqlite3.Error) as exc:
             self.app.push_screen(ErrorDialog("Cannot start profiling", str(exc)))
             return
-        needs_nodes = ws.node_times_runs > 0 and not all(
-            ws.session.has_node_times(d) for d in ws.devices)
-        if not todo and not needs_nodes:
+        if profiler is None:
             self.notify("everything in the plan is measured: see the partitions screen (4)")
             return
+        todo = run.todo
         self.profiler = profiler
         ws.profiling = True
         self.paused = False
-        self.base = {d: sum(it.device == d for it in ws.plan()) - sum(it.device == d
-                                                                    for it in todo)
-                     for d in ws.devices}
-        self.started = time.monotonic()
+        self.base = {d: sum(it.device == d for it in run.plan.items)
+                     - sum(it.device == d for it in todo) for d in ws.devices}
         self.log_line(f"profiling {len(todo)} segments on {len(ws.devices)} devices"
-                      + (" (+ per-node times)" if needs_nodes else ""))
+                      + (" (+ per-node times)" if run.needs_node_times else ""))
         self._show_plan()
         self.refresh_bindings()
         self._profile(profiler, todo, events)
 
     @work(exclusive=True, group="profile", exit_on_error=False)
-    async def _profile(self, profiler: jobs.Profiler, todo: list,
-                       events: asyncio.Queue) -> None:
-        async def stream():
+    async def _profile(self, profiler: jobs.Profiler, todo: list[PlanItem],
+                       events: asyncio.Queue[jobs.JobEvent]) -> None:
+        async def stream() -> AsyncIterator[jobs.JobEvent]:
             while True:
                 event = await events.get()
                 yield event
@@ -192,7 +195,7 @@ class ProfileScreen(WorkspaceScreen):
         post = lambda batch: self.post_message(ProfileBatch(batch))  # noqa: E731
         reader = asyncio.ensure_future(pump(stream(), post))
         try:
-            summary = await profiler.run(todo)
+            summary = await self.ws.run(profiler, todo)
             await reader
         except Exception as exc:  # the run broke: what was measured is in the session
             reader.cancel()

@@ -1,0 +1,76 @@
+"""What a plan asks, what is left of it, and how long that will take: the one estimator.
+
+The estimate is per device (FLOPs over a speed: earlier measurements on that device, else
+its configured GFLOP/s, else a default; see `backend.profiling.plan.estimate`), then as
+wall time: local devices sharing CPUs measure one at a time unless `share_cpus`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backend.chain import Chain
+from backend.device.runtimes import TimingSettings
+from backend.model.analysis import ModelAnalysis
+from backend.profiling import plan
+from backend.profiling.jobs import cpu_claims, wall_seconds
+from backend.profiling.plan import Plan, PlanItem
+from backend.profiling.session import Session
+
+
+@dataclass
+class TimeEstimate:
+    """How long measuring some plan items takes."""
+
+    seconds: float  # wall time
+    per_device: dict[str, float]  # each device's own time: the profiler's first ETAs
+    from_measurements: bool  # some speed came from this session's measurements
+
+
+@dataclass
+class PlanStatus:
+    """The plan for a chain and candidates, what it still misses, and how long that takes."""
+
+    plan: Plan
+    todo: list[PlanItem]
+    estimate: TimeEstimate
+
+
+def build(analysis: ModelAnalysis, chain: Chain, candidates: Sequence[int]) -> Plan:
+    """The segments each device measures for these candidates."""
+    return plan.build_plan(analysis.n, candidates, chain.names)
+
+
+def estimate(
+    session: Session,
+    analysis: ModelAnalysis,
+    chain: Chain,
+    items: Sequence[PlanItem],
+    timing: TimingSettings,
+    share_cpus: bool = False,
+) -> TimeEstimate:
+    """Seconds to measure `items` on `chain` under `timing`."""
+    flops_of = plan.segment_flops([n.flops for n in analysis.nodes])
+    measured = plan.speeds_from_measurements(session.results_frame().to_dict("records"), flops_of)
+    configured = {d.name: d.gflops for d in chain.devices if d.gflops}
+    est = plan.estimate(items, flops_of, timing, configured, measured)
+    seconds = wall_seconds(est.per_device, cpu_claims(chain, share_cpus), chain.names)
+    return TimeEstimate(seconds, est.per_device, bool(measured))
+
+
+def status(
+    session: Session,
+    analysis: ModelAnalysis,
+    chain: Chain,
+    candidates: Sequence[int],
+    timing: TimingSettings,
+    *,
+    share_cpus: bool = False,
+    retry_errors: bool = False,
+) -> PlanStatus:
+    """The plan, what the session misses of it (failed segments too with `retry_errors`)
+    and the estimate for that."""
+    the_plan = build(analysis, chain, candidates)
+    todo = session.missing(the_plan, retry_errors)
+    return PlanStatus(the_plan, todo, estimate(session, analysis, chain, todo, timing, share_cpus))
