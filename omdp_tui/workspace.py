@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.device.runtimes import TimingSettings
@@ -28,13 +28,14 @@ from backend.model.analysis import ModelAnalysis
 from backend.profiling.jobs import Profiler, RunFinished
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
-from backend.remote.links import ChainLinks
 from backend.solver.costs import SegmentInstance
 from backend.solver.ranking import Partition, Ranker, Ranking
 from backend.usecases import candidates, exports, plans, rankings, runs, sessions
-from backend.usecases import devices as chain_devices
-from backend.usecases.devices import DeviceAnswer
 from backend.usecases.traces import TraceReplay, replay_trace
+
+if TYPE_CHECKING:  # the device use cases load asyncssh: only when a device is reached
+    from backend.remote.links import ChainLinks
+    from backend.usecases.devices import DeviceAnswer
 
 LINK_PROBE_BYTES = 8 << 20  # largest payload per transfer when the TUI measures links
 
@@ -245,16 +246,22 @@ class Workspace:
 
     async def check_device(self, device: DeviceSpec) -> DeviceAnswer:
         """Reach one device; a local one also starts its agent and says hello."""
+        from backend.usecases import devices as chain_devices
+
         return await chain_devices.check_device(device, str(self.session_path))
 
     async def measure_links(self) -> ChainLinks:
         """Measure every chain link, one at a time (measurements and one line per failure)."""
+        from backend.usecases import devices as chain_devices
+
         return await chain_devices.measure_links(chain_devices.chain_targets(self.chain),
                                            max_bytes=LINK_PROBE_BYTES,
                                                  lab_links=False)
 
     def store_link_measurements(self, found: ChainLinks) -> list[str]:
         """Put measured values beside the typed ones; what could not be is said."""
+        from backend.usecases import devices as chain_devices
+
         problems = [*found.failures, *chain_devices.store_link_measurements(self.session, found)]
         self._load_links()
         return problems

@@ -20,7 +20,6 @@ from textual.widgets import DataTable, Label, Static
 
 from backend.chain import DeviceSpec, format_cpus
 from backend.errors import OmdpError
-from backend.usecases.devices import DeviceAnswer
 from omdp_tui.devices_form import (
     GRAPH_OPTS,
     KINDS,
@@ -217,9 +216,10 @@ class DevicesScreen(WorkspaceScreen):
         async def one(device: DeviceSpec) -> None:
             try:
                 answer = await self.ws.check_device(device)
+                ok, detail = answer.ok, answer.detail
             except Exception as exc:  # a bad field or a bug: report it on the row
-                answer = DeviceAnswer(False, f"{type(exc).__name__}: {exc}")
-            self.post_message(ConnectionChecked(device.name, answer.ok, answer.detail))
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            self.post_message(ConnectionChecked(device.name, ok, detail))
 
         await asyncio.gather(*(one(d) for d in devices))
 
