@@ -18,15 +18,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
-from backend.chain import DeviceSpec, format_cpus
+from backend.chain import KINDS, DeviceSpec, format_cpus
+from backend.device.runtimes import RUNTIMES
 from backend.errors import OmdpError
-from omdp_tui.devices_form import (
-    GRAPH_OPTS,
-    KINDS,
-    RUNTIMES,
-    check_form,
-    device_from_form,
-)
+from omdp_tui.devices_form import GRAPH_OPTS, check_form, device_from_form
 from omdp_tui.messages import ConnectionChecked, LinksMeasured
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog

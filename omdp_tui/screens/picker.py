@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,6 +14,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Static
 
 from backend.usecases.sessions import builtin_models, recent_sessions
+
+if TYPE_CHECKING:
+    from omdp_tui.app import OmdpApp
 
 
 class LoadingScreen(Screen):
@@ -65,6 +68,10 @@ class PickerScreen(Screen):
         # swallow those keys as text).
         table.focus()
 
+    @property
+    def omdp(self) -> OmdpApp:
+        return self.app  # type: ignore[return-value]
+
     def action_focus_model(self) -> None:
         self.query_one("#picker-model", Input).focus()
 
@@ -74,7 +81,7 @@ class PickerScreen(Screen):
     def action_demo(self) -> None:
         from omdp_tui.app import Launch
 
-        self.app.open(Launch("demo"))  # type: ignore[attr-defined]
+        self.omdp.open(Launch("demo"))
 
     @on(Input.Submitted, "#picker-model")
     def _new(self, event: Input.Submitted) -> None:
@@ -84,11 +91,11 @@ class PickerScreen(Screen):
         if not model:
             self.notify("type a model path or a built-in name", severity="warning")
             return
-        self.app.open(Launch("model", model))  # type: ignore[attr-defined]
+        self.omdp.open(Launch("model", model))
 
     @on(DataTable.RowSelected, "#picker-recent")
     def _resume(self, event: DataTable.RowSelected) -> None:
         from omdp_tui.app import Launch
 
         if event.row_key.value:
-            self.app.open(Launch("session", session=Path(event.row_key.value)))  # type: ignore[attr-defined]
+            self.omdp.open(Launch("session", session=Path(event.row_key.value)))
