@@ -69,6 +69,20 @@ def profiled(tmp_path: Path, model_path: Path):
     session.close()
 
 
+def test_the_use_cases_import_no_front_end():
+    """Options arrive as dataclasses: no argparse, no textual, nothing of the TUI."""
+    import ast
+
+    offenders = []
+    for path in Path(sessions.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            offenders += [f"{path.name}: {n}" for n in names
+                          if n.split(".")[0] in {"argparse", "textual", "rich", "omdp_tui"}]
+    assert offenders == []
+
+
 # -- opening ----------------------------------------------------------------------------------
 
 
@@ -230,6 +244,8 @@ def test_estimate_uses_measured_speeds_and_shared_cpus_take_turns(profiled):
     overlapped = plans.estimate(session, analysis, chain, items, FAST, share_cpus=True)
     assert overlapped.seconds == pytest.approx(max(overlapped.per_device.values()))
     assert overlapped.seconds < measured.seconds
+    assert plans.cpu_waits(chain) == {"phone": ["glasses"], "cloud": ["glasses", "phone"]}
+    assert plans.cpu_waits(chain, share_cpus=True) == {}
 
 
 def test_plan_run_profile_and_resume_with_one_claim(tmp_path: Path, model_path: Path,

@@ -157,15 +157,9 @@ def _open_session(args, chain):
     return opened.session, opened.analysis, opened.candidates, opened.resumed
 
 
-def _waits(chain, claims) -> dict[str, list[str]]:
-    """Device -> earlier devices it shares CPUs with (it will wait for them)."""
-    names = chain.names
-    return {n: [m for m in names[:i] if claims[n] & claims[m]] for i, n in enumerate(names)
-            if any(claims[n] & claims[m] for m in names[:i])}
-
-
 def _profile(args, session, analysis, chain, cands, timing, resumed, printer) -> int:
-    from backend.profiling import jobs, plan
+    from backend.profiling import plan
+    from backend.usecases.plans import cpu_waits
     from backend.usecases.runs import RunSettings, plan_run
 
     npy = _npy_inputs(args.input_npy, [t.name for t in analysis.inputs])
@@ -174,8 +168,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
                            cache_dir=Path(args.cache) if args.cache else None)
     planned = plan_run(session, analysis, chain, cands, settings)
     the_plan, todo, est = planned.plan, planned.todo, planned.estimate
-    claims = jobs.cpu_claims(chain, args.share_cpus)
-    waits = _waits(chain, claims)
+    waits = cpu_waits(chain, args.share_cpus)
     counts = the_plan.counts()
     todo_counts = {n: sum(it.device == n for it in todo) for n in chain.names}
     if args.json:

@@ -59,6 +59,15 @@ def estimate(
     return TimeEstimate(seconds, est.per_device, bool(measured))
 
 
+def cpu_waits(chain: Chain, share_cpus: bool = False) -> dict[str, list[str]]:
+    """Device → the earlier devices it shares CPUs with: it measures after them (the
+    reason the wall time exceeds the slowest device's own time)."""
+    claims = cpu_claims(chain, share_cpus)
+    names = chain.names
+    waits = {n: [m for m in names[:i] if claims[n] & claims[m]] for i, n in enumerate(names)}
+    return {n: w for n, w in waits.items() if w}
+
+
 def status(
     session: Session,
     analysis: ModelAnalysis,
