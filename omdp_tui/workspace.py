@@ -90,12 +90,12 @@ class Workspace:
         self.objective: str = options.get("objective", "latency")
         chosen = [p for p in session.partitions() if p.get("name") == "selected"]
         positions = chosen[0]["positions"] if chosen else None
-        self.selected_cuts: tuple[int, ...] | None = (
-            tuple(positions[1:-1]) if positions else None)
+        self.selected_cuts: tuple[int, ...] | None = tuple(positions[1:-1]) if positions else None
         timing = session.get_meta("timing") or {}
         self.timing = TimingSettings.from_dict(timing) if timing else TimingSettings()
-        self.node_times_runs = int(session.get_meta("node_times_runs",
-                                                    runs.DEFAULT_NODE_TIMES_RUNS))
+        self.node_times_runs = int(
+            session.get_meta("node_times_runs", runs.DEFAULT_NODE_TIMES_RUNS)
+        )
         self.profiling = False  # a Profiler holds the session: no save-as, no chain change
         self.instance: SegmentInstance | None = None
         self._ranker: Ranker | None = None
@@ -127,8 +127,10 @@ class Workspace:
             write(*args)
         except (OSError, sqlite3.Error, ValueError, OmdpError) as exc:
             if self.on_save_error is not None:
-                self.on_save_error(f"autosave to {self.session_path} failed: {exc} — the "
-                                   "change is kept in memory; ctrl+s saves elsewhere")
+                self.on_save_error(
+                    f"autosave to {self.session_path} failed: {exc} — the "
+                    "change is kept in memory; ctrl+s saves elsewhere"
+                )
 
     def save_as(self, path: Path) -> None:
         """Copy the session to `path` and continue in the copy."""
@@ -160,8 +162,9 @@ class Workspace:
     def toggle_candidate(self, position: int) -> bool:
         """Mark or unmark; returns whether it is now a candidate."""
         on = position not in self.candidates
-        self.set_candidates([*self.candidates, position] if on else
-                            [p for p in self.candidates if p != position])
+        self.set_candidates(
+            [*self.candidates, position] if on else [p for p in self.candidates if p != position]
+        )
         return on
 
     def auto_candidates(self, k: int) -> list[int]:
@@ -178,8 +181,15 @@ class Workspace:
             row = frame.iloc[i] if i < len(frame) else None
             mbw = row["measured_bandwidth_mbps"] if row is not None else None
             mlat = row["measured_latency_ms"] if row is not None else None
-            links.append(LinkSetting(f"{lk.src}-{lk.dst}", float(current[i][0]),
-                                     float(current[i][1]), _num(mbw), _num(mlat)))
+            links.append(
+                LinkSetting(
+                    f"{lk.src}-{lk.dst}",
+                    float(current[i][0]),
+                    float(current[i][1]),
+                    _num(mbw),
+                    _num(mlat),
+                )
+            )
         self.links = links
 
     def set_device(self, index: int | None, spec: DeviceSpec) -> None:
@@ -209,8 +219,10 @@ class Workspace:
 
     def _not_while_profiling(self, what: str) -> None:
         if self.profiling:
-            raise OmdpError(f"cannot {what} while profiling runs",
-                            "wait for it to finish, or cancel it (x on the profile screen)")
+            raise OmdpError(
+                f"cannot {what} while profiling runs",
+                "wait for it to finish, or cancel it (x on the profile screen)",
+            )
 
     def _set_chain(self, chain: list[DeviceSpec]) -> None:
         """The new devices, with the links the operator typed kept where the same two
@@ -222,8 +234,11 @@ class Workspace:
         links = []
         for a, b in itertools.pairwise(chain):
             old = typed.get(f"{a.name}-{b.name}")
-            links.append(LinkSpec(a.name, b.name, old.bandwidth_mbps, old.latency_ms)
-                         if old else LinkSpec(a.name, b.name, default=True))
+            links.append(
+                LinkSpec(a.name, b.name, old.bandwidth_mbps, old.latency_ms)
+                if old
+                else LinkSpec(a.name, b.name, default=True)
+            )
         self.session = sessions.change_chain(self.session, self.analysis, Chain(chain, links))
         self.chain = self.session.chain()
         self._load_links()
@@ -231,11 +246,14 @@ class Workspace:
         self._stale = True
 
     def _save_links(self) -> None:
-        self._guard(self.session.set_bandwidths,
-                    {i: (x.bandwidth_mbps, x.latency_ms) for i, x in enumerate(self.links)})
+        self._guard(
+            self.session.set_bandwidths,
+            {i: (x.bandwidth_mbps, x.latency_ms) for i, x in enumerate(self.links)},
+        )
 
-    def set_link(self, name: str, bandwidth_mbps: float | None = None,
-                 latency_ms: float | None = None) -> None:
+    def set_link(
+        self, name: str, bandwidth_mbps: float | None = None, latency_ms: float | None = None
+    ) -> None:
         """The operator's link values; rank() passes them to the ranker (no rebuild)."""
         link = next(x for x in self.links if x.name == name)
         if bandwidth_mbps is not None:
@@ -254,9 +272,9 @@ class Workspace:
         """Measure every chain link, one at a time (measurements and one line per failure)."""
         from backend.usecases import devices as chain_devices
 
-        return await chain_devices.measure_links(chain_devices.chain_targets(self.chain),
-                                           max_bytes=LINK_PROBE_BYTES,
-                                                 lab_links=False)
+        return await chain_devices.measure_links(
+            chain_devices.chain_targets(self.chain), max_bytes=LINK_PROBE_BYTES, lab_links=False
+        )
 
     def store_link_measurements(self, found: ChainLinks) -> list[str]:
         """Put measured values beside the typed ones; what could not be is said."""
@@ -288,14 +306,12 @@ class Workspace:
 
     def estimate_seconds(self, items: list[PlanItem]) -> float:
         """Wall time to measure `items` (devices sharing CPUs take turns)."""
-        return plans.estimate(self.session, self.analysis, self.chain, items,
-                              self.timing).seconds
+        return plans.estimate(self.session, self.analysis, self.chain, items, self.timing).seconds
 
     def plan_run(self) -> runs.PlannedRun:
         """Save the plan; what is left of it, ready for `PlannedRun.profiler`."""
         settings = runs.RunSettings(timing=self.timing, node_times_runs=self.node_times_runs)
-        return runs.plan_run(self.session, self.analysis, self.chain, self.candidates,
-                             settings)
+        return runs.plan_run(self.session, self.analysis, self.chain, self.candidates, settings)
 
     async def run(self, profiler: Profiler, todo: list[PlanItem]) -> RunFinished:
         return await runs.run_plan(profiler, todo)
@@ -327,12 +343,14 @@ class Workspace:
         ranker = self.ranker()
         if ranker is None:
             return None
-        bw = bandwidth_mbps if bandwidth_mbps is not None else [
-            x.bandwidth_mbps for x in self.links]
+        bw = (
+            bandwidth_mbps if bandwidth_mbps is not None else [x.bandwidth_mbps for x in self.links]
+        )
         return ranker.rank(bw, [x.latency_ms for x in self.links], self.k)
 
-    def set_ranking_options(self, k: int | None = None, cost_model: str | None = None,
-                            objective: str | None = None) -> None:
+    def set_ranking_options(
+        self, k: int | None = None, cost_model: str | None = None, objective: str | None = None
+    ) -> None:
         if cost_model is not None and cost_model != self.cost_model:
             self.cost_model = cost_model
             self._ranker = None
@@ -341,8 +359,10 @@ class Workspace:
             self._ranker = None
         if k is not None:
             self.k = int(k)
-        self.set_ui("partitions.options", {"k": self.k, "cost_model": self.cost_model,
-                                           "objective": self.objective})
+        self.set_ui(
+            "partitions.options",
+            {"k": self.k, "cost_model": self.cost_model, "objective": self.objective},
+        )
 
     def select_partition(self, partition: Partition | tuple[int, ...] | None) -> None:
         """Remember the chosen partition in the session (its `partitions` table)."""
@@ -352,11 +372,13 @@ class Workspace:
         if cuts == self.selected_cuts:
             return
         self.selected_cuts = cuts
-        entry: dict[str, Any] = {"name": "selected",
-                                 "positions": [0, *cuts, self.analysis.n]}
+        entry: dict[str, Any] = {"name": "selected", "positions": [0, *cuts, self.analysis.n]}
         if isinstance(partition, Partition):
-            entry.update(cost_ms=partition.total_ms, objective=partition.objective,
-                         cost_model=partition.cost_model)
+            entry.update(
+                cost_ms=partition.total_ms,
+                objective=partition.objective,
+                cost_model=partition.cost_model,
+            )
         self._guard(self.session.save_partitions, [entry])
 
     # -- export --------------------------------------------------------------------------------
@@ -366,9 +388,14 @@ class Workspace:
 
     def export(self, partition: Partition, path: Path) -> Path:
         """The export document for one partition, under the link values it was ranked with."""
-        return exports.export_partition(self.session, self.analysis, partition,
-                                        [x.bandwidth_mbps for x in self.links],
-                                        [x.latency_ms for x in self.links], path)
+        return exports.export_partition(
+            self.session,
+            self.analysis,
+            partition,
+            [x.bandwidth_mbps for x in self.links],
+            [x.latency_ms for x in self.links],
+            path,
+        )
 
     # -- traces --------------------------------------------------------------------------------
 
@@ -376,18 +403,21 @@ class Workspace:
         ranker = self.ranker()
         if ranker is None:
             raise OmdpError("nothing measured yet", "profile first, then replay a trace")
-        return TraceInputs(ranker, [x.name for x in self.links],
-                           [x.bandwidth_mbps for x in self.links],
-                           [x.latency_ms for x in self.links])
+        return TraceInputs(
+            ranker,
+            [x.name for x in self.links],
+            [x.bandwidth_mbps for x in self.links],
+            [x.latency_ms for x in self.links],
+        )
 
 
 def load_trace(inputs: TraceInputs, path: str, link: str) -> Playback:
     """Read a trace for one link and replay it with the engine: slow enough for a worker
     thread, and touches no session."""
-    replay = replay_trace(inputs.ranker, inputs.names, inputs.bandwidths, inputs.latencies,
-                          path, link)
-    return Playback(replay.path, replay.link, replay.link_index, replay.timeline,
-                    replay.analysis)
+    replay = replay_trace(
+        inputs.ranker, inputs.names, inputs.bandwidths, inputs.latencies, path, link
+    )
+    return Playback(replay.path, replay.link, replay.link_index, replay.timeline, replay.analysis)
 
 
 def open_workspace(prepared: sessions.Prepared) -> Workspace:

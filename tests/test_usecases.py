@@ -76,10 +76,16 @@ def test_the_use_cases_import_no_front_end():
     offenders = []
     for path in Path(sessions.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-            offenders += [f"{path.name}: {n}" for n in names
-                          if n.split(".")[0] in {"argparse", "textual", "rich", "omdp_tui"}]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            )
+            offenders += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[0] in {"argparse", "textual", "rich", "omdp_tui"}
+            ]
     assert offenders == []
 
 
@@ -125,8 +131,9 @@ def test_resume_takes_the_sessions_own_model_and_refuses_another_chain(
 def test_new_session_settings_are_stored_and_none_means_no_candidates(
     tmp_path: Path, model_path: Path
 ):
-    new = NewSession(auto_candidates=None, timing={"warmup": 1}, node_times_runs=2,
-                     ui={"screen": "profile"})
+    new = NewSession(
+        auto_candidates=None, timing={"warmup": 1}, node_times_runs=2, ui={"screen": "profile"}
+    )
     opened = sessions.open_session(OpenRequest(tmp_path / "s.omdp", str(model_path), new=new))
     s = opened.session
     assert opened.candidates == [] and s.chain().names == ["local"]
@@ -218,12 +225,32 @@ def test_one_estimator_for_the_cli_and_the_tui(tmp_path: Path, model_path: Path,
     devices_toml.write_text(
         '[[device]]\nname = "glasses"\ngflops = 2\n\n[[device]]\nname = "phone"\ngflops = 8\n'
     )
-    code = main(["profile", str(model_path), "--devices", str(devices_toml), "--session",
-                 str(path), "--auto", "3", "--dry-run", "--json", "--warmup", "1",
-                 "--min-runs", "3", "--max-runs", "5", "--max-seconds", "0.5"])
+    code = main(
+        [
+            "profile",
+            str(model_path),
+            "--devices",
+            str(devices_toml),
+            "--session",
+            str(path),
+            "--auto",
+            "3",
+            "--dry-run",
+            "--json",
+            "--warmup",
+            "1",
+            "--min-runs",
+            "3",
+            "--max-runs",
+            "5",
+            "--max-seconds",
+            "0.5",
+        ]
+    )
     assert code == 0
-    (event,) = [e for e in map(json.loads, capsys.readouterr().out.splitlines())
-                if e["event"] == "plan"]
+    (event,) = [
+        e for e in map(json.loads, capsys.readouterr().out.splitlines()) if e["event"] == "plan"
+    ]
     with Session.open(path) as session:
         analysis = analyze(model_path)
         timing = TimingSettings.from_dict(session.get_meta("timing"))
@@ -248,8 +275,9 @@ def test_estimate_uses_measured_speeds_and_shared_cpus_take_turns(profiled):
     assert plans.cpu_waits(chain, share_cpus=True) == {}
 
 
-def test_plan_run_profile_and_resume_with_one_claim(tmp_path: Path, model_path: Path,
-                                                    cache_dir: Path, monkeypatch):
+def test_plan_run_profile_and_resume_with_one_claim(
+    tmp_path: Path, model_path: Path, cache_dir: Path, monkeypatch
+):
     claimed: list[Session] = []
     real_claim = runs.claim
 
@@ -259,14 +287,16 @@ def test_plan_run_profile_and_resume_with_one_claim(tmp_path: Path, model_path: 
 
     monkeypatch.setattr(runs, "claim", spy)
     opened = sessions.open_session(
-        OpenRequest(tmp_path / "s.omdp", str(model_path),
-                    chain=Chain.of([DeviceSpec("a", threads=1), DeviceSpec("b", threads=1)]),
-                    candidates=CandidateChoice(auto=2))
+        OpenRequest(
+            tmp_path / "s.omdp",
+            str(model_path),
+            chain=Chain.of([DeviceSpec("a", threads=1), DeviceSpec("b", threads=1)]),
+            candidates=CandidateChoice(auto=2),
+        )
     )
     session = opened.session
     settings = runs.RunSettings(FAST, node_times_runs=1, cache_dir=cache_dir)
-    planned = runs.plan_run(session, opened.analysis, session.chain(), opened.candidates,
-                            settings)
+    planned = runs.plan_run(session, opened.analysis, session.chain(), opened.candidates, settings)
     assert session.plan_items() == planned.plan.items  # the plan is saved
     assert planned.todo == planned.plan.items and planned.needs_node_times
     assert planned.estimate.seconds > 0
@@ -275,8 +305,7 @@ def test_plan_run_profile_and_resume_with_one_claim(tmp_path: Path, model_path: 
     assert (summary.measured, summary.errors, summary.failed) == (len(planned.todo), 0, {})
     assert claimed == [session]  # held once, for the whole run
     assert any(type(e).__name__ == "Measured" for e in events)
-    again = runs.plan_run(session, opened.analysis, session.chain(), opened.candidates,
-                          settings)
+    again = runs.plan_run(session, opened.analysis, session.chain(), opened.candidates, settings)
     assert again.nothing_to_do and session.progress() == (len(planned.todo),) * 2
     session.close()
 
@@ -327,33 +356,77 @@ def test_both_front_ends_export_the_same_devices_without_the_labs_access(
 ):
     analysis = analyze(model_path)
     secret = tmp_path / "keys" / "id_lab"
-    phone = DeviceSpec("phone", kind="ssh", host="10.0.0.7", user="lab", port=2222,
-                       identity=str(secret), known_hosts=str(tmp_path / "kh"),
-                       workdir="/srv/omdp", threads=2)
-    chain = Chain.of([DeviceSpec("glasses", threads=1, cpus=[0]), phone],
-                     [LinkSpec("glasses", "phone", 20.0, 5.0)])
+    phone = DeviceSpec(
+        "phone",
+        kind="ssh",
+        host="10.0.0.7",
+        user="lab",
+        port=2222,
+        identity=str(secret),
+        known_hosts=str(tmp_path / "kh"),
+        workdir="/srv/omdp",
+        threads=2,
+    )
+    chain = Chain.of(
+        [DeviceSpec("glasses", threads=1, cpus=[0]), phone],
+        [LinkSpec("glasses", "phone", 20.0, 5.0)],
+    )
     with Session.create(tmp_path / "s.omdp", analysis, chain, [3, 6]) as session:
         fill(session, analysis, [3, 6], Chain.of([DeviceSpec("glasses"), DeviceSpec("phone")]))
         out = tmp_path / "cli.json"
-        done = exports.export_ranks(session, RankOptions(bandwidth=("glasses-phone=8",)), [1, 2],
-                                    out)
+        done = exports.export_ranks(
+            session, RankOptions(bandwidth=("glasses-phone=8",)), [1, 2], out
+        )
         assert done.written == [out] and [p.rank for p in done.partitions] == [1, 2]
         assert [p["name"] for p in session.partitions()] == ["rank 1", "rank 2"]
-        tui = exports.export_partition(session, analysis, done.partitions[0], [8.0], [5.0],
-                                       tmp_path / "tui.json")
+        tui = exports.export_partition(
+            session, analysis, done.partitions[0], [8.0], [5.0], tmp_path / "tui.json"
+        )
     cli_doc, tui_doc = read_export(out), read_export(tui)
-    assert cli_doc["devices"] == tui_doc["devices"] == [
-        {"name": "glasses", "kind": "local", "runtime": "onnxruntime",
-         "config": {"name": "onnxruntime", "threads": 1, "graph_opt": "all"}},
-        {"name": "phone", "kind": "ssh", "runtime": "onnxruntime",
-         "config": {"name": "onnxruntime", "threads": 2, "graph_opt": "all"}},
-    ]
-    assert cli_doc["links"] == tui_doc["links"] == [
-        {"name": "glasses-phone", "from": "glasses", "to": "phone", "bandwidth_mbps": 8.0,
-         "latency_ms": 5.0}]
+    assert (
+        cli_doc["devices"]
+        == tui_doc["devices"]
+        == [
+            {
+                "name": "glasses",
+                "kind": "local",
+                "runtime": "onnxruntime",
+                "config": {"name": "onnxruntime", "threads": 1, "graph_opt": "all"},
+            },
+            {
+                "name": "phone",
+                "kind": "ssh",
+                "runtime": "onnxruntime",
+                "config": {"name": "onnxruntime", "threads": 2, "graph_opt": "all"},
+            },
+        ]
+    )
+    assert (
+        cli_doc["links"]
+        == tui_doc["links"]
+        == [
+            {
+                "name": "glasses-phone",
+                "from": "glasses",
+                "to": "phone",
+                "bandwidth_mbps": 8.0,
+                "latency_ms": 5.0,
+            }
+        ]
+    )
     text = out.read_text() + tui.read_text()
-    for lab_only in ("10.0.0.7", "id_lab", "/srv/omdp", '"host"', '"user"', '"port"',
-                     '"identity"', '"known_hosts"', '"workdir"', '"cpus"'):
+    for lab_only in (
+        "10.0.0.7",
+        "id_lab",
+        "/srv/omdp",
+        '"host"',
+        '"user"',
+        '"port"',
+        '"identity"',
+        '"known_hosts"',
+        '"workdir"',
+        '"cpus"',
+    ):
         assert lab_only not in text
     assert tui_doc["partitions"][0]["segments"] == cli_doc["partitions"][0]["segments"]
 
@@ -365,7 +438,8 @@ def test_export_of_a_rank_that_does_not_exist_writes_nothing(profiled, tmp_path:
         exports.export_ranks(session, RankOptions(), [1, 100000], out)
     assert not out.exists() and session.partitions() == []
     assert exports.default_export_path(Path("/s/run.omdp"), (3, 9)) == Path(
-        "/s/run-partition-3_9.json")
+        "/s/run-partition-3_9.json"
+    )
 
 
 # -- devices, links, traces ---------------------------------------------------------------------
@@ -380,8 +454,9 @@ def test_a_local_device_answers_with_its_agents_hello(cache_dir: Path):
 
 def test_a_local_agent_that_cannot_start_is_reported(tmp_path: Path, monkeypatch):
     missing = str(tmp_path / "no-python")
-    monkeypatch.setattr(devices, "LocalTransport",
-                        lambda cache: LocalTransport(cache, python=missing))
+    monkeypatch.setattr(
+        devices, "LocalTransport", lambda cache: LocalTransport(cache, python=missing)
+    )
     answer = asyncio.run(devices.agent_hello(tmp_path))
     assert not answer.ok and answer.detail.startswith("agent did not start:")
 
@@ -394,8 +469,10 @@ def test_link_measurements_are_stored_beside_the_typed_values(profiled):
 
     found = ChainLinks(chain=[measured("phone", "cloud", 321.0), measured("cloud", "moon", 1.0)])
     problems = devices.store_link_measurements(session, found)
-    assert problems == [f"link cloud-moon: not in session {session.path} (its chain: glasses "
-                        "-> phone -> cloud); not stored"]
+    assert problems == [
+        f"link cloud-moon: not in session {session.path} (its chain: glasses "
+        "-> phone -> cloud); not stored"
+    ]
     frame = session.links_frame()
     assert frame["measured_bandwidth_mbps"].tolist()[1] == 321.0
     assert np.isnan(frame["measured_bandwidth_mbps"].tolist()[0])
@@ -404,8 +481,9 @@ def test_link_measurements_are_stored_beside_the_typed_values(profiled):
 
 def test_measure_links_between_two_local_devices(tmp_path: Path):
     chain = Chain.of([DeviceSpec("a"), DeviceSpec("b")])
-    found = asyncio.run(devices.measure_links(devices.chain_targets(chain), max_bytes=1 << 20,
-                                              lab_links=False))
+    found = asyncio.run(
+        devices.measure_links(devices.chain_targets(chain), max_bytes=1 << 20, lab_links=False)
+    )
     assert found.failures == [] and found.lab == []
     (link,) = found.chain
     assert (link.src, link.dst) == ("a", "b") and link.bandwidth_mbps > 0
@@ -416,8 +494,14 @@ def test_trace_replay_ranks_every_step(profiled, tmp_path: Path):
     trace = tmp_path / "walk.tsv"
     trace.write_text("".join(f"{t} {bw}\n" for t, bw in enumerate([200, 200, 0.001, 200])))
     ranker = Ranker(rankings.price_session(session))
-    replay = traces.replay_trace(ranker, ["glasses-phone", "phone-cloud"], [20.0, 100.0],
-                                 [5.0, 10.0], str(trace), "phone-cloud")
+    replay = traces.replay_trace(
+        ranker,
+        ["glasses-phone", "phone-cloud"],
+        [20.0, 100.0],
+        [5.0, 10.0],
+        str(trace),
+        "phone-cloud",
+    )
     assert replay.link_index == 1 and len(replay.timeline) == 4
     assert replay.analysis.optimal_cuts[0] != replay.analysis.optimal_cuts[2]
     with pytest.raises(OmdpError):

@@ -43,9 +43,9 @@ MAX_K = 100
 def _short_stage(name: str) -> str:
     """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone'."""
     if name.startswith("compute "):
-        return name[len("compute "):]
+        return name[len("compute ") :]
     if name.startswith("link "):
-        return name[len("link "):].replace("-", "→", 1)
+        return name[len("link ") :].replace("-", "→", 1)
     return name
 
 
@@ -66,8 +66,9 @@ def _cell(text: str, right: bool) -> Text:
 class LinkField(StepInput):
     """The bandwidth or latency field of one link: it knows which link and which value."""
 
-    def __init__(self, link: str, quantity: str, value: float, lo: float, hi: float,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, link: str, quantity: str, value: float, lo: float, hi: float, **kwargs: Any
+    ) -> None:
         self.link = link
         self.quantity = quantity  # "bandwidth" | "latency"
         super().__init__(value, lo, hi, what=quantity, **kwargs)
@@ -83,10 +84,20 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("e", "export", "Export", id="partitions.export"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
-        Binding("left_square_bracket", "trace_step(-1)", "Step back", key_display="[",
-                id="partitions.trace_back"),
-        Binding("right_square_bracket", "trace_step(1)", "Step", key_display="]",
-                id="partitions.trace_next"),
+        Binding(
+            "left_square_bracket",
+            "trace_step(-1)",
+            "Step back",
+            key_display="[",
+            id="partitions.trace_back",
+        ),
+        Binding(
+            "right_square_bracket",
+            "trace_step(1)",
+            "Step",
+            key_display="]",
+            id="partitions.trace_next",
+        ),
         Binding("r", "robust", "Robust", id="partitions.robust"),
         Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
         Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
@@ -118,11 +129,25 @@ class PartitionsScreen(WorkspaceScreen):
             for i, link in enumerate(self.ws.links):
                 with Horizontal(classes="link-row"):
                     yield Label(link.name, classes="link-name")
-                    yield LinkField(link.name, "bandwidth", link.bandwidth_mbps, 0.01,
-                                    MAX_BANDWIDTH, id=f"bw-{i}", classes="link-bw")
+                    yield LinkField(
+                        link.name,
+                        "bandwidth",
+                        link.bandwidth_mbps,
+                        0.01,
+                        MAX_BANDWIDTH,
+                        id=f"bw-{i}",
+                        classes="link-bw",
+                    )
                     yield Label("Mbit/s", classes="unit")
-                    yield LinkField(link.name, "latency", link.latency_ms, 0.0, MAX_LATENCY,
-                                    id=f"lat-{i}", classes="link-lat")
+                    yield LinkField(
+                        link.name,
+                        "latency",
+                        link.latency_ms,
+                        0.0,
+                        MAX_LATENCY,
+                        id=f"lat-{i}",
+                        classes="link-lat",
+                    )
                     yield Label("ms", classes="unit")
                     yield Label(self._measured(link), classes="link-measured")
         with Horizontal(id="rank-options"):
@@ -181,8 +206,10 @@ class PartitionsScreen(WorkspaceScreen):
             return
         if ws.cost_model == "estimated" and instance.estimated_ms is None:
             ws.set_ranking_options(cost_model="measured")
-            self.notify("no per-node estimates in this session: ranking by measured times",
-                        severity="warning")
+            self.notify(
+                "no per-node estimates in this session: ranking by measured times",
+                severity="warning",
+            )
             self.mode_text = self._mode_text()
         playback = self.playback
         try:
@@ -211,12 +238,18 @@ class PartitionsScreen(WorkspaceScreen):
             if p.cuts == keep:
                 target = row
             xfer = sum(t.ms for t in p.transfers)
-            cells = [(str(p.rank), False), (",".join(map(str, p.cuts)), False),
-                     (_ms_text(p.total_ms), True)]
-            cells += [(_ms_text(s.compute_ms if s.start != s.end else None), True)
-                      for s in p.stages]
-            cells += [(_ms_text(xfer if p.transfers else None), True),
-                      (_short_stage(p.bottleneck), False)]
+            cells = [
+                (str(p.rank), False),
+                (",".join(map(str, p.cuts)), False),
+                (_ms_text(p.total_ms), True),
+            ]
+            cells += [
+                (_ms_text(s.compute_ms if s.start != s.end else None), True) for s in p.stages
+            ]
+            cells += [
+                (_ms_text(xfer if p.transfers else None), True),
+                (_short_stage(p.bottleneck), False),
+            ]
             rows.append(cells)
         if len(rows) == len(self._shown) and table.row_count == len(rows):
             for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
@@ -297,8 +330,11 @@ class PartitionsScreen(WorkspaceScreen):
         cuts = self.ws.selected_cuts
         chosen = next((p for p in self.partitions if p.cuts == cuts), None)
         if chosen is None:
-            self.notify("select a partition in the table first (the robust choice must be in "
-                        "the top K to export it)", severity="warning")
+            self.notify(
+                "select a partition in the table first (the robust choice must be in "
+                "the top K to export it)",
+                severity="warning",
+            )
             return
 
         def write(path: str | None) -> None:
@@ -313,23 +349,34 @@ class PartitionsScreen(WorkspaceScreen):
             self.notify(f"partition {','.join(map(str, chosen.cuts))} written to {written}")
 
         default = str(self.ws.default_export_path(chosen.cuts))
-        self.app.push_screen(TextPrompt("Export the selected partition", "JSON file:", default),
-                             write)
+        self.app.push_screen(
+            TextPrompt("Export the selected partition", "JSON file:", default), write
+        )
 
     # -- trace playback --------------------------------------------------------------------
 
     def action_load_trace(self) -> None:
         if self.ws.current_instance() is None:
-            self.notify("nothing measured yet: profile first, then replay a trace",
-                        severity="warning")
+            self.notify(
+                "nothing measured yet: profile first, then replay a trace", severity="warning"
+            )
             return
         last = self.ws.get_ui("partitions.trace") or {}
         names = [x.name for x in self.ws.links]
         fields = [
-            Field("path", "Trace file:", last.get("path", ""), required=True,
-                  placeholder="<seconds> <Mbit/s> per line"),
-            Field("link", "Link:", last.get("link", names[0]) if last.get("link") in names
-                  else names[0], options=names),
+            Field(
+                "path",
+                "Trace file:",
+                last.get("path", ""),
+                required=True,
+                placeholder="<seconds> <Mbit/s> per line",
+            ),
+            Field(
+                "link",
+                "Link:",
+                last.get("link", names[0]) if last.get("link") in names else names[0],
+                options=names,
+            ),
         ]
         self.app.push_screen(FormDialog("Replay a bandwidth trace", fields), self._trace_chosen)
 
@@ -361,8 +408,7 @@ class PartitionsScreen(WorkspaceScreen):
         self._start_trace(inputs, pb.path, pb.link, pb.step)
 
     @work(thread=True, exclusive=True, group="trace", exit_on_error=False)
-    def _load_trace(self, inputs: TraceInputs, path: str, link: str, step: int,
-                    gen: int) -> None:
+    def _load_trace(self, inputs: TraceInputs, path: str, link: str, step: int, gen: int) -> None:
         try:
             playback = load_trace(inputs, path, link)
         except OmdpError as exc:
@@ -385,11 +431,12 @@ class PartitionsScreen(WorkspaceScreen):
             self.rerank()
             return
         self.playback = message.playback
-        self.ws.set_ui("partitions.trace", {"path": self.playback.path,
-                                            "link": self.playback.link})
+        self.ws.set_ui("partitions.trace", {"path": self.playback.path, "link": self.playback.link})
         self.refresh_bindings()
-        self.notify(f"{len(self.playback.timeline)} steps on {self.playback.link}: "
-                    "p plays, [ ] step, r selects the robust choice, x ends")
+        self.notify(
+            f"{len(self.playback.timeline)} steps on {self.playback.link}: "
+            "p plays, [ ] step, r selects the robust choice, x ends"
+        )
         self.rerank()
 
     def action_play(self) -> None:
@@ -436,8 +483,11 @@ class PartitionsScreen(WorkspaceScreen):
         if key in self.row_cuts:
             table.move_cursor(row=self.row_cuts.index(key), animate=False)
         else:
-            self.notify(f"robust choice {key} is not in this step's top {self.ws.k}: raise K "
-                        "(k) to see and export it", severity="warning")
+            self.notify(
+                f"robust choice {key} is not in this step's top {self.ws.k}: raise K "
+                "(k) to see and export it",
+                severity="warning",
+            )
 
     def action_close_trace(self) -> None:
         if self.playback is None:
@@ -460,15 +510,21 @@ class PartitionsScreen(WorkspaceScreen):
         best = an.optimal_cuts[pb.step]
         best_ms = float(an.optimal_ms[pb.step])
         state = "▶" if pb.playing else "❚❚"
-        now = (f"{state} t={tl.start_s[pb.step]:.0f}s ({pb.step + 1}/{len(tl)}) "
-               f"{pb.link} {bw:.1f} Mbit/s · best now "
-               + ("none" if best is None else f"{','.join(map(str, best))} {best_ms:.1f} ms"))
+        now = (
+            f"{state} t={tl.start_s[pb.step]:.0f}s ({pb.step + 1}/{len(tl)}) "
+            f"{pb.link} {bw:.1f} Mbit/s · best now "
+            + ("none" if best is None else f"{','.join(map(str, best))} {best_ms:.1f} ms")
+        )
         robust = an.best_mean
-        line2 = ("robust: none usable over the whole trace" if robust is None else
-                 f"robust {','.join(map(str, robust.cuts))}: mean {robust.mean_ms:.1f}, "
-                 f"p95 {robust.p95_ms:.1f} ms")
-        often = ", ".join(f"{','.join(map(str, cuts))} {share:.0%}"
-                          for cuts, share in an.shares[:3])
+        line2 = (
+            "robust: none usable over the whole trace"
+            if robust is None
+            else f"robust {','.join(map(str, robust.cuts))}: mean {robust.mean_ms:.1f}, "
+            f"p95 {robust.p95_ms:.1f} ms"
+        )
+        often = ", ".join(
+            f"{','.join(map(str, cuts))} {share:.0%}" for cuts, share in an.shares[:3]
+        )
         if often:
             line2 += f" · best over time: {often}"
         bar.show(tl.bandwidth_mbps[:, pb.link_index], pb.step, f"{now}\n{line2}")

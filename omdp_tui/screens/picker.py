@@ -42,13 +42,17 @@ class PickerScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Center(id="picker"), Vertical(id="picker-box"):
-            yield Label("OMDP — profile and partition a model across devices",
-                        classes="dialog-title")
+            yield Label(
+                "OMDP — profile and partition a model across devices", classes="dialog-title"
+            )
             yield Label("New session on a model (ONNX path or built-in name):")
             yield Input(placeholder="e.g. yolov5n or models/net.onnx", id="picker-model")
             names = builtin_models()
-            yield Static("built-in: " + (", ".join(names) if names else "none"),
-                         id="picker-builtins", classes="dialog-hint")
+            yield Static(
+                "built-in: " + (", ".join(names) if names else "none"),
+                id="picker-builtins",
+                classes="dialog-hint",
+            )
             yield Label("Recent sessions (Enter resumes):")
             yield DataTable(id="picker-recent", cursor_type="row")
         yield Footer(compact=True)
@@ -62,8 +66,7 @@ class PickerScreen(Screen):
         for info in recent_sessions():
             saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.modified))
             progress = "unreadable" if info.problem else f"{info.done}/{info.total}"
-            table.add_row(Path(info.path).name, info.model or "?", progress, saved,
-                          key=info.path)
+            table.add_row(Path(info.path).name, info.model or "?", progress, saved, key=info.path)
         # Focus the list, not the input: the footer then shows n/r/d/q (an input would
         # swallow those keys as text).
         table.focus()
