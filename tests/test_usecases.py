@@ -254,11 +254,12 @@ def test_one_estimator_for_the_cli_and_the_tui(tmp_path: Path, model_path: Path,
     with Session.open(path) as session:
         analysis = analyze(model_path)
         timing = TimingSettings.from_dict(session.get_meta("timing"))
-        status = plans.status(session, analysis, session.chain(), session.candidates(), timing)
-        assert event["estimate_s"] == round(status.estimate.seconds, 1) > 0
-        assert event["todo"] == len(status.todo)
+        todo = session.missing(plans.build(analysis, session.chain(), session.candidates()))
+        estimate = plans.estimate(session, analysis, session.chain(), todo, timing)
+        assert event["estimate_s"] == round(estimate.seconds, 1) > 0
+        assert event["todo"] == len(todo)
         ws = Workspace(analysis, str(model_path), session)
-        assert ws.estimate_seconds(ws.missing()) == pytest.approx(status.estimate.seconds)
+        assert ws.estimate_seconds(ws.missing()) == pytest.approx(estimate.seconds)
 
 
 def test_estimate_uses_measured_speeds_and_shared_cpus_take_turns(profiled):

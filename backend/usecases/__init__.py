@@ -7,7 +7,7 @@ module is one thing a user does, named by the noun it acts on:
 
 - `sessions`: open, resume or create a session; change its chain; list recent ones
 - `candidates`: choose the positions the model may be cut at
-- `plans`: what is left to measure and how long it will take (the one estimator)
+- `plans`: the segments a plan measures and how long that takes (the one estimator)
 - `runs`: measure the plan on every device (the profiler, one claim per run)
 - `rankings`: rank a session's partitions under given link values
 - `exports`: write chosen partitions as one document shape (docs/export.md)

@@ -1,4 +1,4 @@
-"""What a plan asks, what is left of it, and how long that will take: the one estimator.
+"""What a plan asks and how long measuring it takes: the one estimator.
 
 The estimate is per device (FLOPs over a speed: earlier measurements on that device, else
 its configured GFLOP/s, else a default; see `backend.profiling.plan.estimate`), then as
@@ -26,15 +26,6 @@ class TimeEstimate:
     seconds: float  # wall time
     per_device: dict[str, float]  # each device's own time: the profiler's first ETAs
     from_measurements: bool  # some speed came from this session's measurements
-
-
-@dataclass
-class PlanStatus:
-    """The plan for a chain and candidates, what it still misses, and how long that takes."""
-
-    plan: Plan
-    todo: list[PlanItem]
-    estimate: TimeEstimate
 
 
 def build(analysis: ModelAnalysis, chain: Chain, candidates: Sequence[int]) -> Plan:
@@ -66,20 +57,3 @@ def cpu_waits(chain: Chain, share_cpus: bool = False) -> dict[str, list[str]]:
     names = chain.names
     waits = {n: [m for m in names[:i] if claims[n] & claims[m]] for i, n in enumerate(names)}
     return {n: w for n, w in waits.items() if w}
-
-
-def status(
-    session: Session,
-    analysis: ModelAnalysis,
-    chain: Chain,
-    candidates: Sequence[int],
-    timing: TimingSettings,
-    *,
-    share_cpus: bool = False,
-    retry_errors: bool = False,
-) -> PlanStatus:
-    """The plan, what the session misses of it (failed segments too with `retry_errors`)
-    and the estimate for that."""
-    the_plan = build(analysis, chain, candidates)
-    todo = session.missing(the_plan, retry_errors)
-    return PlanStatus(the_plan, todo, estimate(session, analysis, chain, todo, timing, share_cpus))
