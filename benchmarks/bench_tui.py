@@ -41,9 +41,10 @@ SLOWDOWN = {"glasses": 8.0, "phone": 3.0, "cloud": 1.0}
 def fixed_session(path: Path, analysis, candidates: list[int]) -> Session:
     """A real session as if profiled: FLOP-proportional medians (cloud: 40 ms for the
     model, phone 3×, glasses 8×) for every segment of the plan."""
-    chain = Chain.of([DeviceSpec(n) for n in SLOWDOWN],
-                     [LinkSpec("glasses", "phone", 20.0, 5.0),
-                      LinkSpec("phone", "cloud", 100.0, 20.0)])
+    chain = Chain.of(
+        [DeviceSpec(n) for n in SLOWDOWN],
+        [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)],
+    )
     session = Session.create(path, analysis, chain, candidates, builtin="yolov5n")
     plan = build_plan(analysis.n, candidates, chain.names)
     session.save_plan(plan)
@@ -51,8 +52,7 @@ def fixed_session(path: Path, analysis, candidates: list[int]) -> Session:
     for it in plan.items:
         ms = ((cum[it.end] - cum[it.start]) / cum[-1] * 40.0 + 0.5) * SLOWDOWN[it.device]
         stats = {"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "count": 5}
-        session.record_result(it.device, it.segment, load_ms=1.0, samples=[ms] * 5,
-                              stats=stats)
+        session.record_result(it.device, it.segment, load_ms=1.0, samples=[ms] * 5, stats=stats)
     return session
 
 
@@ -121,13 +121,14 @@ def main() -> int:
     analysis = analyze("yolov5n")
     cands = analysis.candidates(args.candidates)
     folder = tempfile.mkdtemp(prefix="omdp-bench-")
-    ws = Workspace(analysis, "yolov5n", fixed_session(Path(folder) / "bench.omdp", analysis,
-                                                      cands))
+    ws = Workspace(analysis, "yolov5n", fixed_session(Path(folder) / "bench.omdp", analysis, cands))
     ws.set_ranking_options(k=args.k)
     ws.rank()  # build the ranker once, as the screen does on first show
     handled, drawn, rank_only = asyncio.run(drive(ws, args.keys))
-    print(f"bench_tui: YOLOv5n, {len(cands)} candidates, 3 devices, K={args.k}, "
-          f"{args.keys} keystrokes at 80×24")
+    print(
+        f"bench_tui: YOLOv5n, {len(cands)} candidates, 3 devices, K={args.k}, "
+        f"{args.keys} keystrokes at 80×24"
+    )
     print(f"  baseline  Ranker.rank (bare call)       {stats(rank_only)}")
     print(f"  keystroke → top-K table refilled        {stats(handled)}")
     print(f"  keystroke → next frame composed         {stats(drawn)}")

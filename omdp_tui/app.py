@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -22,6 +22,8 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
 from backend.errors import OmdpError
+from backend.usecases import demo, sessions
+from backend.usecases.sessions import NewSession, OpenRequest
 from omdp_tui import settings
 from omdp_tui.messages import WorkspaceFailed, WorkspaceOpened
 from omdp_tui.screens.devices import DevicesScreen
@@ -31,7 +33,7 @@ from omdp_tui.screens.partitions import PartitionsScreen
 from omdp_tui.screens.picker import LoadingScreen, PickerScreen
 from omdp_tui.screens.profile import ProfileScreen
 from omdp_tui.themes import DEFAULT_THEME, load_themes
-from omdp_tui.workspace import Workspace, open_workspace, prepare
+from omdp_tui.workspace import Workspace, open_workspace
 
 SCREEN_NAMES = ("graph", "devices", "profile", "partitions")
 
@@ -45,7 +47,7 @@ class Launch:
     session: Path | None = None
     devices: Path | None = None
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
-    demo_options: dict = field(default_factory=dict)  # tests shrink the demo here
+    demo_options: dict[str, Any] = field(default_factory=dict)  # tests shrink the demo here
     prepared: Workspace | None = None  # kind "workspace": already open (tests, embedding)
 
     @classmethod
@@ -65,22 +67,41 @@ class Launch:
                 return cls("session", session=session, devices=devices)
         return cls("picker")
 
+    def request(self) -> OpenRequest:
+        """What the engine opens for this launch (reads the devices file, if any)."""
+        from backend.chain import load_devices
+        from backend.profiling.session import default_path
+
+        if self.kind == "demo":
+            return demo.demo_request(
+                self.session, input_shapes=self.input_shapes, **self.demo_options
+            )
+        chain = load_devices(self.devices) if self.devices else None
+        if self.kind == "session":
+            assert self.session is not None, "a session launch names its file"
+            return OpenRequest(Path(self.session), input_shapes=self.input_shapes, chain=chain)
+        model = self.model or demo.MODEL
+        path = Path(self.session) if self.session else default_path(model, sessions.sessions_dir())
+        return OpenRequest(
+            path, model, self.input_shapes, chain=chain, new=NewSession(auto_candidates=None)
+        )  # the operator picks them
+
 
 class OmdpApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "OMDP"
-    MODES: ClassVar = {"graph": GraphScreen, "devices": DevicesScreen,
-                       "profile": ProfileScreen, "partitions": PartitionsScreen}
+    MODES: ClassVar = {
+        "graph": GraphScreen,
+        "devices": DevicesScreen,
+        "profile": ProfileScreen,
+        "partitions": PartitionsScreen,
+    }
     HORIZONTAL_BREAKPOINTS: ClassVar = [(0, "-narrow"), (120, "-wide")]
     BINDINGS: ClassVar = [
-        Binding("1", "show('graph')", "Graph", show=False,
-                id="screen.graph"),
-        Binding("2", "show('devices')", "Devices", show=False,
-                id="screen.devices"),
-        Binding("3", "show('profile')", "Profile", show=False,
-                id="screen.profile"),
-        Binding("4", "show('partitions')", "Partitions", show=False,
-                id="screen.partitions"),
+        Binding("1", "show('graph')", "Graph", show=False, id="screen.graph"),
+        Binding("2", "show('devices')", "Devices", show=False, id="screen.devices"),
+        Binding("3", "show('profile')", "Profile", show=False, id="screen.profile"),
+        Binding("4", "show('partitions')", "Partitions", show=False, id="screen.partitions"),
         Binding("ctrl+s", "save_as", "Save as", show=False, id="session.save_as"),
         Binding("q", "quit", "Quit", show=False, id="app.quit"),
     ]
@@ -95,8 +116,11 @@ class OmdpApp(App[int]):
             self.register_theme(theme)
         self.omdp_themes: list[str] = sorted(found.themes)
         wanted = settings.load_settings().get("theme", DEFAULT_THEME)
-        self.theme = wanted if wanted in self.available_themes else (
-            DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark")
+        self.theme = (
+            wanted
+            if wanted in self.available_themes
+            else (DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark")
+        )
 
     # -- startup -----------------------------------------------------------------------------
 
@@ -106,8 +130,7 @@ class OmdpApp(App[int]):
         return LoadingScreen(self._loading_text(self.launch))
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
-        return {"chart-bytes": "#4f9de8", "chart-flops": "#57ab5a",
-                "chart-transfer": "#f0a04b"}
+        return {"chart-bytes": "#4f9de8", "chart-flops": "#57ab5a", "chart-transfer": "#f0a04b"}
 
     def on_mount(self) -> None:
         for error in self.theme_errors:
@@ -141,13 +164,13 @@ class OmdpApp(App[int]):
             self.post_message(WorkspaceOpened(launch.prepared))
             return
         try:
-            opened = prepare(launch)
+            prepared = sessions.prepare(launch.request())
         except OmdpError as exc:
             self.post_message(WorkspaceFailed(str(exc)))
         except Exception as exc:  # an engine bug must not kill the UI: show it
             self.post_message(WorkspaceFailed(f"{type(exc).__name__}: {exc}"))
         else:
-            self.post_message(WorkspaceOpened(opened))
+            self.post_message(WorkspaceOpened(prepared))
 
     @on(WorkspaceOpened)
     async def _opened(self, message: WorkspaceOpened) -> None:
@@ -184,8 +207,12 @@ class OmdpApp(App[int]):
         """Any worker that dies with an exception is reported, never fatal."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
-            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.name} failed",
-                        severity="error", timeout=10)
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title=f"{event.worker.name} failed",
+                severity="error",
+                timeout=10,
+            )
 
     # -- actions -----------------------------------------------------------------------------
 
@@ -215,16 +242,20 @@ class OmdpApp(App[int]):
             self.notify(f"session saved as {ws.session_path}")
 
         current = str(ws.session_path) if ws.session_path else "sessions/untitled.omdp"
-        self.push_screen(TextPrompt("Save session as", "File name:", current,
-                                    check=_check_save_path), chosen)
+        self.push_screen(
+            TextPrompt("Save session as", "File name:", current, check=_check_save_path), chosen
+        )
 
     # -- command palette ---------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for name in self.omdp_themes:
-            yield SystemCommand(f"Theme: {name}", f"Switch to the {name} theme (remembered)",
-                                lambda n=name: setattr(self, "theme", n))
+            yield SystemCommand(
+                f"Theme: {name}",
+                f"Switch to the {name} theme (remembered)",
+                lambda n=name: setattr(self, "theme", n),
+            )
         seen: set[str] = set()
         for binding_info in screen.active_bindings.values():
             binding = binding_info.binding

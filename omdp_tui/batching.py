@@ -16,8 +16,11 @@ from typing import Any
 DEFAULT_INTERVAL_S = 0.1
 
 
-async def pump(events: AsyncIterable[Any], post: Callable[[list[Any]], None],
-               interval: float = DEFAULT_INTERVAL_S) -> int:
+async def pump(
+    events: AsyncIterable[Any],
+    post: Callable[[list[Any]], None],
+    interval: float = DEFAULT_INTERVAL_S,
+) -> int:
     """Read `events` to the end, calling `post(batch)` at most every `interval` seconds
     (and once more for the tail). Returns the number of events forwarded."""
     loop = asyncio.get_running_loop()

@@ -8,14 +8,12 @@ CPUs this machine does not have, options of the other runtime, ...).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from backend.chain import DeviceSpec, parse_devices
+from backend.device.runtimes import ORT_GRAPH_OPT
 from backend.errors import OmdpError
 
-KINDS = ("local", "ssh")
-RUNTIMES = ("onnxruntime", "openvino")
-GRAPH_OPTS = ("all", "extended", "basic", "disable")  # onnxruntime graph optimisation
+GRAPH_OPTS = tuple(reversed(ORT_GRAPH_OPT))  # onnxruntime's default ("all") first
 FORM = "device form"
 
 
@@ -26,9 +24,7 @@ def _toml_value(key: str, text: str) -> str | None:
         return None
     if key in ("threads", "port") and text.lstrip("-").isdigit():
         return text
-    if key == "cpus":
-        return json.dumps(text)  # "0,2-3": the engine parses CPU lists from strings too
-    return json.dumps(text)
+    return json.dumps(text)  # cpus too: the engine parses "0,2-3" from a string
 
 
 def device_from_form(values: dict[str, str], taken: set[str]) -> DeviceSpec:
@@ -64,13 +60,3 @@ def check_form(values: dict[str, str], taken: set[str]) -> str | None:
     except OmdpError as exc:
         return str(exc)
     return None
-
-
-def form_values(spec: dict[str, Any]) -> dict[str, str]:
-    """A device table as the form's text fields."""
-    from backend.chain import format_cpus
-
-    out = {k: "" if v is None else str(v) for k, v in spec.items()}
-    if spec.get("cpus"):
-        out["cpus"] = format_cpus(spec["cpus"])
-    return out

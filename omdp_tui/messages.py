@@ -4,17 +4,23 @@ and handlers on the app or a screen update the widgets on the UI thread."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from backend.profiling.jobs import JobEvent, RunFinished
+    from backend.remote.links import ChainLinks
+    from backend.usecases.sessions import Prepared
+    from omdp_tui.workspace import Playback, Workspace
 
 
 @dataclass
 class WorkspaceOpened(Message):
-    """The model is analysed (`workspace` is a workspace.Opened, turned into the session
+    """The model is analysed (`workspace` is Prepared: the session is opened or created
     on the UI thread) or a ready Workspace (tests, embedding)."""
 
-    workspace: Any  # omdp_tui.workspace.Opened | Workspace (Any: avoids an import cycle)
+    workspace: Prepared | Workspace
 
 
 @dataclass
@@ -25,17 +31,10 @@ class WorkspaceFailed(Message):
 
 
 @dataclass
-class CandidatesChanged(Message):
-    """The candidate set changed (graph screen); plan and ranking depend on it."""
-
-    candidates: list[int]
-
-
-@dataclass
 class ProfileBatch(Message):
     """Profiling events coalesced over ~100 ms: results, progress, log lines."""
 
-    events: list[Any]
+    events: list[JobEvent]
 
 
 @dataclass
@@ -44,7 +43,7 @@ class ProfileDone(Message):
 
     state: str
     error: str | None = None
-    summary: Any = None  # backend.profiling.jobs.RunFinished when the run ended normally
+    summary: RunFinished | None = None  # when the run ended normally
 
 
 @dataclass
@@ -58,9 +57,9 @@ class ConnectionChecked(Message):
 
 @dataclass
 class LinksMeasured(Message):
-    """The engine's link measurement finished: its ChainLinks, or the error."""
+    """The engine's link measurement finished: what it found, or the error."""
 
-    found: Any = None
+    found: ChainLinks | None = None
     error: str | None = None
 
 
@@ -68,6 +67,6 @@ class LinksMeasured(Message):
 class TraceLoaded(Message):
     """A trace was read and analysed (`playback`), or could not be (`error`)."""
 
-    playback: Any  # omdp_tui.workspace.Playback | None
+    playback: Playback | None
     error: str | None = None
     generation: int = 0  # which request this answers (older answers are dropped)

@@ -6,7 +6,7 @@ from itertools import combinations
 
 import pytest
 
-from backend.device.runtimes import TimingSettings
+from backend.device.protocol import TimingSettings
 from backend.profiling import plan
 from backend.profiling.plan import PlanItem, build_plan
 

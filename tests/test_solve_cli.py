@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from backend.cli import main
-from backend.cli.link_values import BANDWIDTH, parse_values
 from backend.solver.costs import LayerInstance, SegmentInstance
 from backend.solver.instance_io import instance_to_dict, load_instance
+from backend.solver.link_values import BANDWIDTH, parse_values
 from backend.solver.ranking import top_k
 
 ROOT = Path(__file__).resolve().parents[1]

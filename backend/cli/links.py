@@ -13,9 +13,8 @@ import sys
 
 from backend.cli.devices import load_inventory
 from backend.cli.format import emit_json, table
-from backend.device.linkhelper import LinkSettings
 from backend.errors import OmdpError
-from backend.remote.links import ChainLinks, LinkMeasurement, measure_chain
+from backend.remote.links import ChainLinks, LinkMeasurement
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,20 +74,10 @@ def store_in_session(path: str, found: ChainLinks) -> list[str]:
     """Write each measured chain link into the session's link slot (matched by its two
     devices); one line per measured link the session does not have."""
     from backend.profiling.session import Session
+    from backend.usecases.devices import store_link_measurements
 
     with Session.open(path, check_model=False) as session:
-        index = {(lk.src, lk.dst): i for i, lk in enumerate(session.chain().links)}
-        missing = []
-        for m in found.chain:
-            i = index.get((m.src, m.dst))
-            if i is None:
-                missing.append(
-                    f"link {m.src}-{m.dst}: not in session {path} (its chain: "
-                    f"{' -> '.join(session.chain().names)}); not stored"
-                )
-            else:
-                session.set_link_measurement(i, m.bandwidth_mbps, m.latency_ms)
-    return missing
+        return store_link_measurements(session, found)
 
 
 def run_measure(args: argparse.Namespace) -> int:
@@ -101,8 +90,13 @@ def run_measure(args: argparse.Namespace) -> int:
         from backend.profiling.session import Session
 
         Session.open(args.session, check_model=False, readonly=True).close()
-    settings = LinkSettings(max_bytes=int(args.max_mib * (1 << 20)))
-    found = asyncio.run(measure_chain(inv.targets, settings, lab_links=not args.no_lab))
+    from backend.usecases.devices import measure_links
+
+    found = asyncio.run(
+        measure_links(
+            inv.targets, max_bytes=int(args.max_mib * (1 << 20)), lab_links=not args.no_lab
+        )
+    )
     if args.session:
         found.failures += store_in_session(args.session, found)
     if args.json:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
-from backend.cli.link_values import BANDWIDTH, LATENCY, MEMORY, parse_values
 from backend.cli.solve import format_table, parse_k
-from backend.errors import OmdpError
-from backend.model.analysis import ModelAnalysis, analyze
 from backend.profiling.session import Session
-from backend.solver.costs import COST_MODELS, OBJECTIVES, SegmentInstance
-from backend.solver.pricing import instance_from_session, memory_needs
-from backend.solver.ranking import Partition, top_k
+from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.usecases.rankings import RankOptions, rank_session
 
 
 def add_ranking_args(p: argparse.ArgumentParser) -> None:
@@ -43,47 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def rank_session(session: Session, args: argparse.Namespace,
-                 k: int) -> tuple[SegmentInstance, list[Partition]]:
-    """The session's instance under the command line's link values, and its top K."""
-    chain = session.chain()
-    names = chain.link_names
-    bandwidth = parse_values(args.bandwidth, names, BANDWIDTH)
-    latency = parse_values(args.latency, names, LATENCY)
-    inst = instance_from_session(session, bandwidth_mbps=bandwidth, latency_ms=latency,
-                                 sink=args.sink)
-    if args.cost_model == "estimated" and inst.estimated_ms is None:
-        raise OmdpError(f"session {session.path} has no per-node times for the estimated model",
-                        "profile it again (per-node times are measured with the plan) or use "
-                        "--model measured")
-    if args.memory:
-        limits = parse_values(args.memory, chain.names, MEMORY, "device")
-        inst = dataclasses.replace(
-            inst, memory=memory_needs(session_analysis(session), inst, limits))
-    if getattr(args, "save", False) and (bandwidth or latency):
-        current = session.bandwidths()
-        session.set_bandwidths({i: (bandwidth.get(n, current[i][0]), latency.get(n, current[i][1]))
-                                for i, n in enumerate(names)})
-    return inst, top_k(inst, k, args.objective, cost_model=args.cost_model)
-
-
-def session_analysis(session: Session) -> ModelAnalysis:
-    """The session's model, analysed again (it must still be the file that was measured)."""
-    ref = session.model()
-    source = ref.path or ref.builtin
-    if source is None:
-        raise OmdpError("the session does not say where its model is", "start a new one")
-    analysis = analyze(source, ref.input_shapes)
-    if analysis.sha256 != ref.sha256:
-        raise OmdpError(f"the model at {source} is not the one this session measured",
-                        "restore the original model file")
-    return analysis
+def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
+    """The ranking the command line asks for (the arguments of `add_ranking_args`)."""
+    return RankOptions(k=k, cost_model=args.cost_model, objective=args.objective,
+                       sink=args.sink, bandwidth=tuple(args.bandwidth),
+                       latency=tuple(args.latency), memory=tuple(args.memory),
+                       save_links=getattr(args, "save", False))
 
 
 def run(args: argparse.Namespace) -> int:
     k = parse_k(args.k)
     with Session.open(args.session, check_model=False) as session:
-        _, parts = rank_session(session, args, k)
+        parts = rank_session(session, ranking_options(args, k)).partitions
         done, total = session.progress()
     if args.json:
         print(json.dumps([p.to_dict() for p in parts], indent=2))

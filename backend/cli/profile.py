@@ -134,18 +134,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
                         "model cache (it is created if missing)")
 
 
-def _candidates(args, analysis, stored: list[int] | None) -> list[int]:
-    if args.candidates:
-        specs = [s for s in args.candidates.split(",") if s.strip()]
-        if not specs:
-            raise OmdpError("--candidates is empty", "give positions or node names, e.g. 12,40")
-        positions = {analysis.resolve(s) for s in specs}
-        return sorted(p for p in positions if 0 < p < analysis.n)
-    if args.auto is not None or stored is None:
-        return analysis.candidates(args.auto if args.auto is not None else 5)
-    return stored
-
-
 class _Printer:
     """Live output: one line per result (text) or per event (JSON lines)."""
 
@@ -191,91 +179,60 @@ class _Printer:
 
 def run(args: argparse.Namespace) -> int:
     from backend.chain import load_devices
-    from backend.device.runtimes import TimingSettings
+    from backend.device.protocol import TimingSettings
 
     _check_numbers(args)
     printer = _Printer(args.json)
     chain = load_devices(args.devices)
     timing = TimingSettings(args.warmup, args.min_runs, args.max_runs, args.max_seconds,
                             args.target_ci / 100.0)
-    with _open_session(args, chain) as (session, analysis, cands, resumed):
+    with _open_session(args, chain) as (opened, npy):
         for w in chain.warnings:  # once every input is known good: a refusal is one line
             if args.json:
                 printer.out({"event": "warning", "message": w})
             else:
                 print(f"omdp: warning: {w}", file=sys.stderr)
-        return _profile(args, session, analysis, chain, cands, timing, resumed, printer)
+        return _profile(args, opened, npy, chain, timing, printer)
 
 
 @contextlib.contextmanager
 def _open_session(args, chain):
     """Resume the session if the file exists (same model, same chain), else create it,
-    whole and already claimed by this profiler. Every input is checked before the file is
-    touched; the claim comes before any write; a dry run writes nothing anywhere."""
-    from backend.model.analysis import analyze, parse_input_shapes
-    from backend.profiling.plan import check_size
-    from backend.profiling.session import Session, SessionExists, default_path
-    from backend.profiling.sessionfile import present
+    whole and already claimed by this profiler. Every input (the .npy files too) is
+    checked before the file is touched; a dry run writes nothing anywhere."""
+    from backend.model.analysis import parse_input_shapes
+    from backend.profiling.session import default_path
+    from backend.usecases.candidates import CandidateChoice
+    from backend.usecases.sessions import OpenRequest, open_prepared, prepare
 
+    given = None
+    if args.candidates:
+        given = tuple(s for s in args.candidates.split(",") if s.strip())
+        if not given:
+            raise OmdpError("--candidates is empty", "give positions or node names, e.g. 12,40")
     path = Path(args.session) if args.session else default_path(args.model)
-    shapes = parse_input_shapes(args.input_shape)
-    session = None
-    if not present(path):
-        analysis = analyze(args.model, shapes)
-        cands = _candidates(args, analysis, None)
-        check_size(len(cands), len(chain.devices))
-        _npy_inputs(args.input_npy, analysis.inputs)
-        builtin = args.model if analysis.path is None else None
-        with contextlib.suppress(SessionExists):  # lost a race: resume the winner's file
-            session = Session.create(path, analysis, chain, cands, builtin=builtin,
-                                     claim_profiler=not args.dry_run, in_memory=args.dry_run)
-    resumed = session is None
-    if session is None:
-        session = Session.open(path, check_model=True, readonly=args.dry_run)
-    with contextlib.ExitStack() as stack:
-        stack.callback(lambda: session.close())
-        if resumed:
-            analysis = analyze(args.model, shapes or session.model().input_shapes)
-            session.check_model(analysis)
-            session.check_chain(chain)
-            cands = _candidates(args, analysis, session.candidates())
-            check_size(len(cands), len(chain.devices))
-            _npy_inputs(args.input_npy, analysis.inputs)
-        if args.dry_run:
-            session = session.to_memory() if resumed else session
-        else:
-            stack.enter_context(session.claim_profiler())
-        if resumed:
-            session.update_chain(chain)
-            if cands != session.candidates():
-                session.set_candidates(cands, analysis)
-        yield session, analysis, cands, resumed
+    request = OpenRequest(path, args.model, parse_input_shapes(args.input_shape), chain=chain,
+                          candidates=CandidateChoice(given, args.auto),
+                          claim=not args.dry_run, dry_run=args.dry_run)
+    prepared = prepare(request)
+    npy = _npy_inputs(args.input_npy, prepared.analysis.inputs)
+    with open_prepared(prepared) as opened:
+        yield opened, npy
 
 
-def _waits(chain, claims) -> dict[str, list[str]]:
-    """Device -> earlier devices it shares CPUs with (it will wait for them)."""
-    names = chain.names
-    return {n: [m for m in names[:i] if claims[n] & claims[m]] for i, n in enumerate(names)
-            if any(claims[n] & claims[m] for m in names[:i])}
+def _profile(args, opened, npy, chain, timing, printer) -> int:
+    from backend.profiling import plan
+    from backend.usecases.plans import cpu_waits
+    from backend.usecases.runs import RunSettings, plan_run
 
-
-def _profile(args, session, analysis, chain, cands, timing, resumed, printer) -> int:
-    from backend.profiling import jobs, plan
-    from backend.remote.models import model_cache_dir, put_model
-
-    npy = _npy_inputs(args.input_npy, analysis.inputs)
-    the_plan = plan.build_plan(analysis.n, cands, chain.names)
-    session.save_plan(the_plan)
-    session.set_meta("timing", timing.__dict__)
-    todo = session.missing(the_plan, args.retry_errors)
-    flops_of = plan.segment_flops([n.flops for n in analysis.nodes])
-    measured = plan.speeds_from_measurements(
-        session.results_frame().to_dict("records"), flops_of)
-    claims = jobs.cpu_claims(chain, args.share_cpus)
-    est = plan.estimate(todo, flops_of, timing,
-                        {d.name: d.gflops for d in chain.devices if d.gflops}, measured)
-    est.seconds = jobs.wall_seconds(est.per_device, claims, chain.names)
-    waits = _waits(chain, claims)
+    session, resumed = opened.session, opened.resumed
+    analysis, cands = opened.analysis, opened.candidates
+    settings = RunSettings(timing, seed=args.seed, npy=npy, node_times_runs=args.node_times,
+                           share_cpus=args.share_cpus, retry_errors=args.retry_errors,
+                           cache_dir=Path(args.cache) if args.cache else None)
+    planned = plan_run(session, opened.analysis, chain, opened.candidates, settings)
+    the_plan, todo, est = planned.plan, planned.todo, planned.estimate
+    waits = cpu_waits(chain, args.share_cpus)
     counts = the_plan.counts()
     todo_counts = {n: sum(it.device == n for it in todo) for n in chain.names}
     if args.json:
@@ -289,7 +246,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
               f"{', '.join(map(str, cands)) or 'none'}")
         print(f"plan: {len(the_plan)} segments ({per}); {len(the_plan) - len(todo)} done, "
               f"{len(todo)} to measure, estimated {plan.format_duration(est.seconds)}"
-              f"{' (from earlier measurements)' if measured else ''}")
+              f"{' (from earlier measurements)' if est.from_measurements else ''}")
         if waits:
             said = "; ".join(f"{n} waits for {' and '.join(w)}" for n, w in waits.items())
             print(f"note: devices sharing CPUs measure one at a time: {said} "
@@ -300,9 +257,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
         print(f"session: {session.path}{note}", flush=True)
     if args.dry_run:
         return 0
-    needs_nodes = args.node_times > 0 and not all(session.has_node_times(n)
-                                                   for n in chain.names)
-    if not todo and not needs_nodes:
+    if planned.nothing_to_do:
         if args.json:
             printer.out({"event": "summary", "measured": 0, "errors": 0, "stopped": False,
                          "done": session.progress()[0], "total": len(the_plan),
@@ -311,14 +266,7 @@ def _profile(args, session, analysis, chain, cands, timing, resumed, printer) ->
             print("nothing to measure: the session is complete")
         return 0
 
-    cache = Path(args.cache) if args.cache else model_cache_dir()
-    model_file, sha = put_model(analysis.model_bytes(), cache)
-    options = jobs.ProfileOptions(timing=timing, seed=args.seed,
-                                  inputs="prefix" if npy else "random", npy=npy,
-                                  node_times_runs=max(args.node_times, 0),
-                                  share_cpus=args.share_cpus, retry_errors=args.retry_errors)
-    profiler = jobs.Profiler(session, chain, model_file, sha, options=options, cache_dir=cache,
-                             on_event=printer, estimates=est.per_device)
+    profiler = planned.profiler(on_event=printer)
     summary = asyncio.run(_run_with_signals(profiler, todo))
     failed = dict(summary.failed)
     if not summary.stopped:
@@ -357,11 +305,13 @@ def _measured_nothing(session, profiler) -> dict[str, str]:
 
 
 async def _run_with_signals(profiler, todo):
+    from backend.usecases.runs import run_plan
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, profiler.cancel)
     try:
-        return await profiler.run(todo)
+        return await run_plan(profiler, todo)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -1,7 +1,7 @@
 """`omdp solve INSTANCE.json -k K`: the K best partitions of an instance file.
 
 The instance format is documented in docs/instance-format.md. Link bandwidths can be
-overridden with `--bw LINK=MBPS` (repeatable, parsed by `backend.cli.link_values` like
+overridden with `--bw LINK=MBPS` (repeatable, parsed by `backend.solver.link_values` like
 every other NAME=VALUE argument). The table printer and `parse_k` are shared with the
 session-level verbs.
 """
@@ -12,10 +12,10 @@ import argparse
 import json
 
 from backend.cli.format import human_bytes
-from backend.cli.link_values import BANDWIDTH, parse_values
 from backend.errors import OmdpError
 from backend.solver.costs import COST_MODELS, OBJECTIVES, Instance, LayerInstance, check_choice
 from backend.solver.instance_io import load_instance
+from backend.solver.link_values import BANDWIDTH, parse_values
 from backend.solver.partition import MAX_K, Partition, Transfer
 from backend.solver.ranking import top_k
 

@@ -8,10 +8,10 @@ import json
 import numpy as np
 
 from backend.cli.format import table
-from backend.cli.link_values import LATENCY, parse_values, split_pairs
 from backend.cli.paths import add_ranking_args
 from backend.errors import OmdpError
 from backend.profiling.session import Session
+from backend.solver.link_values import LATENCY, parse_values, split_pairs
 from backend.solver.pricing import instance_from_session
 from backend.solver.ranking import Ranker
 from backend.solver.traces import align_traces, analyse_trace, load_trace

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from backend.device.runtimes import TimingSettings
+from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 
 # Rough speed of a device nobody has measured yet (GFLOP/s): a few CPU cores.

@@ -103,12 +103,14 @@ class Session:
     @classmethod
     def create(cls, path: str | os.PathLike, analysis, chain: Chain, candidates: Sequence[int],
                *, builtin: str | None = None, claim_profiler: bool = False,
-               in_memory: bool = False) -> Session:
+               in_memory: bool = False,
+               settings: Callable[[Session], None] | None = None) -> Session:
         """A new session for an analysed model on a chain, whole or not at all: built in
         memory, then put at `path` only if nothing is there (SessionExists otherwise, even
         when another process wins the name a moment before). With `claim_profiler` the
         file appears already claimed by this process, so no other profiler can slip in
         before `claim_profiler()`. With `in_memory` nothing is written anywhere (a dry run).
+        `settings(session)` writes what else the new session starts with, before it exists.
         """
         p = Path(path)
         if not in_memory and sessionfile.present(p):
@@ -118,6 +120,8 @@ class Session:
         s = cls(p, conn)
         try:
             s._build(analysis, chain, candidates, builtin)
+            if settings is not None:
+                settings(s)
             holder = claim.Holder.me() if claim_profiler and not in_memory else None
             if holder is not None:
                 with conn:
@@ -252,6 +256,11 @@ class Session:
                 claim.release(self.conn, holder.token)
             self._claim = None
             self._set_wal(False)
+
+    @property
+    def claimed(self) -> bool:
+        """Whether this session object holds the profiler claim now."""
+        return self._claim is not None
 
     def _take_claim(self) -> claim.Holder:
         self.require_writable("profile it")

@@ -8,10 +8,20 @@ import signal
 import sys
 from pathlib import Path
 
-from backend.device.protocol import MAX_LINE_BYTES, Conversation, Event, Job, ProtocolError
+from backend.device.protocol import (
+    MAX_LINE_BYTES,
+    Conversation,
+    Event,
+    Hello,
+    Job,
+    ProtocolError,
+    decode,
+    name_of,
+)
 from backend.remote.process import LineReader, LineTooLong, LocalProcess, StderrTail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+EXIT_GRACE_S = 3.0  # for an agent with no job to exit after its hello
 
 
 class LocalTransport:
@@ -29,7 +39,7 @@ class LocalTransport:
         self._stderr = StderrTail()
         self._drain: asyncio.Task[None] | None = None
 
-    async def start(self, job: Job) -> None:
+    async def _spawn(self) -> LocalProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
@@ -39,8 +49,32 @@ class LocalTransport:
         self.description = f"local agent pid {process.pid}"
         self._drain = asyncio.create_task(self._stderr.drain(process.read_stderr))
         self._reader = LineReader(process.read, MAX_LINE_BYTES)
+        return process
+
+    async def start(self, job: Job) -> None:
+        process = await self._spawn()
         self._conversation = Conversation(job)
         await process.write(job.to_line().encode() + b"\n")
+
+    async def hello(self, timeout: float) -> Hello:
+        """Start the agent with no job: it says hello (versions, host facts) and exits.
+        Raises ProtocolError for anything but a hello, TimeoutError, OSError."""
+        process = await self._spawn()
+        assert self._reader is not None
+        try:
+            await process.write_eof()
+            raw = await asyncio.wait_for(self._reader.readline(), timeout)
+        except LineTooLong as exc:
+            raise ProtocolError(str(exc)) from None
+        finally:
+            await self.finish(EXIT_GRACE_S)
+        if raw is None:
+            tail = self.stderr_tail().strip().splitlines()[-1:] or ["no output"]
+            raise ProtocolError(f"the agent said nothing: {tail[0]}")
+        event = decode(raw)
+        if not isinstance(event, Hello):
+            raise ProtocolError(f"the agent's first line was {name_of(event)}, not hello")
+        return event
 
     async def next_event(self) -> Event | None:
         assert self._reader is not None and self._conversation is not None

@@ -9,7 +9,8 @@ measured (empty until measured), since the gap between the two is worth seeing.
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -17,15 +18,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
-from backend.chain import format_cpus
+from backend.chain import KINDS, DeviceSpec, format_cpus
+from backend.device.runtimes import RUNTIMES
 from backend.errors import OmdpError
-from omdp_tui.devices_form import (
-    GRAPH_OPTS,
-    KINDS,
-    RUNTIMES,
-    check_form,
-    device_from_form,
-)
+from omdp_tui.devices_form import GRAPH_OPTS, check_form, device_from_form
 from omdp_tui.messages import ConnectionChecked, LinksMeasured
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog
@@ -33,14 +29,14 @@ from omdp_tui.screens.form import Field, FormDialog
 from omdp_tui.widgets.step_input import fmt
 
 
-def _where(spec: dict) -> str:
+def _where(spec: dict[str, Any]) -> str:
     if spec.get("kind") != "ssh":
         return "local"
     user = f"{spec['user']}@" if spec.get("user") else ""
     return f"{user}{spec.get('host', '?')}"
 
 
-def _runtime(spec: dict) -> str:
+def _runtime(spec: dict[str, Any]) -> str:
     name = spec.get("runtime", "onnxruntime")
     opt = spec.get("graph_opt")
     return f"ort opt={opt}" if opt and opt != "all" else name
@@ -62,10 +58,13 @@ class DevicesScreen(WorkspaceScreen):
         Binding("l", "measure_links", "Measure links", id="devices.measure_links"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.status: dict[str, Text] = {}  # device name → what its last check said
+
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
-        yield Label("Devices (chain order: first = where the input is produced)",
-                    classes="section")
+        yield Label("Devices (chain order: first = where the input is produced)", classes="section")
         yield DataTable(id="device-table", cursor_type="row")
         yield Static("", id="device-details")
         yield Label("Links (typed vs measured)", classes="section")
@@ -74,17 +73,26 @@ class DevicesScreen(WorkspaceScreen):
 
     def on_mount(self) -> None:
         devices = self.query_one("#device-table", DataTable)
-        for key, label, width in (("name", "name", 10), ("where", "where", 14),
-                                  ("runtime", "runtime", 15), ("threads", "thr", 3),
-                                  ("cpus", "cpus", 4), ("status", "status", 18)):
+        for key, label, width in (
+            ("name", "name", 10),
+            ("where", "where", 14),
+            ("runtime", "runtime", 15),
+            ("threads", "thr", 3),
+            ("cpus", "cpus", 4),
+            ("status", "status", 18),
+        ):
             devices.add_column(label, key=key, width=width)
         links = self.query_one("#link-table", DataTable)
-        for key, label, width in (("name", "link", 18), ("bw", "typed Mbit/s", 12),
-                                  ("lat", "typed ms", 8), ("mbw", "measured Mbit/s", 15),
-                                  ("mlat", "measured ms", 11)):
-            links.add_column(Text(label, justify="right") if key != "name" else label,
-                             key=key, width=width)
-        self.status: dict[str, Text] = {}
+        for key, label, width in (
+            ("name", "link", 18),
+            ("bw", "typed Mbit/s", 12),
+            ("lat", "typed ms", 8),
+            ("mbw", "measured Mbit/s", 15),
+            ("mlat", "measured ms", 11),
+        ):
+            links.add_column(
+                Text(label, justify="right") if key != "name" else label, key=key, width=width
+            )
         self._fill()
         devices.focus()
 
@@ -97,21 +105,29 @@ class DevicesScreen(WorkspaceScreen):
         row = devices.cursor_row
         devices.clear()
         for spec in self.ws.device_specs:
-            devices.add_row(spec["name"], _where(spec), _runtime(spec),
-                            str(spec.get("threads", "")),
-                            format_cpus(spec["cpus"]) if spec.get("cpus") else "",
-                            self.status.get(spec["name"], Text("not checked", style="dim")),
-                            key=spec["name"])
+            devices.add_row(
+                spec["name"],
+                _where(spec),
+                _runtime(spec),
+                str(spec.get("threads", "")),
+                format_cpus(spec["cpus"]) if spec.get("cpus") else "",
+                self.status.get(spec["name"], Text("not checked", style="dim")),
+                key=spec["name"],
+            )
         if devices.row_count:
             devices.move_cursor(row=min(row, devices.row_count - 1), animate=False)
         self._show_details()
         links = self.query_one("#link-table", DataTable)
         links.clear()
         for link in self.ws.links:
-            links.add_row(link.name, Text(fmt(link.bandwidth_mbps), justify="right"),
-                          Text(fmt(link.latency_ms), justify="right"),
-                          _opt(link.measured_bandwidth_mbps), _opt(link.measured_latency_ms),
-                          key=link.name)
+            links.add_row(
+                link.name,
+                Text(fmt(link.bandwidth_mbps), justify="right"),
+                Text(fmt(link.latency_ms), justify="right"),
+                _opt(link.measured_bandwidth_mbps),
+                _opt(link.measured_latency_ms),
+                key=link.name,
+            )
 
     def _show_details(self) -> None:
         index = self._current()
@@ -121,8 +137,11 @@ class DevicesScreen(WorkspaceScreen):
             return
         spec = self.ws.device_specs[index]
         status = self.status.get(spec["name"])
-        details.update(Text.assemble((f"{spec['name']}: ", "bold"),
-                                     status if status is not None else "c checks it"))
+        details.update(
+            Text.assemble(
+                (f"{spec['name']}: ", "bold"), status if status is not None else "c checks it"
+            )
+        )
 
     @on(DataTable.RowHighlighted, "#device-table")
     def _highlighted(self) -> None:
@@ -138,26 +157,30 @@ class DevicesScreen(WorkspaceScreen):
         spec = self.ws.device_specs[index] if index is not None else {}
         taken = {s["name"] for i, s in enumerate(self.ws.device_specs) if i != index}
         fields = [
-            Field("name", "Name:", spec.get("name", ""), required=True,
-                  placeholder="e.g. glasses"),
+            Field("name", "Name:", spec.get("name", ""), required=True, placeholder="e.g. glasses"),
             Field("kind", "Kind:", spec.get("kind", "local"), options=KINDS),
             Field("host", "SSH host:", spec.get("host", ""), placeholder="ssh only"),
             Field("user", "SSH user:", spec.get("user", ""), placeholder="ssh only"),
             Field("port", "SSH port:", spec.get("port", ""), placeholder="22"),
             Field("runtime", "Runtime:", spec.get("runtime", "onnxruntime"), options=RUNTIMES),
             Field("threads", "Threads:", spec.get("threads", ""), placeholder="runtime default"),
-            Field("graph_opt", "ORT graph opt:", spec.get("graph_opt", "all"),
-                  options=GRAPH_OPTS),
-            Field("cpus", "CPUs:", format_cpus(spec["cpus"]) if spec.get("cpus") else "",
-                  placeholder="e.g. 0 or 0-1"),
+            Field("graph_opt", "ORT graph opt:", spec.get("graph_opt", "all"), options=GRAPH_OPTS),
+            Field(
+                "cpus",
+                "CPUs:",
+                format_cpus(spec["cpus"]) if spec.get("cpus") else "",
+                placeholder="e.g. 0 or 0-1",
+            ),
         ]
 
-        def done(values: dict | None) -> None:
+        def done(values: dict[str, str] | None) -> None:
             if values is None:
                 return
             if self._change(lambda: self.ws.set_device(index, device_from_form(values, taken))):
-                self.notify(f"device {values['name']} saved; segments it measured under other "
-                            "options are profiled again")
+                self.notify(
+                    f"device {values['name']} saved; segments it measured under other "
+                    "options are profiled again"
+                )
 
         self.app.push_screen(FormDialog(title, fields, lambda v: check_form(v, taken)), done)
 
@@ -188,7 +211,7 @@ class DevicesScreen(WorkspaceScreen):
         table = self.query_one("#device-table", DataTable)
         table.move_cursor(row=max(0, min(index + delta, table.row_count - 1)), animate=False)
 
-    def _change(self, change) -> bool:
+    def _change(self, change: Callable[[], None]) -> bool:
         """Apply a chain change; the engine's refusal (measured chains are fixed) is shown
         with its reason and fix."""
         try:
@@ -205,31 +228,37 @@ class DevicesScreen(WorkspaceScreen):
         for spec in self.ws.device_specs:
             self.status[spec["name"]] = Text("checking…", style="italic")
         self._fill()
-        self._check_all([dict(s) for s in self.ws.device_specs])
+        self._check_all(list(self.ws.chain.devices))
 
     @work(exclusive=True, group="check", exit_on_error=False)
-    async def _check_all(self, specs: list[dict]) -> None:
-        async def one(spec: dict) -> None:
+    async def _check_all(self, devices: list[DeviceSpec]) -> None:
+        async def one(device: DeviceSpec) -> None:
             try:
-                ok, detail = await self.ws.check_device(spec)
+                answer = await self.ws.check_device(device)
+                ok, detail = answer.ok, answer.detail
             except Exception as exc:  # a bad field or a bug: report it on the row
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-            self.post_message(ConnectionChecked(spec["name"], ok, detail))
+            self.post_message(ConnectionChecked(device.name, ok, detail))
 
-        await asyncio.gather(*(one(s) for s in specs))
+        await asyncio.gather(*(one(d) for d in devices))
 
     @on(ConnectionChecked)
     def _checked(self, message: ConnectionChecked) -> None:
         style = "green" if message.ok else "bold red"
-        self.status[message.device] = Text(("ok · " if message.ok else "✗ ") + message.detail,
-                                           style=style)
+        self.status[message.device] = Text(
+            ("ok · " if message.ok else "✗ ") + message.detail, style=style
+        )
         table = self.query_one("#device-table", DataTable)
         if message.device in table.rows:
             table.update_cell(message.device, "status", self.status[message.device])
         self._show_details()
         if not message.ok:
-            self.notify(f"{message.device}: {message.detail}", title="Device check failed",
-                        severity="error", timeout=10)
+            self.notify(
+                f"{message.device}: {message.detail}",
+                title="Device check failed",
+                severity="error",
+                timeout=10,
+            )
 
     # -- measuring links -------------------------------------------------------------------
 
@@ -251,11 +280,12 @@ class DevicesScreen(WorkspaceScreen):
 
     @on(LinksMeasured)
     def _links_measured(self, message: LinksMeasured) -> None:
-        problems = ([message.error] if message.error else
-                    self.ws.store_link_measurements(message.found))
+        if message.found is None:
+            problems = [message.error or "the links were not measured"]
+        else:
+            problems = self.ws.store_link_measurements(message.found)
         self._fill()
         if problems:
-            self.app.push_screen(ErrorDialog("Some links were not measured",
-                                             "\n".join(problems)))
+            self.app.push_screen(ErrorDialog("Some links were not measured", "\n".join(problems)))
         else:
             self.notify("measured values are beside the typed ones", title="Links measured")

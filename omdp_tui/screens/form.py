@@ -38,8 +38,12 @@ class FormDialog(ModalScreen[dict[str, Any] | None]):
         Binding("ctrl+s", "submit", "Save", id="form.submit"),
     ]
 
-    def __init__(self, title: str, fields: list[Field],
-                 check: Callable[[dict[str, Any]], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        fields: list[Field],
+        check: Callable[[dict[str, Any]], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.fields = fields
@@ -52,15 +56,26 @@ class FormDialog(ModalScreen[dict[str, Any] | None]):
                 with Horizontal(classes="form-row"):
                     yield Label(f.label, classes="form-label")
                     if f.options is not None:
-                        yield Select([(o, o) for o in f.options], value=f.value,
-                                     allow_blank=False, compact=True, id=f"field-{f.key}")
+                        yield Select(
+                            [(o, o) for o in f.options],
+                            value=f.value,
+                            allow_blank=False,
+                            compact=True,
+                            id=f"field-{f.key}",
+                        )
                     else:
-                        yield Input(str(f.value if f.value is not None else ""),
-                                    placeholder=f.placeholder, validators=f.validators,
-                                    compact=True, id=f"field-{f.key}")
+                        yield Input(
+                            str(f.value if f.value is not None else ""),
+                            placeholder=f.placeholder,
+                            validators=f.validators,
+                            compact=True,
+                            id=f"field-{f.key}",
+                        )
             yield Label("", id="form-error", classes="dialog-error")
-            yield Label("Tab moves · Enter on the last field or ctrl+s saves · Esc cancels",
-                        classes="dialog-hint")
+            yield Label(
+                "Tab moves · Enter on the last field or ctrl+s saves · Esc cancels",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         first = self.query(f"#field-{self.fields[0].key}").first()

@@ -24,9 +24,16 @@ from omdp_tui.widgets.node_details import NodeDetails, describe_node
 
 ALL_OPS = "*"
 # (key, label, width): 8 columns + 2 cells of padding each fit 78 columns (80 − scrollbar).
-COLUMNS = (("mark", "    #", 5), ("name", "name", 14), ("op", "op", 7),
-           ("shape", "output", 12), ("bytes", "bytes", 5), ("flops", "FLOPs", 5),
-           ("params", "param", 5), ("cut", "cut→", 5))
+COLUMNS = (
+    ("mark", "    #", 5),
+    ("name", "name", 14),
+    ("op", "op", 7),
+    ("shape", "output", 12),
+    ("bytes", "bytes", 5),
+    ("flops", "FLOPs", 5),
+    ("params", "param", 5),
+    ("cut", "cut→", 5),
+)
 
 
 def _num(text: str) -> Text:
@@ -50,8 +57,13 @@ class GraphScreen(WorkspaceScreen):
         ops = sorted({n.op for n in self.ws.analysis.nodes})
         with Horizontal(id="graph-filters"):
             yield Input(placeholder="search name / op  (/)", compact=True, id="graph-search")
-            yield Select([(op, op) for op in ops], prompt="all ops", allow_blank=True,
-                         compact=True, id="graph-op")
+            yield Select(
+                [(op, op) for op in ops],
+                prompt="all ops",
+                allow_blank=True,
+                compact=True,
+                id="graph-op",
+            )
         with Horizontal(id="graph-body"):
             yield DataTable(id="node-table", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="graph-details"):
@@ -93,9 +105,16 @@ class GraphScreen(WorkspaceScreen):
         a = self.ws.analysis
         node = a.nodes[i]
         out = node.outputs[0] if node.outputs else None
-        return (self._mark(i), node.name, node.op, shape(out.shape if out else None),
-                _num(nbytes(sum(o.bytes or 0 for o in node.outputs))), _num(si(node.flops)),
-                _num(si(node.params)), _num(nbytes(a.cuts[i + 1].bytes)))
+        return (
+            self._mark(i),
+            node.name,
+            node.op,
+            shape(out.shape if out else None),
+            _num(nbytes(sum(o.bytes or 0 for o in node.outputs))),
+            _num(si(node.flops)),
+            _num(si(node.params)),
+            _num(nbytes(a.cuts[i + 1].bytes)),
+        )
 
     def _mark(self, i: int) -> str:
         return f"{'◆' if (i + 1) in self.ws.candidates else ' '}{i:>4}"
@@ -173,12 +192,17 @@ class GraphScreen(WorkspaceScreen):
             return
         position = index + 1
         if position >= self.ws.analysis.n:
-            self.notify("the cut after the last node is the model's output: always available",
-                        severity="warning")
+            self.notify(
+                "the cut after the last node is the model's output: always available",
+                severity="warning",
+            )
             return
         if self.ws.analysis.nodes[index].static:
-            self.notify(f"{self.ws.analysis.nodes[index].name} computes only constants: "
-                        "the cut after it is the same as an earlier one", severity="warning")
+            self.notify(
+                f"{self.ws.analysis.nodes[index].name} computes only constants: "
+                "the cut after it is the same as an earlier one",
+                severity="warning",
+            )
         self.ws.toggle_candidate(position)
         self._refresh_marks([index])
 
@@ -200,9 +224,16 @@ class GraphScreen(WorkspaceScreen):
             self.notify(f"{len(picked)} candidates: {', '.join(map(str, picked))}")
 
         default = len(self.ws.candidates) or 6
-        self.app.push_screen(NumberPrompt("Auto-pick candidates",
-                                          "How many split points (k)?", default, 1,
-                                          max(1, self.ws.analysis.n - 1)), chosen)
+        self.app.push_screen(
+            NumberPrompt(
+                "Auto-pick candidates",
+                "How many split points (k)?",
+                default,
+                1,
+                max(1, self.ws.analysis.n - 1),
+            ),
+            chosen,
+        )
 
     def action_clear_candidates(self) -> None:
         before = list(self.ws.candidates)
@@ -218,7 +249,8 @@ class GraphScreen(WorkspaceScreen):
         after = [p for p in cands if p - 1 > current]
         target = (after or cands)[0] - 1
         if self.query_one("#graph-search", Input).value or self.query_one(
-                "#graph-op", Select).value not in (Select.NULL, None):
+            "#graph-op", Select
+        ).value not in (Select.NULL, None):
             self.query_one("#graph-search", Input).value = ""
             self.query_one("#graph-op", Select).clear()
             self._fill_table()

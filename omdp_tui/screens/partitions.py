@@ -8,9 +8,8 @@ top-K table (K rows) and the bar chart of the highlighted partition.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -18,9 +17,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
+from textual.reactive import var
+from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label
 
 from backend.errors import OmdpError
+from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.ranking import Partition, Ranking
 from omdp_tui.messages import TraceLoaded
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
@@ -28,7 +31,7 @@ from omdp_tui.screens.form import Field, FormDialog
 from omdp_tui.widgets.path_chart import PathChart
 from omdp_tui.widgets.step_input import StepInput, fmt
 from omdp_tui.widgets.trace_bar import TraceBar
-from omdp_tui.workspace import COST_MODELS, OBJECTIVES, Playback, load_trace
+from omdp_tui.workspace import LinkSetting, Playback, TraceInputs, load_trace
 
 PLAY_INTERVAL_S = 0.2  # one trace step per tick while playing
 
@@ -40,9 +43,9 @@ MAX_K = 100
 def _short_stage(name: str) -> str:
     """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone'."""
     if name.startswith("compute "):
-        return name[len("compute "):]
+        return name[len("compute ") :]
     if name.startswith("link "):
-        return name[len("link "):].replace("-", "→", 1)
+        return name[len("link ") :].replace("-", "→", 1)
     return name
 
 
@@ -56,15 +59,19 @@ def _ms_text(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-def _set(label: Label, text: str | Text) -> None:
-    """Update a label only when its text changes (an update costs a layout pass)."""
-    if str(getattr(label, "_omdp_text", None)) != str(text):
-        label._omdp_text = text  # type: ignore[attr-defined]
-        label.update(text)
-
-
 def _cell(text: str, right: bool) -> Text:
     return Text(text, justify="right" if right else "left")
+
+
+class LinkField(StepInput):
+    """The bandwidth or latency field of one link: it knows which link and which value."""
+
+    def __init__(
+        self, link: str, quantity: str, value: float, lo: float, hi: float, **kwargs: Any
+    ) -> None:
+        self.link = link
+        self.quantity = quantity  # "bandwidth" | "latency"
+        super().__init__(value, lo, hi, what=quantity, **kwargs)
 
 
 class PartitionsScreen(WorkspaceScreen):
@@ -77,14 +84,44 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("e", "export", "Export", id="partitions.export"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
-        Binding("left_square_bracket", "trace_step(-1)", "Step back", key_display="[",
-                id="partitions.trace_back"),
-        Binding("right_square_bracket", "trace_step(1)", "Step", key_display="]",
-                id="partitions.trace_next"),
+        Binding(
+            "left_square_bracket",
+            "trace_step(-1)",
+            "Step back",
+            key_display="[",
+            id="partitions.trace_back",
+        ),
+        Binding(
+            "right_square_bracket",
+            "trace_step(1)",
+            "Step",
+            key_display="]",
+            id="partitions.trace_next",
+        ),
         Binding("r", "robust", "Robust", id="partitions.robust"),
         Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
         Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
     ]
+
+    # Shown in the option row; a label is updated only when its text changes (an update
+    # costs a layout pass), which is what a var's watcher gives.
+    mode_text: var[str] = var("", init=False)
+    status_text: var[str | Text] = var("", init=False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.playback: Playback | None = None  # the trace being replayed
+        self.partitions: list[Partition] = []  # the ranking shown, best first
+        self.row_cuts: list[str] = []  # each row's cuts as shown ("3,7")
+        self._shown: list[list[tuple[str, bool]]] = []  # each row's cells as shown
+        self._timer: Timer | None = None  # playback ticks
+        self._trace_gen = 0  # the newest trace replay asked for
+
+    def watch_mode_text(self, text: str) -> None:
+        self.query_one("#rank-mode", Label).update(text)
+
+    def watch_status_text(self, text: str | Text) -> None:
+        self.query_one("#rank-status", Label).update(text)
 
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
@@ -92,11 +129,25 @@ class PartitionsScreen(WorkspaceScreen):
             for i, link in enumerate(self.ws.links):
                 with Horizontal(classes="link-row"):
                     yield Label(link.name, classes="link-name")
-                    yield StepInput(link.bandwidth_mbps, 0.01, MAX_BANDWIDTH, what="bandwidth",
-                                    id=f"bw-{i}", classes="link-bw")
+                    yield LinkField(
+                        link.name,
+                        "bandwidth",
+                        link.bandwidth_mbps,
+                        0.01,
+                        MAX_BANDWIDTH,
+                        id=f"bw-{i}",
+                        classes="link-bw",
+                    )
                     yield Label("Mbit/s", classes="unit")
-                    yield StepInput(link.latency_ms, 0.0, MAX_LATENCY, what="latency",
-                                    id=f"lat-{i}", classes="link-lat")
+                    yield LinkField(
+                        link.name,
+                        "latency",
+                        link.latency_ms,
+                        0.0,
+                        MAX_LATENCY,
+                        id=f"lat-{i}",
+                        classes="link-lat",
+                    )
                     yield Label("ms", classes="unit")
                     yield Label(self._measured(link), classes="link-measured")
         with Horizontal(id="rank-options"):
@@ -110,14 +161,11 @@ class PartitionsScreen(WorkspaceScreen):
         yield from self.compose_footer()
 
     @staticmethod
-    def _measured(link) -> str:
+    def _measured(link: LinkSetting) -> str:
         if link.measured_bandwidth_mbps is None:
             return "measured: –"
         lat = "" if link.measured_latency_ms is None else f" {fmt(link.measured_latency_ms)}ms"
         return f"measured: {fmt(round(link.measured_bandwidth_mbps, 1))}{lat}"
-
-    playback: Playback | None = None
-    _timer = None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Playback keys exist only while a trace is loaded (keeps the footer short)."""
@@ -146,41 +194,38 @@ class PartitionsScreen(WorkspaceScreen):
     def rerank(self) -> None:
         """Rank with the current fields and show the result (called on every change)."""
         ws = self.ws
-        mode = self.query_one("#rank-mode", Label)
-        _set(mode, self._mode_text())
-        status = self.query_one("#rank-status", Label)
+        self.mode_text = self._mode_text()
         chart = self.query_one(PathChart)
         table = self.query_one("#topk-table", DataTable)
         instance = ws.current_instance()
         if instance is None:
             table.clear()
             self._shown = []
-            _set(status, "")
+            self.status_text = ""
             chart.show(None, "nothing measured yet: profile on screen 3 first")
             return
         if ws.cost_model == "estimated" and instance.estimated_ms is None:
             ws.set_ranking_options(cost_model="measured")
-            self.notify("no per-node estimates in this session: ranking by measured times",
-                        severity="warning")
-            _set(mode, self._mode_text())
-        started = time.perf_counter()
+            self.notify(
+                "no per-node estimates in this session: ranking by measured times",
+                severity="warning",
+            )
+            self.mode_text = self._mode_text()
         playback = self.playback
         try:
             ranking = ws.rank(playback.bandwidths() if playback else None)
         except Exception as exc:  # an engine error must reach the user, not crash the app
-            _set(status, "")
+            self.status_text = ""
             chart.show(None, f"cannot rank: {exc}")
             return
-        elapsed = (time.perf_counter() - started) * 1000
-        self.last_rank_ms = elapsed
         self._fill(ranking)
-        _set(status, f"{len(ranking)} of ≤{ws.k}")
+        self.status_text = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}"
         self._show_trace()
 
     def _mode_text(self) -> str:
         return f"{self.ws.cost_model} · {self.ws.objective}"
 
-    def _fill(self, ranking) -> None:
+    def _fill(self, ranking: Ranking | None) -> None:
         """Show a ranking. With as many rows as before, only the cells that changed are
         updated in place: no row is added or removed, so no layout pass (the costly part
         of a keystroke); otherwise the rows are rebuilt."""
@@ -193,16 +238,21 @@ class PartitionsScreen(WorkspaceScreen):
             if p.cuts == keep:
                 target = row
             xfer = sum(t.ms for t in p.transfers)
-            cells = [(str(p.rank), False), (",".join(map(str, p.cuts)), False),
-                     (_ms_text(p.total_ms), True)]
-            cells += [(_ms_text(s.compute_ms if s.start != s.end else None), True)
-                      for s in p.stages]
-            cells += [(_ms_text(xfer if p.transfers else None), True),
-                      (_short_stage(p.bottleneck), False)]
+            cells = [
+                (str(p.rank), False),
+                (",".join(map(str, p.cuts)), False),
+                (_ms_text(p.total_ms), True),
+            ]
+            cells += [
+                (_ms_text(s.compute_ms if s.start != s.end else None), True) for s in p.stages
+            ]
+            cells += [
+                (_ms_text(xfer if p.transfers else None), True),
+                (_short_stage(p.bottleneck), False),
+            ]
             rows.append(cells)
-        shown: list[list[tuple[str, bool]]] = getattr(self, "_shown", [])
-        if len(rows) == len(shown) and table.row_count == len(rows):
-            for r, (new, old) in enumerate(zip(rows, shown, strict=True)):
+        if len(rows) == len(self._shown) and table.row_count == len(rows):
+            for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
                 for c, (cell, was) in enumerate(zip(new, old, strict=True)):
                     if cell != was:
                         table.update_cell_at(Coordinate(r, c), _cell(*cell))
@@ -219,14 +269,14 @@ class PartitionsScreen(WorkspaceScreen):
         else:
             self.query_one(PathChart).show(None, "no feasible partition for these links")
 
-    def _select(self, partition) -> None:
+    def _select(self, partition: Partition) -> None:
         self.query_one(PathChart).show(partition)
         self.ws.select_partition(partition)
 
     @on(DataTable.RowHighlighted, "#topk-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = event.cursor_row
-        if 0 <= row < len(getattr(self, "partitions", [])):
+        if 0 <= row < len(self.partitions):
             self._select(self.partitions[row])
 
     @on(Input.Changed, ".link-bw, .link-lat, #rank-k")
@@ -235,22 +285,19 @@ class PartitionsScreen(WorkspaceScreen):
         assert isinstance(field, StepInput)
         if event.validation_result is not None and not event.validation_result.is_valid:
             reason = "; ".join(event.validation_result.failure_descriptions)
-            _set(self.query_one("#rank-status", Label), Text(reason, style="bold red"))
+            self.status_text = Text(reason, style="bold red")
             return
         value = field.number
         if value is None:
             return
-        wid = field.id or ""
-        if wid == "rank-k":
-            self.ws.set_ranking_options(k=int(value))
-        else:
-            kind, index = wid.split("-")
-            link = self.ws.links[int(index)]
-            if kind == "bw":
-                self.ws.set_link(link.name, bandwidth_mbps=value)
+        if isinstance(field, LinkField):
+            if field.quantity == "bandwidth":
+                self.ws.set_link(field.link, bandwidth_mbps=value)
             else:
-                self.ws.set_link(link.name, latency_ms=value)
+                self.ws.set_link(field.link, latency_ms=value)
             self._reanalyse_trace()
+        else:
+            self.ws.set_ranking_options(k=int(value))
         self.rerank()
 
     # -- actions ---------------------------------------------------------------------------
@@ -281,10 +328,13 @@ class PartitionsScreen(WorkspaceScreen):
 
     def action_export(self) -> None:
         cuts = self.ws.selected_cuts
-        chosen = next((p for p in getattr(self, "partitions", []) if p.cuts == cuts), None)
+        chosen = next((p for p in self.partitions if p.cuts == cuts), None)
         if chosen is None:
-            self.notify("select a partition in the table first (the robust choice must be in "
-                        "the top K to export it)", severity="warning")
+            self.notify(
+                "select a partition in the table first (the robust choice must be in "
+                "the top K to export it)",
+                severity="warning",
+            )
             return
 
         def write(path: str | None) -> None:
@@ -298,28 +348,39 @@ class PartitionsScreen(WorkspaceScreen):
             self.ws.set_ui("partitions.export_path", str(written))
             self.notify(f"partition {','.join(map(str, chosen.cuts))} written to {written}")
 
-        self.app.push_screen(TextPrompt("Export the selected partition",
-                                        "JSON file:", str(self.ws.default_export_path(cuts))),
-                             write)
+        default = str(self.ws.default_export_path(chosen.cuts))
+        self.app.push_screen(
+            TextPrompt("Export the selected partition", "JSON file:", default), write
+        )
 
     # -- trace playback --------------------------------------------------------------------
 
     def action_load_trace(self) -> None:
         if self.ws.current_instance() is None:
-            self.notify("nothing measured yet: profile first, then replay a trace",
-                        severity="warning")
+            self.notify(
+                "nothing measured yet: profile first, then replay a trace", severity="warning"
+            )
             return
         last = self.ws.get_ui("partitions.trace") or {}
         names = [x.name for x in self.ws.links]
         fields = [
-            Field("path", "Trace file:", last.get("path", ""), required=True,
-                  placeholder="<seconds> <Mbit/s> per line"),
-            Field("link", "Link:", last.get("link", names[0]) if last.get("link") in names
-                  else names[0], options=names),
+            Field(
+                "path",
+                "Trace file:",
+                last.get("path", ""),
+                required=True,
+                placeholder="<seconds> <Mbit/s> per line",
+            ),
+            Field(
+                "link",
+                "Link:",
+                last.get("link", names[0]) if last.get("link") in names else names[0],
+                options=names,
+            ),
         ]
         self.app.push_screen(FormDialog("Replay a bandwidth trace", fields), self._trace_chosen)
 
-    def _trace_chosen(self, values: dict | None) -> None:
+    def _trace_chosen(self, values: dict[str, str] | None) -> None:
         if not values:
             return
         try:
@@ -330,8 +391,8 @@ class PartitionsScreen(WorkspaceScreen):
         self.query_one(TraceBar).show(None, 0, f"loading {values['path']}…")
         self._start_trace(inputs, values["path"], values["link"], 0)
 
-    def _start_trace(self, inputs: tuple, path: str, link: str, step: int) -> None:
-        self._trace_gen = getattr(self, "_trace_gen", 0) + 1
+    def _start_trace(self, inputs: TraceInputs, path: str, link: str, step: int) -> None:
+        self._trace_gen += 1
         self._load_trace(inputs, path, link, step, self._trace_gen)
 
     def _reanalyse_trace(self) -> None:
@@ -347,9 +408,9 @@ class PartitionsScreen(WorkspaceScreen):
         self._start_trace(inputs, pb.path, pb.link, pb.step)
 
     @work(thread=True, exclusive=True, group="trace", exit_on_error=False)
-    def _load_trace(self, inputs: tuple, path: str, link: str, step: int, gen: int) -> None:
+    def _load_trace(self, inputs: TraceInputs, path: str, link: str, step: int, gen: int) -> None:
         try:
-            playback = load_trace(*inputs, path, link)
+            playback = load_trace(inputs, path, link)
         except OmdpError as exc:
             self.post_message(TraceLoaded(None, str(exc), gen))
         else:
@@ -358,7 +419,7 @@ class PartitionsScreen(WorkspaceScreen):
 
     @on(TraceLoaded)
     def _trace_loaded(self, message: TraceLoaded) -> None:
-        if message.generation != getattr(self, "_trace_gen", 0):
+        if message.generation != self._trace_gen:
             return  # an older replay finished after a newer one was asked for
         if message.playback is None:
             self.query_one(TraceBar).show(None, 0, "")
@@ -370,11 +431,12 @@ class PartitionsScreen(WorkspaceScreen):
             self.rerank()
             return
         self.playback = message.playback
-        self.ws.set_ui("partitions.trace", {"path": self.playback.path,
-                                            "link": self.playback.link})
+        self.ws.set_ui("partitions.trace", {"path": self.playback.path, "link": self.playback.link})
         self.refresh_bindings()
-        self.notify(f"{len(self.playback.timeline)} steps on {self.playback.link}: "
-                    "p plays, [ ] step, r selects the robust choice, x ends")
+        self.notify(
+            f"{len(self.playback.timeline)} steps on {self.playback.link}: "
+            "p plays, [ ] step, r selects the robust choice, x ends"
+        )
         self.rerank()
 
     def action_play(self) -> None:
@@ -418,11 +480,14 @@ class PartitionsScreen(WorkspaceScreen):
             return
         key = ",".join(map(str, choice.cuts))
         table = self.query_one("#topk-table", DataTable)
-        if key in getattr(self, "row_cuts", []):
+        if key in self.row_cuts:
             table.move_cursor(row=self.row_cuts.index(key), animate=False)
         else:
-            self.notify(f"robust choice {key} is not in this step's top {self.ws.k}: raise K "
-                        "(k) to see and export it", severity="warning")
+            self.notify(
+                f"robust choice {key} is not in this step's top {self.ws.k}: raise K "
+                "(k) to see and export it",
+                severity="warning",
+            )
 
     def action_close_trace(self) -> None:
         if self.playback is None:
@@ -445,15 +510,21 @@ class PartitionsScreen(WorkspaceScreen):
         best = an.optimal_cuts[pb.step]
         best_ms = float(an.optimal_ms[pb.step])
         state = "▶" if pb.playing else "❚❚"
-        now = (f"{state} t={tl.start_s[pb.step]:.0f}s ({pb.step + 1}/{len(tl)}) "
-               f"{pb.link} {bw:.1f} Mbit/s · best now "
-               + ("none" if best is None else f"{','.join(map(str, best))} {best_ms:.1f} ms"))
+        now = (
+            f"{state} t={tl.start_s[pb.step]:.0f}s ({pb.step + 1}/{len(tl)}) "
+            f"{pb.link} {bw:.1f} Mbit/s · best now "
+            + ("none" if best is None else f"{','.join(map(str, best))} {best_ms:.1f} ms")
+        )
         robust = an.best_mean
-        line2 = ("robust: none usable over the whole trace" if robust is None else
-                 f"robust {','.join(map(str, robust.cuts))}: mean {robust.mean_ms:.1f}, "
-                 f"p95 {robust.p95_ms:.1f} ms")
-        often = ", ".join(f"{','.join(map(str, cuts))} {share:.0%}"
-                          for cuts, share in an.shares[:3])
+        line2 = (
+            "robust: none usable over the whole trace"
+            if robust is None
+            else f"robust {','.join(map(str, robust.cuts))}: mean {robust.mean_ms:.1f}, "
+            f"p95 {robust.p95_ms:.1f} ms"
+        )
+        often = ", ".join(
+            f"{','.join(map(str, cuts))} {share:.0%}" for cuts, share in an.shares[:3]
+        )
         if often:
             line2 += f" · best over time: {often}"
         bar.show(tl.bandwidth_mbps[:, pb.link_index], pb.step, f"{now}\n{line2}")

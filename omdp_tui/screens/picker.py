@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -13,7 +13,10 @@ from textual.containers import Center, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Static
 
-from omdp_tui.workspace import builtin_models, recent_sessions
+from backend.usecases.sessions import builtin_models, recent_sessions
+
+if TYPE_CHECKING:
+    from omdp_tui.app import OmdpApp
 
 
 class LoadingScreen(Screen):
@@ -39,13 +42,17 @@ class PickerScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Center(id="picker"), Vertical(id="picker-box"):
-            yield Label("OMDP — profile and partition a model across devices",
-                        classes="dialog-title")
+            yield Label(
+                "OMDP — profile and partition a model across devices", classes="dialog-title"
+            )
             yield Label("New session on a model (ONNX path or built-in name):")
             yield Input(placeholder="e.g. yolov5n or models/net.onnx", id="picker-model")
             names = builtin_models()
-            yield Static("built-in: " + (", ".join(names) if names else "none"),
-                         id="picker-builtins", classes="dialog-hint")
+            yield Static(
+                "built-in: " + (", ".join(names) if names else "none"),
+                id="picker-builtins",
+                classes="dialog-hint",
+            )
             yield Label("Recent sessions (Enter resumes):")
             yield DataTable(id="picker-recent", cursor_type="row")
         yield Footer(compact=True)
@@ -59,11 +66,14 @@ class PickerScreen(Screen):
         for info in recent_sessions():
             saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.modified))
             progress = "unreadable" if info.problem else f"{info.done}/{info.total}"
-            table.add_row(Path(info.path).name, info.model or "?", progress, saved,
-                          key=info.path)
+            table.add_row(Path(info.path).name, info.model or "?", progress, saved, key=info.path)
         # Focus the list, not the input: the footer then shows n/r/d/q (an input would
         # swallow those keys as text).
         table.focus()
+
+    @property
+    def omdp(self) -> OmdpApp:
+        return self.app  # type: ignore[return-value]
 
     def action_focus_model(self) -> None:
         self.query_one("#picker-model", Input).focus()
@@ -74,7 +84,7 @@ class PickerScreen(Screen):
     def action_demo(self) -> None:
         from omdp_tui.app import Launch
 
-        self.app.open(Launch("demo"))  # type: ignore[attr-defined]
+        self.omdp.open(Launch("demo"))
 
     @on(Input.Submitted, "#picker-model")
     def _new(self, event: Input.Submitted) -> None:
@@ -84,11 +94,11 @@ class PickerScreen(Screen):
         if not model:
             self.notify("type a model path or a built-in name", severity="warning")
             return
-        self.app.open(Launch("model", model))  # type: ignore[attr-defined]
+        self.omdp.open(Launch("model", model))
 
     @on(DataTable.RowSelected, "#picker-recent")
     def _resume(self, event: DataTable.RowSelected) -> None:
         from omdp_tui.app import Launch
 
         if event.row_key.value:
-            self.app.open(Launch("session", session=Path(event.row_key.value)))  # type: ignore[attr-defined]
+            self.omdp.open(Launch("session", session=Path(event.row_key.value)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Label, ProgressBar, RichLog
 
 from backend.errors import OmdpError
 from backend.profiling import jobs
+from backend.profiling.plan import PlanItem
 from omdp_tui.batching import pump
 from omdp_tui.messages import ProfileBatch, ProfileDone
 from omdp_tui.screens.base import WorkspaceScreen
@@ -60,8 +61,12 @@ class ProfileScreen(WorkspaceScreen):
         Binding("escape", "focus_table", "Table", show=False, id="profile.table"),
     ]
 
-    profiler: jobs.Profiler | None = None
-    paused = False
+    def __init__(self) -> None:
+        super().__init__()
+        self.profiler: jobs.Profiler | None = None  # while a run is going
+        self.paused = False
+        self.base: dict[str, int] = {}  # per device: plan items measured before this run
+        self._chain: list[str] = []  # the devices the progress rows were built for
 
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
@@ -80,8 +85,10 @@ class ProfileScreen(WorkspaceScreen):
         self._chain = list(self.ws.devices)
         self._build_table()
         self._show_plan()
-        self.log_line("s profiles what is missing (results are saved as they arrive); "
-                      "p pauses, x cancels", "dim")
+        self.log_line(
+            "s profiles what is missing (results are saved as they arrive); p pauses, x cancels",
+            "dim",
+        )
         self.query_one("#timing-table", DataTable).focus()
 
     def on_screen_resume(self) -> None:
@@ -130,8 +137,10 @@ class ProfileScreen(WorkspaceScreen):
         plan = ws.plan()
         missing = ws.missing()
         parts = " · ".join(f"{d} {sum(it.device == d for it in plan)}" for d in ws.devices)
-        text = (f"Plan: {len(ws.candidates)} candidates → {parts} segments; "
-                f"{len(plan) - len(missing)}/{len(plan)} measured")
+        text = (
+            f"Plan: {len(ws.candidates)} candidates → {parts} segments; "
+            f"{len(plan) - len(missing)}/{len(plan)} measured"
+        )
         if missing and self.profiler is None:
             text += f"; ~{duration(ws.estimate_seconds(missing))} to go (s starts)"
         self.query_one("#plan-summary", Label).update(text)
@@ -139,8 +148,7 @@ class ProfileScreen(WorkspaceScreen):
             total = sum(it.device == device for it in plan)
             done = total - sum(it.device == device for it in missing)
             if self.profiler is None:
-                self.query_one(f"#bar-{i}", ProgressBar).update(total=max(1, total),
-                                                                progress=done)
+                self.query_one(f"#bar-{i}", ProgressBar).update(total=max(1, total), progress=done)
                 state = "done" if done == total else f"{done}/{total}"
                 self.query_one(f"#state-{i}", Label).update(state)
 
@@ -152,37 +160,42 @@ class ProfileScreen(WorkspaceScreen):
     def action_start(self) -> None:
         ws = self.ws
         if not ws.candidates:
-            self.notify("no candidates: pick split points on the graph screen (1, then a or m)",
-                        severity="warning")
+            self.notify(
+                "no candidates: pick split points on the graph screen (1, then a or m)",
+                severity="warning",
+            )
             return
-        events: asyncio.Queue = asyncio.Queue()
+        events: asyncio.Queue[jobs.JobEvent] = asyncio.Queue()
         try:
-            profiler, todo = ws.profiler(on_event=events.put_nowait)
+            run = ws.plan_run()
+            profiler = None if run.nothing_to_do else run.profiler(on_event=events.put_nowait)
         except (OmdpError, OSError, ValueError, sqlite3.Error) as exc:
             self.app.push_screen(ErrorDialog("Cannot start profiling", str(exc)))
             return
-        needs_nodes = ws.node_times_runs > 0 and not all(
-            ws.session.has_node_times(d) for d in ws.devices)
-        if not todo and not needs_nodes:
+        if profiler is None:
             self.notify("everything in the plan is measured: see the partitions screen (4)")
             return
+        todo = run.todo
         self.profiler = profiler
         ws.profiling = True
         self.paused = False
-        self.base = {d: sum(it.device == d for it in ws.plan()) - sum(it.device == d
-                                                                    for it in todo)
-                     for d in ws.devices}
-        self.started = time.monotonic()
-        self.log_line(f"profiling {len(todo)} segments on {len(ws.devices)} devices"
-                      + (" (+ per-node times)" if needs_nodes else ""))
+        self.base = {
+            d: sum(it.device == d for it in run.plan.items) - sum(it.device == d for it in todo)
+            for d in ws.devices
+        }
+        self.log_line(
+            f"profiling {len(todo)} segments on {len(ws.devices)} devices"
+            + (" (+ per-node times)" if run.needs_node_times else "")
+        )
         self._show_plan()
         self.refresh_bindings()
         self._profile(profiler, todo, events)
 
     @work(exclusive=True, group="profile", exit_on_error=False)
-    async def _profile(self, profiler: jobs.Profiler, todo: list,
-                       events: asyncio.Queue) -> None:
-        async def stream():
+    async def _profile(
+        self, profiler: jobs.Profiler, todo: list[PlanItem], events: asyncio.Queue[jobs.JobEvent]
+    ) -> None:
+        async def stream() -> AsyncIterator[jobs.JobEvent]:
             while True:
                 event = await events.get()
                 yield event
@@ -192,7 +205,7 @@ class ProfileScreen(WorkspaceScreen):
         post = lambda batch: self.post_message(ProfileBatch(batch))  # noqa: E731
         reader = asyncio.ensure_future(pump(stream(), post))
         try:
-            summary = await profiler.run(todo)
+            summary = await self.ws.run(profiler, todo)
             await reader
         except Exception as exc:  # the run broke: what was measured is in the session
             reader.cancel()
@@ -222,13 +235,16 @@ class ProfileScreen(WorkspaceScreen):
                 self.log_line(f"{event.device}: {event.message}", "yellow")
             elif isinstance(event, jobs.DeviceFailed):
                 self.log_line(f"{event.device} failed: {event.message}", "bold red")
-                self.notify(event.message, title=f"{event.device} failed", severity="error",
-                            timeout=10)
+                self.notify(
+                    event.message, title=f"{event.device} failed", severity="error", timeout=10
+                )
                 self._set_state(event.device, "failed")
             elif isinstance(event, jobs.DeviceFinished):
                 state = "stopped" if event.stopped else "done"
-                self.log_line(f"{event.device}: {state}, {event.done - event.errors} measured,"
-                              f" {event.errors} errors in {event.seconds:.1f} s")
+                self.log_line(
+                    f"{event.device}: {state}, {event.done - event.errors} measured,"
+                    f" {event.errors} errors in {event.seconds:.1f} s"
+                )
                 self._set_state(event.device, state)
         if measured:
             self.ws.measurements_changed()
@@ -238,8 +254,9 @@ class ProfileScreen(WorkspaceScreen):
                 key = segment_key(*event.segment)
                 if key in table.rows and event.device in self.ws.devices:
                     col = f"d{self.ws.devices.index(event.device)}"
-                    table.update_cell(key, col, timing_cell(rows.get((event.device,
-                                                                      *event.segment))))
+                    table.update_cell(
+                        key, col, timing_cell(rows.get((event.device, *event.segment)))
+                    )
         for progress in latest.values():
             self._draw_progress(progress)
 
@@ -248,14 +265,14 @@ class ProfileScreen(WorkspaceScreen):
             return
         i = self.ws.devices.index(p.device)
         base = self.base.get(p.device, 0)
-        self.query_one(f"#bar-{i}", ProgressBar).update(total=max(1, base + p.total),
-                                                        progress=base + p.done)
+        self.query_one(f"#bar-{i}", ProgressBar).update(
+            total=max(1, base + p.total), progress=base + p.done
+        )
         if self.paused:
             self._set_state(p.device, f"{base + p.done}/{base + p.total} paused")
             return
         seg = f"[{p.segment[0]},{p.segment[1]})" if p.segment else p.phase
-        self._set_state(p.device, f"{base + p.done}/{base + p.total} ETA "
-                                  f"{duration(p.eta_s)} {seg}")
+        self._set_state(p.device, f"{base + p.done}/{base + p.total} ETA {duration(p.eta_s)} {seg}")
 
     def _set_state(self, device: str, text: str) -> None:
         if device in self.ws.devices:
@@ -272,8 +289,7 @@ class ProfileScreen(WorkspaceScreen):
             self.notify(message.error, title="Profiling failed", severity="error", timeout=10)
         else:
             summary = message.summary
-            failed = f"; failed: {', '.join(summary.failed)}" if summary and summary.failed \
-                else ""
+            failed = f"; failed: {', '.join(summary.failed)}" if summary and summary.failed else ""
             self.log_line(f"profiling {message.state}{failed}")
             self.notify(f"profiling {message.state}: the partitions screen (4) ranks them")
         self._show_plan()

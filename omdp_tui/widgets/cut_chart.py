@@ -47,7 +47,10 @@ class CutChart(Widget):
     """Two-row cut-bytes chart, a one-row cumulative FLOPs line and a candidate ruler."""
 
     COMPONENT_CLASSES: ClassVar = {
-        "cut-chart--bytes", "cut-chart--flops", "cut-chart--label", "cut-chart--cursor",
+        "cut-chart--bytes",
+        "cut-chart--flops",
+        "cut-chart--label",
+        "cut-chart--cursor",
     }
     DEFAULT_CSS = """
     CutChart { height: 4; }
@@ -60,8 +63,7 @@ class CutChart(Widget):
     cursor: reactive[int] = reactive(0)
     candidates: reactive[frozenset[int]] = reactive(frozenset)
 
-    def __init__(self, cut_bytes: Sequence[int] = (), flops: Sequence[int] = (),
-                 **kwargs) -> None:
+    def __init__(self, cut_bytes: Sequence[int] = (), flops: Sequence[int] = (), **kwargs) -> None:
         super().__init__(**kwargs)
         self.cut_bytes = list(cut_bytes)
         self.node_flops = list(flops)

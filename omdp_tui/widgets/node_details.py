@@ -31,12 +31,17 @@ def describe_node(analysis: ModelAnalysis, index: int, candidate: bool) -> Text:
         text.append(" out ", style="bold")
         text.append(_tensor_line(t, False) + "\n")
     mark = "◆ candidate" if candidate else "not a candidate (m marks it)"
-    text.append(f" cut after p={cut.position}: {len(cut.tensors)} tensor(s), "
-                f"{nbytes(cut.bytes)}B — {mark}\n", style="bold")
+    text.append(
+        f" cut after p={cut.position}: {len(cut.tensors)} tensor(s), "
+        f"{nbytes(cut.bytes)}B — {mark}\n",
+        style="bold",
+    )
     for name in cut.tensors:
         info = analysis.tensors.get(name)
-        text.append(f"   {name} {shape(info.shape) if info else '?'} "
-                    f"{nbytes(info.bytes) if info else '?'}B\n")
+        text.append(
+            f"   {name} {shape(info.shape) if info else '?'} "
+            f"{nbytes(info.bytes) if info else '?'}B\n"
+        )
     if cut.unknown:
         text.append(f"   size unknown: {', '.join(cut.unknown)}\n", style="italic")
     return text

@@ -27,7 +27,9 @@ class PathChart(Widget):
     """Shows a `backend.solver.ranking.Partition` (or a message when there is none)."""
 
     COMPONENT_CLASSES: ClassVar = {
-        "path-chart--compute", "path-chart--transfer", "path-chart--label",
+        "path-chart--compute",
+        "path-chart--transfer",
+        "path-chart--label",
         "path-chart--bottleneck",
     }
     DEFAULT_CSS = """
@@ -59,22 +61,35 @@ class PathChart(Widget):
             transfers.setdefault(t.link, []).append(t)
         for i, stage in enumerate(p.stages):
             span = "idle" if stage.start == stage.end else f"[{stage.start},{stage.end})"
-            if stage.start != stage.end and stage.measured_ms is not None \
-                    and stage.estimated_ms is not None:
+            if (
+                stage.start != stage.end
+                and stage.measured_ms is not None
+                and stage.estimated_ms is not None
+            ):
                 # the two cost models side by side: their gap is a result, not noise
                 span += f" m{stage.measured_ms:.3g} e{stage.estimated_ms:.3g}"
-            rows.append((stage.device, stage.compute_ms if stage.start != stage.end else 0.0,
-                         span, "compute"))
+            rows.append(
+                (
+                    stage.device,
+                    stage.compute_ms if stage.start != stage.end else 0.0,
+                    span,
+                    "compute",
+                )
+            )
             if i + 1 < len(p.stages):
                 link = f"{stage.device}-{p.stages[i + 1].device}"
                 moved = transfers.get(link, [])
                 ms = sum(t.ms for t in moved)
-                detail = ", ".join(f"X({t.position}) {nbytes(int(t.bytes or 0))}B"
-                                   for t in moved) or "nothing sent"
+                detail = (
+                    ", ".join(f"X({t.position}) {nbytes(int(t.bytes or 0))}B" for t in moved)
+                    or "nothing sent"
+                )
                 rows.append(("→ " + p.stages[i + 1].device, ms, detail, "transfer"))
         for t in p.transfers:  # returns to a sink and other flows off the chain order
-            if not any(t.link == f"{a.device}-{b.device}"
-                       for a, b in zip(p.stages, p.stages[1:], strict=False)):
+            if not any(
+                t.link == f"{a.device}-{b.device}"
+                for a, b in zip(p.stages, p.stages[1:], strict=False)
+            ):
                 rows.append((f"→ {t.dst}", t.ms, f"X({t.position})", "transfer"))
         return rows
 
@@ -93,8 +108,10 @@ class PathChart(Widget):
         worst = max(range(len(rows)), key=lambda i: rows[i][1]) if rows else -1
         for i, (label, ms, detail, kind) in enumerate(rows):
             style = self.get_component_rich_style(f"path-chart--{kind}")
-            text.append(f"{label[:label_w]:<{label_w}} ",
-                        style=self.get_component_rich_style("path-chart--label"))
+            text.append(
+                f"{label[:label_w]:<{label_w}} ",
+                style=self.get_component_rich_style("path-chart--label"),
+            )
             bar = hbar(ms, top, bar_w)
             text.append(f"{bar:<{bar_w}}", style=style)
             if not math.isfinite(ms):
@@ -107,6 +124,6 @@ class PathChart(Widget):
             text.append(f" {value}", style=mark)
             room = max(0, self.size.width - (label_w + 1 + bar_w + 12) - 1)
             if len(detail) > room:  # one line per row: cut the detail, never wrap it
-                detail = detail[:max(0, room - 1)] + "…" if room else ""
+                detail = detail[: max(0, room - 1)] + "…" if room else ""
             text.append(f" {detail}\n" if i + 1 < len(rows) else f" {detail}")
         return text

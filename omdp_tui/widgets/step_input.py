@@ -49,11 +49,20 @@ class StepInput(Input):
         Binding("shift+down", "step(-4)", "Step down ×2", show=False, id="input.step_down_big"),
     ]
 
-    def __init__(self, value: float, lo: float, hi: float, *, integer: bool = False,
-                 what: str = "value", **kwargs) -> None:
+    def __init__(
+        self,
+        value: float,
+        lo: float,
+        hi: float,
+        *,
+        integer: bool = False,
+        what: str = "value",
+        **kwargs,
+    ) -> None:
         self.lo, self.hi, self.integer = lo, hi, integer
-        super().__init__(fmt(value), validators=[NumberRange(lo, hi, integer, what)],
-                         compact=True, **kwargs)
+        super().__init__(
+            fmt(value), validators=[NumberRange(lo, hi, integer, what)], compact=True, **kwargs
+        )
 
     @property
     def number(self) -> float | None:
@@ -70,7 +79,7 @@ class StepInput(Input):
         if self.integer:
             new = current + (notches if abs(notches) == 1 else notches * 2)
         else:
-            new = current * (1.25 ** notches if abs(notches) == 1 else 2.0 ** (notches / 4))
+            new = current * (1.25**notches if abs(notches) == 1 else 2.0 ** (notches / 4))
             new = float(f"{new:.3g}")
         new = min(self.hi, max(self.lo, new))
         self.value = fmt(new)

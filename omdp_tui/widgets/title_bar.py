@@ -12,13 +12,19 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-SCREENS = (("graph", "1 Graph"), ("devices", "2 Devices"), ("profile", "3 Profile"),
-           ("partitions", "4 Partitions"))
+SCREENS = (
+    ("graph", "1 Graph"),
+    ("devices", "2 Devices"),
+    ("profile", "3 Profile"),
+    ("partitions", "4 Partitions"),
+)
 
 
 class TitleBar(Widget):
     COMPONENT_CLASSES: ClassVar = {
-        "title-bar--active", "title-bar--tab", "title-bar--info",
+        "title-bar--active",
+        "title-bar--tab",
+        "title-bar--info",
     }
     DEFAULT_CSS = """
     TitleBar { height: 1; background: $panel; color: $foreground; }
@@ -44,7 +50,7 @@ class TitleBar(Widget):
         used = text.cell_len
         room = self.size.width - used - 1
         if room > 3 and self.info:
-            info = self.info if len(self.info) <= room else "…" + self.info[-(room - 1):]
+            info = self.info if len(self.info) <= room else "…" + self.info[-(room - 1) :]
             text.append(" " * (room - len(info) + 1))
             text.append(info, style=self.get_component_rich_style("title-bar--info"))
         return text

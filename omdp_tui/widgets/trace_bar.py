@@ -16,7 +16,9 @@ GUTTER = 7
 
 class TraceBar(Widget):
     COMPONENT_CLASSES: ClassVar = {
-        "trace-bar--spark", "trace-bar--cursor", "trace-bar--label",
+        "trace-bar--spark",
+        "trace-bar--cursor",
+        "trace-bar--label",
     }
     DEFAULT_CSS = """
     TraceBar { height: auto; }
@@ -50,7 +52,7 @@ class TraceBar(Widget):
             return text
         width = max(1, self.size.width - GUTTER)
         cols = buckets(len(self.values), width)
-        means = [float(np.mean(self.values[r.start:r.stop])) for r in cols]
+        means = [float(np.mean(self.values[r.start : r.stop])) for r in cols]
         top = max(means) or 1.0
         cursor = next((c for c, r in enumerate(cols) if self.step in r), 0)
         text.append(f"{'Mbit/s':>{GUTTER - 1}} ", style=label)

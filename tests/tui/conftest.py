@@ -17,8 +17,7 @@ def tiny_model(seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
 
     def w(name: str, *shape: int) -> onnx.TensorProto:
-        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32),
-                                       name)
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
 
     inits = [w("w1", 8, 3, 3, 3), w("w2", 8, 8, 3, 3), w("w3", 8, 8, 3, 3), w("fc", 10, 8)]
     nodes = [
@@ -27,16 +26,21 @@ def tiny_model(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
         helper.make_node("Add", ["r2", "r1"], ["s"], name="skip_add"),
-        helper.make_node("Conv", ["s", "w3"], ["c3"], name="conv3", pads=[1, 1, 1, 1],
-                         strides=[2, 2]),
+        helper.make_node(
+            "Conv", ["s", "w3"], ["c3"], name="conv3", pads=[1, 1, 1, 1], strides=[2, 2]
+        ),
         helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
         helper.make_node("GlobalAveragePool", ["r3"], ["g"], name="pool"),
         helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc", transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -71,10 +75,14 @@ def fixed_session(path: Path, analysis, candidates: list[int]):
     from backend.profiling.plan import build_plan
     from backend.profiling.session import Session
 
-    chain = Chain.of([DeviceSpec("glasses", threads=1, cpus=[0]),
-                      DeviceSpec("phone", threads=1, cpus=[1]), DeviceSpec("cloud", threads=2)],
-                     [LinkSpec("glasses", "phone", 20.0, 5.0),
-                      LinkSpec("phone", "cloud", 100.0, 20.0)])
+    chain = Chain.of(
+        [
+            DeviceSpec("glasses", threads=1, cpus=[0]),
+            DeviceSpec("phone", threads=1, cpus=[1]),
+            DeviceSpec("cloud", threads=2),
+        ],
+        [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)],
+    )
     session = Session.create(path, analysis, chain, candidates)
     plan = build_plan(analysis.n, candidates, chain.names)
     session.save_plan(plan)
@@ -82,13 +90,23 @@ def fixed_session(path: Path, analysis, candidates: list[int]):
     scale = 40.0 / cum[-1]
     for it in plan.items:
         ms = ((cum[it.end] - cum[it.start]) * scale + 0.5) * SLOWDOWN[it.device]
-        stats = {"median": ms, "p10": ms * 0.95, "p90": ms * 1.05, "mean": ms, "std": 0.0,
-                 "rel_ci": 0.01, "count": 10}
-        session.record_result(it.device, it.segment, load_ms=1.0, samples=[ms] * 10,
-                              stats=stats, stop="ci")
+        stats = {
+            "median": ms,
+            "p10": ms * 0.95,
+            "p90": ms * 1.05,
+            "mean": ms,
+            "std": 0.0,
+            "rel_ci": 0.01,
+            "count": 10,
+        }
+        session.record_result(
+            it.device, it.segment, load_ms=1.0, samples=[ms] * 10, stats=stats, stop="ci"
+        )
     for device in chain.names:
-        per_node = {i: ((nd.flops or 0) * scale + 0.05) * SLOWDOWN[device] * 0.9
-                    for i, nd in enumerate(analysis.nodes)}
+        per_node = {
+            i: ((nd.flops or 0) * scale + 0.05) * SLOWDOWN[device] * 0.9
+            for i, nd in enumerate(analysis.nodes)
+        }
         session.record_node_times(device, per_node, runtime="onnxruntime", runs=3)
     return session
 

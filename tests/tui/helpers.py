@@ -12,8 +12,10 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) 
     end = loop.time() + timeout
     while not condition():
         if loop.time() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for the app "
-                                 f"(screen: {type(pilot.app.screen).__name__})")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for the app "
+                f"(screen: {type(pilot.app.screen).__name__})"
+            )
         await pilot.pause(0.05)
     await pilot.pause()
 

@@ -18,8 +18,13 @@ from tui.helpers import screen_text, wait_for
 
 async def open_devices(pilot) -> DevicesScreen:
     app = pilot.app
-    await wait_for(pilot, lambda: app.workspace is not None
-                   and type(app.screen).__name__ not in ("LoadingScreen", "Screen"))
+    await wait_for(
+        pilot,
+        lambda: (
+            app.workspace is not None
+            and type(app.screen).__name__ not in ("LoadingScreen", "Screen")
+        ),
+    )
     await pilot.press("2")
     await wait_for(pilot, lambda: isinstance(app.screen, DevicesScreen))
     return app.screen
@@ -27,8 +32,12 @@ async def open_devices(pilot) -> DevicesScreen:
 
 def fresh_workspace(tiny_path: Path, tmp_path: Path) -> Workspace:
     analysis = analyze(str(tiny_path))
-    session = Session.create(tmp_path / "sessions" / "fresh.omdp", analysis,
-                             Chain.of([DeviceSpec("glasses", threads=1)]), [2, 5])
+    session = Session.create(
+        tmp_path / "sessions" / "fresh.omdp",
+        analysis,
+        Chain.of([DeviceSpec("glasses", threads=1)]),
+        [2, 5],
+    )
     return Workspace(analysis, str(tiny_path), session)
 
 
@@ -95,23 +104,26 @@ async def test_check_starts_the_local_agent(tiny_path: Path, tmp_path: Path):
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_devices(pilot)
         await pilot.press("c")
-        await wait_for(pilot, lambda: "said hello" in str(screen.status.get("glasses", "")),
-                       timeout=60)
+        await wait_for(
+            pilot, lambda: "said hello" in str(screen.status.get("glasses", "")), timeout=60
+        )
         assert "onnxruntime" in str(screen.status["glasses"])
 
 
-async def test_measured_link_values_appear_beside_the_typed_ones(tiny_path: Path,
-                                                                  tmp_path: Path):
+async def test_measured_link_values_appear_beside_the_typed_ones(tiny_path: Path, tmp_path: Path):
     analysis = analyze(str(tiny_path))
-    session = Session.create(tmp_path / "sessions" / "links.omdp", analysis,
-                             Chain.of([DeviceSpec("glasses"), DeviceSpec("phone")]), [2])
+    session = Session.create(
+        tmp_path / "sessions" / "links.omdp",
+        analysis,
+        Chain.of([DeviceSpec("glasses"), DeviceSpec("phone")]),
+        [2],
+    )
     ws = Workspace(analysis, str(tiny_path), session)
     app = OmdpApp(Launch("workspace", prepared=ws))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_devices(pilot)
         await pilot.press("l")
-        await wait_for(pilot, lambda: ws.links[0].measured_bandwidth_mbps is not None,
-                       timeout=60)
+        await wait_for(pilot, lambda: ws.links[0].measured_bandwidth_mbps is not None, timeout=60)
         table = screen.query_one("#link-table", DataTable)
         measured = str(table.get_cell("glasses-phone", "mbw"))
         assert float(measured) == round(ws.links[0].measured_bandwidth_mbps, 1) > 0

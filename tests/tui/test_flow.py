@@ -40,8 +40,7 @@ async def profile_everything(pilot) -> ProfileScreen:
 
 async def test_demo_profile_rank_bandwidth_export(tmp_path: Path, tiny_path: Path):
     session = tmp_path / "sessions" / "demo.omdp"
-    app = demo_app(session, model=str(tiny_path), candidates=3, timing=FAST,
-                   node_times_runs=2)
+    app = demo_app(session, model=str(tiny_path), candidates=3, timing=FAST, node_times_runs=2)
     async with app.run_test(size=(80, 24)) as pilot:
         profile = await profile_everything(pilot)
         ws = app.workspace
@@ -87,8 +86,7 @@ async def test_demo_profile_rank_bandwidth_export(tmp_path: Path, tiny_path: Pat
 
 async def test_resume_restores_the_same_state(tmp_path: Path, tiny_path: Path):
     session = tmp_path / "sessions" / "demo.omdp"
-    app = demo_app(session, model=str(tiny_path), candidates=3, timing=FAST,
-                   node_times_runs=0)
+    app = demo_app(session, model=str(tiny_path), candidates=3, timing=FAST, node_times_runs=0)
     async with app.run_test(size=(80, 24)) as pilot:
         await profile_everything(pilot)
         ws = app.workspace
@@ -100,10 +98,13 @@ async def test_resume_restores_the_same_state(tmp_path: Path, tiny_path: Path):
         await pilot.press("b")
         app.screen.query_one("#bw-1", StepInput).value = "42.5"
         await pilot.press("escape", "down", "o")
-        saved = {"candidates": list(ws.candidates), "links": [(x.bandwidth_mbps, x.latency_ms)
-                                                             for x in ws.links],
-                 "selected": ws.selected_cuts, "objective": ws.objective,
-                 "results": ws.results()}
+        saved = {
+            "candidates": list(ws.candidates),
+            "links": [(x.bandwidth_mbps, x.latency_ms) for x in ws.links],
+            "selected": ws.selected_cuts,
+            "objective": ws.objective,
+            "results": ws.results(),
+        }
         assert 4 in saved["candidates"] and saved["objective"] == "throughput"
 
     again = OmdpApp(Launch("session", session=session))

@@ -45,7 +45,10 @@ async def test_search_and_op_filter(tiny_path: Path):
         screen.query_one("#graph-op", Select).value = "Conv"
         await pilot.pause()
         assert [table.get_row_at(i)[1] for i in range(table.row_count)] == [
-            "conv1", "conv2", "conv3"]
+            "conv1",
+            "conv2",
+            "conv3",
+        ]
 
 
 async def test_mark_and_auto_select_candidates(tiny_path: Path):

@@ -36,8 +36,14 @@ async def test_palette_lists_screen_actions_and_runs_them(tiny_path: Path):
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, GraphScreen))
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for wanted in ("Mark cut", "Auto-pick k", "Devices", "Partitions", "Save as",
-                       "Theme: omdp-contrast"):
+        for wanted in (
+            "Mark cut",
+            "Auto-pick k",
+            "Devices",
+            "Partitions",
+            "Save as",
+            "Theme: omdp-contrast",
+        ):
             assert wanted in titles
         await pilot.press("down", "ctrl+p")
         await pilot.press(*"Mark cut")

@@ -21,10 +21,22 @@ def test_no_verb_opens_the_picker():
 
 
 def test_tui_with_a_model_and_options():
-    got = launch("tui", "yolov5n", "--session", "s.omdp", "--devices", "d.toml",
-                 "--input-shape", "images=1,3,320,320")
+    got = launch(
+        "tui",
+        "yolov5n",
+        "--session",
+        "s.omdp",
+        "--devices",
+        "d.toml",
+        "--input-shape",
+        "images=1,3,320,320",
+    )
     assert (got.kind, got.model, got.session, got.devices) == (
-        "model", "yolov5n", Path("s.omdp"), Path("d.toml"))
+        "model",
+        "yolov5n",
+        Path("s.omdp"),
+        Path("d.toml"),
+    )
     assert got.input_shapes == {"images": [1, 3, 320, 320]}
 
 

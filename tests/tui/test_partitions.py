@@ -14,8 +14,14 @@ from tui.helpers import screen_text, wait_for
 
 async def open_partitions(pilot) -> PartitionsScreen:
     app = pilot.app
-    await wait_for(pilot, lambda: app.workspace is not None and app.screen.id != "_default"
-                   and type(app.screen).__name__ != "LoadingScreen")
+    await wait_for(
+        pilot,
+        lambda: (
+            app.workspace is not None
+            and app.screen.id != "_default"
+            and type(app.screen).__name__ != "LoadingScreen"
+        ),
+    )
     await pilot.press("4")
     await wait_for(pilot, lambda: isinstance(app.screen, PartitionsScreen))
     return app.screen

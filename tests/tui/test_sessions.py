@@ -66,9 +66,18 @@ async def test_save_as_copies_and_continues_in_the_copy(fixed_workspace, tmp_pat
 
 async def test_cancelled_profile_keeps_what_it_measured(tmp_path: Path, tiny_path: Path):
     slow = {"warmup": 1, "min_runs": 100000, "max_runs": 100000, "max_seconds": 1.0}
-    app = OmdpApp(Launch("demo", session=tmp_path / "sessions" / "demo.omdp",
-                         demo_options={"model": str(tiny_path), "candidates": 3,
-                                       "timing": slow, "node_times_runs": 0}))
+    app = OmdpApp(
+        Launch(
+            "demo",
+            session=tmp_path / "sessions" / "demo.omdp",
+            demo_options={
+                "model": str(tiny_path),
+                "candidates": 3,
+                "timing": slow,
+                "node_times_runs": 0,
+            },
+        )
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen))
         screen = app.screen

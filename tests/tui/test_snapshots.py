@@ -37,14 +37,20 @@ def test_graph(snap_compare, tiny_path: Path):
 def _on(screen: str, keys: tuple[str, ...] = ()):
     async def ready(pilot):
         app = pilot.app
-        await wait_for(pilot, lambda: app.workspace is not None
-                       and type(app.screen).__name__.endswith("Screen")
-                       and type(app.screen).__name__ != "LoadingScreen")
+        await wait_for(
+            pilot,
+            lambda: (
+                app.workspace is not None
+                and type(app.screen).__name__.endswith("Screen")
+                and type(app.screen).__name__ != "LoadingScreen"
+            ),
+        )
         await app.action_show(screen)
         await pilot.pause()
         if keys:
             await pilot.press(*keys)
         await pilot.pause(0.2)
+
     return ready
 
 

@@ -27,23 +27,38 @@ def test_contrast_theme_uses_only_xterm_256_colours():
     cube = {0x00, 0x5F, 0x87, 0xAF, 0xD7, 0xFF}
     greys = {8 + 10 * i for i in range(24)}
     theme = load_theme(BUILTIN_DIR / "omdp-contrast.toml")
-    colours = [getattr(theme, f) for f in ("primary", "secondary", "accent", "warning", "error",
-                                           "success", "foreground", "background", "surface",
-                                           "panel")]
+    colours = [
+        getattr(theme, f)
+        for f in (
+            "primary",
+            "secondary",
+            "accent",
+            "warning",
+            "error",
+            "success",
+            "foreground",
+            "background",
+            "surface",
+            "panel",
+        )
+    ]
     for text in colours:
         c = Color.parse(text)
         assert {c.r, c.g, c.b} <= cube or c.r == c.g == c.b in greys, text
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ('name = "x"\nprimary = "#zzzzzz"\n', "'primary'"),
-    ('primary = "#ffffff"\n', "'name'"),
-    ('name = "x"\n', "'primary'"),
-    ('name = "x"\nprimary = "red"\ndark = "yes"\n', "'dark'"),
-    ('name = "x"\nprimary = "red"\ncolour = "blue"\n', "'colour'"),
-    ('name = "x"\nprimary = "red"\ntext_alpha = 3\n', "'text_alpha'"),
-    ('name = "x"\nprimary = \n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('name = "x"\nprimary = "#zzzzzz"\n', "'primary'"),
+        ('primary = "#ffffff"\n', "'name'"),
+        ('name = "x"\n', "'primary'"),
+        ('name = "x"\nprimary = "red"\ndark = "yes"\n', "'dark'"),
+        ('name = "x"\nprimary = "red"\ncolour = "blue"\n', "'colour'"),
+        ('name = "x"\nprimary = "red"\ntext_alpha = 3\n', "'text_alpha'"),
+        ('name = "x"\nprimary = \n', "not valid TOML"),
+    ],
+)
 def test_broken_theme_names_file_and_field(tmp_path: Path, body: str, field: str):
     path = tmp_path / "broken.toml"
     path.write_text(body)

@@ -1,0 +1,59 @@
+"""What a plan asks and how long measuring it takes: the one estimator.
+
+The estimate is per device (FLOPs over a speed: earlier measurements on that device, else
+its configured GFLOP/s, else a default; see `backend.profiling.plan.estimate`), then as
+wall time: local devices sharing CPUs measure one at a time unless `share_cpus`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backend.chain import Chain
+from backend.device.protocol import TimingSettings
+from backend.model.analysis import ModelAnalysis
+from backend.profiling import plan
+from backend.profiling.jobs import cpu_claims, wall_seconds
+from backend.profiling.plan import Plan, PlanItem
+from backend.profiling.session import Session
+
+
+@dataclass
+class TimeEstimate:
+    """How long measuring some plan items takes."""
+
+    seconds: float  # wall time
+    per_device: dict[str, float]  # each device's own time: the profiler's first ETAs
+    from_measurements: bool  # some speed came from this session's measurements
+
+
+def build(analysis: ModelAnalysis, chain: Chain, candidates: Sequence[int]) -> Plan:
+    """The segments each device measures for these candidates."""
+    return plan.build_plan(analysis.n, candidates, chain.names)
+
+
+def estimate(
+    session: Session,
+    analysis: ModelAnalysis,
+    chain: Chain,
+    items: Sequence[PlanItem],
+    timing: TimingSettings,
+    share_cpus: bool = False,
+) -> TimeEstimate:
+    """Seconds to measure `items` on `chain` under `timing`."""
+    flops_of = plan.segment_flops([n.flops for n in analysis.nodes])
+    measured = plan.speeds_from_measurements(session.results_frame().to_dict("records"), flops_of)
+    configured = {d.name: d.gflops for d in chain.devices if d.gflops}
+    est = plan.estimate(items, flops_of, timing, configured, measured)
+    seconds = wall_seconds(est.per_device, cpu_claims(chain, share_cpus), chain.names)
+    return TimeEstimate(seconds, est.per_device, bool(measured))
+
+
+def cpu_waits(chain: Chain, share_cpus: bool = False) -> dict[str, list[str]]:
+    """Device → the earlier devices it shares CPUs with: it measures after them (the
+    reason the wall time exceeds the slowest device's own time)."""
+    claims = cpu_claims(chain, share_cpus)
+    names = chain.names
+    waits = {n: [m for m in names[:i] if claims[n] & claims[m]] for i, n in enumerate(names)}
+    return {n: w for n, w in waits.items() if w}
