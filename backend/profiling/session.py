@@ -29,7 +29,7 @@ from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
 from backend.files import file_sha256, os_error
 from backend.profiling import claim, integrity, schema, sessionfile
-from backend.profiling.plan import Plan, PlanItem
+from backend.profiling.plan import Plan, PlanItem, check_candidates
 from backend.profiling.sessionfile import SessionExists
 
 SCHEMA_VERSION = schema.VERSION
@@ -365,10 +365,13 @@ class Session:
         return dict(self.conn.execute("SELECT position, cut_bytes FROM candidates"))
 
     def set_candidates(self, candidates: Sequence[int], analysis=None) -> None:
+        """Store the split positions: interior ones only (0 and N are always implied)."""
+        n = analysis.n if analysis is not None else self.model().nodes
+        interior = check_candidates(n, candidates)
         with self._writing("store the candidates"):
             self.conn.execute("DELETE FROM candidates")
-            for p in sorted(set(candidates)):
-                name = analysis.nodes[p - 1].name if analysis is not None and p > 0 else None
+            for p in interior:
+                name = analysis.nodes[p - 1].name if analysis is not None else None
                 cut = analysis.cuts[p].bytes if analysis is not None else None
                 self.conn.execute("INSERT INTO candidates VALUES (?, ?, ?)", (p, name, cut))
 
