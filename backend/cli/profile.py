@@ -232,8 +232,7 @@ def _open_session(args, chain):
     resumed = session is None
     if session is None:
         session = Session.open(path, check_model=True, readonly=args.dry_run)
-    with contextlib.ExitStack() as stack:
-        stack.callback(lambda: session.close())
+    try:
         if resumed:
             analysis = analyze(args.model, shapes or session.model().input_shapes)
             session.check_model(analysis)
@@ -243,13 +242,14 @@ def _open_session(args, chain):
             _npy_inputs(args.input_npy, analysis.inputs)
         if args.dry_run:
             session = session.to_memory() if resumed else session
-        else:
-            stack.enter_context(session.claim_profiler())
-        if resumed:
-            session.update_chain(chain)
-            if cands != session.candidates():
-                session.set_candidates(cands, analysis)
-        yield session, analysis, cands, resumed
+        with contextlib.nullcontext() if args.dry_run else session.claim_profiler():
+            if resumed:
+                session.update_chain(chain)
+                if cands != session.candidates():
+                    session.set_candidates(cands, analysis)
+            yield session, analysis, cands, resumed
+    finally:
+        session.close()
 
 
 def _waits(chain, claims) -> dict[str, list[str]]:
