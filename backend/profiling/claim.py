@@ -41,11 +41,11 @@ def _start_ticks(pid: int) -> int | None:
     """When process `pid` started (clock ticks since boot), to tell a reused pid apart."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        if fields[0] == "Z":  # exited, not yet reaped: gone
+            return -1
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
         return None
-    if fields[0] == "Z":  # exited, not yet reaped: gone
-        return -1
-    return int(fields[19])
 
 
 def _alive(pid: int, ticks: int | None) -> bool:

@@ -11,6 +11,7 @@ read (`Session.samples`), not on every open.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
@@ -269,12 +270,17 @@ def _spec_problem(spec: dict[str, Any]) -> str | None:
         return f"its spec has kind {spec.get('kind')!r}"
     if spec.get("runtime", "onnxruntime") not in RUNTIMES:
         return f"its spec has runtime {spec.get('runtime')!r}"
-    hints = typing.get_type_hints(DeviceSpec)
+    hints = _spec_types()
     for f in fields(DeviceSpec):
         value = spec.get(f.name)
         if value is not None and not _fits(value, hints[f.name]):
             return f"its spec has {f.name} = {value!r}"
     return None
+
+
+@functools.cache
+def _spec_types() -> dict[str, Any]:
+    return typing.get_type_hints(DeviceSpec)
 
 
 def _fits(value: Any, hint: Any) -> bool:

@@ -7,6 +7,11 @@ never duplicate anything. The guarantees live here, in the Session API, so every
 gets them: a session is created whole or not at all (sessionfile), opened by its exact
 name, checked before it is trusted (integrity), profiled by one profiler at a time
 (claim), and read without writing. See docs/session.md.
+
+Why one module of ~800 lines: `Session` is the one API over the file, and every method is
+a transaction whose guarantee (claim checked, read-only refused, errors in one line) must
+be visible next to the SQL it guards; the file-level work lives in `sessionfile`, the
+claim in `claim`, the checks in `integrity`, the schema in `schema`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
 from backend.files import file_sha256, os_error
 from backend.profiling import claim, integrity, schema, sessionfile
-from backend.profiling.plan import Plan, PlanItem
+from backend.profiling.plan import Plan, PlanItem, check_candidates
 from backend.profiling.sessionfile import SessionExists
 
 SCHEMA_VERSION = schema.VERSION
@@ -374,12 +379,12 @@ class Session:
         return dict(self.conn.execute("SELECT position, cut_bytes FROM candidates"))
 
     def set_candidates(self, candidates: Sequence[int], analysis=None) -> None:
-        """Store the candidates; the ends 0 and N are every partition's and are not kept."""
-        n = self.model().nodes if analysis is None else analysis.n
-        inner = sorted({p for p in candidates if 0 < p < n})
+        """Store the split positions: interior ones only (0 and N are always implied)."""
+        n = analysis.n if analysis is not None else self.model().nodes
+        interior = check_candidates(n, candidates)
         with self._writing("store the candidates"):
             self.conn.execute("DELETE FROM candidates")
-            for p in inner:
+            for p in interior:
                 name = analysis.nodes[p - 1].name if analysis is not None else None
                 cut = analysis.cuts[p].bytes if analysis is not None else None
                 self.conn.execute("INSERT INTO candidates VALUES (?, ?, ?)", (p, name, cut))
