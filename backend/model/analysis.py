@@ -362,9 +362,11 @@ def analyze(source: str | os.PathLike | ModelProto,
         names.update(node.input)
     names.discard("")
     tensors = {t: _tensor_info(t, vis.get(t), index.initializers.get(t)) for t in names}
-    for info in tensors.values():  # what inference found, e.g. from a huge --input-shape
+    produced = (o for node in index.nodes for o in node.output if o)
+    for name in dict.fromkeys([*index.inputs, *produced]):  # in graph order: the first says
+        info = tensors[name]  # what went wrong, e.g. a huge --input-shape on an input
         if info.shape is not None:
-            check_dims(f"tensor {shown(info.name)}", info.shape, _item_bytes(info), where)
+            check_dims(f"tensor {shown(name)}", info.shape, _item_bytes(info), where)
 
     nodes: list[NodeInfo] = []
     uncounted: Counter[str] = Counter()
