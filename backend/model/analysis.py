@@ -40,6 +40,7 @@ from backend.model.checks import (
     check_dims,
     check_structure,
     check_with_onnx,
+    inert,
     shown,
 )
 from backend.model.cuts import Cut, build_cuts, rank_candidates, resolve_position
@@ -243,8 +244,9 @@ def _zoo_hint() -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """An exception's first line, inert (it may quote the file) and at most 200 characters."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    return inert(text[0][:200]) if text else type(exc).__name__
 
 
 def open_model(source: str | os.PathLike | ModelProto,
@@ -350,7 +352,7 @@ def analyze(source: str | os.PathLike | ModelProto,
     try:
         index = prepare(model, shapes, lazy)
     except ValueError as exc:
-        raise OmdpError(f"{where}: invalid model: {shown(_first_line(exc), 300)[1:-1]}",
+        raise OmdpError(f"{where}: invalid model: {_first_line(exc)}",
                         FIX) from None
     g = model.graph
     vis = index.value_info
@@ -360,9 +362,11 @@ def analyze(source: str | os.PathLike | ModelProto,
         names.update(node.input)
     names.discard("")
     tensors = {t: _tensor_info(t, vis.get(t), index.initializers.get(t)) for t in names}
-    for info in tensors.values():  # what inference found, e.g. from a huge --input-shape
+    produced = (o for node in index.nodes for o in node.output if o)
+    for name in dict.fromkeys([*index.inputs, *produced]):  # in graph order: the first says
+        info = tensors[name]  # what went wrong, e.g. a huge --input-shape on an input
         if info.shape is not None:
-            check_dims(f"tensor {shown(info.name)}", info.shape, _item_bytes(info), where)
+            check_dims(f"tensor {shown(name)}", info.shape, _item_bytes(info), where)
 
     nodes: list[NodeInfo] = []
     uncounted: Counter[str] = Counter()

@@ -33,7 +33,7 @@ from backend.errors import OmdpError
 MAX_TENSOR_BYTES = 1 << 40  # 1 TiB: no tensor a device can hold comes near it
 MAX_DIM = 2**31 - 1  # one axis; larger values overflow the runtimes' index types
 
-FIX = "repair or re-export the model (onnx.checker.check_model(path, full_check=True) agrees)"
+FIX = "repair the model, or export it again"
 
 _STANDARD = ("", "ai.onnx")
 _LATEST_OPSET = {
@@ -51,11 +51,16 @@ _TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "doubl
 _COMPLEX = {TensorProto.COMPLEX64, TensorProto.COMPLEX128}
 
 
+def inert(text: str) -> str:
+    """Text from a file or the command line, safe on one terminal line: control characters
+    (newlines, escape sequences) written as `\\xNN`."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def shown(text: str, limit: int = 80) -> str:
-    """A name from a file or the command line, quoted and made inert for one terminal
-    line: control characters escaped, long names cut."""
-    inert = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
-    return f"'{inert[:limit]}{'…' if len(inert) > limit else ''}'"
+    """A name from a file or the command line, quoted, inert, and cut if long."""
+    safe = inert(text)
+    return f"'{safe[:limit]}{'…' if len(safe) > limit else ''}'"
 
 
 def node_ref(i: int, node: NodeProto) -> str:
@@ -165,11 +170,7 @@ def _check_references(g: GraphProto, where: str) -> list[int]:
     try:
         return topological_order(g)
     except ValueError as exc:
-        raise _fail(where, _inert(str(exc))) from None
-
-
-def _inert(text: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+        raise _fail(where, inert(str(exc))) from None
 
 
 def _dims_text(dims: Iterable[int]) -> str:
@@ -334,7 +335,7 @@ def check_with_onnx(model: ModelProto, input_shapes: dict[str, list[int]], order
         onnx.checker.check_model(_checker_stub(model, input_shapes, order), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
             onnx.defs.SchemaError, RuntimeError) as exc:
-        raise _fail(where, checker_message(exc)) from None
+        raise _fail(where, f"onnx.checker: {checker_message(exc)}") from None
 
 
 def _checker_stub(model: ModelProto, input_shapes: dict[str, list[int]],
@@ -374,7 +375,7 @@ def _has_data(t: TensorProto) -> bool:
 
 def checker_message(exc: BaseException) -> str:
     """onnx's multi-line checker message as one line: its first finding, and the node."""
-    text = _inert(" ".join(str(exc).split()))
+    text = inert(" ".join(str(exc).split()))
     found, _, context = text.partition("==> Context:")
     found = re.sub(r"^(\[\w+\] )?(Inference error\(s\): )?", "", found.strip())
     first = re.match(r"\(op_type:([^,)]*)(?:, node name: (.*?))?\): (?:\[\w+\] )?(.*?)"

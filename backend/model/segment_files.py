@@ -20,7 +20,7 @@ from backend.device import segments
 from backend.device.segments import GraphIndex
 from backend.errors import OmdpError
 from backend.files import atomic_open
-from backend.model.checks import checker_message, shown
+from backend.model.checks import checker_message, inert, shown
 
 Piece = bytes | tuple[int, int]
 
@@ -35,7 +35,7 @@ def segment_pieces(index: GraphIndex, a: int, b: int) -> list[Piece]:
     try:
         pieces = index.segment_parts(a, b)
     except ValueError as exc:
-        raise OmdpError(f"cannot write {where}: {shown(str(exc), 300)[1:-1]}",
+        raise OmdpError(f"cannot write {where}: {inert(str(exc))[:300]}",
                         "choose other positions (see `omdp cuts MODEL`)") from None
     size = sum(_length(p) for p in pieces)
     if size > segments.PROTOBUF_LIMIT:
