@@ -142,6 +142,7 @@ _DEVICE_TYPES: dict[str, tuple[type, ...]] = {
     "gflops": (int, float), "host": (str,), "port": (int,), "user": (str,),
     "identity": (str,), "known_hosts": (str,), "python": (str,), "workdir": (str,),
     "ssh_config": (str,), "address": (str,), "connect_timeout": (int, float),
+    "lab": (dict,),  # [device.lab]: emulated-lab limits, read by backend.lab.spec
 }
 _LINK_TYPES: dict[str, tuple[type, ...]] = {
     "from": (str,), "to": (str,), "bandwidth_mbps": (int, float), "latency_ms": (int, float),
@@ -244,7 +245,7 @@ def _top_line(src: _Text, key: str) -> int:
 def _check_type(src: _Text, line: int, who: str, key: str, value: Any,
                 types: tuple[type, ...]) -> None:
     if isinstance(value, bool) or not isinstance(value, types):
-        names = {int: "an integer", str: "a string", list: "a list"}
+        names = {int: "an integer", str: "a string", list: "a list", dict: "a table"}
         want = "a number" if float in types else " or ".join(names[t] for t in types)
         raise src.fail(line, f"{who}: {key} must be {want}, not {value!r}")
 
@@ -314,7 +315,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
         if kind == "local" and missing:
             raise src.fail(line_of("cpus"), f"{who}: cpu {missing[0]} is not available on "
                            f"this machine (available: {format_cpus(sorted(available))})")
-    values = {k: v for k, v in raw.items() if k not in ("name", "cpus")}
+    values = {k: v for k, v in raw.items() if k not in ("name", "cpus", "lab")}
     for key in ("gflops", "connect_timeout"):
         if key in values:
             values[key] = float(values[key])
