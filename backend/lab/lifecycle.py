@@ -138,7 +138,7 @@ def teardown(folder: Path, lid: str) -> tuple[bool, list[str]]:
 def _relay_argv(st: LabState, link: LinkState, slot: layout.LinkSlot) -> list[str]:
     bdp_frames = int(link.bandwidth_mbps * 1e6 / 8 * (link.latency_ms + 100) / 1e3 / 1500)
     return netns.exec_argv(slot.namespace, [
-        sys.executable, "-I", str(RELAY_SCRIPT), "src", "dst",
+        sys.executable, "-I", str(RELAY_SCRIPT), "src", "dst", "--tag", slot.namespace,
         "--delay-ms", f"{link.latency_ms:g}", "--rate-mbps", f"{link.bandwidth_mbps:g}",
         "--limit", str(max(10000, 2 * bdp_frames))])
 

@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="link rate, for each frame's serialisation time (0: none)")
     p.add_argument("--limit", type=int, default=10000, help="frames held per direction")
     p.add_argument("--rcvbuf", type=int, default=8 << 20)
+    p.add_argument("--tag", default="", help="a name for the process list (the link's)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with contextlib.suppress(OSError, AttributeError):  # prompt wake-ups when it can
