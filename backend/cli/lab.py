@@ -79,7 +79,10 @@ def _emit(report: Any, as_json: bool) -> int:
 def run_up(args: argparse.Namespace) -> int:
     from backend.lab import lifecycle
 
-    return _emit(lifecycle.up(args.devices, args.dir), args.json)
+    report = lifecycle.up(args.devices, args.dir)
+    for warning in report.warnings:
+        print(f"omdp: warning: {warning}", file=sys.stderr)
+    return _emit(report, args.json)
 
 
 def run_status(args: argparse.Namespace) -> int:

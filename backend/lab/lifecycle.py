@@ -41,6 +41,7 @@ class Report:
     action: str = ""  # up: built, already up, repaired, rebuilt; down: removed, nothing
     status: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # from the chain (e.g. a missing link)
 
     def to_dict(self) -> dict[str, Any]:
         return {"folder": self.folder, "state": self.state, "action": self.action,
@@ -344,24 +345,30 @@ def up(devices_file: str | os.PathLike[str], folder: str | os.PathLike[str]) -> 
                         "choose a folder you can write to") from None
     host.ensure_privsep_dir()
     with _folder_lock(path):
-        old = lab_state.load(path)
-        action = "built"
-        if old is not None:
-            _, broken, dead = inspect(old)
-            if not broken and not dead:
-                return _report(path, old, "already up")
-            if not broken:
-                _repair(path, old, tools)
-                return _report(path, old, "repaired")
-            action = "rebuilt"
-        lid = layout.lab_id(path)
-        teardown(path, lid)  # remains of a lab whose `up` or processes died
-        try:
-            st = _build(path, spec, tools)
-        except BaseException:
-            teardown(path, lid)
-            raise
-        return _report(path, st, action)
+        report = _up_locked(path, spec, tools)
+    report.warnings = list(spec.warnings)
+    return report
+
+
+def _up_locked(path: Path, spec: LabSpec, tools: dict[str, str]) -> Report:
+    old = lab_state.load(path)
+    action = "built"
+    if old is not None:
+        _, broken, dead = inspect(old)
+        if not broken and not dead:
+            return _report(path, old, "already up")
+        if not broken:
+            _repair(path, old, tools)
+            return _report(path, old, "repaired")
+        action = "rebuilt"
+    lid = layout.lab_id(path)
+    teardown(path, lid)  # remains of a lab whose `up` or processes died
+    try:
+        st = _build(path, spec, tools)
+    except BaseException:
+        teardown(path, lid)
+        raise
+    return _report(path, st, action)
 
 
 def _report(path: Path, st: LabState, action: str) -> Report:

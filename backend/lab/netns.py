@@ -69,7 +69,10 @@ def pids(name: str) -> list[int]:
 
 
 def sysctl(ns: str, key: str, value: str) -> None:
-    run(exec_argv(ns, ["sysctl", "-q", "-w", f"{key}={value}"]), f"set {key} in {ns}")
+    """Set a network sysctl of `ns` (its /proc/sys/net is the namespace's own)."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    run(exec_argv(ns, ["sh", "-c", 'echo "$1" > "$2"', "sh", value, path]),
+        f"set {key} in {ns}")
 
 
 def veth(a: str, a_ns: str | None, b: str, b_ns: str | None) -> None:
