@@ -17,5 +17,6 @@ cgroup limits from `[device.lab]`. Each part is a small module of its own so lat
 - `processes`: processes the lab starts, named by pid and start time;
 - `state`: the lab's state file in its folder;
 - `chainfile`: the `devices.toml` the lab writes for the rest of omdp;
-- `lifecycle`: up, status and down. See docs/lab.md.
+- `lifecycle`: up, status and down;
+- `demo`: the demo chain as a lab. See docs/lab.md.
 """

@@ -131,8 +131,9 @@ def teardown(folder: Path, lid: str) -> tuple[bool, list[str]]:
     spaces, ifaces = _leftovers(lid)
     problems += [f"namespace {n} is still there" for n in spaces]
     problems += [f"interface {i} is still there" for i in ifaces]
-    with contextlib.suppress(FileNotFoundError):
-        lab_state.path(folder).unlink()
+    for stale in (lab_state.path(folder), folder / "devices.toml"):  # they name a dead lab
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     return found, problems
 
 
@@ -181,6 +182,7 @@ def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
         for slot in lay.devices:
             netns.add(slot.namespace)
             netns.veth(slot.mgmt_if, None, "mgmt", slot.namespace)
+            netns.disable_ipv6(slot.mgmt_if)
             netns.address(None, slot.mgmt_if, f"{slot.lab_ip}/30")
             netns.address(slot.namespace, "mgmt", f"{slot.host}/30")
             netns.up(None, slot.mgmt_if)

@@ -6,10 +6,12 @@ failing command becomes one line naming what was being done and `ip`'s own messa
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from backend.errors import OmdpError
@@ -73,6 +75,13 @@ def sysctl(ns: str, key: str, value: str) -> None:
     path = "/proc/sys/" + key.replace(".", "/")
     run(exec_argv(ns, ["sh", "-c", 'echo "$1" > "$2"', "sh", value, path]),
         f"set {key} in {ns}")
+
+
+def disable_ipv6(dev: str) -> None:
+    """No IPv6 on an interface of the lab machine (no link-local address, no router
+    solicitations from the lab's management links)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/sys/net/ipv6/conf/{dev}/disable_ipv6").write_text("1\n")
 
 
 def veth(a: str, a_ns: str | None, b: str, b_ns: str | None) -> None:

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+import subprocess
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ MAX_DEVICES = 32  # one /30 of the management /24 each, with room to spare
 MIN_CPU_SHARE = 0.01
 MIN_MEMORY_MIB = 64  # below this a Python with numpy does not start
 MIN_RATE_MBPS = 0.1
-MAX_RATE_MBPS = 1000.0
+MAX_RATE_MBPS = 300.0  # the user-space relay keeps up to about this on a busy 2-core machine
 MAX_LATENCY_MS = 1000.0
 LAB_FIELDS = ("cpu", "cpus", "memory_mib", "python")
 
@@ -216,10 +217,23 @@ def _interpreter(value: Any, fail: Any) -> str:
         raise fail(f"python must be an interpreter's name or path, not {value!r}",
                    "e.g. python = \"python3.8\"")
     found = shutil.which(value.strip())
-    if found is None:
+    if found is None or os.path.isdir(found):
         raise fail(f"python '{value}' is not an executable on this machine",
                    "install it, or give its full path")
-    return os.path.abspath(found)
+    # The interpreter itself, not a wrapper: a pyenv shim, for one, needs the user's shell
+    # environment, which an SSH session on the device does not have.
+    try:
+        done = subprocess.run([found, "-c", "import sys; print(sys.executable)"],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise fail(f"python '{value}' does not run: {exc}", "give a working interpreter") \
+            from None
+    real = done.stdout.strip()
+    if done.returncode != 0 or not os.path.isabs(real) or not os.path.isfile(real):
+        why = next((ln for ln in done.stderr.splitlines() if ln.strip()), "no sys.executable")
+        raise fail(f"python '{value}' does not run: {why.strip()[:200]}",
+                   "give a working interpreter")
+    return real
 
 
 def _online_cpus() -> list[int]:

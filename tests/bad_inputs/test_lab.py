@@ -127,9 +127,9 @@ def test_lab_table(tmp_path: Path, capsys, lab: str, words: str) -> None:
 
 
 LINKS = {
-    "rate-too-low": (0.05, 5, "shapes 0.1 to 1000"),
-    "rate-too-high": (5000, 5, "shapes 0.1 to 1000"),
-    "rate-huge": (1e300, 5, "shapes 0.1 to 1000"),
+    "rate-too-low": (0.05, 5, "shapes 0.1 to 300"),
+    "rate-too-high": (5000, 5, "shapes 0.1 to 300"),
+    "rate-huge": (1e300, 5, "shapes 0.1 to 300"),
     "latency-too-high": (20, 1500, "latencies up to 1000"),
     "latency-huge": (20, 1e300, "latencies up to 1000"),
     "rate-zero": (0, 5, "positive number"),

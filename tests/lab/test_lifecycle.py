@@ -79,6 +79,15 @@ def test_up_status_down_leaves_nothing(make_lab, tmp_path: Path, capsys) -> None
             Path(f"/proc/{line.split()[0]}/stat").read_text().split(")")[1].split()[0] == "Z"
     assert lifecycle.down(folder).action == "nothing"  # twice is harmless
     assert main(["lab", "down", str(folder)]) == 0
+    assert not (folder / "devices.toml").exists()  # it would name a lab that is gone
+
+    def host_keys() -> set[str]:
+        return {" ".join(line.split()[1:]) for line in
+                (folder / "known_hosts").read_text().splitlines()}
+
+    keys = host_keys()
+    assert lifecycle.up(tmp_path / "lab.toml", folder).action == "built"
+    assert host_keys() == keys  # the same devices: what the user trusted stays valid
 
 
 def test_devices_check_over_the_lab(make_lab, tmp_path: Path, capsys) -> None:

@@ -98,3 +98,13 @@ def test_missing_links_get_the_chain_defaults(tmp_path: Path) -> None:
     spec = load_lab_spec(write(tmp_path, text))
     assert [(lk.bandwidth_mbps, lk.latency_ms) for lk in spec.chain.links] == [(100, 0)] * 2
     assert len(spec.warnings) == 2
+
+
+def test_demo_chain(tmp_path: Path) -> None:
+    from backend.lab import demo
+
+    spec = load_lab_spec(demo.write_chain(tmp_path / "demo"))
+    assert spec.chain.names == ["glasses", "phone", "cloud"]
+    assert [lim.cpu for lim in spec.limits] == [0.25, 0.5, 1.0]
+    assert [lk.bandwidth_mbps for lk in spec.chain.links] == [20, 100]
+    assert not spec.warnings
