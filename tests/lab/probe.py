@@ -66,7 +66,7 @@ def measure(addr: str, port: int, rate_mbps: float) -> dict[str, object]:
         conn.recv(1)
         return time.perf_counter() - t0
 
-    big = max(256 << 10, int(rate_mbps * 1e6 / 8 * 0.6))  # about 0.6 s on the link
+    big = max(256 << 10, int(rate_mbps * 1e6 / 8 * 0.4))  # about 0.4 s on the link
     small = big // 4
     upload(big)  # warm-up: the congestion window opens
     rates = []
