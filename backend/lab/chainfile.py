@@ -35,7 +35,7 @@ def render(spec: LabSpec, lay: Layout, folder: Path, user: str, pythons: list[st
     """The devices file for the lab in `folder` (checked by backend.chain before it is
     returned, so `omdp` reads back exactly what was meant)."""
     out = [
-        "# Written by `omdp lab up`: the chain of " + spec.source + " as an emulated lab.",
+        f"# Written by `omdp lab up`: the chain of {json.dumps(spec.source)} as an emulated lab.",
         f"# Status: omdp lab status {shlex.quote(str(folder))}",
         "",
     ]

@@ -45,7 +45,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"folder": self.folder, "state": self.state, "action": self.action,
-                **self.status, "problems": list(self.problems)}
+                **self.status, "problems": list(self.problems),
+                "warnings": list(self.warnings)}
 
 
 # -- locking ---------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
 # -- health ------------------------------------------------------------------------------------
 
 
-def inspect(st: LabState) -> tuple[dict[str, Any], list[str], list[str]]:
+def examine(st: LabState) -> tuple[dict[str, Any], list[str], list[str]]:
     """The lab as it is now: (status, structural problems, dead processes)."""
     lay = st.layout()
     spaces = set(netns.names())
@@ -356,7 +357,7 @@ def _up_locked(path: Path, spec: LabSpec, tools: dict[str, str]) -> Report:
     old = lab_state.load(path)
     action = "built"
     if old is not None:
-        _, broken, dead = inspect(old)
+        _, broken, dead = examine(old)
         if not broken and not dead:
             return _report(path, old, "already up")
         if not broken:
@@ -374,7 +375,7 @@ def _up_locked(path: Path, spec: LabSpec, tools: dict[str, str]) -> Report:
 
 
 def _report(path: Path, st: LabState, action: str) -> Report:
-    status, broken, dead = inspect(st)
+    status, broken, dead = examine(st)
     problems = broken + dead
     return Report(str(path), "up" if not problems else "degraded", action, status, problems)
 

@@ -171,6 +171,11 @@ def _limits(source: str, lines: _LabLines, k: int, raw: Any, device: DeviceSpec)
         if cpu is not None and cpu > len(cpus):
             raise fail("cpu", f"cpu = {cpu:g} is more than the {len(cpus)} CPU(s) in cpus",
                        "lower cpu or list more cpus")
+        outside = sorted(set(device.cpus or []) - set(cpus))
+        if outside:
+            raise fail("cpus", f"the device pins its agent to cpu {outside[0]}, which is not "
+                       f"in its lab cpus {format_cpus(cpus)}",
+                       "make the device's `cpus` a subset of [device.lab] cpus")
     memory = raw.get("memory_mib")
     if memory is not None:
         total = _total_memory_mib()

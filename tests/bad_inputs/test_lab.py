@@ -96,6 +96,7 @@ LAB_TABLES = {
     "cpus-bool": ("[device.lab]\ncpus = true", "not a list of CPU numbers"),
     "cpus-float": ("[device.lab]\ncpus = 0.5", "not a list of CPU numbers"),
     "cpus-empty-string": ('[device.lab]\ncpus = ""', "not a CPU list"),
+    "agent-pinned-outside": ('cpus = [0]\n[device.lab]\ncpus = "1"', "not in its lab cpus"),
     "cpus-huge-digits": ('[device.lab]\ncpus = "' + "9" * 400 + '"', "does not exist"),
     # memory_mib
     "memory-zero": ("[device.lab]\nmemory_mib = 0", "memory_mib must be"),
