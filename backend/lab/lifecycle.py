@@ -22,7 +22,7 @@ from typing import Any
 
 from backend.errors import OmdpError
 from backend.files import atomic_write
-from backend.lab import cgroups, host, layout, netns, shaping, sshd
+from backend.lab import cgroups, chainfile, host, layout, netns, shaping, sshd
 from backend.lab import state as lab_state
 from backend.lab.processes import kill_all, spawn
 from backend.lab.spec import LabSpec, load_lab_spec
@@ -168,14 +168,9 @@ def _start_sshd(folder: Path, st: LabState, i: int, tools: dict[str, str]) -> No
                         + (f": {tail}" if tail else ""), f"see {log}")
 
 
-def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
-    lid = layout.lab_id(folder)
-    hierarchy = cgroups.detect()
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    (folder / "devices").mkdir(exist_ok=True)
-    sshd.keygen(folder / "lab_key", f"omdp-lab-{lid}")
-    atomic_write(folder / "authorized_keys", sshd.public_key(folder / "lab_key") + "\n",
-                 mode=0o600)
+def _management(lid: str, spec: LabSpec) -> layout.Layout:
+    """The device namespaces and the management links from the lab machine, under the
+    machine-wide lock (two labs must not pick the same free /24)."""
     links = [(lk.bandwidth_mbps, lk.latency_ms) for lk in spec.chain.links]
     with _global_lock():
         net = layout.choose_mgmt_net(lid, netns.taken_networks())
@@ -188,49 +183,69 @@ def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
             netns.address(slot.namespace, "mgmt", f"{slot.host}/30")
             netns.up(None, slot.mgmt_if)
             netns.up(slot.namespace, "mgmt")
+    return lay
+
+
+def _chain_link(folder: Path, st: LabState, lay: layout.Layout, link: layout.LinkSlot) -> None:
+    """One shaped link between consecutive devices (through its relay's namespace when the
+    latency is the relay's)."""
+    up, down = lay.devices[link.index], lay.devices[link.index + 1]
+    assert up.next_ip is not None and down.address is not None
+    if st.latency == shaping.RELAY:
+        netns.add(link.namespace)
+        netns.veth("next", up.namespace, "src", link.namespace)
+        netns.veth("prev", down.namespace, "dst", link.namespace)
+        netns.up(link.namespace, "src")
+        netns.up(link.namespace, "dst")
+    else:
+        netns.veth("next", up.namespace, "prev", down.namespace)
+    netns.address(up.namespace, "next", f"{up.next_ip}/30")
+    netns.address(down.namespace, "prev", f"{down.address}/30")
+    netns.up(up.namespace, "next")
+    netns.up(down.namespace, "prev")
+    shape = shaping.Shape(link.bandwidth_mbps, link.latency_ms)
+    shaping.apply(up.namespace, "next", shape, st.latency)
+    shaping.apply(down.namespace, "prev", shape, st.latency)
+    if st.latency == shaping.RELAY:
+        _start_relay(folder, st, link.index)
+
+
+def _device(folder: Path, st: LabState, slot: layout.DeviceSlot, groups: cgroups.LabCgroups,
+            tools: dict[str, str]) -> str:
+    """A device's cgroup, folders, host key and sshd; its known_hosts line."""
+    groups.create(f"d{slot.index}", st.devices[slot.index].limits)
+    dev = folder / "devices" / slot.folder
+    (dev / "work").mkdir(parents=True, exist_ok=True)
+    sshd.keygen(dev / sshd.HOST_KEY, f"{slot.name}@omdp-lab-{st.lab_id}")
+    _start_sshd(folder, st, slot.index, tools)
+    return sshd.known_hosts_line(slot.host, layout.SSH_PORT,
+                                 sshd.public_key(dev / sshd.HOST_KEY))
+
+
+def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
+    lid = layout.lab_id(folder)
+    hierarchy = cgroups.detect()
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    (folder / "devices").mkdir(exist_ok=True)
+    sshd.keygen(folder / "lab_key", f"omdp-lab-{lid}")
+    atomic_write(folder / "authorized_keys", sshd.public_key(folder / "lab_key") + "\n",
+                 mode=0o600)
+    lay = _management(lid, spec)
     method = shaping.NETEM if shaping.netem_available(lay.devices[0].namespace) else shaping.RELAY
     st = LabState(str(folder), lid, spec.digest(), spec.source, method, hierarchy.version,
-                  net, user,
+                  lay.mgmt_net, user,
                   [DeviceState(d.name, lim) for d, lim in zip(spec.devices, spec.limits,
                                                              strict=True)],
                   [LinkState(lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms)
                    for lk in spec.chain.links])
     for link in lay.links:
-        up, down = lay.devices[link.index], lay.devices[link.index + 1]
-        assert up.next_ip is not None and down.address is not None
-        if method == shaping.RELAY:
-            netns.add(link.namespace)
-            netns.veth("next", up.namespace, "src", link.namespace)
-            netns.veth("prev", down.namespace, "dst", link.namespace)
-            netns.up(link.namespace, "src")
-            netns.up(link.namespace, "dst")
-        else:
-            netns.veth("next", up.namespace, "prev", down.namespace)
-        netns.address(up.namespace, "next", f"{up.next_ip}/30")
-        netns.address(down.namespace, "prev", f"{down.address}/30")
-        netns.up(up.namespace, "next")
-        netns.up(down.namespace, "prev")
-        shape = shaping.Shape(link.bandwidth_mbps, link.latency_ms)
-        shaping.apply(up.namespace, "next", shape, method)
-        shaping.apply(down.namespace, "prev", shape, method)
-        if method == shaping.RELAY:
-            _start_relay(folder, st, link.index)
+        _chain_link(folder, st, lay, link)
     groups = cgroups.LabCgroups(hierarchy, lid)
-    known = []
-    for i, (slot, limits) in enumerate(zip(lay.devices, spec.limits, strict=True)):
-        groups.create(f"d{i}", limits)
-        dev = folder / "devices" / slot.folder
-        (dev / "work").mkdir(parents=True, exist_ok=True)
-        sshd.keygen(dev / sshd.HOST_KEY, f"{slot.name}@omdp-lab-{lid}")
-        known.append(sshd.known_hosts_line(slot.host, layout.SSH_PORT,
-                                           sshd.public_key(dev / sshd.HOST_KEY)))
-        _start_sshd(folder, st, i, tools)
+    known = [_device(folder, st, slot, groups, tools) for slot in lay.devices]
     atomic_write(folder / "known_hosts", "\n".join(known) + "\n", mode=0o600)
     atomic_write(folder / "ssh_config", "# The lab's devices are reached with the settings "
                  "in devices.toml only.\n", mode=0o600)
     pythons = [lim.python or sys.executable for lim in spec.limits]
-    from backend.lab import chainfile
-
     atomic_write(folder / "devices.toml", chainfile.render(spec, lay, folder, user, pythons))
     st.save()
     return st
