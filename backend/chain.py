@@ -195,6 +195,7 @@ _DEVICE_TYPES: dict[str, tuple[type, ...]] = {
     "gflops": (int, float), "host": (str,), "port": (int,), "user": (str,),
     "identity": (str,), "known_hosts": (str,), "python": (str,), "workdir": (str,),
     "ssh_config": (str,), "address": (str,), "connect_timeout": (int, float),
+    "lab": (dict,),  # [device.lab]: emulated-lab limits, read by backend.lab.spec
 }
 _LINK_TYPES: dict[str, tuple[type, ...]] = {
     "from": (str,), "to": (str,), "bandwidth_mbps": (int, float), "latency_ms": (int, float),
@@ -335,7 +336,7 @@ def _number(value: Any) -> float:
 def _check_type(src: _Text, line: int, who: str, key: str, value: Any,
                 types: tuple[type, ...]) -> None:
     if isinstance(value, bool) or not isinstance(value, types):
-        names = {int: "an integer", str: "a string", list: "a list"}
+        names = {int: "an integer", str: "a string", list: "a list", dict: "a table"}
         want = "a number" if float in types else " or ".join(names[t] for t in types)
         raise src.fail(line, f"{who}: {key} must be {want}, not {_show(value)}")
 
@@ -426,7 +427,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
         if kind == "local" and available is not None and missing:
             raise src.fail(line_of("cpus"), f"{who}: cpu {missing[0]} is not available on "
                            f"this machine (available: {format_cpus(sorted(available))})")
-    values = {k: v for k, v in raw.items() if k not in ("name", "cpus")}
+    values = {k: v for k, v in raw.items() if k not in ("name", "cpus", "lab")}
     for key in ("gflops", "connect_timeout"):
         if key in values:
             values[key] = _number(values[key])

@@ -33,6 +33,7 @@ VERBS: dict[str, str] = {
     "export": "write chosen partitions to JSON (docs/export.md)",
     "devices": "check the chain's devices (SSH, python, packages)",
     "links": "measure link bandwidth and latency",
+    "lab": "emulate the chain on this machine: namespaces, shaped links, sshd (root)",
 }
 UI_VERBS: dict[str, str] = {
     "tui": "open the TUI on a model (a new session)",
