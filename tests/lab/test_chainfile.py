@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from backend.remote.ssh import SshTarget, target_from_spec
 
 from backend.chain import load_devices
 from backend.lab import chainfile, layout
 from backend.lab.spec import load_lab_spec
-from backend.remote.ssh import SshTarget, target_from_spec
 
 from .helpers import write_chain
 
