@@ -3,11 +3,14 @@
 Every device gets a cgroup, limited or not: its sshd is put there, so everything it starts
 (sessions, the agent) is limited the same way and can be found and stopped by `down`.
 
-CPU shares use CFS bandwidth control with a short period: with the default 100 ms, a
-quarter share runs 25 ms then waits 75 ms, so a 100 ms segment takes 3 or 4 periods
-depending on where it starts and its times come out bimodal. With 10 ms (and at least
-1 ms of quota, the kernel's minimum) a segment spans dozens of periods and its time varies
-by a few percent at most.
+CPU shares use CFS bandwidth control with the kernel's default 100 ms period: a quarter
+share runs 25 ms, then waits 75 ms. Shorter periods spread a segment over more, smaller
+slices, but every pause costs the throttled process its warm caches: measured here on a
+MatMul segment (125 ms unthrottled), a quarter share took 1.45× more CPU time per run at
+10 ms, 1.3× at 50 ms and 1.1× at 100 ms — a "4× slower" device became 5-6× slower. The
+price of the long period is granularity: a segment's time varies by up to one period's
+pause (75 ms at a quarter share), so segments of a few hundred ms or more are timed
+evenly (p90/p10 ≈ 1.1) while a 100 ms one spreads up to ≈ 1.3-1.4 (docs/lab.md).
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ from backend.errors import OmdpError
 from backend.lab.layout import cgroup_name
 from backend.lab.spec import Limits
 
-PERIOD_US = 10_000
+PERIOD_US = 100_000  # the kernel's default; see the module docstring
 MIN_QUOTA_US = 1_000
 V1_CONTROLLERS = ("cpu", "cpuset", "memory")
 
 
 def period_us(share: float) -> int:
-    """The CFS period for a CPU share: 10 ms, longer only to keep the quota ≥ 1 ms."""
+    """The CFS period for a CPU share: 100 ms, longer only to keep the quota ≥ 1 ms."""
     return max(PERIOD_US, math.ceil(MIN_QUOTA_US / share))
 
 

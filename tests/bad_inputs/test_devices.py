@@ -221,7 +221,7 @@ def test_links_to_a_misbehaving_helper_is_one_line(capsys, lab: SshLab, inv: Pat
     fake.chmod(0o755)
     path = inv / "devices.toml"
     path.write_text(ssh_table(dev, python=str(fake)))
-    monkeypatch.setattr("backend.cli.links.LinkSettings", _short_settings)
+    monkeypatch.setattr("backend.usecases.devices.LinkSettings", _short_settings)
     expect_rejected(capsys, ["links", "measure", path, "--max-mib", "0.25"],
                     watch=[inv, lab.known_hosts], contains=says)
 

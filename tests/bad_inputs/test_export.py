@@ -16,7 +16,8 @@ from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.model.analysis import analyze
 from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
-from bad_inputs.harness import expect_rejected
+
+from .harness import expect_rejected
 
 SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}  # ms per position
 

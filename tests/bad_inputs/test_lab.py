@@ -16,7 +16,8 @@ import pytest
 
 from backend.lab import host, layout, state
 from backend.lab.spec import MAX_DEVICES
-from tests.bad_inputs.harness import expect_rejected
+
+from .harness import expect_rejected
 
 TWO = """\
 [[device]]
@@ -133,8 +134,8 @@ LINKS = {
     "rate-huge": (1e300, 5, "shapes 0.1 to 300"),
     "latency-too-high": (20, 1500, "latencies up to 1000"),
     "latency-huge": (20, 1e300, "latencies up to 1000"),
-    "rate-zero": (0, 5, "positive number"),
-    "rate-nan": ("nan", 5, "positive number"),
+    "rate-zero": (0, 5, "positive"),
+    "rate-nan": ("nan", 5, "positive"),
     "rate-string": ('"fast"', 5, "must be a number"),
     "latency-negative": (20, -1, "0 or more"),
     "latency-inf": (20, "inf", "0 or more"),
@@ -149,7 +150,7 @@ def test_links_the_lab_cannot_emulate(tmp_path: Path, capsys, bw, lat, words: st
 DEVICE_FILES = {
     "missing": (None, "no devices file"),
     "folder": ("", "is a directory"),
-    "binary": (b"\xff\xfe\x00garbage", "cannot read"),
+    "binary": (b"\xff\xfe\x00garbage", "not a text file"),
     "invalid-toml": ("[[device]\nname = 'a'", "invalid TOML"),
     "no-devices": ("# nothing\n", "no devices"),
     "unknown-field": ("[[device]]\nname = 'a'\nthread = 1\n", "did you mean 'threads'"),

@@ -17,7 +17,7 @@ import pytest
 from models import light, read_only_folder, skip_model
 from onnx import TensorProto, helper, numpy_helper
 
-from bad_inputs.harness import expect_rejected
+from .harness import expect_rejected
 
 # -- broken models: each function edits a valid model (or writes a broken file) --------------
 

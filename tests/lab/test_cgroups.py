@@ -22,9 +22,9 @@ cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
 
 
 def test_period_keeps_the_quota_above_a_millisecond() -> None:
-    assert (cgroups.period_us(0.25), cgroups.quota_us(0.25)) == (10_000, 2_500)
-    assert (cgroups.period_us(2.0), cgroups.quota_us(2.0)) == (10_000, 20_000)
-    assert (cgroups.period_us(0.05), cgroups.quota_us(0.05)) == (20_000, 1_000)
+    assert (cgroups.period_us(0.25), cgroups.quota_us(0.25)) == (100_000, 25_000)
+    assert (cgroups.period_us(2.0), cgroups.quota_us(2.0)) == (100_000, 200_000)
+    assert (cgroups.period_us(0.01), cgroups.quota_us(0.01)) == (100_000, 1_000)
     assert cgroups.quota_us(0.01) >= cgroups.MIN_QUOTA_US
 
 
@@ -60,8 +60,8 @@ def test_v1_limits(tmp_path: Path) -> None:
     groups.create("d0", Limits(cpu=0.25, cpus=(1,), memory_mib=512))
     groups.create("d1", Limits())
     lab = "omdp-lab-abc123"
-    assert (tmp_path / "cpu" / lab / "d0" / "cpu.cfs_quota_us").read_text() == "2500\n"
-    assert (tmp_path / "cpu" / lab / "d0" / "cpu.cfs_period_us").read_text() == "10000\n"
+    assert (tmp_path / "cpu" / lab / "d0" / "cpu.cfs_quota_us").read_text() == "25000\n"
+    assert (tmp_path / "cpu" / lab / "d0" / "cpu.cfs_period_us").read_text() == "100000\n"
     assert (tmp_path / "cpuset" / lab / "cpuset.cpus").read_text() == "0-1\n"
     assert (tmp_path / "cpuset" / lab / "d0" / "cpuset.cpus").read_text() == "1\n"
     assert (tmp_path / "cpuset" / lab / "d0" / "cpuset.mems").read_text() == "0\n"
@@ -69,7 +69,7 @@ def test_v1_limits(tmp_path: Path) -> None:
         f"{512 << 20}\n"
     assert (tmp_path / "cpu" / lab / "d1").is_dir()  # tracked, not limited
     assert not (tmp_path / "cpu" / lab / "d1" / "cpu.cfs_quota_us").exists()
-    assert groups.limits("d0") == {"cpu": 0.25, "cpu_period_us": 10000, "cpus": "1",
+    assert groups.limits("d0") == {"cpu": 0.25, "cpu_period_us": 100000, "cpus": "1",
                                    "memory_mib": 512}
     assert groups.limits("d1") == {}
     groups.add("d0", 4242)
@@ -84,12 +84,12 @@ def test_v2_limits(tmp_path: Path) -> None:
     groups = LabCgroups(Hierarchy(2, {"": tmp_path}), "abc123")
     groups.create("d0", Limits(cpu=0.5, cpus=(0,), memory_mib=1024))
     leaf = tmp_path / "omdp-lab-abc123" / "d0"
-    assert (leaf / "cpu.max").read_text() == "5000 10000\n"
+    assert (leaf / "cpu.max").read_text() == "50000 100000\n"
     assert (leaf / "cpuset.cpus").read_text() == "0\n"
     assert (leaf / "memory.max").read_text() == f"{1024 << 20}\n"
     # cpuset was not enabled at the root: the lab enables what its limits need
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpuset\n"
-    assert groups.limits("d0") == {"cpu": 0.5, "cpu_period_us": 10000, "cpus": "0",
+    assert groups.limits("d0") == {"cpu": 0.5, "cpu_period_us": 100000, "cpus": "0",
                                    "memory_mib": 1024}
 
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from backend.remote.ssh import SshTarget, target_from_spec
 
 from backend.chain import load_devices
 from backend.lab import chainfile, layout
 from backend.lab.spec import load_lab_spec
+from backend.remote.target import SshTarget, target_from_spec
 
 from .helpers import write_chain
 
 
 @pytest.mark.parametrize("names", [["glasses", "phone", "cloud"],
-                                   ['a "quoted" one', "tab\\there", "ünïcode"]])
+                                   ['a "quoted" one', "it's #1", "ünïcode"]])
 def test_written_chain_reads_back(tmp_path: Path, names: list[str]) -> None:
     devices = [{"name": n, "runtime": "onnxruntime", "threads": 1} for n in names]
     devices[0]["cpus"] = [0]

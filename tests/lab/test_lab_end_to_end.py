@@ -60,7 +60,7 @@ def test_links_measure_reports_the_shaped_links(make_lab, tmp_path: Path, capsys
 
 
 def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:
-    """A segment of 100 ms or more, one onnxruntime thread, on a device with cpu = 0.25
+    """A segment of a few hundred ms, one onnxruntime thread, on a device with cpu = 0.25
     and on one without a limit, measured alternately (so both see the same load from the
     rest of the machine): 3.2-4.8× slower, with p90/p10 under 1.3.
 
@@ -78,7 +78,7 @@ def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:
             ["ssh", "-F", str(folder / "ssh_config"), "-i", str(folder / "lab_key"),
              "-o", f"UserKnownHostsFile={folder / 'known_hosts'}", "-o", "BatchMode=yes",
              "-o", "StrictHostKeyChecking=yes", f"root@{device['host']}", sys.executable,
-             str(BENCH), "1024", "5"],
+             str(BENCH), "1024", "14"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     try:
         for s in sessions:
@@ -105,7 +105,7 @@ def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:
           f"cpu=0.25 {statistics.median(limited):.0f} ms wall / "
           f"{statistics.median(cpu[1]):.0f} ms cpu; ratio {ratio:.2f} "
           f"(wall/wall {statistics.median(limited) / free_wall:.2f}), p90/p10 {spread:.3f}")
-    assert free_cpu >= 100, "the segment must take 100 ms or more unlimited"
+    assert free_cpu >= 300, "the segment must take a few hundred ms unlimited"
     assert 3.2 <= ratio <= 4.8
     assert spread < 1.3
     if free_cpu / free_wall >= 0.9:

@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from backend.remote.ssh import SshTarget, connect
 
 from backend.lab import host, layout, netns, sshd
 from backend.lab.processes import kill_all, spawn
+from backend.remote.connection import connect
+from backend.remote.target import SshTarget
 
 from .helpers import why_no_lab
 
