@@ -181,27 +181,52 @@ class Chain:
     def of(cls, devices: list[DeviceSpec], links: list[LinkSpec] | None = None) -> Chain:
         """A chain built in code; missing links get the defaults."""
         given = {(lk.src, lk.dst): lk for lk in links or []}
-        full = [given.get((a.name, b.name), LinkSpec(a.name, b.name, default=True))
-                for a, b in itertools.pairwise(devices)]
+        full = [
+            given.get((a.name, b.name), LinkSpec(a.name, b.name, default=True))
+            for a, b in itertools.pairwise(devices)
+        ]
         return cls(list(devices), full)
 
 
 # -- reading devices.toml --------------------------------------------------------------------
 
 _DEVICE_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,), "kind": (str,), "runtime": (str,), "threads": (int,),
-    "inter_threads": (int,), "graph_opt": (str,), "providers": (list,), "ov_device": (str,),
-    "precision": (str,), "perf_hint": (str,), "cpus": (list, str, int),
-    "gflops": (int, float), "host": (str,), "port": (int,), "user": (str,),
-    "identity": (str,), "known_hosts": (str,), "python": (str,), "workdir": (str,),
-    "ssh_config": (str,), "address": (str,), "connect_timeout": (int, float),
+    "name": (str,),
+    "kind": (str,),
+    "runtime": (str,),
+    "threads": (int,),
+    "inter_threads": (int,),
+    "graph_opt": (str,),
+    "providers": (list,),
+    "ov_device": (str,),
+    "precision": (str,),
+    "perf_hint": (str,),
+    "cpus": (list, str, int),
+    "gflops": (int, float),
+    "host": (str,),
+    "port": (int,),
+    "user": (str,),
+    "identity": (str,),
+    "known_hosts": (str,),
+    "python": (str,),
+    "workdir": (str,),
+    "ssh_config": (str,),
+    "address": (str,),
+    "connect_timeout": (int, float),
     "lab": (dict,),  # [device.lab]: emulated-lab limits, read by backend.lab.spec
 }
 _LINK_TYPES: dict[str, tuple[type, ...]] = {
-    "from": (str,), "to": (str,), "bandwidth_mbps": (int, float), "latency_ms": (int, float),
+    "from": (str,),
+    "to": (str,),
+    "bandwidth_mbps": (int, float),
+    "latency_ms": (int, float),
 }
-_CHOICES = {"runtime": RUNTIMES, "graph_opt": ORT_GRAPH_OPT, "precision": OV_PRECISIONS,
-            "perf_hint": OV_PERF_HINTS}
+_CHOICES = {
+    "runtime": RUNTIMES,
+    "graph_opt": ORT_GRAPH_OPT,
+    "precision": OV_PRECISIONS,
+    "perf_hint": OV_PERF_HINTS,
+}
 
 
 class _Text:
@@ -239,8 +264,9 @@ def load_devices(path: str | os.PathLike) -> Chain:
     try:
         mode = p.stat().st_mode
     except FileNotFoundError:
-        raise OmdpError(f"no devices file at {p}",
-                        "write one (see examples/devices.toml and docs/devices.md)") from None
+        raise OmdpError(
+            f"no devices file at {p}", "write one (see examples/devices.toml and docs/devices.md)"
+        ) from None
     except OSError as exc:
         raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the path") from None
     if stat.S_ISDIR(mode):
@@ -253,13 +279,17 @@ def load_devices(path: str | os.PathLike) -> Chain:
     except OSError as exc:
         raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the file") from None
     if len(data) > MAX_FILE_BYTES:
-        raise OmdpError(f"{p} is larger than {MAX_FILE_BYTES >> 20} MiB, the limit for a "
-                        "devices file", "give the chain's devices.toml")
+        raise OmdpError(
+            f"{p} is larger than {MAX_FILE_BYTES >> 20} MiB, the limit for a devices file",
+            "give the chain's devices.toml",
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise OmdpError(f"{p} is not a text file (byte {exc.start} is not UTF-8)",
-                        "give the chain's devices.toml") from None
+        raise OmdpError(
+            f"{p} is not a text file (byte {exc.start} is not UTF-8)",
+            "give the chain's devices.toml",
+        ) from None
     return parse_devices(text, str(path))
 
 
@@ -274,8 +304,10 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
         raise src.fail(line, f"invalid TOML: {msg} (fix the syntax on this line)") from exc
     for key in data:
         if key not in ("device", "link"):
-            raise src.fail(_top_line(src, key), f"unknown section {_show(key)} (only "
-                           "[[device]] and [[link]] tables belong here)")
+            raise src.fail(
+                _top_line(src, key),
+                f"unknown section {_show(key)} (only [[device]] and [[link]] tables belong here)",
+            )
     raw_devices = data.get("device", [])
     if not isinstance(raw_devices, list) or not raw_devices:
         raise src.fail(1, "no devices (add a [[device]] table per device, in chain order)")
@@ -285,11 +317,13 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
     shared = shared_link_name([d.name for d in devices])
     if shared is not None:
         name, i, j = shared
-        raise src.fail(src.key_line(devices[j + 1].line, "name"),
-                       f"device {_show(devices[j + 1].name)}: the link name {_show(name)} "
-                       f"would mean two links ({_arrow([d.name for d in devices], i)} and "
-                       f"{_arrow([d.name for d in devices], j)}); rename a device (e.g. '_' "
-                       "instead of '-')")
+        raise src.fail(
+            src.key_line(devices[j + 1].line, "name"),
+            f"device {_show(devices[j + 1].name)}: the link name {_show(name)} "
+            f"would mean two links ({_arrow([d.name for d in devices], i)} and "
+            f"{_arrow([d.name for d in devices], j)}); rename a device (e.g. '_' "
+            "instead of '-')",
+        )
     raw_links = data.get("link", [])
     if not isinstance(raw_links, list):
         raise src.fail(_top_line(src, "link"), "'link' must be [[link]] tables")
@@ -298,8 +332,11 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
     for k, raw in enumerate(raw_links):
         link = _link(src, k, raw, names)
         if (link.src, link.dst) in given:
-            raise src.fail(link.line, f"link {_arrow([link.src, link.dst], 0)} is given twice "
-                           f"(first on line {given[(link.src, link.dst)].line}; keep one)")
+            raise src.fail(
+                link.line,
+                f"link {_arrow([link.src, link.dst], 0)} is given twice "
+                f"(first on line {given[(link.src, link.dst)].line}; keep one)",
+            )
         given[(link.src, link.dst)] = link
     links: list[LinkSpec] = []
     warnings: list[str] = []
@@ -308,8 +345,10 @@ def parse_devices(text: str, path: str = "devices.toml") -> Chain:
             links.append(given[(a, b)])
         else:
             links.append(LinkSpec(a, b, default=True))
-            warnings.append(f"{path}: no [[link]] from {_show(a)} to {_show(b)}: using "
-                            f"{DEFAULT_BANDWIDTH_MBPS:g} Mbit/s and {DEFAULT_LATENCY_MS:g} ms")
+            warnings.append(
+                f"{path}: no [[link]] from {_show(a)} to {_show(b)}: using "
+                f"{DEFAULT_BANDWIDTH_MBPS:g} Mbit/s and {DEFAULT_LATENCY_MS:g} ms"
+            )
     return Chain(devices, links, path, warnings)
 
 
@@ -333,8 +372,9 @@ def _number(value: Any) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _check_type(src: _Text, line: int, who: str, key: str, value: Any,
-                types: tuple[type, ...]) -> None:
+def _check_type(
+    src: _Text, line: int, who: str, key: str, value: Any, types: tuple[type, ...]
+) -> None:
     if isinstance(value, bool) or not isinstance(value, types):
         names = {int: "an integer", str: "a string", list: "a list", dict: "a table"}
         want = "a number" if float in types else " or ".join(names[t] for t in types)
@@ -357,8 +397,7 @@ def device_name_problem(name: str) -> str | None:
         return "contains control characters"
     bad = [c for c in NAME_FORBIDDEN if c in name]
     if bad:
-        return (f"contains {bad[0]!r} (names appear in file names and in LINK=VALUE "
-                "arguments)")
+        return f"contains {bad[0]!r} (names appear in file names and in LINK=VALUE arguments)"
     return None
 
 
@@ -369,7 +408,7 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
     name = raw.get("name")
     who = f"device {_show(name)}" if isinstance(name, str) and name else f"device #{k + 1}"
     if "name" not in raw:
-        raise src.fail(tline, f"{who}: no name (add name = \"...\")")
+        raise src.fail(tline, f'{who}: no name (add name = "...")')
     for key, value in raw.items():
         line = src.key_line(tline, key)
         if key not in _DEVICE_TYPES:
@@ -382,40 +421,52 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
         raise src.fail(line_of("name"), f"{who}: the name {problem}")
     dup = next((d for d in previous if d.name == name), None)
     if dup is not None:
-        raise src.fail(line_of("name"), f"{who}: the name is already used on line "
-                       f"{dup.line} (names must be unique)")
+        raise src.fail(
+            line_of("name"),
+            f"{who}: the name is already used on line {dup.line} (names must be unique)",
+        )
     kind = raw.get("kind", "local")
     if kind not in KINDS:
-        raise src.fail(line_of("kind"), f"{who}: kind {_show(kind)} is unknown "
-                       f"(use {' or '.join(KINDS)})")
+        raise src.fail(
+            line_of("kind"), f"{who}: kind {_show(kind)} is unknown (use {' or '.join(KINDS)})"
+        )
     for key, value in raw.items():
         if key in _CHOICES and value not in _CHOICES[key]:
-            raise src.fail(line_of(key), f"{who}: {key} {_show(value)} is unknown "
-                           f"(use {' or '.join(_CHOICES[key])})")
+            raise src.fail(
+                line_of(key),
+                f"{who}: {key} {_show(value)} is unknown (use {' or '.join(_CHOICES[key])})",
+            )
     runtime = raw.get("runtime", "onnxruntime")
     wrong = ORT_ONLY if runtime == "openvino" else OV_ONLY
     for key in wrong:
         if key in raw:
-            raise src.fail(line_of(key), f"{who}: {key} is an option of "
-                           f"{'onnxruntime' if runtime == 'openvino' else 'openvino'}, not "
-                           f"{runtime} (remove it or change runtime)")
+            raise src.fail(
+                line_of(key),
+                f"{who}: {key} is an option of "
+                f"{'onnxruntime' if runtime == 'openvino' else 'openvino'}, not "
+                f"{runtime} (remove it or change runtime)",
+            )
     for key in SSH_ONLY:
         if key in raw and kind != "ssh":
-            raise src.fail(line_of(key), f"{who}: {key} only applies to kind = \"ssh\" "
-                           "(remove it)")
+            raise src.fail(line_of(key), f'{who}: {key} only applies to kind = "ssh" (remove it)')
     for key, top in (("threads", MAX_THREADS), ("inter_threads", MAX_THREADS), ("port", 65535)):
         if key in raw and not 1 <= raw[key] <= top:
             bound = "at least 1" if raw[key] < 1 else f"at most {top}"
             raise src.fail(line_of(key), f"{who}: {key} must be {bound}, not {_show(raw[key])}")
     if "gflops" in raw and not 0 < _number(raw["gflops"]) < math.inf:
-        raise src.fail(line_of("gflops"), f"{who}: gflops must be a positive finite number, "
-                       f"not {_show(raw['gflops'])}")
+        raise src.fail(
+            line_of("gflops"),
+            f"{who}: gflops must be a positive finite number, not {_show(raw['gflops'])}",
+        )
     providers = raw.get("providers")
     if providers is not None and (
-            not providers or not all(isinstance(p, str) and p.isprintable() and p.strip()
-                                     for p in providers)):
-        raise src.fail(line_of("providers"), f"{who}: providers must be a list of names, "
-                       "e.g. [\"CPUExecutionProvider\"]")
+        not providers
+        or not all(isinstance(p, str) and p.isprintable() and p.strip() for p in providers)
+    ):
+        raise src.fail(
+            line_of("providers"),
+            f'{who}: providers must be a list of names, e.g. ["CPUExecutionProvider"]',
+        )
     cpus = None
     if "cpus" in raw:
         try:
@@ -425,8 +476,11 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
         available = _available_cpus()
         missing = [c for c in cpus if available is not None and c not in available]
         if kind == "local" and available is not None and missing:
-            raise src.fail(line_of("cpus"), f"{who}: cpu {missing[0]} is not available on "
-                           f"this machine (available: {format_cpus(sorted(available))})")
+            raise src.fail(
+                line_of("cpus"),
+                f"{who}: cpu {missing[0]} is not available on "
+                f"this machine (available: {format_cpus(sorted(available))})",
+            )
     values = {k: v for k, v in raw.items() if k not in ("name", "cpus", "lab")}
     for key in ("gflops", "connect_timeout"):
         if key in values:
@@ -455,27 +509,34 @@ def _link(src: _Text, k: int, raw: Any, names: list[str]) -> LinkSpec:
         if key not in raw:
             raise src.fail(tline, f"{who}: no '{key}' (name the devices it connects)")
         if raw[key] not in names:
-            raise src.fail(src.key_line(tline, key), f"{who}: no device named "
-                           f"{_show(raw[key])} (devices: {', '.join(names)})")
+            raise src.fail(
+                src.key_line(tline, key),
+                f"{who}: no device named {_show(raw[key])} (devices: {', '.join(names)})",
+            )
     a, b = names.index(raw["from"]), names.index(raw["to"])
     if b != a + 1:
         chain = " → ".join(names)
-        raise src.fail(tline, f"{who}: links connect consecutive devices in chain order "
-                       f"({chain})")
+        raise src.fail(tline, f"{who}: links connect consecutive devices in chain order ({chain})")
     if "bandwidth_mbps" not in raw:
         raise src.fail(tline, f"{who}: no bandwidth_mbps (add bandwidth_mbps = <Mbit/s>)")
     bw = _number(raw["bandwidth_mbps"])
     if not 0 < bw < math.inf:
-        raise src.fail(src.key_line(tline, "bandwidth_mbps"), f"{who}: bandwidth_mbps must "
-                       f"be a positive finite number, not {_show(raw['bandwidth_mbps'])}")
+        raise src.fail(
+            src.key_line(tline, "bandwidth_mbps"),
+            f"{who}: bandwidth_mbps must "
+            f"be a positive finite number, not {_show(raw['bandwidth_mbps'])}",
+        )
     lat = _number(raw.get("latency_ms", DEFAULT_LATENCY_MS))
     if not 0 <= lat < math.inf:
-        raise src.fail(src.key_line(tline, "latency_ms"), f"{who}: latency_ms must be a "
-                       f"finite number, 0 or more, not {_show(raw['latency_ms'])}")
+        raise src.fail(
+            src.key_line(tline, "latency_ms"),
+            f"{who}: latency_ms must be a finite number, 0 or more, not {_show(raw['latency_ms'])}",
+        )
     return LinkSpec(raw["from"], raw["to"], bw, lat, False, tline)
 
 
 # -- CPU lists -------------------------------------------------------------------------------
+
 
 def parse_cpus(value: Any) -> list[int]:
     """[0, 2] or "0,2-3" or 1 → sorted unique CPU numbers."""
@@ -487,8 +548,10 @@ def parse_cpus(value: Any) -> list[int]:
             part = part.strip()
             m = re.fullmatch(r"([0-9]{1,12})(?:-([0-9]{1,12}))?", part)
             if not m:
-                raise ValueError(f"{_show(value)} is not a CPU list (write e.g. \"0-1,3\" or "
-                                 f"[0, 1]; CPU numbers go up to {MAX_CPU})")
+                raise ValueError(
+                    f'{_show(value)} is not a CPU list (write e.g. "0-1,3" or '
+                    f"[0, 1]; CPU numbers go up to {MAX_CPU})"
+                )
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
             if hi < lo:
                 raise ValueError(f"range '{part}' goes backwards")
@@ -496,8 +559,11 @@ def parse_cpus(value: Any) -> list[int]:
                 raise ValueError(f"'{part}' goes beyond CPU {MAX_CPU}, the largest CPU number")
             out.extend(range(lo, hi + 1))
         value = out
-    if not isinstance(value, list) or not value or not all(
-            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value)
+    ):
         raise ValueError(f"{_show(value)} is not a list of CPU numbers (e.g. [0, 1])")
     if max(value) > MAX_CPU:
         raise ValueError(f"{_show(max(value))} is beyond CPU {MAX_CPU}, the largest CPU number")

@@ -28,11 +28,19 @@ SCHEMA = "omdp.partition"
 SCHEMA_VERSION = 1
 
 
-def build_export(analysis: ModelAnalysis, partitions: Sequence[Partition], *,
-                 devices: Sequence[dict[str, Any]], links: Sequence[dict[str, Any]],
-                 cost_model: str, objective: str, sink: str | None = None,
-                 model_path: str | None = None, sha256: str | None = None,
-                 builtin: str | None = None) -> dict[str, Any]:
+def build_export(
+    analysis: ModelAnalysis,
+    partitions: Sequence[Partition],
+    *,
+    devices: Sequence[dict[str, Any]],
+    links: Sequence[dict[str, Any]],
+    cost_model: str,
+    objective: str,
+    sink: str | None = None,
+    model_path: str | None = None,
+    sha256: str | None = None,
+    builtin: str | None = None,
+) -> dict[str, Any]:
     """The export document for `partitions` (already ranked) of `analysis`'s model."""
     if not partitions:
         raise OmdpError("there is no partition to export", "rank partitions first")
@@ -42,8 +50,9 @@ def build_export(analysis: ModelAnalysis, partitions: Sequence[Partition], *,
         "tool": {"name": "omdp", "version": __version__},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": {
-            "path": model_path if model_path is not None else
-            (str(analysis.path) if analysis.path else None),
+            "path": model_path
+            if model_path is not None
+            else (str(analysis.path) if analysis.path else None),
             "builtin": builtin,
             "sha256": sha256 or analysis.sha256,
             "nodes": analysis.n,
@@ -66,35 +75,55 @@ def _partition(a: ModelAnalysis, p: Partition) -> dict[str, Any]:
     segments = []
     for s in p.stages:
         own = [i for i in range(s.start, s.end) if not a.nodes[i].static]
-        segments.append({
-            "device": s.device, "start": s.start, "end": s.end, "nodes": len(own),
-            "first_node": a.nodes[own[0]].name if own else None,
-            "last_node": a.nodes[own[-1]].name if own else None,
-            "compute_ms": _finite(s.compute_ms),
-            "measured_ms": _finite(s.measured_ms), "estimated_ms": _finite(s.estimated_ms),
-        })
+        segments.append(
+            {
+                "device": s.device,
+                "start": s.start,
+                "end": s.end,
+                "nodes": len(own),
+                "first_node": a.nodes[own[0]].name if own else None,
+                "last_node": a.nodes[own[-1]].name if own else None,
+                "compute_ms": _finite(s.compute_ms),
+                "measured_ms": _finite(s.measured_ms),
+                "estimated_ms": _finite(s.estimated_ms),
+            }
+        )
     cuts = []
     for t in p.transfers:
         cut = a.cuts[t.position]
-        cuts.append({
-            "position": t.position, "link": t.link, "from": t.src, "to": t.dst,
-            "after_node": a.nodes[t.position - 1].name if t.position > 0 else None,
-            "before_node": a.nodes[t.position].name if t.position < a.n else None,
-            "tensors": [a.tensors[name].as_dict() for name in cut.tensors],
-            "bytes": cut.bytes, "transfer_ms": _finite(t.ms),
-        })
+        cuts.append(
+            {
+                "position": t.position,
+                "link": t.link,
+                "from": t.src,
+                "to": t.dst,
+                "after_node": a.nodes[t.position - 1].name if t.position > 0 else None,
+                "before_node": a.nodes[t.position].name if t.position < a.n else None,
+                "tensors": [a.tensors[name].as_dict() for name in cut.tensors],
+                "bytes": cut.bytes,
+                "transfer_ms": _finite(t.ms),
+            }
+        )
     return {
-        "rank": p.rank, "total_ms": _finite(p.total_ms), "latency_ms": _finite(p.latency_ms),
+        "rank": p.rank,
+        "total_ms": _finite(p.total_ms),
+        "latency_ms": _finite(p.latency_ms),
         "bottleneck": p.bottleneck,
-        "predicted": {"measured_ms": _finite(p.measured_total_ms),
-                      "estimated_ms": _finite(p.estimated_total_ms)},
-        "segments": segments, "cuts": cuts,
+        "predicted": {
+            "measured_ms": _finite(p.measured_total_ms),
+            "estimated_ms": _finite(p.estimated_total_ms),
+        },
+        "segments": segments,
+        "cuts": cuts,
     }
 
 
-def write_export(doc: dict[str, Any], path: str | os.PathLike,
-                 analysis: ModelAnalysis | None = None,
-                 with_models: str | os.PathLike | None = None) -> list[Path]:
+def write_export(
+    doc: dict[str, Any],
+    path: str | os.PathLike,
+    analysis: ModelAnalysis | None = None,
+    with_models: str | os.PathLike | None = None,
+) -> list[Path]:
     """Write the document (validated first) and, with `with_models`, each non-empty
     segment of each partition as `<dir>/rank<R>_<device>_<start>_<end>.onnx`.
 
@@ -114,14 +143,19 @@ def write_export(doc: dict[str, Any], path: str | os.PathLike,
             for seg in part["segments"]:
                 if seg["start"] == seg["end"]:
                     continue
-                name = (f"rank{part['rank']}_{_file_part(seg['device'])}_{seg['start']}_"
-                        f"{seg['end']}.onnx")
-                planned.append((folder / name,
-                                segment_pieces(analysis.index, seg["start"], seg["end"])))
+                name = (
+                    f"rank{part['rank']}_{_file_part(seg['device'])}_{seg['start']}_"
+                    f"{seg['end']}.onnx"
+                )
+                planned.append(
+                    (folder / name, segment_pieces(analysis.index, seg["start"], seg["end"]))
+                )
                 seg["file"] = str(folder / name)
         if out in {file for file, _ in planned}:
-            raise OmdpError(f"cannot write {out}: a segment model has the same name",
-                            "write the JSON outside the models folder")
+            raise OmdpError(
+                f"cannot write {out}: a segment model has the same name",
+                "write the JSON outside the models folder",
+            )
     made = _make_folders(folder) if folder is not None else []
     written: list[Path] = []
     try:
@@ -147,19 +181,24 @@ def check_models_folder(path: str | os.PathLike) -> Path:
     made inside a writable folder."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
-        raise OmdpError(f"--with-models {folder} is a file, not a folder",
-                        "give a folder for the segment models (it is made if missing)")
+        raise OmdpError(
+            f"--with-models {folder} is a file, not a folder",
+            "give a folder for the segment models (it is made if missing)",
+        )
     existing = folder
     while not existing.exists():
         if existing.parent == existing:
             break
         existing = existing.parent
     if not existing.is_dir():
-        raise OmdpError(f"cannot make folder {folder}: {existing} is not a folder",
-                        "check the path")
+        raise OmdpError(
+            f"cannot make folder {folder}: {existing} is not a folder", "check the path"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise OmdpError(f"cannot write segment models in {folder}: {existing} is read-only",
-                        "choose a folder you can write to")
+        raise OmdpError(
+            f"cannot write segment models in {folder}: {existing} is read-only",
+            "choose a folder you can write to",
+        )
     return folder
 
 
@@ -205,35 +244,57 @@ def validate(doc: Any, where: str = "export") -> None:
     version = doc.get("schema_version")
     _need(isinstance(version, int), where, "'schema_version' is missing")
     if version > SCHEMA_VERSION:
-        raise OmdpError(f"{where}: schema version {version} is newer than this tool's "
-                        f"({SCHEMA_VERSION})", "upgrade omdp")
-    for key, kind in (("tool", dict), ("created", str), ("model", dict), ("devices", list),
-                      ("links", list), ("assumptions", dict), ("partitions", list)):
+        raise OmdpError(
+            f"{where}: schema version {version} is newer than this tool's ({SCHEMA_VERSION})",
+            "upgrade omdp",
+        )
+    for key, kind in (
+        ("tool", dict),
+        ("created", str),
+        ("model", dict),
+        ("devices", list),
+        ("links", list),
+        ("assumptions", dict),
+        ("partitions", list),
+    ):
         _need(isinstance(doc.get(key), kind), where, f"'{key}' is missing or not a {kind.__name__}")
     model = doc["model"]
     n = model.get("nodes")
     _need(isinstance(n, int) and n >= 0, where, "'model.nodes' is not a count")
-    _need(isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64, where,
-          "'model.sha256' is not a sha256 hex digest")
+    _need(
+        isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64,
+        where,
+        "'model.sha256' is not a sha256 hex digest",
+    )
     names = [d.get("name") for d in doc["devices"] if isinstance(d, dict)]
-    _need(len(names) == len(doc["devices"]) and all(isinstance(x, str) for x in names), where,
-          "each device needs a 'name'")
+    _need(
+        len(names) == len(doc["devices"]) and all(isinstance(x, str) for x in names),
+        where,
+        "each device needs a 'name'",
+    )
     _need(len(doc["partitions"]) > 0, where, "no partitions")
     for k, part in enumerate(doc["partitions"]):
         at = f"{where}: partitions[{k}]"
         _need(isinstance(part, dict), at, "not an object")
         segs = part.get("segments")
-        _need(isinstance(segs, list) and len(segs) == len(names), at,
-              "needs one segment per device")
+        _need(
+            isinstance(segs, list) and len(segs) == len(names), at, "needs one segment per device"
+        )
         position = 0
         for seg, device in zip(segs, names, strict=True):
             _need(seg.get("device") == device, at, f"segment for '{device}' out of chain order")
             start, end = seg.get("start"), seg.get("end")
-            _need(start == position and isinstance(end, int) and start <= end <= n, at,
-                  f"segment of '{device}' is [{start}, {end}), expected to start at {position}")
+            _need(
+                start == position and isinstance(end, int) and start <= end <= n,
+                at,
+                f"segment of '{device}' is [{start}, {end}), expected to start at {position}",
+            )
             position = end
         _need(position == n, at, f"segments end at {position}, not at the model's end {n}")
         for cut in part.get("cuts", []):
-            _need(isinstance(cut.get("position"), int) and 0 <= cut["position"] <= n, at,
-                  "a cut lies outside the model")
+            _need(
+                isinstance(cut.get("position"), int) and 0 <= cut["position"] <= n,
+                at,
+                "a cut lies outside the model",
+            )
             _need(isinstance(cut.get("tensors"), list), at, "a cut has no tensor list")

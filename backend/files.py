@@ -137,15 +137,21 @@ def check_writable(path: str | os.PathLike[str], example: str = "out.json") -> P
     is missing, not a folder, or not writable (read-only filesystem or permissions)."""
     target = Path(path)
     if target.is_dir():
-        raise OmdpError(f"cannot write {target}: it is a directory", f"give a file name, "
-                        f"e.g. {target / example}")
+        raise OmdpError(
+            f"cannot write {target}: it is a directory",
+            f"give a file name, e.g. {target / example}",
+        )
     folder = target.parent
     if not folder.exists():
-        raise OmdpError(f"cannot write {target}: folder {folder} does not exist",
-                        "create it first or choose another path")
+        raise OmdpError(
+            f"cannot write {target}: folder {folder} does not exist",
+            "create it first or choose another path",
+        )
     if not folder.is_dir():
         raise OmdpError(f"cannot write {target}: {folder} is not a folder", "check the path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OmdpError(f"cannot write {target}: folder {folder} is read-only",
-                        "choose a folder you can write to")
+        raise OmdpError(
+            f"cannot write {target}: folder {folder} is read-only",
+            "choose a folder you can write to",
+        )
     return target

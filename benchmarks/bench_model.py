@@ -53,16 +53,20 @@ def bench_analysis(name: str, path: Path, tmp: Path) -> None:
     sample = [a.n // 4, a.n // 2, 3 * a.n // 4]
     t0 = time.perf_counter()
     for p in sample:
-        onnx.utils.extract_model(str(path), str(tmp / "trial.onnx"), inputs,
-                                 list(a.cuts[p].tensors))
+        onnx.utils.extract_model(
+            str(path), str(tmp / "trial.onnx"), inputs, list(a.cuts[p].tensors)
+        )
     per_position = (time.perf_counter() - t0) / len(sample)
     baseline = per_position * a.n
-    print(f"analysis + all {a.n + 1} cuts of {name:<12} ours {ours * 1e3:7.1f} ms | trial "
-          f"extraction {per_position:.2f} s/position × {a.n} ≈ {baseline:6.0f} s | "
-          f"ratio ≈ {baseline / ours:,.0f}×")
+    print(
+        f"analysis + all {a.n + 1} cuts of {name:<12} ours {ours * 1e3:7.1f} ms | trial "
+        f"extraction {per_position:.2f} s/position × {a.n} ≈ {baseline:6.0f} s | "
+        f"ratio ≈ {baseline / ours:,.0f}×"
+    )
     model, lazy = load_model(path)
-    checks, _ = timed(lambda: check_with_onnx(model, {}, check_structure(model, lazy, name), name),
-                      5)
+    checks, _ = timed(
+        lambda: check_with_onnx(model, {}, check_structure(model, lazy, name), name), 5
+    )
     print(f"  of which the load checks (rules + full onnx.checker): {checks * 1e3:6.1f} ms")
 
 
@@ -72,8 +76,9 @@ def bench_extract(path: Path, tmp: Path) -> None:
     ins, outs = list(a.cuts[start].tensors), list(a.cuts[end].tensors)
     mine, theirs = tmp / "ours.onnx", tmp / "theirs.onnx"
     ours_file, _ = timed(lambda: write_segment(a.index, start, end, mine), 5, mine)
-    base_file, _ = timed(lambda: onnx.utils.extract_model(str(path), str(theirs), ins, outs), 3,
-                         theirs)
+    base_file, _ = timed(
+        lambda: onnx.utils.extract_model(str(path), str(theirs), ins, outs), 3, theirs
+    )
     ours_mem, data = timed(lambda: a.index.segment_bytes(start, end), 5)
     loaded = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
     extractor = onnx.utils.Extractor(loaded)
@@ -81,26 +86,39 @@ def bench_extract(path: Path, tmp: Path) -> None:
     cli, _ = timed(lambda: write_segment(analyze(path).index, start, end, mine), 3, mine)
     seg = onnx.load(str(mine))
     weights = sum(len(t.raw_data) for t in seg.graph.initializer) / 2**20
-    print(f"extract segment [{start}, {end}) of yolov5l ({len(seg.graph.node)} nodes, "
-          f"{weights:.0f} MiB of weights; model {path.stat().st_size / 2**20:.0f} MiB):")
-    print(f"  file to file: ours {ours_file * 1e3:7.1f} ms | onnx.utils.extract_model "
-          f"{base_file * 1e3:7.1f} ms | ratio {base_file / ours_file:5.1f}×")
-    print(f"  to bytes in memory: ours {ours_mem * 1e3:7.1f} ms | onnx Extractor on a loaded, "
-          f"inferred model {base_mem * 1e3:7.1f} ms | ratio {base_mem / ours_mem:5.1f}×")
-    print(f"  ours including load + analysis (what `omdp extract` does): {cli * 1e3:7.1f} ms | "
-          f"ratio {base_file / cli:5.1f}× vs extract_model")
+    print(
+        f"extract segment [{start}, {end}) of yolov5l ({len(seg.graph.node)} nodes, "
+        f"{weights:.0f} MiB of weights; model {path.stat().st_size / 2**20:.0f} MiB):"
+    )
+    print(
+        f"  file to file: ours {ours_file * 1e3:7.1f} ms | onnx.utils.extract_model "
+        f"{base_file * 1e3:7.1f} ms | ratio {base_file / ours_file:5.1f}×"
+    )
+    print(
+        f"  to bytes in memory: ours {ours_mem * 1e3:7.1f} ms | onnx Extractor on a loaded, "
+        f"inferred model {base_mem * 1e3:7.1f} ms | ratio {base_mem / ours_mem:5.1f}×"
+    )
+    print(
+        f"  ours including load + analysis (what `omdp extract` does): {cli * 1e3:7.1f} ms | "
+        f"ratio {base_file / cli:5.1f}× vs extract_model"
+    )
     assert len(data) == mine.stat().st_size
 
 
 def bench_inspect_cli(path: Path) -> None:
     def run(model: str) -> None:
-        subprocess.run([sys.executable, "-m", "omdp_tui.main", "inspect", model],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "omdp_tui.main", "inspect", model],
+            check=True,
+            capture_output=True,
+        )
 
     file, _ = timed(lambda: run(str(path)), 3)
     name, _ = timed(lambda: run("yolov5x"), 3)
-    print(f"`omdp inspect` of YOLOv5x, a fresh process each: the file {file:5.2f} s | the "
-          f"built-in name (weights drawn first) {name:5.2f} s")
+    print(
+        f"`omdp inspect` of YOLOv5x, a fresh process each: the file {file:5.2f} s | the "
+        f"built-in name (weights drawn first) {name:5.2f} s"
+    )
 
 
 def main() -> None:

@@ -36,8 +36,19 @@ def builtin_dir() -> Path:
 BUILTIN_DIR = builtin_dir()
 DEFAULT_THEME = "omdp-dark"
 
-_COLOUR_FIELDS = ("primary", "secondary", "accent", "warning", "error", "success",
-                  "foreground", "background", "surface", "panel", "boost")
+_COLOUR_FIELDS = (
+    "primary",
+    "secondary",
+    "accent",
+    "warning",
+    "error",
+    "success",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+)
 _FLOAT_FIELDS = {"luminosity_spread": (0.0, 1.0), "text_alpha": (0.0, 1.0)}
 _BOOL_FIELDS = ("dark",)
 
@@ -54,13 +65,17 @@ class ThemeSet:
 
 def _check_colour(path: Path, key: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ThemeError(f"{path}: field '{key}' must be a colour string like \"#1e90ff\", "
-                         f"not {type(value).__name__}")
+        raise ThemeError(
+            f"{path}: field '{key}' must be a colour string like \"#1e90ff\", "
+            f"not {type(value).__name__}"
+        )
     try:
         Color.parse(value)
     except ColorParseError as exc:
-        raise ThemeError(f"{path}: field '{key}': '{value}' is not a colour "
-                         "(use #rrggbb, rgb(r,g,b) or a CSS colour name)") from exc
+        raise ThemeError(
+            f"{path}: field '{key}': '{value}' is not a colour "
+            "(use #rrggbb, rgb(r,g,b) or a CSS colour name)"
+        ) from exc
     return value
 
 
@@ -69,14 +84,14 @@ def parse_theme(data: dict, path: Path) -> Theme:
     known = {"name", "variables", *_COLOUR_FIELDS, *_FLOAT_FIELDS, *_BOOL_FIELDS}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ThemeError(f"{path}: unknown field '{unknown[0]}' "
-                         f"(known: {', '.join(sorted(known))})")
+        raise ThemeError(
+            f"{path}: unknown field '{unknown[0]}' (known: {', '.join(sorted(known))})"
+        )
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ThemeError(f"{path}: field 'name' is missing or empty (give a theme name)")
     if "primary" not in data:
-        raise ThemeError(f"{path}: field 'primary' is missing (every theme needs a primary "
-                         "colour)")
+        raise ThemeError(f"{path}: field 'primary' is missing (every theme needs a primary colour)")
     kwargs: dict = {"name": name.strip()}
     for key in _COLOUR_FIELDS:
         if key in data:
@@ -84,8 +99,11 @@ def parse_theme(data: dict, path: Path) -> Theme:
     for key, (lo, hi) in _FLOAT_FIELDS.items():
         if key in data:
             value = data[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    lo <= value <= hi):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (lo <= value <= hi)
+            ):
                 raise ThemeError(f"{path}: field '{key}' must be a number from {lo} to {hi}")
             kwargs[key] = float(value)
     for key in _BOOL_FIELDS:

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
-def conv_chain(channels: int = 8, size: int = 16, blocks: int = 3, seed: int = 0,
-               name: str = "convchain") -> onnx.ModelProto:
+def conv_chain(
+    channels: int = 8, size: int = 16, blocks: int = 3, seed: int = 0, name: str = "convchain"
+) -> onnx.ModelProto:
     """Conv-Relu blocks with a skip connection around each pair of convs (so cuts inside a
     block hold two tensors), then a global pool + Gemm head. Real numerics (random weights)."""
     rng = np.random.default_rng(seed)
@@ -28,17 +29,34 @@ def conv_chain(channels: int = 8, size: int = 16, blocks: int = 3, seed: int = 0
         return wname
 
     x = "input"
-    nodes.append(helper.make_node("Conv", [x, weight("w_stem", [c, 3, 3, 3]), weight(
-        "b_stem", [c])], ["stem"], pads=[1, 1, 1, 1], name="stem_conv"))
+    nodes.append(
+        helper.make_node(
+            "Conv",
+            [x, weight("w_stem", [c, 3, 3, 3]), weight("b_stem", [c])],
+            ["stem"],
+            pads=[1, 1, 1, 1],
+            name="stem_conv",
+        )
+    )
     nodes.append(helper.make_node("Relu", ["stem"], ["stem_act"], name="stem_relu"))
     x = "stem_act"
     for i in range(blocks):
         nodes += [
-            helper.make_node("Conv", [x, weight(f"w{i}a", [c, c, 3, 3])], [f"b{i}_c1"],
-                             pads=[1, 1, 1, 1], name=f"block{i}_conv1"),
+            helper.make_node(
+                "Conv",
+                [x, weight(f"w{i}a", [c, c, 3, 3])],
+                [f"b{i}_c1"],
+                pads=[1, 1, 1, 1],
+                name=f"block{i}_conv1",
+            ),
             helper.make_node("Relu", [f"b{i}_c1"], [f"b{i}_r1"], name=f"block{i}_relu1"),
-            helper.make_node("Conv", [f"b{i}_r1", weight(f"w{i}b", [c, c, 3, 3])], [f"b{i}_c2"],
-                             pads=[1, 1, 1, 1], name=f"block{i}_conv2"),
+            helper.make_node(
+                "Conv",
+                [f"b{i}_r1", weight(f"w{i}b", [c, c, 3, 3])],
+                [f"b{i}_c2"],
+                pads=[1, 1, 1, 1],
+                name=f"block{i}_conv2",
+            ),
             helper.make_node("Add", [f"b{i}_c2", x], [f"b{i}_sum"], name=f"block{i}_add"),
             helper.make_node("Relu", [f"b{i}_sum"], [f"b{i}_out"], name=f"block{i}_relu2"),
         ]
@@ -46,15 +64,24 @@ def conv_chain(channels: int = 8, size: int = 16, blocks: int = 3, seed: int = 0
     nodes += [
         helper.make_node("GlobalAveragePool", [x], ["pooled"], name="pool"),
         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
-        helper.make_node("Gemm", ["flat", weight("w_fc", [10, c]), weight("b_fc", [10])],
-                         ["logits"], transB=1, name="fc"),
+        helper.make_node(
+            "Gemm",
+            ["flat", weight("w_fc", [10, c]), weight("b_fc", [10])],
+            ["logits"],
+            transB=1,
+            name="fc",
+        ),
     ]
     graph = helper.make_graph(
-        nodes, name,
+        nodes,
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="omdp-tests")
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="omdp-tests"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -76,8 +103,12 @@ def relu_int64_model() -> onnx.ModelProto:
         helper.make_node("Conv", ["f2", "w"], ["y"], pads=[1, 1, 1, 1], name="conv2"),
     ]
     graph = helper.make_graph(
-        nodes, "relu_int64", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+        nodes,
+        "relu_int64",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model
@@ -129,8 +160,9 @@ def cpus_here() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
-def three_local_devices(runtimes=("onnxruntime", "openvino", "onnxruntime"),
-                        pin: bool = True) -> str:
+def three_local_devices(
+    runtimes=("onnxruntime", "openvino", "onnxruntime"), pin: bool = True
+) -> str:
     """A devices.toml with three local devices; pinned to single CPUs when asked."""
     cpus = cpus_here()
     parts = []
@@ -139,8 +171,10 @@ def three_local_devices(runtimes=("onnxruntime", "openvino", "onnxruntime"),
         if pin:
             parts.append(f"cpus = [{cpus[i % len(cpus)]}]\n")
         parts.append("\n")
-    parts.append('[[link]]\nfrom = "glasses"\nto = "phone"\nbandwidth_mbps = 20\n\n'
-                 '[[link]]\nfrom = "phone"\nto = "cloud"\nbandwidth_mbps = 100\nlatency_ms = 10\n')
+    parts.append(
+        '[[link]]\nfrom = "glasses"\nto = "phone"\nbandwidth_mbps = 20\n\n'
+        '[[link]]\nfrom = "phone"\nto = "cloud"\nbandwidth_mbps = 100\nlatency_ms = 10\n'
+    )
     return "".join(parts)
 
 
@@ -153,11 +187,16 @@ def devices_file(tmp_path: Path) -> Path:
 
 def omdp_cmd(*args: str) -> list[str]:
     """The headless CLI in a fresh interpreter (what `omdp` runs for these verbs)."""
-    return [sys.executable, "-c", "import sys; from backend.cli import main; "
-            "sys.exit(main(sys.argv[1:]))", *args]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
+        *args,
+    ]
 
 
 # Helpers as fixtures: tests/ is not a package, so test modules take them from here.
+
 
 @pytest.fixture
 def make_conv_chain():

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-PRELUDE = r'''
+PRELUDE = r"""
 import json, os, signal, subprocess, sys, time
 
 def say(x):
@@ -38,7 +38,7 @@ def done(completed, errors=0, stopped=False):
 
 HELLO = {"type": "hello", "protocol": 1, "agent": "fake", "pid": os.getpid(),
          "versions": {"python": "3"}, "host": {"hostname": "fake", "cpu": "fake cpu"}}
-'''
+"""
 
 HONEST = """
 say(HELLO)
@@ -51,7 +51,12 @@ say(done(len(items)))
 
 
 def fake_python(
-    folder: Path, scenario: str, *, before: str = "", hello: bool = True, job: bool = True,
+    folder: Path,
+    scenario: str,
+    *,
+    before: str = "",
+    hello: bool = True,
+    job: bool = True,
     name: str = "fake-python",
 ) -> Path:
     """Write the fake interpreter to `folder`: `before` (e.g. a different HELLO), then hello

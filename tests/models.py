@@ -33,28 +33,36 @@ def skip_model(seed: int = 0, symbolic: bool = False) -> onnx.ModelProto:
     """
     rng = np.random.default_rng(seed)
     w = lambda *s: numpy_helper.from_array(  # noqa: E731
-        (rng.standard_normal(s) * 0.3).astype(np.float32), name=f"w{len(s)}_{rng.integers(1e9)}")
+        (rng.standard_normal(s) * 0.3).astype(np.float32), name=f"w{len(s)}_{rng.integers(1e9)}"
+    )
     w1, w2, w3 = w(4, 3, 3, 3), w(4, 4, 3, 3), w(10, 64)
     w1.name, w2.name, w3.name = "w1", "w2", "w3"
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("Constant", [], ["two"], name="two",
-                         value=numpy_helper.from_array(np.array([-1], np.int64))),
+        helper.make_node(
+            "Constant",
+            [],
+            ["two"],
+            name="two",
+            value=numpy_helper.from_array(np.array([-1], np.int64)),
+        ),
         helper.make_node("Concat", ["one", "two"], ["shape"], name="shape", axis=0),
         helper.make_node("Add", ["c2", "r1"], ["s"], name="add"),
-        helper.make_node("MaxPool", ["s"], ["p"], name="pool", kernel_shape=[2, 2],
-                         strides=[2, 2]),
+        helper.make_node("MaxPool", ["s"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Reshape", ["p", "shape"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "w3"], ["y"], name="fc", transB=1),
     ]
     batch = "batch" if symbolic else 1
     graph = helper.make_graph(
-        nodes, "skip",
+        nodes,
+        "skip",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("r1", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("r1", TensorProto.FLOAT, None),
+        ],
         [w1, w2, w3, numpy_helper.from_array(np.array([1], np.int64), "one")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -64,35 +72,44 @@ def dynamic_head_model() -> onnx.ModelProto:
     """A detection-head-like tail as exporters write it for a symbolic batch: the Reshape
     target is computed at run time from Shape → Gather → Unsqueeze → Concat."""
     rng = np.random.default_rng(3)
-    w = numpy_helper.from_array((rng.standard_normal((6, 4, 1, 1)) * 0.5).astype(np.float32),
-                                "w")
+    w = numpy_helper.from_array((rng.standard_normal((6, 4, 1, 1)) * 0.5).astype(np.float32), "w")
     c = lambda name, v: helper.make_node(  # noqa: E731
-        "Constant", [], [name], name=name, value=numpy_helper.from_array(np.array(v, np.int64)))
+        "Constant", [], [name], name=name, value=numpy_helper.from_array(np.array(v, np.int64))
+    )
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["d"], name="det"),
         helper.make_node("Shape", ["d"], ["s"], name="shape"),
-        c("i0", 0), c("i2", 2), c("i3", 3), c("ax", [0]), c("three", [3]), c("two", [2]),
+        c("i0", 0),
+        c("i2", 2),
+        c("i3", 3),
+        c("ax", [0]),
+        c("three", [3]),
+        c("two", [2]),
         helper.make_node("Gather", ["s", "i0"], ["b"], name="g0", axis=0),
         helper.make_node("Gather", ["s", "i2"], ["h"], name="g2", axis=0),
         helper.make_node("Gather", ["s", "i3"], ["wd"], name="g3", axis=0),
         helper.make_node("Unsqueeze", ["b", "ax"], ["ub"], name="u0"),
         helper.make_node("Unsqueeze", ["h", "ax"], ["uh"], name="u2"),
         helper.make_node("Unsqueeze", ["wd", "ax"], ["uw"], name="u3"),
-        helper.make_node("Concat", ["ub", "three", "two", "uh", "uw"], ["target"], name="cat",
-                         axis=0),
+        helper.make_node(
+            "Concat", ["ub", "three", "two", "uh", "uw"], ["target"], name="cat", axis=0
+        ),
         helper.make_node("Reshape", ["d", "target"], ["r"], name="reshape"),
         helper.make_node("Transpose", ["r"], ["t"], name="perm", perm=[0, 1, 3, 4, 2]),
         helper.make_node("Sigmoid", ["t"], ["y"], name="act"),
     ]
     graph = helper.make_graph(
-        nodes, "head",
+        nodes,
+        "head",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, "h", "w"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3, "h", "w", 2])],
-        [w])
+        [w],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
 # -- the file system a model meets: read-only folders, a full disk ----------------------------
+
 
 @contextlib.contextmanager
 def read_only_folder(path: Path, files: dict[str, bytes] | None = None) -> Iterator[Path]:
@@ -100,8 +117,12 @@ def read_only_folder(path: Path, files: dict[str, bytes] | None = None) -> Itera
     when we may mount one, else a 0555 folder (enough for a user without privileges)."""
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)], capture_output=True
+            ).returncode
+            == 0
+        )
         if not mounted:
             pytest.skip("root without mount: a 0555 folder would not stop root writing")
         try:
@@ -159,9 +180,13 @@ def cli_with_file_size_limit(args: list[object], limit: int) -> tuple[int, str]:
 def small_disk(path: Path, size: str = "64k") -> Iterator[Path]:
     """A folder on a tmpfs of `size`: writing more fails with ENOSPC, a real full disk."""
     path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-            capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs root to mount a small tmpfs")
     try:
         yield path

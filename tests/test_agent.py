@@ -50,6 +50,7 @@ def of(events, cls):
 
 # -- protocol --------------------------------------------------------------------------------
 
+
 def test_events_round_trip():
     events = [
         proto.Hello(1, "1", 42, {"python": "3"}, {"cpu": "x"}),
@@ -100,13 +101,15 @@ def test_job_round_trip():
 
 # -- measuring -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_agent_measures_every_segment_with_node_times(runtime, tiny_model, tmp_path):
     sha = cached(tiny_model, tmp_path)
     n = len(tiny_model.graph.node)
     items = [(0, n), (0, 5), (5, n), (2, 9)]
-    events = run_in_process(Job(sha, items, {"name": runtime, "threads": 1}, FAST,
-                                node_times_runs=2), tmp_path)
+    events = run_in_process(
+        Job(sha, items, {"name": runtime, "threads": 1}, FAST, node_times_runs=2), tmp_path
+    )
     results = of(events, proto.Result)
     assert [r.segment for r in results] == items
     for r in results:
@@ -118,7 +121,8 @@ def test_agent_measures_every_segment_with_node_times(runtime, tiny_model, tmp_p
 
 
 def test_a_segment_onnxruntime_cannot_run_is_an_error_and_the_rest_continues(
-        make_relu_int64, tmp_path):
+    make_relu_int64, tmp_path
+):
     model = make_relu_int64()  # node 3 is Relu on int64: onnxruntime has no kernel for it
     sha = cached(model, tmp_path)
     items = [(0, 6), (0, 3), (3, 6), (4, 6), (0, 2), (2, 4)]
@@ -139,9 +143,17 @@ def test_prefix_inputs_come_from_a_real_input(tiny_model, tmp_path):
     sha = cached(tiny_model, tmp_path)
     x = np.random.default_rng(5).standard_normal((1, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    events = run_in_process(Job(sha, [(0, 7), (7, 20)], {"name": "onnxruntime"}, FAST,
-                                inputs="prefix", npy={"input": str(tmp_path / "x.npy")}),
-                            tmp_path)
+    events = run_in_process(
+        Job(
+            sha,
+            [(0, 7), (7, 20)],
+            {"name": "onnxruntime"},
+            FAST,
+            inputs="prefix",
+            npy={"input": str(tmp_path / "x.npy")},
+        ),
+        tmp_path,
+    )
     assert not of(events, proto.SegmentError)
     assert [r.segment for r in of(events, proto.Result)] == [(0, 7), (7, 20)]
 
@@ -183,9 +195,17 @@ def test_kernel_names_map_back_to_positions(tiny_model):
 
 # -- the process -----------------------------------------------------------------------------
 
+
 def spawn(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def read_until(proc: subprocess.Popen, predicate, timeout: float = 30.0) -> list:
@@ -251,7 +271,8 @@ def test_agent_pause_and_resume(tiny_model, tmp_path):
         proc.stdin.write('{"type": "pause"}\n')
         proc.stdin.flush()
         events = read_until(
-            proc, lambda e: isinstance(e, proto.AgentProgress) and e.phase == "paused")
+            proc, lambda e: isinstance(e, proto.AgentProgress) and e.phase == "paused"
+        )
         paused_at = events[-1].done
         assert paused_at <= 1
         proc.stdin.write('{"type": "resume"}\n{"type": "stop"}\n')
@@ -283,8 +304,7 @@ def test_agent_ships_as_the_plain_files_of_its_package(tiny_model, tmp_path):
     finally:
         proc.kill()
     assert isinstance(events[0], proto.Hello) and events[0].versions["onnxruntime"]
-    assert [r.segment for r in of(events, proto.Result)] == [(0, 4), (4, 20)], \
-        proc.stderr.read()
+    assert [r.segment for r in of(events, proto.Result)] == [(0, 4), (4, 20)], proc.stderr.read()
 
 
 def test_hello_describes_the_host(tmp_path):
@@ -304,8 +324,12 @@ def test_an_uploaded_input_that_changed_is_not_used(tiny_model, tmp_path):
     (tmp_path / "x.npy").rename(named)
     np.save(tmp_path / "other.npy", x + 1)
     named.write_bytes((tmp_path / "other.npy").read_bytes())  # same name, other bytes
-    events = run_in_process(Job(sha, [(0, 7)], {"name": "onnxruntime"}, FAST, inputs="prefix",
-                                npy={"input": str(named)}), tmp_path)
+    events = run_in_process(
+        Job(
+            sha, [(0, 7)], {"name": "onnxruntime"}, FAST, inputs="prefix", npy={"input": str(named)}
+        ),
+        tmp_path,
+    )
     (note,) = [e for e in of(events, proto.SegmentError) if e.kind == "inputs"]
     assert "no longer matched its hash" in note.message and not named.exists()
     assert [r.segment for r in of(events, proto.Result)] == [(0, 7)]  # measured, random inputs

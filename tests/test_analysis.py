@@ -85,8 +85,12 @@ def test_every_cut_is_the_set_defined_by_producers_and_consumers(name):
     for p in range(0, a.n + 1, max(1, a.n // 60)):
         assert set(a.cuts[p].tensors) == set(idx.crossing(p))
         if 0 < p < a.n:
-            expected = {t for i in range(p, a.n) for t in idx.uses[i]
-                        if t in idx.producer and idx.producer[t] < p}
+            expected = {
+                t
+                for i in range(p, a.n)
+                for t in idx.uses[i]
+                if t in idx.producer and idx.producer[t] < p
+            }
             expected |= {t for t in idx.outputs if t in idx.producer and idx.producer[t] < p}
             assert set(a.cuts[p].tensors) == expected
 

@@ -31,15 +31,20 @@ def test_inspect_json_has_the_promised_fields(capsys, skip_file):
     assert data["nodes"] == 9
     assert data["parameters"] == 4 * 3 * 9 + 4 * 4 * 9 + 10 * 64
     assert data["flops"] > 0
-    assert data["inputs"] == [{"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32",
-                               "bytes": 768}]
+    assert data["inputs"] == [
+        {"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32", "bytes": 768}
+    ]
     assert [o["name"] for o in data["outputs"]] == ["y", "r1"]
     assert [r["name"] for r in data["node_table"]][:3] == ["conv1", "relu1", "conv2"]
     assert data["node_table"][2]["cut_bytes"] == 2 * 256 * 4
     conv2 = data["node_table"][2]
     assert [t["name"] for t in conv2["inputs"]] == ["r1", "w2"]
-    assert conv2["inputs"][1] == {"name": "w2", "shape": [4, 4, 3, 3], "dtype": "float32",
-                                  "bytes": 576}
+    assert conv2["inputs"][1] == {
+        "name": "w2",
+        "shape": [4, 4, 3, 3],
+        "dtype": "float32",
+        "bytes": 576,
+    }
     assert conv2["outputs"][0]["shape"] == [1, 4, 8, 8] and conv2["params"] == 144
 
 
@@ -60,8 +65,9 @@ def test_cuts_all_and_top(capsys, skip_file):
 
 def test_extract_writes_a_runnable_segment(capsys, skip_file, tmp_path):
     out_file = tmp_path / "seg.onnx"
-    code, out, _ = run_cli(capsys, "extract", skip_file, "--from", "relu1", "--to", "6",
-                           "-o", out_file)
+    code, out, _ = run_cli(
+        capsys, "extract", skip_file, "--from", "relu1", "--to", "6", "-o", out_file
+    )
     assert code == 0, out
     seg = onnx.load(out_file)
     onnx.checker.check_model(seg)
@@ -77,8 +83,14 @@ def _truncated(tmp_path):
 
 def _external_without_data(tmp_path):
     path = tmp_path / "ext.onnx"
-    onnx.save(skip_model(), path, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ext.onnx.data", size_threshold=0)
+    onnx.save(
+        skip_model(),
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.onnx.data",
+        size_threshold=0,
+    )
     (tmp_path / "ext.onnx.data").unlink()
     return path
 
@@ -124,25 +136,32 @@ def test_bad_models_get_one_line_and_exit_2(capsys, tmp_path, case):
     assert expected in err
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--from", "0", "--to", "99"], "position 99 is out of range"),
-    (["--from", "6", "--to", "2"], "--from 6 is after --to 2"),
-    (["--from", "conv9", "--to", "3"], "no node or tensor named 'conv9'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--from", "0", "--to", "99"], "position 99 is out of range"),
+        (["--from", "6", "--to", "2"], "--from 6 is after --to 2"),
+        (["--from", "conv9", "--to", "3"], "no node or tensor named 'conv9'"),
+    ],
+)
 def test_bad_positions(capsys, skip_file, tmp_path, args, expected):
     code, _, err = run_cli(capsys, "extract", skip_file, *args, "-o", tmp_path / "s.onnx")
     assert code == 2 and expected in err and err.count("\n") == 1
 
 
 def test_bad_output_path(capsys, skip_file, tmp_path):
-    code, _, err = run_cli(capsys, "extract", skip_file, "--from", "1", "--to", "2",
-                           "-o", tmp_path / "no" / "s.onnx")
+    code, _, err = run_cli(
+        capsys, "extract", skip_file, "--from", "1", "--to", "2", "-o", tmp_path / "no" / "s.onnx"
+    )
     assert code == 2 and "does not exist" in err
 
 
 def test_console_script_shows_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "omdp_tui.main", "cuts", str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "omdp_tui.main", "cuts", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "is a directory" in proc.stderr
 
@@ -168,7 +187,8 @@ def test_extract_on_a_full_disk_is_one_line_and_leaves_nothing(skip_file, tmp_pa
     out.mkdir()
     (out / "seg.onnx").write_bytes(b"the previous segment")
     code, err = cli_with_file_size_limit(
-        ["extract", skip_file, "--from", "0", "--to", "9", "-o", out / "seg.onnx"], 1000)
+        ["extract", skip_file, "--from", "0", "--to", "9", "-o", out / "seg.onnx"], 1000
+    )
     assert code == 2
     assert "cannot write" in _one_line(err) and "seg.onnx" in err and "too large" in err
     assert [p.name for p in out.iterdir()] == ["seg.onnx"]  # no partial or temporary file
@@ -177,8 +197,9 @@ def test_extract_on_a_full_disk_is_one_line_and_leaves_nothing(skip_file, tmp_pa
 
 def test_extract_on_a_small_disk_says_it_is_full(capsys, skip_file, tmp_path):
     with small_disk(tmp_path / "disk", "4k") as disk:
-        code, _, err = run_cli(capsys, "extract", skip_file, "--from", "0", "--to", "9",
-                                 "-o", disk / "seg.onnx")
+        code, _, err = run_cli(
+            capsys, "extract", skip_file, "--from", "0", "--to", "9", "-o", disk / "seg.onnx"
+        )
         assert code == 2 and "the disk is full" in _one_line(err)
         assert list(disk.iterdir()) == []
 
@@ -188,15 +209,15 @@ def test_extracted_segments_pass_the_checker(capsys, tmp_path):
     model = light("inception_v1")
     for start, end in [(0, 1), (3, 40), (10, 10), (57, 142), (100, 143)]:
         out = tmp_path / f"s{start}_{end}.onnx"
-        code, _, err = run_cli(capsys, "extract", model, "--from", start, "--to", end,
-                               "-o", out)
+        code, _, err = run_cli(capsys, "extract", model, "--from", start, "--to", end, "-o", out)
         assert code == 0, err
         onnx.checker.check_model(str(out), full_check=True)
 
 
 def test_zoo_build_on_a_full_disk_leaves_nothing(tmp_path):
     code, err = cli_with_file_size_limit(
-        ["zoo", "build", "squeezenet", "-o", tmp_path / "sq.onnx"], 100_000)
+        ["zoo", "build", "squeezenet", "-o", tmp_path / "sq.onnx"], 100_000
+    )
     assert code == 2 and "too large" in _one_line(err)
     assert list(tmp_path.iterdir()) == []
 

@@ -42,7 +42,9 @@ def test_the_example_file_loads():
     assert chain.names == ["glasses", "phone", "cloud"]
     assert [d.runtime for d in chain.devices] == ["onnxruntime", "openvino", "onnxruntime"]
     assert [(lk.src, lk.dst, lk.bandwidth_mbps, lk.default) for lk in chain.links] == [
-        ("glasses", "phone", 20.0, False), ("phone", "cloud", 100.0, False)]
+        ("glasses", "phone", 20.0, False),
+        ("phone", "cloud", 100.0, False),
+    ]
     assert chain.warnings == []
     phone = chain.device("phone")
     cfg = phone.runtime_config()
@@ -51,39 +53,68 @@ def test_the_example_file_loads():
 
 
 def test_unknown_runtime_names_the_line_and_the_fix():
-    assert error_of(GOOD) == ("devices.toml:7: device 'phone': runtime 'onnxrt' is unknown "
-                              "(use onnxruntime or openvino)")
+    assert error_of(GOOD) == (
+        "devices.toml:7: device 'phone': runtime 'onnxrt' is unknown (use onnxruntime or openvino)"
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('[[device]]\nname = "a"\nthread = 2\n',
-     "devices.toml:3: device 'a': unknown field 'thread' (did you mean 'threads'?)"),
-    ('[[device]]\nname = "a"\n\n[[device]]\nname = "a"\n',
-     "devices.toml:5: device 'a': the name is already used on line 1 (names must be unique)"),
-    ('[[device]]\nname = "a"\nthreads = "two"\n',
-     "devices.toml:3: device 'a': threads must be an integer, not 'two'"),
-    ('[[device]]\nname = "a"\nthreads = 0\n',
-     "devices.toml:3: device 'a': threads must be at least 1, not 0"),
-    ('[[device]]\nname = "a"\nkind = "ssh"\n',
-     "devices.toml:1: device 'a': ssh device needs `host`"),
-    ('[[device]]\nname = "a"\nkind = "tcp"\n',
-     "devices.toml:3: device 'a': kind 'tcp' is unknown (use local or ssh)"),
-    ('[[device]]\nname = "a"\nhost = "x"\n',
-     "devices.toml:3: device 'a': host only applies to kind = \"ssh\" (remove it)"),
-    ('[[device]]\nname = "a"\nprecision = "f16"\n',
-     "devices.toml:3: device 'a': precision is an option of openvino, not onnxruntime "
-     "(remove it or change runtime)"),
-    ('[[device]]\nname = "a"\nruntime = "openvino"\nprecision = "f8"\n',
-     "devices.toml:4: device 'a': precision 'f8' is unknown (use f32 or f16 or bf16)"),
-    ('[[device]]\nname = "a"\ncpus = "1-0"\n',
-     "devices.toml:3: device 'a': cpus range '1-0' goes backwards"),
-    ('[[device]]\nname = "a"\ncpus = [4095]\n',
-     "devices.toml:3: device 'a': cpu 4095 is not available on this machine"),
-    ('[[device]]\nthreads = 2\n', "devices.toml:1: device #1: no name"),
-    ('# nothing\n', "devices.toml:1: no devices"),
-    ('[[device]]\nname = "a"\n[timing]\nruns = 3\n', "devices.toml:3: unknown section 'timing'"),
-    ('[[device]]\nname = "a"\nthreads = \n', "devices.toml:3: invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            '[[device]]\nname = "a"\nthread = 2\n',
+            "devices.toml:3: device 'a': unknown field 'thread' (did you mean 'threads'?)",
+        ),
+        (
+            '[[device]]\nname = "a"\n\n[[device]]\nname = "a"\n',
+            "devices.toml:5: device 'a': the name is already used on line 1 (names must be unique)",
+        ),
+        (
+            '[[device]]\nname = "a"\nthreads = "two"\n',
+            "devices.toml:3: device 'a': threads must be an integer, not 'two'",
+        ),
+        (
+            '[[device]]\nname = "a"\nthreads = 0\n',
+            "devices.toml:3: device 'a': threads must be at least 1, not 0",
+        ),
+        (
+            '[[device]]\nname = "a"\nkind = "ssh"\n',
+            "devices.toml:1: device 'a': ssh device needs `host`",
+        ),
+        (
+            '[[device]]\nname = "a"\nkind = "tcp"\n',
+            "devices.toml:3: device 'a': kind 'tcp' is unknown (use local or ssh)",
+        ),
+        (
+            '[[device]]\nname = "a"\nhost = "x"\n',
+            "devices.toml:3: device 'a': host only applies to kind = \"ssh\" (remove it)",
+        ),
+        (
+            '[[device]]\nname = "a"\nprecision = "f16"\n',
+            "devices.toml:3: device 'a': precision is an option of openvino, not onnxruntime "
+            "(remove it or change runtime)",
+        ),
+        (
+            '[[device]]\nname = "a"\nruntime = "openvino"\nprecision = "f8"\n',
+            "devices.toml:4: device 'a': precision 'f8' is unknown (use f32 or f16 or bf16)",
+        ),
+        (
+            '[[device]]\nname = "a"\ncpus = "1-0"\n',
+            "devices.toml:3: device 'a': cpus range '1-0' goes backwards",
+        ),
+        (
+            '[[device]]\nname = "a"\ncpus = [4095]\n',
+            "devices.toml:3: device 'a': cpu 4095 is not available on this machine",
+        ),
+        ("[[device]]\nthreads = 2\n", "devices.toml:1: device #1: no name"),
+        ("# nothing\n", "devices.toml:1: no devices"),
+        (
+            '[[device]]\nname = "a"\n[timing]\nruns = 3\n',
+            "devices.toml:3: unknown section 'timing'",
+        ),
+        ('[[device]]\nname = "a"\nthreads = \n', "devices.toml:3: invalid TOML"),
+    ],
+)
 def test_device_errors(text, expected):
     assert error_of(text).startswith(expected)
 
@@ -107,20 +138,43 @@ latency_ms = 3
 """
 
 
-@pytest.mark.parametrize("bw, extra, expected", [
-    ("0", "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a positive finite "
-     "number, not 0"),
-    ('"abc"', "", "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a number, not 'abc'"),
-    ("10", '[[link]]\nfrom = "a"\nto = "c"\nbandwidth_mbps = 1\n',
-     "devices.toml:15: link 'a' → 'c': links connect consecutive devices in chain order "
-     "(a → b → c)"),
-    ("10", '[[link]]\nfrom = "b"\nto = "z"\nbandwidth_mbps = 1\n',
-     "devices.toml:17: link 'b' → 'z': no device named 'z' (devices: a, b, c)"),
-    ("10", '[[link]]\nfrom = "a"\nto = "b"\nbandwidth_mbps = 1\n',
-     "devices.toml:15: link 'a' → 'b' is given twice (first on line 10; keep one)"),
-    ("10", '[[link]]\nfrom = "b"\nto = "c"\nbw = 1\n',
-     "devices.toml:18: link 'b' → 'c': unknown field 'bw'"),
-])
+@pytest.mark.parametrize(
+    "bw, extra, expected",
+    [
+        (
+            "0",
+            "",
+            "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a positive finite "
+            "number, not 0",
+        ),
+        (
+            '"abc"',
+            "",
+            "devices.toml:13: link 'a' → 'b': bandwidth_mbps must be a number, not 'abc'",
+        ),
+        (
+            "10",
+            '[[link]]\nfrom = "a"\nto = "c"\nbandwidth_mbps = 1\n',
+            "devices.toml:15: link 'a' → 'c': links connect consecutive devices in chain order "
+            "(a → b → c)",
+        ),
+        (
+            "10",
+            '[[link]]\nfrom = "b"\nto = "z"\nbandwidth_mbps = 1\n',
+            "devices.toml:17: link 'b' → 'z': no device named 'z' (devices: a, b, c)",
+        ),
+        (
+            "10",
+            '[[link]]\nfrom = "a"\nto = "b"\nbandwidth_mbps = 1\n',
+            "devices.toml:15: link 'a' → 'b' is given twice (first on line 10; keep one)",
+        ),
+        (
+            "10",
+            '[[link]]\nfrom = "b"\nto = "c"\nbw = 1\n',
+            "devices.toml:18: link 'b' → 'c': unknown field 'bw'",
+        ),
+    ],
+)
 def test_link_errors(bw, extra, expected):
     assert error_of(LINKED.format(bw=bw, extra=extra)).startswith(expected)
 
@@ -128,9 +182,12 @@ def test_link_errors(bw, extra, expected):
 def test_missing_links_get_defaults_and_a_warning():
     chain = parse_devices(LINKED.format(bw="25.5", extra=""), "devices.toml")
     assert [(lk.bandwidth_mbps, lk.latency_ms, lk.default) for lk in chain.links] == [
-        (25.5, 3.0, False), (100.0, 0.0, True)]
-    assert chain.warnings == ["devices.toml: no [[link]] from 'b' to 'c': using 100 Mbit/s "
-                              "and 0 ms"]
+        (25.5, 3.0, False),
+        (100.0, 0.0, True),
+    ]
+    assert chain.warnings == [
+        "devices.toml: no [[link]] from 'b' to 'c': using 100 Mbit/s and 0 ms"
+    ]
 
 
 def test_missing_or_bad_files(tmp_path):
@@ -163,10 +220,15 @@ def test_specs_round_trip_and_chain_of():
 
 
 def test_link_names_are_unique_or_refused():
-    assert link_names(["glasses", "jetson-nano", "cloud"]) == ("glasses-jetson-nano",
-                                                               "jetson-nano-cloud")
+    assert link_names(["glasses", "jetson-nano", "cloud"]) == (
+        "glasses-jetson-nano",
+        "jetson-nano-cloud",
+    )
     assert LinkSpec("a", "b-c").name == "a-b-c"
     assert Chain.of([DeviceSpec("a"), DeviceSpec("b")]).link_names == ("a-b",)
-    with pytest.raises(OmdpError, match=r"'a-b-c' would mean two links \('a' → 'b-c' and "
-                                        r"'a-b' → 'c'\)"):
+    with pytest.raises(
+        OmdpError,
+        match=r"'a-b-c' would mean two links \('a' → 'b-c' and "
+        r"'a-b' → 'c'\)",
+    ):
         link_names(["a", "b-c", "a-b", "c"])

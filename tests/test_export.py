@@ -15,10 +15,19 @@ from backend.model.analysis import analyze
 from backend.solver.costs import SegmentInstance
 from backend.solver.ranking import top_k
 
-DEVICES = [{"name": "glasses", "kind": "local", "runtime": "onnxruntime"},
-           {"name": "phone", "kind": "local", "runtime": "openvino"}]
-LINKS = [{"name": "glasses-phone", "from": "glasses", "to": "phone",
-          "bandwidth_mbps": 20.0, "latency_ms": 5.0}]
+DEVICES = [
+    {"name": "glasses", "kind": "local", "runtime": "onnxruntime"},
+    {"name": "phone", "kind": "local", "runtime": "openvino"},
+]
+LINKS = [
+    {
+        "name": "glasses-phone",
+        "from": "glasses",
+        "to": "phone",
+        "bandwidth_mbps": 20.0,
+        "latency_ms": 5.0,
+    }
+]
 
 
 @pytest.fixture
@@ -34,13 +43,19 @@ def exported(tmp_path):
             span = cands[j] - cands[i]
             compute[0, i, j] = 3.0 * span  # a slow first device
             compute[1, i, j] = 1.0 * span
-    inst = SegmentInstance(devices=("glasses", "phone"), candidates=cands,
-                           cut_bytes=np.array([a.cuts[c].bytes for c in cands], float),
-                           compute_ms=compute, bandwidth_mbps=np.array([20.0]),
-                           latency_ms=np.array([5.0]), estimated_ms=compute * 1.1)
+    inst = SegmentInstance(
+        devices=("glasses", "phone"),
+        candidates=cands,
+        cut_bytes=np.array([a.cuts[c].bytes for c in cands], float),
+        compute_ms=compute,
+        bandwidth_mbps=np.array([20.0]),
+        latency_ms=np.array([5.0]),
+        estimated_ms=compute * 1.1,
+    )
     parts = top_k(inst, 3)
-    doc = build_export(a, parts, devices=DEVICES, links=LINKS, cost_model="measured",
-                       objective="latency")
+    doc = build_export(
+        a, parts, devices=DEVICES, links=LINKS, cost_model="measured", objective="latency"
+    )
     return a, doc, tmp_path
 
 
@@ -66,8 +81,15 @@ def test_written_file_reads_back_and_segments_run(exported):
     back = read_export(tmp / "p.json")
     assert back["partitions"][0]["segments"] == doc["partitions"][0]["segments"]
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    full = dict(zip(["y", "r1"], ort.InferenceSession(
-        str(a.path), providers=["CPUExecutionProvider"]).run(None, {"x": x}), strict=True))
+    full = dict(
+        zip(
+            ["y", "r1"],
+            ort.InferenceSession(str(a.path), providers=["CPUExecutionProvider"]).run(
+                None, {"x": x}
+            ),
+            strict=True,
+        )
+    )
     for part in back["partitions"]:
         values = {"x": x}
         for seg in part["segments"]:
@@ -79,13 +101,16 @@ def test_written_file_reads_back_and_segments_run(exported):
     assert len(files) > 1
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.update(schema="other"), "'schema' is not"),
-    (lambda d: d.update(schema_version=99), "newer than this tool"),
-    (lambda d: d["partitions"][0]["segments"].reverse(), "out of chain order"),
-    (lambda d: d["partitions"][0]["segments"][-1].update(end=1), "segments end at"),
-    (lambda d: d["model"].update(sha256="abc"), "sha256"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(schema="other"), "'schema' is not"),
+        (lambda d: d.update(schema_version=99), "newer than this tool"),
+        (lambda d: d["partitions"][0]["segments"].reverse(), "out of chain order"),
+        (lambda d: d["partitions"][0]["segments"][-1].update(end=1), "segments end at"),
+        (lambda d: d["model"].update(sha256="abc"), "sha256"),
+    ],
+)
 def test_reading_back_rejects_a_broken_document(exported, mutate, message):
     _, doc, tmp = exported
     write_export(doc, tmp / "p.json")
@@ -128,8 +153,9 @@ def test_every_segment_is_checked_before_the_first_is_written(exported, monkeypa
 
     def refuse_the_last(index, start, end):
         calls.append((start, end))
-        if len(calls) == sum(s["start"] < s["end"] for p in doc["partitions"]
-                             for s in p["segments"]):
+        if len(calls) == sum(
+            s["start"] < s["end"] for p in doc["partitions"] for s in p["segments"]
+        ):
             raise OmdpError("onnx.checker refuses it")
         return real(index, start, end)
 
@@ -147,5 +173,6 @@ def test_device_names_stay_inside_the_models_folder(exported):
     doc["devices"] = [{"name": "../up"}, {"name": "a/b"}]
     files = write_export(doc, tmp / "p.json", a, with_models=tmp / "models")
     assert all(f.parent == tmp / "models" for f in files[1:])
-    assert files[1:] and all(re.fullmatch(r"rank\d+_(\.\._up|a_b)_\d+_\d+\.onnx", f.name)
-                             for f in files[1:])
+    assert files[1:] and all(
+        re.fullmatch(r"rank\d+_(\.\._up|a_b)_\d+_\d+\.onnx", f.name) for f in files[1:]
+    )

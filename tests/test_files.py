@@ -90,11 +90,14 @@ def test_a_long_file_name_still_gets_a_temporary_name(tmp_path):
     assert target.read_bytes() == b"x"
 
 
-@pytest.mark.parametrize(("where", "message"), [
-    (lambda t: t, "is a directory"),
-    (lambda t: t / "no" / "a.json", "does not exist"),
-    (lambda t: t / "file" / "a.json", "is not a folder"),
-])
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (lambda t: t, "is a directory"),
+        (lambda t: t / "no" / "a.json", "does not exist"),
+        (lambda t: t / "file" / "a.json", "is not a folder"),
+    ],
+)
 def test_check_writable_says_why(tmp_path, where, message):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OmdpError, match=message):

@@ -32,8 +32,15 @@ CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 QUICK = WatchdogSettings(floor_s=1.0, cap_s=2.0, factor=2.0, startup_s=3.0)
 
 
-def setup(tmp_path: Path, model_path: Path, evil: Path | None, *, good: Path | None = None,
-          watchdog: WatchdogSettings | None = None, events: list | None = None):
+def setup(
+    tmp_path: Path,
+    model_path: Path,
+    evil: Path | None,
+    *,
+    good: Path | None = None,
+    watchdog: WatchdogSettings | None = None,
+    events: list | None = None,
+):
     """Two local devices, `evil` (run by the given interpreter) then `good`."""
     chain = Chain.of([DeviceSpec("evil"), DeviceSpec("good")])
     analysis = analyze(model_path)
@@ -51,17 +58,32 @@ def setup(tmp_path: Path, model_path: Path, evil: Path | None, *, good: Path | N
         python = evil if spec.name == "evil" and evil is not None else honest
         return LocalTransport(cache, python=str(python))
 
-    options = jobs.ProfileOptions(timing=TimingSettings(warmup=1, min_runs=3, max_runs=5),
-                                  node_times_runs=0, watchdog=watchdog or WatchdogSettings())
+    options = jobs.ProfileOptions(
+        timing=TimingSettings(warmup=1, min_runs=3, max_runs=5),
+        node_times_runs=0,
+        watchdog=watchdog or WatchdogSettings(),
+    )
     on_event = events.append if events is not None else None
-    profiler = jobs.Profiler(session, chain, path, sha, options=options, cache_dir=cache,
-                             transport_factory=factory, on_event=on_event)
+    profiler = jobs.Profiler(
+        session,
+        chain,
+        path,
+        sha,
+        options=options,
+        cache_dir=cache,
+        transport_factory=factory,
+        on_event=on_event,
+    )
     return profiler, session
 
 
 def stored(session: Session, device: str) -> dict[tuple[int, int], str]:
-    return {(r["seg_start"], r["seg_end"]): r["status"] for r in session.conn.execute(
-        "SELECT seg_start, seg_end, status FROM measurements WHERE device = ?", (device,))}
+    return {
+        (r["seg_start"], r["seg_end"]): r["status"]
+        for r in session.conn.execute(
+            "SELECT seg_start, seg_end, status FROM measurements WHERE device = ?", (device,)
+        )
+    }
 
 
 # Each: what the device sends after one valid result, and what the report must say.
@@ -70,31 +92,37 @@ LIES = {
     "a reversed segment": ("say(result([5, 3]))", "reversed"),
     "a 2^70 position": ("say(result([0, 2**70]))", "must be an integer in 0..2147483647"),
     "a string segment": ('say(result(["0", "4"]))', "must be an integer"),
-    "NaN samples": ("say(json.dumps(result(items[1])).replace('[1.0,', '[NaN,'))",
-                    "not a JSON message"),
-    "an infinite load time": ("say(json.dumps(result(items[1], load_ms=1e400)))",
-                              "not a JSON message"),
-    "a negative time": ("say(result(items[1], samples=[-1.0, 1.0, 1.0]))",
-                        "finite number in 0"),
+    "NaN samples": (
+        "say(json.dumps(result(items[1])).replace('[1.0,', '[NaN,'))",
+        "not a JSON message",
+    ),
+    "an infinite load time": (
+        "say(json.dumps(result(items[1], load_ms=1e400)))",
+        "not a JSON message",
+    ),
+    "a negative time": ("say(result(items[1], samples=[-1.0, 1.0, 1.0]))", "finite number in 0"),
     "a sample list that is text": ('say(result(items[1], samples="1,2,3"))', "must be a list"),
-    "a bool count": ("say(result(items[1], stats={'count': True, 'median': 1.0}))",
-                     "stats count"),
-    "too many samples": ("say(result(items[1], samples=[1.0] * 6, stats={'count': 6}))",
-                         "the job allows 1..5"),
+    "a bool count": ("say(result(items[1], stats={'count': True, 'median': 1.0}))", "stats count"),
+    "too many samples": (
+        "say(result(items[1], samples=[1.0] * 6, stats={'count': 6}))",
+        "the job allows 1..5",
+    ),
     "a second answer": ("say(result(items[0]))", "a second answer"),
     "an unknown message": ('say({"type": "pwned", "cmd": "rm -rf /"})', "unknown message type"),
-    "an unknown field": ("say(result(items[1], sql='DROP TABLE measurements'))",
-                         "unknown field"),
+    "an unknown field": ("say(result(items[1], sql='DROP TABLE measurements'))", "unknown field"),
     "a missing field": ('say({"type": "done", "completed": 1})', "lacks field"),
     "node times nobody asked for": (
         'say({"type": "node_times", "runtime": "x", "runs": 1, "times": {"0": 1.0}, '
-        '"unattributed_ms": 0, "total_ms": 1})', "did not ask"),
+        '"unattributed_ms": 0, "total_ms": 1})',
+        "did not ask",
+    ),
     "a done that lies": ("say(done(7))", "'done' counts 7 results"),
     "a done that skips work": ("say(done(1))", "were not answered"),
     "a second hello": ("say(HELLO)", "a second 'hello'"),
     "progress past the total": (
         'say({"type": "progress", "done": 9, "total": 3, "segment": None, "phase": "load"})',
-        "does not fit a job of 3"),
+        "does not fit a job of 3",
+    ),
     "an error of no segment but not the job": ("say(error(None, kind='run'))", "names no segment"),
     "bytes that are not UTF-8": ('say(b"\\xff\\xfe{}")', "not UTF-8"),
     "a 100,000-deep JSON": ('say("[" * 100000)', "not a JSON message"),
@@ -106,7 +134,8 @@ LIES = {
 
 @pytest.mark.parametrize("lie", list(LIES))
 async def test_a_lying_device_fails_alone_and_nothing_of_the_lie_is_stored(
-        lie: str, tmp_path: Path, tiny_model_path: Path):
+    lie: str, tmp_path: Path, tiny_model_path: Path
+):
     body, says = LIES[lie]
     evil = fake_python(tmp_path, f"say(result(items[0]))\n{body}\ntime.sleep(60)")
     events: list = []
@@ -121,8 +150,10 @@ async def test_a_lying_device_fails_alone_and_nothing_of_the_lie_is_stored(
     plan = session.plan_items()
     evil_items = [(it.start, it.end) for it in plan if it.device == "evil"]
     # the one valid answer is kept; nothing else of the device is, whatever the lie named
-    assert stored(session, "evil") == {evil_items[0]: "ok", **{s: "pending" for s in
-                                                              evil_items[1:]}}
+    assert stored(session, "evil") == {
+        evil_items[0]: "ok",
+        **{s: "pending" for s in evil_items[1:]},
+    }
     assert set(stored(session, "good").values()) == {"ok"}  # the other device went on
     assert session.runs_frame().set_index("device").loc["evil", "status"] == "failed"
     failed = [e for e in events if isinstance(e, jobs.DeviceFailed)]
@@ -130,18 +161,25 @@ async def test_a_lying_device_fails_alone_and_nothing_of_the_lie_is_stored(
     session.close()
 
 
-async def test_device_text_is_inert_everywhere_it_is_kept_or_shown(tmp_path: Path,
-                                                                  tiny_model_path: Path):
+async def test_device_text_is_inert_everywhere_it_is_kept_or_shown(
+    tmp_path: Path, tiny_model_path: Path
+):
     spoof = "\x1b[2J\x1b[H\nomdp: all good\r\u202e"
-    hello = (f"HELLO = dict(HELLO, agent={spoof!r}, versions={{'python': {spoof!r}}}, "
-             f"host={{'hostname': {spoof!r}, 'cpu': {spoof!r}}})")
-    evil = fake_python(tmp_path, f"""
+    hello = (
+        f"HELLO = dict(HELLO, agent={spoof!r}, versions={{'python': {spoof!r}}}, "
+        f"host={{'hostname': {spoof!r}, 'cpu': {spoof!r}}})"
+    )
+    evil = fake_python(
+        tmp_path,
+        f"""
         say(error(items[0], message={spoof!r}))
         say(error(None, message={spoof!r}, kind="inputs"))
         for seg in items[1:]:
             say(result(seg, runtime={{"name": {spoof!r}, "version": "1", "options": {{}}}}))
         say(done(len(items) - 1, 1))
-    """, before=hello)
+    """,
+        before=hello,
+    )
     events: list = []
     profiler, session = setup(tmp_path, tiny_model_path, evil, events=events)
     summary = await profiler.run()
@@ -152,26 +190,31 @@ async def test_device_text_is_inert_everywhere_it_is_kept_or_shown(tmp_path: Pat
     assert started.host["hostname"] == inert(spoof) and "\\x1b[2J" in started.host["hostname"]
     notice = next(e for e in events if isinstance(e, jobs.Notice))
     assert notice.message == inert(spoof)
-    rows = session.conn.execute("SELECT message, runtime FROM measurements WHERE device = 'evil'"
-                                ).fetchall()
+    rows = session.conn.execute(
+        "SELECT message, runtime FROM measurements WHERE device = 'evil'"
+    ).fetchall()
     hello = session.conn.execute("SELECT hello FROM runs WHERE device = 'evil'").fetchone()[0]
     for value in [*(v for r in rows for v in r if v), hello]:
-        assert not CONTROL.search(value.encode().decode("unicode_escape", "ignore")
-                                  if "\\u001b" in value else value), value
+        assert not CONTROL.search(
+            value.encode().decode("unicode_escape", "ignore") if "\\u001b" in value else value
+        ), value
     assert any(r[0] == inert(spoof) for r in rows)
     assert shown  # events were produced
     session.close()
 
 
 def test_inert_escapes_what_a_terminal_would_obey():
-    assert inert("ok\x1b[31mred\x07\n\tnext\x9b\u2028\u202e") == \
-        "ok\\x1b[31mred\\x07\\x0a\\x09next\\x9b\\u2028\\u202e"
+    assert (
+        inert("ok\x1b[31mred\x07\n\tnext\x9b\u2028\u202e")
+        == "ok\\x1b[31mred\\x07\\x0a\\x09next\\x9b\\u2028\\u202e"
+    )
     assert inert("plain text, ünïcode and 中文 stay") == "plain text, ünïcode and 中文 stay"
     assert inert("x" * 5000) == "x" * 1999 + "…"
 
 
 async def test_silence_after_hello_is_bounded_and_a_resumed_run_retries(
-        tmp_path: Path, tiny_model_path: Path):
+    tmp_path: Path, tiny_model_path: Path
+):
     evil = fake_python(tmp_path, "say(result(items[0]))\ntime.sleep(300)")
     profiler, session = setup(tmp_path, tiny_model_path, evil, watchdog=QUICK)
     t0 = time.monotonic()
@@ -199,8 +242,9 @@ async def test_silence_after_hello_is_bounded_and_a_resumed_run_retries(
 
 async def test_silence_before_hello_is_bounded(tmp_path: Path, tiny_model_path: Path):
     evil = fake_python(tmp_path, "", before="time.sleep(300)")
-    profiler, session = setup(tmp_path, tiny_model_path, evil,
-                              watchdog=WatchdogSettings(floor_s=1, cap_s=2, startup_s=1))
+    profiler, session = setup(
+        tmp_path, tiny_model_path, evil, watchdog=WatchdogSettings(floor_s=1, cap_s=2, startup_s=1)
+    )
     t0 = time.monotonic()
     summary = await profiler.run()
     assert time.monotonic() - t0 < 6
@@ -223,17 +267,21 @@ def _alive(marker: str) -> list[int]:
 
 
 @pytest.mark.parametrize("twice", [False, True])
-async def test_cancel_ends_even_an_agent_that_ignores_sigterm(twice: bool, tmp_path: Path,
-                                                             tiny_model_path: Path):
+async def test_cancel_ends_even_an_agent_that_ignores_sigterm(
+    twice: bool, tmp_path: Path, tiny_model_path: Path
+):
     marker = f"omdp-stubborn-{twice}-{os.getpid()}"
-    evil = fake_python(tmp_path, f"""
+    evil = fake_python(
+        tmp_path,
+        f"""
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{marker}"])
         say(result(items[0]))
         while True:
             time.sleep(1)
-    """)
+    """,
+    )
     events: list = []
     profiler, session = setup(tmp_path, tiny_model_path, evil, events=events)
 
@@ -277,19 +325,28 @@ async def test_a_real_agent_goes_on_beside_a_lying_device(tmp_path: Path, tiny_m
 PROBE_LIES = {
     "not JSON": ('say("OMDP-PROBE {nope")', "not JSON"),
     "not an object": ('say("OMDP-PROBE [1, 2]")', "must be an object"),
-    "a string version": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, version_info="3.11")))',
-                         "version_info"),
-    "packages as a list": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, packages=[])))',
-                           "packages"),
-    "free bytes as text": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, free_bytes="lots")))',
-                           "free_bytes"),
+    "a string version": (
+        'say("OMDP-PROBE " + json.dumps(dict(FACTS, version_info="3.11")))',
+        "version_info",
+    ),
+    "packages as a list": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, packages=[])))', "packages"),
+    "free bytes as text": (
+        'say("OMDP-PROBE " + json.dumps(dict(FACTS, free_bytes="lots")))',
+        "free_bytes",
+    ),
     "negative cores": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, cores=-4)))', "cores"),
-    "NaN free bytes": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, free_bytes=float("nan"))))',
-                       "not JSON"),
+    "NaN free bytes": (
+        'say("OMDP-PROBE " + json.dumps(dict(FACTS, free_bytes=float("nan"))))',
+        "not JSON",
+    ),
     "an unknown package": (
-        'say("OMDP-PROBE " + json.dumps(dict(FACTS, packages={"evil": "1"})))', "packages"),
-    "an unknown field": ('say("OMDP-PROBE " + json.dumps(dict(FACTS, shell="sh")))',
-                         "the probe's fields only"),
+        'say("OMDP-PROBE " + json.dumps(dict(FACTS, packages={"evil": "1"})))',
+        "packages",
+    ),
+    "an unknown field": (
+        'say("OMDP-PROBE " + json.dumps(dict(FACTS, shell="sh")))',
+        "the probe's fields only",
+    ),
     "a huge line": ('say("OMDP-PROBE " + "x" * (2 << 20))', "over 1048576 bytes"),
 }
 
@@ -314,8 +371,9 @@ async def test_a_malformed_probe_answer_is_a_problem_of_that_device(lie: str, tm
 
 
 async def test_an_honest_looking_probe_answer_passes(tmp_path: Path):
-    fake = fake_python(tmp_path, FACTS + 'say("banner\\nOMDP-PROBE " + json.dumps(FACTS))',
-                       hello=False, job=False)
+    fake = fake_python(
+        tmp_path, FACTS + 'say("banner\\nOMDP-PROBE " + json.dumps(FACTS))', hello=False, job=False
+    )
     check = await check_local(LocalTarget("fine", python=str(fake)), "onnxruntime", timeout=10)
     assert check.ok, check.problems
     assert check.facts["cores"] == 4

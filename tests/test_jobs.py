@@ -24,14 +24,23 @@ FAST = TimingSettings(warmup=1, min_runs=3, max_runs=5, max_seconds=0.5)
 
 def make_chain(runtimes=("onnxruntime", "openvino", "onnxruntime")) -> Chain:
     cpus = sorted(os.sched_getaffinity(0))
-    devices = [DeviceSpec(name, runtime=rt, cpus=[cpus[i % len(cpus)]])
-               for i, (name, rt) in enumerate(zip(("glasses", "phone", "cloud"), runtimes,
-                                                  strict=True))]
+    devices = [
+        DeviceSpec(name, runtime=rt, cpus=[cpus[i % len(cpus)]])
+        for i, (name, rt) in enumerate(zip(("glasses", "phone", "cloud"), runtimes, strict=True))
+    ]
     return Chain.of(devices, [LinkSpec("glasses", "phone", 20.0, 5.0)])
 
 
-def setup(tmp_path, model_path, candidates, chain=None, timing=FAST, node_times=2,
-          on_event=None, factory=None):
+def setup(
+    tmp_path,
+    model_path,
+    candidates,
+    chain=None,
+    timing=FAST,
+    node_times=2,
+    on_event=None,
+    factory=None,
+):
     chain = chain or make_chain()
     analysis = analyze(model_path)
     session = Session.create(tmp_path / "run.omdp", analysis, chain, candidates)
@@ -39,8 +48,16 @@ def setup(tmp_path, model_path, candidates, chain=None, timing=FAST, node_times=
     cache = tmp_path / "cache"
     path, sha = put_model(analysis.model, cache)
     options = jobs.ProfileOptions(timing=timing, node_times_runs=node_times)
-    profiler = jobs.Profiler(session, chain, path, sha, options=options, cache_dir=cache,
-                             on_event=on_event, transport_factory=factory)
+    profiler = jobs.Profiler(
+        session,
+        chain,
+        path,
+        sha,
+        options=options,
+        cache_dir=cache,
+        on_event=on_event,
+        transport_factory=factory,
+    )
     return profiler, session
 
 
@@ -67,11 +84,18 @@ async def test_three_local_devices_both_runtimes_end_to_end(tmp_path, tiny_model
     assert sorted(e.device for e in started) == ["cloud", "glasses", "phone"]
     progress = [e for e in seen if isinstance(e, jobs.Progress) and e.last is not None]
     assert {(e.device, e.done, e.total) for e in progress if e.done == e.total} == {
-        ("glasses", 4, 4), ("phone", 10, 10), ("cloud", 4, 4)}
+        ("glasses", 4, 4),
+        ("phone", 10, 10),
+        ("cloud", 4, 4),
+    }
     assert all(e.eta_s is not None for e in progress)
     # each runtime really ran where configured, and provenance was kept
-    runtimes = {r["device"]: r["runtime"] for r in session.conn.execute(
-        "SELECT device, json_extract(runtime, '$.name') AS runtime FROM measurements")}
+    runtimes = {
+        r["device"]: r["runtime"]
+        for r in session.conn.execute(
+            "SELECT device, json_extract(runtime, '$.name') AS runtime FROM measurements"
+        )
+    }
     assert runtimes == {"glasses": "onnxruntime", "phone": "openvino", "cloud": "onnxruntime"}
     runs = session.runs_frame()
     assert list(runs["status"]) == ["done"] * 3 and runs["hello"].notna().all()
@@ -80,8 +104,14 @@ async def test_three_local_devices_both_runtimes_end_to_end(tmp_path, tiny_model
     n_samples = session.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
     assert n_samples == frame["samples"].sum()
     # resuming finds nothing to do
-    again = await jobs.Profiler(session, profiler.chain, profiler.model_path, profiler.sha256,
-                                options=profiler.options, cache_dir=profiler.cache_dir).run()
+    again = await jobs.Profiler(
+        session,
+        profiler.chain,
+        profiler.model_path,
+        profiler.sha256,
+        options=profiler.options,
+        cache_dir=profiler.cache_dir,
+    ).run()
     assert again.measured == 0 and again.failed == {}
     session.close()
 
@@ -119,8 +149,9 @@ async def test_a_device_that_dies_is_reported_and_the_others_finish(tmp_path, ti
         return DyingTransport(cache) if spec.name == "phone" else LocalTransport(cache)
 
     events: list = []
-    profiler, session = setup(tmp_path, tiny_model_path, [4, 9], node_times=0,
-                              on_event=events.append, factory=factory)
+    profiler, session = setup(
+        tmp_path, tiny_model_path, [4, 9], node_times=0, on_event=events.append, factory=factory
+    )
     summary = await profiler.run()
     assert list(summary.failed) == ["phone"]
     assert "exited before finishing" in summary.failed["phone"]
@@ -143,8 +174,15 @@ async def test_cancel_kills_agents_and_keeps_results_then_resume(tmp_path, tiny_
         if isinstance(ev, jobs.Measured) and not holder[0].cancelled:
             holder[0].cancel()
 
-    profiler, session = setup(tmp_path, tiny_model_path, [4, 9], timing=slow, node_times=0,
-                              on_event=on_event, chain=make_chain(("onnxruntime",) * 3))
+    profiler, session = setup(
+        tmp_path,
+        tiny_model_path,
+        [4, 9],
+        timing=slow,
+        node_times=0,
+        on_event=on_event,
+        chain=make_chain(("onnxruntime",) * 3),
+    )
     holder.append(profiler)
     summary = await profiler.run()
     assert summary.stopped and summary.failed == {}
@@ -156,15 +194,22 @@ async def test_cancel_kills_agents_and_keeps_results_then_resume(tmp_path, tiny_
         pid = json.loads(h)["pid"]
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    before = dict(session.conn.execute("SELECT id, samples FROM measurements WHERE "
-                                       "status = 'ok'").fetchall())
-    resume = jobs.Profiler(session, profiler.chain, profiler.model_path, profiler.sha256,
-                           options=jobs.ProfileOptions(timing=FAST, node_times_runs=0),
-                           cache_dir=profiler.cache_dir)
+    before = dict(
+        session.conn.execute("SELECT id, samples FROM measurements WHERE status = 'ok'").fetchall()
+    )
+    resume = jobs.Profiler(
+        session,
+        profiler.chain,
+        profiler.model_path,
+        profiler.sha256,
+        options=jobs.ProfileOptions(timing=FAST, node_times_runs=0),
+        cache_dir=profiler.cache_dir,
+    )
     summary2 = await resume.run()
     assert summary2.measured == len(plan) - done_before  # only the remainder
-    after = dict(session.conn.execute("SELECT id, samples FROM measurements WHERE "
-                                      "status = 'ok'").fetchall())
+    after = dict(
+        session.conn.execute("SELECT id, samples FROM measurements WHERE status = 'ok'").fetchall()
+    )
     assert {k: after[k] for k in before} == before  # earlier results untouched
     assert len(after) == len(plan) and session.missing(plan) == []
     session.close()
@@ -182,8 +227,15 @@ async def test_pause_holds_new_results_until_resume(tmp_path, tiny_model_path):
                 holder[0].pause()
 
     chain = Chain.of([DeviceSpec("solo")])
-    profiler, session = setup(tmp_path, tiny_model_path, [4, 9], chain=chain, timing=timing,
-                              node_times=0, on_event=on_event)
+    profiler, session = setup(
+        tmp_path,
+        tiny_model_path,
+        [4, 9],
+        chain=chain,
+        timing=timing,
+        node_times=0,
+        on_event=on_event,
+    )
     holder.append(profiler)
     # one device: the plan is just [0, N); measure extra segments explicitly
     items = [PlanItem("solo", 0, b) for b in range(2, 12)]
@@ -202,8 +254,13 @@ async def test_pause_holds_new_results_until_resume(tmp_path, tiny_model_path):
 
 
 def test_devices_sharing_cpus_wait_for_each_other():
-    chain = Chain.of([DeviceSpec("glasses", cpus=[0]), DeviceSpec("phone", cpus=[1]),
-                      DeviceSpec("cloud", cpus=[0, 1])])
+    chain = Chain.of(
+        [
+            DeviceSpec("glasses", cpus=[0]),
+            DeviceSpec("phone", cpus=[1]),
+            DeviceSpec("cloud", cpus=[0, 1]),
+        ]
+    )
     claims = jobs.cpu_claims(chain)
     assert claims["cloud"] == {0, 1}
     order = chain.names
@@ -217,8 +274,9 @@ def test_devices_sharing_cpus_wait_for_each_other():
 
 
 def test_event_dicts_are_json_ready():
-    ev = jobs.Progress("phone", 1, 4, 2.5, "measured", (0, 3),
-                       jobs.Measured("phone", (0, 3), "ok", 1.2, 5, 3.0))
+    ev = jobs.Progress(
+        "phone", 1, 4, 2.5, "measured", (0, 3), jobs.Measured("phone", (0, 3), "ok", 1.2, 5, 3.0)
+    )
     d = jobs.event_dict(ev)
     assert d["event"] == "progress" and d["last"]["median_ms"] == 1.2
     json.dumps(d)

@@ -30,25 +30,40 @@ def test_valid_unusual_models_pass():
     m.graph.node.extend(reversed(nodes))  # not sorted: ONNX requires it, the tool sorts
     assert analyze(m).n == 9
     assert analyze(dynamic_head_model(), {"x": [1, 4, 5, 7]}).n == 18
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
-             helper.make_node("Fused", ["a"], ["y"], name="custom", domain="com.example")]
-    g = helper.make_graph(nodes, "custom",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    custom = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
-                                                 helper.make_opsetid("com.example", 1)])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="r1"),
+        helper.make_node("Fused", ["a"], ["y"], name="custom", domain="com.example"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    custom = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
     a = analyze(custom)  # a declared custom domain is what runtimes' contrib ops use
     assert a.cuts[2].unknown == ("y",)
 
 
 def _weights_model(*sizes: int) -> onnx.ModelProto:
     """Identity outputs of float32 initializers of the given element counts."""
-    inits = [numpy_helper.from_array(np.arange(n, dtype=np.float32), f"w{i}")
-             for i, n in enumerate(sizes)]
+    inits = [
+        numpy_helper.from_array(np.arange(n, dtype=np.float32), f"w{i}")
+        for i, n in enumerate(sizes)
+    ]
     nodes = [helper.make_node("Identity", [t.name], [f"y{i}"]) for i, t in enumerate(inits)]
-    g = helper.make_graph(nodes, "weights", [],
-                          [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [n])
-                           for i, n in enumerate(sizes)], inits)
+    g = helper.make_graph(
+        nodes,
+        "weights",
+        [],
+        [
+            helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [n])
+            for i, n in enumerate(sizes)
+        ],
+        inits,
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -84,8 +99,11 @@ def test_short_data_left_in_the_file_is_found(tmp_path):
     assert len(t.SerializeToString()) > LAZY_THRESHOLD
     path = tmp_path / "short.onnx"
     onnx.save(m, path)
-    with pytest.raises(OmdpError, match=r"'w0' holds 11,988 bytes of data but its dims 3000 "
-                                        r"\(float\) need 12,000"):
+    with pytest.raises(
+        OmdpError,
+        match=r"'w0' holds 11,988 bytes of data but its dims 3000 "
+        r"\(float\) need 12,000",
+    ):
         analyze(path)
 
 
@@ -96,8 +114,10 @@ def test_messages_name_both_producers_and_quote_names_inertly():
     with pytest.raises(OmdpError) as err:
         analyze(m)
     text = str(err.value)
-    assert "produced by two nodes: node 0 'conv\\x1b[31m1\\x0anext' (Conv) and node 1 " \
-           "'relu1' (Relu)" in text
+    assert (
+        "produced by two nodes: node 0 'conv\\x1b[31m1\\x0anext' (Conv) and node 1 "
+        "'relu1' (Relu)" in text
+    )
     assert "\n" not in text and "\x1b" not in text
 
 
@@ -106,17 +126,26 @@ def test_shown_cuts_long_names():
     assert shown("tab\there") == "'tab\\x09here'"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("[ShapeInferenceError] Inference error(s): (op_type:Conv, node name: conv1): "
-     "[TypeInferenceError] Element type of input 0 unknown (op_type:Relu, node name: r): x",
-     "node 'conv1' (Conv): Element type of input 0 unknown"),
-    ("[ShapeInferenceError] Inference error(s): (op_type:MatMul): [ShapeInferenceError] "
-     "Incompatible dimensions for matrix multiplication",
-     "a MatMul node: Incompatible dimensions for matrix multiplication"),
-    ("No Op registered for Frobnicate with domain_version of 17\n\n==> Context: Bad node "
-     "spec for node. Name: relu1 OpType: Frobnicate",
-     "No Op registered for Frobnicate with domain_version of 17 (node 'relu1', Frobnicate)"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            "[ShapeInferenceError] Inference error(s): (op_type:Conv, node name: conv1): "
+            "[TypeInferenceError] Element type of input 0 unknown (op_type:Relu, node name: r): x",
+            "node 'conv1' (Conv): Element type of input 0 unknown",
+        ),
+        (
+            "[ShapeInferenceError] Inference error(s): (op_type:MatMul): [ShapeInferenceError] "
+            "Incompatible dimensions for matrix multiplication",
+            "a MatMul node: Incompatible dimensions for matrix multiplication",
+        ),
+        (
+            "No Op registered for Frobnicate with domain_version of 17\n\n==> Context: Bad node "
+            "spec for node. Name: relu1 OpType: Frobnicate",
+            "No Op registered for Frobnicate with domain_version of 17 (node 'relu1', Frobnicate)",
+        ),
+    ],
+)
 def test_checker_messages_become_one_line(raw, expected):
     assert checker_message(Exception(raw)) == expected
 
@@ -133,5 +162,4 @@ def test_in_memory_models_are_checked_too():
     with pytest.raises(OmdpError, match=r"^the model: invalid model: initializer 'w1' holds"):
         analyze(m)
     with pytest.raises(OmdpError, match="opset 999"):
-        analyze(helper.make_model(skip_model().graph,
-                                  opset_imports=[helper.make_opsetid("", 999)]))
+        analyze(helper.make_model(skip_model().graph, opset_imports=[helper.make_opsetid("", 999)]))

@@ -40,8 +40,9 @@ def test_three_devices_middle_runs_every_pair():
     assert order == sorted(order)
 
 
-@pytest.mark.parametrize("n_cands, n_devices", [(0, 1), (3, 1), (0, 2), (4, 2), (0, 3), (5, 3),
-                                                 (3, 4), (7, 5)])
+@pytest.mark.parametrize(
+    "n_cands, n_devices", [(0, 1), (3, 1), (0, 2), (4, 2), (0, 3), (5, 3), (3, 4), (7, 5)]
+)
 def test_plan_size_counts_without_building(n_cands, n_devices):
     p = build_plan(20, list(range(1, n_cands + 1)), [f"d{i}" for i in range(n_devices)])
     assert plan.plan_size(n_cands, n_devices) == len(p)
@@ -57,8 +58,7 @@ def test_a_plan_nobody_could_measure_is_refused_before_it_is_listed():
 
 
 def test_plan_segments_by_device():
-    assert plan.plan_segments(["a", "b"], [3], 6) == {"a": [(0, 3), (0, 6)],
-                                                      "b": [(0, 6), (3, 6)]}
+    assert plan.plan_segments(["a", "b"], [3], 6) == {"a": [(0, 3), (0, 6)], "b": [(0, 6), (3, 6)]}
 
 
 def test_four_devices_two_middles():
@@ -95,9 +95,11 @@ def test_segment_flops_and_estimates():
 
 def test_speeds_from_measurements():
     flops_of = plan.segment_flops([10**9] * 4)
-    rows = [{"device": "a", "start": 0, "end": 2, "median_ms": 100.0, "status": "ok"},
-            {"device": "a", "start": 0, "end": 4, "median_ms": 300.0, "status": "ok"},
-            {"device": "a", "start": 2, "end": 4, "median_ms": None, "status": "error"}]
+    rows = [
+        {"device": "a", "start": 0, "end": 2, "median_ms": 100.0, "status": "ok"},
+        {"device": "a", "start": 0, "end": 4, "median_ms": 300.0, "status": "ok"},
+        {"device": "a", "start": 2, "end": 4, "median_ms": None, "status": "error"},
+    ]
     assert plan.speeds_from_measurements(rows, flops_of) == {"a": pytest.approx(15.0)}
 
 

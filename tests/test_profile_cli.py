@@ -20,8 +20,7 @@ FAST = ["--warmup", "1", "--min-runs", "3", "--max-runs", "5", "--max-seconds", 
 
 def run(cmd: list[str], env_cache: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMDP_CACHE_DIR": str(env_cache)}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def ok_rows(db: Path) -> dict[int, list[float]]:
@@ -29,8 +28,15 @@ def ok_rows(db: Path) -> dict[int, list[float]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         ids = [r[0] for r in conn.execute("SELECT id FROM measurements WHERE status = 'ok'")]
-        return {i: [r[0] for r in conn.execute(
-            "SELECT ms FROM samples WHERE measurement = ? ORDER BY seq", (i,))] for i in ids}
+        return {
+            i: [
+                r[0]
+                for r in conn.execute(
+                    "SELECT ms FROM samples WHERE measurement = ? ORDER BY seq", (i,)
+                )
+            ]
+            for i in ids
+        }
     except sqlite3.OperationalError:
         return {}
     finally:
@@ -39,8 +45,20 @@ def ok_rows(db: Path) -> dict[int, list[float]]:
 
 def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_file, omdp):
     db = tmp_path / "sessions" / "tiny.omdp"
-    cmd = omdp("profile", str(tiny_model_path), "--devices", str(devices_file), "--candidates",
-               "4,block1_add,14", "--session", str(db), "--json", "--node-times", "2", *FAST)
+    cmd = omdp(
+        "profile",
+        str(tiny_model_path),
+        "--devices",
+        str(devices_file),
+        "--candidates",
+        "4,block1_add,14",
+        "--session",
+        str(db),
+        "--json",
+        "--node-times",
+        "2",
+        *FAST,
+    )
     out = run(cmd, tmp_path / "cache")
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
@@ -51,7 +69,11 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
     summary = events[-1]
     assert summary["event"] == "summary"
     assert (summary["measured"], summary["errors"], summary["done"], summary["total"]) == (
-        18, 0, 18, 18)
+        18,
+        0,
+        18,
+        18,
+    )
     kinds = {e["event"] for e in events}
     assert {"device_started", "progress", "measured", "device_finished"} <= kinds
 
@@ -67,7 +89,8 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
 
     listed = json.loads(run(omdp("sessions", str(db.parent), "--json"), tmp_path).stdout)
     assert [(s["model"], s["devices"], s["done"], s["total"]) for s in listed] == [
-        ("tiny.onnx", ["glasses", "phone", "cloud"], 18, 18)]
+        ("tiny.onnx", ["glasses", "phone", "cloud"], 18, 18)
+    ]
     text = run(omdp("sessions", str(db.parent)), tmp_path).stdout
     assert "glasses → phone → cloud" in text and "18/18" in text
 
@@ -80,18 +103,35 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
 
 def profile_command(omdp, model, devices_file, db, tmp_path) -> tuple[list[str], dict]:
     """`omdp profile` and its environment, slow enough to be interrupted mid-way."""
-    cmd = omdp("profile", str(model), "--devices", str(devices_file), "--auto", "3",
-               "--session", str(db), "--node-times", "0", "--warmup", "0", "--min-runs", "25",
-               "--max-runs", "25")
+    cmd = omdp(
+        "profile",
+        str(model),
+        "--devices",
+        str(devices_file),
+        "--auto",
+        "3",
+        "--session",
+        str(db),
+        "--node-times",
+        "0",
+        "--warmup",
+        "0",
+        "--min-runs",
+        "25",
+        "--max-runs",
+        "25",
+    )
     return cmd, {**os.environ, "OMDP_CACHE_DIR": str(tmp_path / "cache")}
 
 
 def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(
-        tmp_path, medium_model_path, devices_file, omdp):
+    tmp_path, medium_model_path, devices_file, omdp
+):
     db = tmp_path / "kill.omdp"
     cmd, env = profile_command(omdp, medium_model_path, devices_file, db, tmp_path)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     before: dict[int, list[float]] = {}
     while time.monotonic() < deadline and proc.poll() is None:
@@ -109,8 +149,10 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(
 
     # the agents notice their host is gone (stdin EOF) and exit on their own
     conn = sqlite3.connect(db)
-    pids = [json.loads(h)["pid"] for (h,) in conn.execute(
-        "SELECT hello FROM runs WHERE hello IS NOT NULL")]
+    pids = [
+        json.loads(h)["pid"]
+        for (h,) in conn.execute("SELECT hello FROM runs WHERE hello IS NOT NULL")
+    ]
     conn.close()
     assert pids
     deadline = time.monotonic() + 10
@@ -118,8 +160,9 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids)
 
-    out = subprocess.run([*cmd, "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [*cmd, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[0]["resumed"] and events[0]["todo"] == total - len(before)
@@ -128,8 +171,10 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(
     assert len(after) == total
     assert {i: after[i] for i in before} == before  # nothing lost or changed
     conn = sqlite3.connect(db)
-    dup = conn.execute("SELECT COUNT(*) FROM (SELECT device, seg_start, seg_end, config, "
-                       "COUNT(*) c FROM measurements GROUP BY 1, 2, 3, 4 HAVING c > 1)")
+    dup = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT device, seg_start, seg_end, config, "
+        "COUNT(*) c FROM measurements GROUP BY 1, 2, 3, 4 HAVING c > 1)"
+    )
     assert dup.fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 25 * total
     conn.close()
@@ -147,12 +192,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, devices_file,
-                                                omdp):
+def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, devices_file, omdp):
     db = tmp_path / "int.omdp"
     cmd, env = profile_command(omdp, medium_model_path, devices_file, db, tmp_path)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists() and len(ok_rows(db)) >= 1:
@@ -166,27 +211,60 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, dev
     assert 1 <= len(ok_rows(db)) < 18
 
 
-@pytest.mark.parametrize("make_args, message", [
-    (lambda t, m, d: ["profile", m, "--devices", str(t / "none.toml")],
-     "no devices file at"),
-    (lambda t, m, d: ["profile", m, "--devices", _write(t, "[[device]]\nname = \n")],
-     "bad.toml:2: invalid TOML"),
-    (lambda t, m, d: ["profile", m, "--devices",
-                      _write(t, '[[device]]\nname = "a"\nspeed = 3\n')],
-     "bad.toml:3: device 'a': unknown field 'speed'"),
-    (lambda t, m, d: ["profile", m, "--devices", d, "--session", _junk(t)],
-     "is not an OMDP session"),
-    (lambda t, m, d: ["profile", m, "--devices", d, "--candidates", "4,999",
-                      "--session", str(t / "s.omdp")],
-     "position 999 is out of range — positions go from 0 to 20"),
-    (lambda t, m, d: ["profile", m, "--devices", d, "--candidates", "block1_ad,nope",
-                      "--session", str(t / "s.omdp")],
-     "no node or tensor named 'block1_ad'"),
-    (lambda t, m, d: ["results", _junk(t)], "is not an OMDP session"),
-    (lambda t, m, d: ["sessions", str(t / "nowhere")], "no session folder at"),
-])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_model_path, devices_file, capsys,
-                                          make_args, message):
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda t, m, d: ["profile", m, "--devices", str(t / "none.toml")], "no devices file at"),
+        (
+            lambda t, m, d: ["profile", m, "--devices", _write(t, "[[device]]\nname = \n")],
+            "bad.toml:2: invalid TOML",
+        ),
+        (
+            lambda t, m, d: [
+                "profile",
+                m,
+                "--devices",
+                _write(t, '[[device]]\nname = "a"\nspeed = 3\n'),
+            ],
+            "bad.toml:3: device 'a': unknown field 'speed'",
+        ),
+        (
+            lambda t, m, d: ["profile", m, "--devices", d, "--session", _junk(t)],
+            "is not an OMDP session",
+        ),
+        (
+            lambda t, m, d: [
+                "profile",
+                m,
+                "--devices",
+                d,
+                "--candidates",
+                "4,999",
+                "--session",
+                str(t / "s.omdp"),
+            ],
+            "position 999 is out of range — positions go from 0 to 20",
+        ),
+        (
+            lambda t, m, d: [
+                "profile",
+                m,
+                "--devices",
+                d,
+                "--candidates",
+                "block1_ad,nope",
+                "--session",
+                str(t / "s.omdp"),
+            ],
+            "no node or tensor named 'block1_ad'",
+        ),
+        (lambda t, m, d: ["results", _junk(t)], "is not an OMDP session"),
+        (lambda t, m, d: ["sessions", str(t / "nowhere")], "no session folder at"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path, tiny_model_path, devices_file, capsys, make_args, message
+):
     code = main(make_args(tmp_path, str(tiny_model_path), str(devices_file)))
     err = capsys.readouterr().err
     assert code == 2
@@ -206,15 +284,26 @@ def _junk(tmp: Path) -> str:
     return str(p)
 
 
-def test_real_input_npy_feeds_real_intermediates(tmp_path, tiny_model_path, capsys,
-                                                 monkeypatch):
+def test_real_input_npy_feeds_real_intermediates(tmp_path, tiny_model_path, capsys, monkeypatch):
     import numpy as np
 
     monkeypatch.setenv("OMDP_CACHE_DIR", str(tmp_path / "cache"))
     devices = _write(tmp_path, '[[device]]\nname = "solo"\n')
     np.save(tmp_path / "x.npy", np.ones((1, 3, 16, 16), np.float32))
-    base = ["profile", str(tiny_model_path), "--devices", devices, "--auto", "2", "--json",
-            "--session", str(tmp_path / "n.omdp"), "--node-times", "0", *FAST]
+    base = [
+        "profile",
+        str(tiny_model_path),
+        "--devices",
+        devices,
+        "--auto",
+        "2",
+        "--json",
+        "--session",
+        str(tmp_path / "n.omdp"),
+        "--node-times",
+        "0",
+        *FAST,
+    ]
     assert main([*base, "--input-npy", "nope=x.npy"]) == 2
     assert "'nope', which is not a model input" in capsys.readouterr().err
     assert main([*base, "--input-npy", str(tmp_path / "x.npy")]) == 0
@@ -224,12 +313,22 @@ def test_real_input_npy_feeds_real_intermediates(tmp_path, tiny_model_path, caps
     assert (summary["measured"], summary["errors"], summary["total"]) == (1, 0, 1)
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_path, devices_file,
-                                                   capsys, monkeypatch):
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    tmp_path, tiny_model_path, devices_file, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    code = main(["profile", str(tiny_model_path), "--devices", str(devices_file), "--auto", "2",
-                 "--dry-run"])
+    code = main(
+        [
+            "profile",
+            str(tiny_model_path),
+            "--devices",
+            str(devices_file),
+            "--auto",
+            "2",
+            "--dry-run",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "plan: 12 segments (glasses 3, phone 6, cloud 3); 0 done, 12 to measure" in out
@@ -237,17 +336,32 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_path, d
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no file, no folder
 
 
-def test_a_device_that_measures_nothing_fails_the_run(tmp_path, tiny_model_path, capsys,
-                                                      monkeypatch):
+def test_a_device_that_measures_nothing_fails_the_run(
+    tmp_path, tiny_model_path, capsys, monkeypatch
+):
     """Every segment failed on `solo` (an execution provider that is not installed): the
     run exits non-zero, and that configuration is not counted as finished."""
     monkeypatch.setenv("OMDP_CACHE_DIR", str(tmp_path / "cache"))
     devices = tmp_path / "d.toml"
-    devices.write_text('[[device]]\nname = "solo"\nproviders = ["CUDAExecutionProvider"]\n\n'
-                       '[[device]]\nname = "two"\n\n'
-                       '[[link]]\nfrom = "solo"\nto = "two"\nbandwidth_mbps = 50\n')
-    args = ["profile", str(tiny_model_path), "--devices", str(devices), "--auto", "2",
-            "--session", str(tmp_path / "s.omdp"), "--node-times", "0", "--json", *FAST]
+    devices.write_text(
+        '[[device]]\nname = "solo"\nproviders = ["CUDAExecutionProvider"]\n\n'
+        '[[device]]\nname = "two"\n\n'
+        '[[link]]\nfrom = "solo"\nto = "two"\nbandwidth_mbps = 50\n'
+    )
+    args = [
+        "profile",
+        str(tiny_model_path),
+        "--devices",
+        str(devices),
+        "--auto",
+        "2",
+        "--session",
+        str(tmp_path / "s.omdp"),
+        "--node-times",
+        "0",
+        "--json",
+        *FAST,
+    ]
     assert main(args) == 1
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert "measured nothing: all 3 segments failed" in summary["failed"]["solo"]
@@ -263,21 +377,25 @@ def _profiler_holds(db: Path) -> bool:
         return False
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
-        return conn.execute("SELECT 1 FROM meta WHERE key = 'profiler'").fetchone() is not None \
-            and conn.execute("SELECT COUNT(*) FROM measurements WHERE status = 'ok'"
-                             ).fetchone()[0] > 0
+        return (
+            conn.execute("SELECT 1 FROM meta WHERE key = 'profiler'").fetchone() is not None
+            and conn.execute("SELECT COUNT(*) FROM measurements WHERE status = 'ok'").fetchone()[0]
+            > 0
+        )
     except sqlite3.Error:
         return False
     finally:
         conn.close()
 
 
-def test_a_second_profile_stops_at_once_and_readers_go_on(tmp_path, medium_model_path,
-                                                          devices_file, omdp, capsys):
+def test_a_second_profile_stops_at_once_and_readers_go_on(
+    tmp_path, medium_model_path, devices_file, omdp, capsys
+):
     db = tmp_path / "two.omdp"
     cmd, env = profile_command(omdp, medium_model_path, devices_file, db, tmp_path)
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and first.poll() is None and not _profiler_holds(db):
@@ -299,8 +417,9 @@ def test_a_second_profile_stops_at_once_and_readers_go_on(tmp_path, medium_model
     assert first.returncode == 130
 
 
-def test_a_changed_model_is_refused_on_resume(tmp_path, tiny_model_path, devices_file, capsys,
-                                              make_conv_chain):
+def test_a_changed_model_is_refused_on_resume(
+    tmp_path, tiny_model_path, devices_file, capsys, make_conv_chain
+):
     import onnx
 
     from backend.chain import load_devices
@@ -308,8 +427,17 @@ def test_a_changed_model_is_refused_on_resume(tmp_path, tiny_model_path, devices
     from backend.profiling.session import Session
 
     db = tmp_path / "r.omdp"
-    args = ["profile", str(tiny_model_path), "--devices", str(devices_file), "--auto", "2",
-            "--session", str(db), "--dry-run"]
+    args = [
+        "profile",
+        str(tiny_model_path),
+        "--devices",
+        str(devices_file),
+        "--auto",
+        "2",
+        "--session",
+        str(db),
+        "--dry-run",
+    ]
     Session.create(db, analyze(tiny_model_path), load_devices(devices_file), [4]).close()
     assert main(args) == 0
     onnx.save(make_conv_chain(seed=9), tiny_model_path)
@@ -319,11 +447,26 @@ def test_a_changed_model_is_refused_on_resume(tmp_path, tiny_model_path, devices
 
 
 @pytest.mark.slow
-def test_squeezenet_on_three_local_devices_both_runtimes(tmp_path, squeezenet_path,
-                                                         devices_file, omdp):
+def test_squeezenet_on_three_local_devices_both_runtimes(
+    tmp_path, squeezenet_path, devices_file, omdp
+):
     db = tmp_path / "sq.omdp"
-    out = run(omdp("profile", str(squeezenet_path), "--devices", str(devices_file), "--auto",
-                   "4", "--session", str(db), "--json", *FAST), tmp_path / "cache", timeout=600)
+    out = run(
+        omdp(
+            "profile",
+            str(squeezenet_path),
+            "--devices",
+            str(devices_file),
+            "--auto",
+            "4",
+            "--session",
+            str(db),
+            "--json",
+            *FAST,
+        ),
+        tmp_path / "cache",
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.splitlines()[-1])
     assert summary["errors"] == 0 and summary["done"] == summary["total"] == 5 + 15 + 5
@@ -335,10 +478,31 @@ def test_yolov5n_five_candidates_three_local_devices_both_runtimes(tmp_path, dev
     if "yolov5n" not in {e.name for e in zoo.list_models()}:
         pytest.skip("the zoo has no yolov5n yet")
     db = tmp_path / "yolo.omdp"
-    out = run(omdp("profile", "yolov5n", "--devices", str(devices_file), "--auto", "5",
-                   "--session", str(db), "--json", "--node-times", "3", "--warmup", "2",
-                   "--min-runs", "5", "--max-runs", "20", "--max-seconds", "2"),
-              tmp_path / "cache", timeout=1800)
+    out = run(
+        omdp(
+            "profile",
+            "yolov5n",
+            "--devices",
+            str(devices_file),
+            "--auto",
+            "5",
+            "--session",
+            str(db),
+            "--json",
+            "--node-times",
+            "3",
+            "--warmup",
+            "2",
+            "--min-runs",
+            "5",
+            "--max-runs",
+            "20",
+            "--max-seconds",
+            "2",
+        ),
+        tmp_path / "cache",
+        timeout=1800,
+    )
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[0]["candidates"] and len(events[0]["candidates"]) == 5

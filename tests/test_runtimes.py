@@ -12,7 +12,7 @@ from backend.device.runtimes import RuntimeConfig, TimingSettings
 
 
 def _binom_cdf(k: int, n: int) -> float:
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
 @pytest.mark.parametrize("n", [6, 7, 10, 20, 31, 50, 100, 500, 1000])
@@ -42,8 +42,11 @@ def test_summarize():
 
 
 def test_random_inputs_are_seeded_and_typed():
-    specs = [runtimes.TensorSpec("f", (2, 3), 1), runtimes.TensorSpec("i", (50,), 7),
-             runtimes.TensorSpec("b", (8,), 9)]
+    specs = [
+        runtimes.TensorSpec("f", (2, 3), 1),
+        runtimes.TensorSpec("i", (50,), 7),
+        runtimes.TensorSpec("b", (8,), 9),
+    ]
     a = runtimes.random_inputs(specs, seed=3)
     b = runtimes.random_inputs(specs, seed=3)
     c = runtimes.random_inputs(specs, seed=4)
@@ -76,12 +79,15 @@ def test_timing_stops_for_each_reason(tiny_model):
     runner = runtimes.load(tiny_model, RuntimeConfig(threads=1))
     t = runtimes.time_runner(runner, feeds, TimingSettings(warmup=2, min_runs=5, max_runs=5))
     assert (t.stop, len(t.samples), len(t.warmup_ms)) == ("max_runs", 5, 2)
-    t = runtimes.time_runner(runner, feeds, TimingSettings(warmup=0, min_runs=6, max_runs=500,
-                                                           target_rel_ci=10.0))
+    t = runtimes.time_runner(
+        runner, feeds, TimingSettings(warmup=0, min_runs=6, max_runs=500, target_rel_ci=10.0)
+    )
     assert t.stop == "ci" and len(t.samples) == 6
-    t = runtimes.time_runner(runner, feeds, TimingSettings(warmup=0, min_runs=3, max_runs=10**6,
-                                                           max_seconds=0.05,
-                                                           target_rel_ci=1e-9))
+    t = runtimes.time_runner(
+        runner,
+        feeds,
+        TimingSettings(warmup=0, min_runs=3, max_runs=10**6, max_seconds=0.05, target_rel_ci=1e-9),
+    )
     assert t.stop == "max_seconds" and len(t.samples) >= 3
     assert t.stats.count == len(t.samples) and all(s > 0 for s in t.samples)
 
@@ -115,12 +121,15 @@ def test_an_op_onnxruntime_lacks_fails_cleanly_and_openvino_runs_it(make_relu_in
 
 
 def test_clean_message_drops_openvino_noise():
-    exc = RuntimeError("Exception from src/inference/src/cpp/core.cpp:105:\nCheck 'false' "
-                       "failed at x.cpp:1:\nFrontEnd API failed with OpConversionFailure:\n"
-                       "Model wasn't fully converted.\nSummary:\n-- No conversion rule found "
-                       "for operations: org.x.Foo\nTo facilitate the conversion ...\n")
-    assert runtimes.clean_message(exc) == ("Model wasn't fully converted.; No conversion rule "
-                                           "found for operations: org.x.Foo")
+    exc = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:105:\nCheck 'false' "
+        "failed at x.cpp:1:\nFrontEnd API failed with OpConversionFailure:\n"
+        "Model wasn't fully converted.\nSummary:\n-- No conversion rule found "
+        "for operations: org.x.Foo\nTo facilitate the conversion ...\n"
+    )
+    assert runtimes.clean_message(exc) == (
+        "Model wasn't fully converted.; No conversion rule found for operations: org.x.Foo"
+    )
 
 
 def test_runtime_config_identity_and_validation():

@@ -46,8 +46,10 @@ def assert_partitions_reproduce(a, partitions):
 
 def _random_partitions(a, count, parts, seed=1):
     rng = np.random.default_rng(seed)
-    return [sorted(rng.choice(np.arange(1, a.n), size=parts, replace=False).tolist())
-            for _ in range(count)]
+    return [
+        sorted(rng.choice(np.arange(1, a.n), size=parts, replace=False).tolist())
+        for _ in range(count)
+    ]
 
 
 def test_every_position_of_a_skip_model():
@@ -89,8 +91,10 @@ def test_big_light_models_as_shipped(name):
 @pytest.fixture(scope="module")
 def zoo_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("zoo")
-    return {name: zoo.build_to(name, folder / f"{name}.onnx")
-            for name in ("yolov5n", "resnet50", "densenet121")}
+    return {
+        name: zoo.build_to(name, folder / f"{name}.onnx")
+        for name in ("yolov5n", "resnet50", "densenet121")
+    }
 
 
 @pytest.mark.parametrize("name", ["yolov5n", "resnet50"])

@@ -33,8 +33,14 @@ STATS = {"median": 2.0, "p10": 1.5, "p90": 3.0, "mean": 2.1, "std": 0.3, "rel_ci
 
 
 def chain3() -> Chain:
-    return Chain.of([DeviceSpec("glasses", threads=1), DeviceSpec("phone", runtime="openvino"),
-                     DeviceSpec("cloud")], [LinkSpec("glasses", "phone", 20.0, 5.0)])
+    return Chain.of(
+        [
+            DeviceSpec("glasses", threads=1),
+            DeviceSpec("phone", runtime="openvino"),
+            DeviceSpec("cloud"),
+        ],
+        [LinkSpec("glasses", "phone", 20.0, 5.0)],
+    )
 
 
 @pytest.fixture
@@ -69,21 +75,31 @@ def test_create_and_reopen(session, analysis, tiny_model_path):
 
 def test_results_commit_with_samples_and_never_duplicate(session):
     item = PlanItem("phone", 4, 9)
-    mid = session.record_result("phone", (4, 9), load_ms=12.0, samples=[1.0, 2.0, 3.0],
-                                stats=STATS, runtime={"name": "openvino"}, stop="ci")
+    mid = session.record_result(
+        "phone",
+        (4, 9),
+        load_ms=12.0,
+        samples=[1.0, 2.0, 3.0],
+        stats=STATS,
+        runtime={"name": "openvino"},
+        stop="ci",
+    )
     assert session.samples(mid) == [1.0, 2.0, 3.0]
     # a second result for the same (device, segment, config) is refused: nothing doubles
     assert session.record_result("phone", (4, 9), load_ms=1.0, samples=[9.0], stats=STATS) is None
     assert session.record_error("phone", (4, 9), "boom") is None
     assert session.samples(mid) == [1.0, 2.0, 3.0]
-    rows = session.conn.execute("SELECT COUNT(*) FROM measurements WHERE device='phone' AND "
-                                "seg_start=4 AND seg_end=9").fetchone()[0]
+    rows = session.conn.execute(
+        "SELECT COUNT(*) FROM measurements WHERE device='phone' AND seg_start=4 AND seg_end=9"
+    ).fetchone()[0]
     assert rows == 1
     assert item not in session.missing(session.plan_items())
     with pytest.raises(sqlite3.IntegrityError):  # the schema itself enforces it
-        session.conn.execute("INSERT INTO measurements (device, seg_start, seg_end, config, "
-                             "status, created_at, updated_at) SELECT device, seg_start, "
-                             "seg_end, config, 'ok', 'x', 'x' FROM measurements")
+        session.conn.execute(
+            "INSERT INTO measurements (device, seg_start, seg_end, config, "
+            "status, created_at, updated_at) SELECT device, seg_start, "
+            "seg_end, config, 'ok', 'x', 'x' FROM measurements"
+        )
 
 
 def test_errors_pending_and_results_frame(session):
@@ -99,11 +115,24 @@ def test_errors_pending_and_results_frame(session):
     mid = session.record_result("glasses", (0, 4), load_ms=1.0, samples=[1.0] * 5, stats=STATS)
     assert mid == eid
     frame = session.results_frame()
-    assert list(frame.columns[:8]) == ["device", "start", "end", "median_ms", "p10_ms",
-                                      "p90_ms", "samples", "status"]
+    assert list(frame.columns[:8]) == [
+        "device",
+        "start",
+        "end",
+        "median_ms",
+        "p10_ms",
+        "p90_ms",
+        "samples",
+        "status",
+    ]
     assert len(frame) == len(plan)
     assert frame.iloc[0][["device", "start", "end", "status", "samples"]].tolist() == [
-        "glasses", 0, 4, "ok", 5]
+        "glasses",
+        0,
+        4,
+        "ok",
+        5,
+    ]
     assert set(frame["status"]) == {"ok", "pending"}
     assert session.progress() == (2, len(plan))
 
@@ -124,8 +153,10 @@ def test_node_times_links_partitions_ui_state(session):
     session.record_node_times("phone", {0: 0.5, 3: 1.5}, runtime="openvino", runs=3)
     assert session.has_node_times("phone") and not session.has_node_times("cloud")
     nt = session.node_times_frame()
-    assert nt[["device", "position", "ms"]].values.tolist() == [["phone", 0, 0.5],
-                                                                 ["phone", 3, 1.5]]
+    assert nt[["device", "position", "ms"]].values.tolist() == [
+        ["phone", 0, 0.5],
+        ["phone", 3, 1.5],
+    ]
     assert nt["name"].tolist()[0] == session.model().node_names[0]
     session.set_bandwidths({1: (42.0, 7.0)})
     assert session.bandwidths() == [(20.0, 5.0), (42.0, 7.0)]
@@ -136,10 +167,24 @@ def test_node_times_links_partitions_ui_state(session):
     session.set_link_measurement(0, 19.2, 0.4)
     links = session.links_frame()
     assert links.loc[0, "measured_bandwidth_mbps"] == 19.2
-    session.save_partitions([{"name": "best", "positions": [0, 4, 9, 20], "cost_ms": 3.5,
-                              "devices": ["glasses", "phone", "cloud"]}])
-    assert session.partitions() == [{"name": "best", "positions": [0, 4, 9, 20],
-                                     "cost_ms": 3.5, "devices": ["glasses", "phone", "cloud"]}]
+    session.save_partitions(
+        [
+            {
+                "name": "best",
+                "positions": [0, 4, 9, 20],
+                "cost_ms": 3.5,
+                "devices": ["glasses", "phone", "cloud"],
+            }
+        ]
+    )
+    assert session.partitions() == [
+        {
+            "name": "best",
+            "positions": [0, 4, 9, 20],
+            "cost_ms": 3.5,
+            "devices": ["glasses", "phone", "cloud"],
+        }
+    ]
     session.set_ui_state("screen", "results")
     session.set_ui_state("selection", {"row": 3})
     assert session.get_ui_state() == {"screen": "results", "selection": {"row": 3}}
@@ -197,13 +242,19 @@ def test_list_sessions(session, tmp_path: Path):
     infos = {Path(i.path).name: i for i in list_sessions(tmp_path)}
     good = infos["s.omdp"]
     assert (good.model, good.devices, good.done, good.total, good.errors) == (
-        "tiny.onnx", ["glasses", "phone", "cloud"], 3, 12, 1)
+        "tiny.onnx",
+        ["glasses", "phone", "cloud"],
+        3,
+        12,
+        1,
+    )
     assert infos["broken.omdp"].problem and "not an OMDP session" in infos["broken.omdp"].problem
     with pytest.raises(OmdpError):
         list_sessions(tmp_path / "nope")
 
 
 # -- created whole or not at all -------------------------------------------------------------
+
 
 def test_create_puts_only_the_finished_file_in_place(tmp_path, analysis):
     path = tmp_path / "new" / "deeper" / "s.omdp"
@@ -294,8 +345,9 @@ def small_fs(tmp_path):
     """A 1 MiB filesystem (a tmpfs; needs root)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
         pytest.skip("needs permission to mount a tmpfs")
     yield mnt
     subprocess.run(["umount", str(mnt)], check=True)
@@ -328,8 +380,14 @@ def test_a_full_disk_is_one_line_and_loses_nothing(small_fs, analysis):
     with pytest.raises(OmdpError, match="disk is full") as err:
         for it in s.plan_items() * 50:
             samples = [float(len(stored) + 1)] * 2000
-            mid = s.record_result(it.device, it.segment, load_ms=1.0, samples=samples,
-                                  stats=STATS, config=f"c{len(stored)}")
+            mid = s.record_result(
+                it.device,
+                it.segment,
+                load_ms=1.0,
+                samples=samples,
+                stats=STATS,
+                config=f"c{len(stored)}",
+            )
             stored[mid] = samples
     assert str(s.path) in str(err.value) and "\n" not in str(err.value)
     s.close()
@@ -341,9 +399,21 @@ def test_a_full_disk_is_one_line_and_loses_nothing(small_fs, analysis):
 
 # -- names are paths -----------------------------------------------------------------------
 
-NAMES = ["other.db#run1.omdp", "net?mode=ro.omdp", "50%.omdp", "a%3Fb%20c.omdp", "sp ace.omdp",
-         "new\nline.omdp", "ünïcödé.omdp", "-dash.omdp", "file:x.omdp", ":memory:",
-         "x.omdp?mode=memory&cache=shared", "#", "%00.omdp"]
+NAMES = [
+    "other.db#run1.omdp",
+    "net?mode=ro.omdp",
+    "50%.omdp",
+    "a%3Fb%20c.omdp",
+    "sp ace.omdp",
+    "new\nline.omdp",
+    "ünïcödé.omdp",
+    "-dash.omdp",
+    "file:x.omdp",
+    ":memory:",
+    "x.omdp?mode=memory&cache=shared",
+    "#",
+    "%00.omdp",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -371,6 +441,7 @@ def test_the_default_name_keeps_every_character_of_the_model_name():
 
 
 # -- one profiler per session ----------------------------------------------------------------
+
 
 def test_a_second_profiler_stops_at_once_naming_the_first(session):
     with session.claim_profiler() as me:
@@ -409,8 +480,15 @@ def test_a_dead_profilers_claim_is_taken_over_and_its_runs_settled(session):
     run = session.start_run("cloud")
     session.record_result("cloud", (0, 20), load_ms=1.0, samples=[1.0], stats=STATS, run=run)
     last = session.conn.execute("SELECT updated_at FROM measurements").fetchone()[0]
-    dead = claim.Holder(socket.gethostname(), claim._boot_id(), _dead_pid(), None, "earlier",
-                        time.time(), "deadbeef")
+    dead = claim.Holder(
+        socket.gethostname(),
+        claim._boot_id(),
+        _dead_pid(),
+        None,
+        "earlier",
+        time.time(),
+        "deadbeef",
+    )
     _plant(session, dead)
     with Session.open(session.path, readonly=True) as reader:  # inferred for readers
         assert reader.runs_frame()["status"].tolist() == ["interrupted"]
@@ -423,19 +501,27 @@ def test_a_dead_profilers_claim_is_taken_over_and_its_runs_settled(session):
 
 def test_a_reused_pid_is_not_the_holder(session):
     me = claim.Holder.me()
-    _plant(session, claim.Holder(me.host, me.boot, me.pid, (me.ticks or 0) + 12345, "earlier",
-                                 time.time(), "reused"))
+    _plant(
+        session,
+        claim.Holder(
+            me.host, me.boot, me.pid, (me.ticks or 0) + 12345, "earlier", time.time(), "reused"
+        ),
+    )
     with session.claim_profiler() as mine:
         assert mine.token != "reused"
 
 
 def test_another_hosts_claim_holds_until_its_heartbeat_is_stale(session):
     _plant(session, claim.Holder("lab-2", "b", 4242, None, "10:00", time.time(), "fresh"))
-    with pytest.raises(OmdpError, match="being profiled by pid 4242 on lab-2 since 10:00"), \
-            session.claim_profiler():
+    with (
+        pytest.raises(OmdpError, match="being profiled by pid 4242 on lab-2 since 10:00"),
+        session.claim_profiler(),
+    ):
         pass
-    _plant(session, claim.Holder("lab-2", "b", 4242, None, "10:00",
-                                 time.time() - claim.STALE_S - 5, "stale"))
+    _plant(
+        session,
+        claim.Holder("lab-2", "b", 4242, None, "10:00", time.time() - claim.STALE_S - 5, "stale"),
+    )
     with session.claim_profiler() as mine:
         assert claim.read(session.conn).token == mine.token
 
@@ -462,6 +548,7 @@ def test_the_heartbeat_keeps_the_claim_and_a_takeover_stops_the_profiler(session
 
 # -- read-only sessions ----------------------------------------------------------------------
 
+
 def test_a_write_protected_session_reads_and_refuses_writes_in_one_line(session):
     session.record_result("cloud", (0, 20), load_ms=1.0, samples=[1.0], stats=STATS)
     path = session.path
@@ -470,13 +557,20 @@ def test_a_write_protected_session_reads_and_refuses_writes_in_one_line(session)
     before = {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file()}
     s = Session.open(path)
     assert not s.writable and s.progress()[0] == 1 and len(s.results_frame()) == 12
-    writes = [lambda: s.set_ui_state("screen", "x"), lambda: s.save_partitions([]),
-              lambda: s.record_result("phone", (0, 4), load_ms=1.0, samples=[1.0], stats=STATS),
-              lambda: s.set_bandwidths({0: (1.0, 1.0)}), lambda: s.require_writable("export"),
-              lambda: s.claim_profiler().__enter__()]
+    writes = [
+        lambda: s.set_ui_state("screen", "x"),
+        lambda: s.save_partitions([]),
+        lambda: s.record_result("phone", (0, 4), load_ms=1.0, samples=[1.0], stats=STATS),
+        lambda: s.set_bandwidths({0: (1.0, 1.0)}),
+        lambda: s.require_writable("export"),
+        lambda: s.claim_profiler().__enter__(),
+    ]
     for write in writes:
-        with pytest.raises(OmdpError, match=r"session .* is read-only \(the file is "
-                                            r"write-protected \(mode 0444\)\)") as err:
+        with pytest.raises(
+            OmdpError,
+            match=r"session .* is read-only \(the file is "
+            r"write-protected \(mode 0444\)\)",
+        ) as err:
             write()
         assert "\n" not in str(err.value) and err.value.fix
     s.close()
@@ -489,8 +583,9 @@ def remount(tmp_path):
     """A tmpfs, and a function that makes it read-only (needs root)."""
     mnt = tmp_path / "fs"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
         pytest.skip("needs permission to mount a tmpfs")
     yield mnt, lambda: subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
     subprocess.run(["umount", str(mnt)], check=True)
@@ -554,6 +649,7 @@ def test_damaged_samples_are_named_when_read(session):
 
 # -- spoiled configurations ------------------------------------------------------------------
 
+
 def test_a_configuration_where_every_segment_failed_is_not_finished(session):
     glasses = [it for it in session.plan_items() if it.device == "glasses"]
     for it in glasses:
@@ -561,7 +657,8 @@ def test_a_configuration_where_every_segment_failed_is_not_finished(session):
     assert session.spoiled() == {"glasses": "CUDAExecutionProvider not available"}
     assert session.progress() == (0, 12)
     assert all(it in session.missing(session.plan_items()) for it in glasses)
-    session.record_result("glasses", glasses[0].segment, load_ms=1.0, samples=[1.0],
-                          stats=STATS, config=None)
+    session.record_result(
+        "glasses", glasses[0].segment, load_ms=1.0, samples=[1.0], stats=STATS, config=None
+    )
     assert session.spoiled() == {}  # an op one runtime lacks: the other errors are answers
     assert session.progress() == (3, 12)

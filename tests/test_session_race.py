@@ -52,8 +52,9 @@ def racer(path: Path, analysis, barrier, out) -> None:
                     committed = []
                     for it in s.missing(s.plan_items()):
                         samples = [float(os.getpid()), float(it.start), float(it.end)]
-                        mid = s.record_result(it.device, it.segment, load_ms=1.0,
-                                              samples=samples, stats=STATS)
+                        mid = s.record_result(
+                            it.device, it.segment, load_ms=1.0, samples=samples, stats=STATS
+                        )
                         committed.append((mid, samples))
                     end = time.monotonic()
                 out.put(("profiled", os.getpid(), created, start, end, committed))
@@ -67,8 +68,7 @@ def one_race(folder: Path, analysis, ctx) -> list[tuple]:
     path = folder / "race.omdp"
     barrier = ctx.Barrier(RACERS)
     out = ctx.Queue()
-    procs = [ctx.Process(target=racer, args=(path, analysis, barrier, out))
-             for _ in range(RACERS)]
+    procs = [ctx.Process(target=racer, args=(path, analysis, barrier, out)) for _ in range(RACERS)]
     for p in procs:
         p.start()
     reports = [out.get(timeout=60) for _ in procs]

@@ -31,9 +31,13 @@ def session_file(tmp_path):
     s.save_plan(plan)
     for it in plan.items:
         ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(it.device, (it.start, it.end), load_ms=1.0, samples=[ms] * 5,
-                        stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0,
-                               "rel_ci": 0.0})
+        s.record_result(
+            it.device,
+            (it.start, it.end),
+            load_ms=1.0,
+            samples=[ms] * 5,
+            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
+        )
     s.record_node_times("phone", {p: 2.2 for p in range(a.n)}, runtime="onnxruntime", runs=3)
     s.close()
     return path
@@ -61,8 +65,9 @@ def test_paths_rerank_when_bandwidth_changes(capsys, session_file):
     fast = json.loads(out)
     assert [p["rank"] for p in fast] == [1, 2, 3]
     assert {"total_ms", "stages", "transfers"} <= set(fast[0])
-    code, out, _ = cli(capsys, "paths", session_file, "-k", "3", "--json",
-                       "--bw", "glasses-phone=0.05")
+    code, out, _ = cli(
+        capsys, "paths", session_file, "-k", "3", "--json", "--bw", "glasses-phone=0.05"
+    )
     slow = json.loads(out)
     assert slow[0]["total_ms"] > fast[0]["total_ms"]
     assert [s["end"] for s in slow[0]["stages"]] != [s["end"] for s in fast[0]["stages"]]
@@ -70,20 +75,31 @@ def test_paths_rerank_when_bandwidth_changes(capsys, session_file):
 
 
 def test_paths_save_persists_link_values(capsys, session_file):
-    cli(capsys, "paths", session_file, "--bw", "phone-cloud=7", "--latency", "phone-cloud=0",
-        "--save")
+    cli(
+        capsys,
+        "paths",
+        session_file,
+        "--bw",
+        "phone-cloud=7",
+        "--latency",
+        "phone-cloud=0",
+        "--save",
+    )
     with Session.open(session_file) as s:
         assert s.bandwidths()[1] == (7.0, 0.0)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--bw", "glasses-phone=0"], "must be a number > 0"),
-    (["--bw", "glasses-phone=abc"], "is not a number"),
-    (["--bw", "glasses-cloud=5"], "unknown link"),
-    (["--latency", "phone-cloud=-1"], "must be a number ≥ 0 ms"),
-    (["-k", "0"], "K must be"),
-    (["--model", "estimated", "--sink", "tv"], "unknown sink device 'tv'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bw", "glasses-phone=0"], "must be a number > 0"),
+        (["--bw", "glasses-phone=abc"], "is not a number"),
+        (["--bw", "glasses-cloud=5"], "unknown link"),
+        (["--latency", "phone-cloud=-1"], "must be a number ≥ 0 ms"),
+        (["-k", "0"], "K must be"),
+        (["--model", "estimated", "--sink", "tv"], "unknown sink device 'tv'"),
+    ],
+)
 def test_paths_bad_input(capsys, session_file, args, message):
     code, _, err = cli(capsys, "paths", session_file, *args)
     assert code == 2 and message in err and err.count("\n") == 1
@@ -91,10 +107,10 @@ def test_paths_bad_input(capsys, session_file, args, message):
 
 def test_trace_replay_and_robust_choice(capsys, session_file, tmp_path):
     trace = tmp_path / "t.tsv"
-    trace.write_text("".join(f"{t}\t{bw}\n" for t, bw in
-                             enumerate([50, 40, 0.02, 0.02, 30, 60, 0, 45])))
-    code, out, _ = cli(capsys, "trace", session_file, "--trace", f"glasses-phone={trace}",
-                       "--json")
+    trace.write_text(
+        "".join(f"{t}\t{bw}\n" for t, bw in enumerate([50, 40, 0.02, 0.02, 30, 60, 0, 45]))
+    )
+    code, out, _ = cli(capsys, "trace", session_file, "--trace", f"glasses-phone={trace}", "--json")
     assert code == 0
     data = json.loads(out)
     assert data["steps"] == 8
@@ -110,8 +126,19 @@ def test_trace_replay_and_robust_choice(capsys, session_file, tmp_path):
 
 def test_export_from_session(capsys, session_file, tmp_path):
     out_file = tmp_path / "partition.json"
-    code, _, err = cli(capsys, "export", session_file, "--rank", "1,2", "-o", out_file,
-                         "--with-models", tmp_path / "segs", "--bw", "glasses-phone=40")
+    code, _, err = cli(
+        capsys,
+        "export",
+        session_file,
+        "--rank",
+        "1,2",
+        "-o",
+        out_file,
+        "--with-models",
+        tmp_path / "segs",
+        "--bw",
+        "glasses-phone=40",
+    )
     assert code == 0, err
     doc = read_export(out_file)
     assert [p["rank"] for p in doc["partitions"]] == [1, 2]
@@ -129,8 +156,9 @@ def test_a_session_without_node_times_prices_measured_only(tmp_path):
     onnx.save(skip_model(), model)
     a = analyze(model)
     s = Session.create(tmp_path / "n.omdp", a, Chain.of([DeviceSpec("only")]), [])
-    s.record_result("only", (0, a.n), load_ms=1.0, samples=[2.0],
-                    stats={"median": 2.0, "p10": 2.0, "p90": 2.0})
+    s.record_result(
+        "only", (0, a.n), load_ms=1.0, samples=[2.0], stats={"median": 2.0, "p10": 2.0, "p90": 2.0}
+    )
     assert s.node_times_frame().empty
     inst = instance_from_session(s)
     assert inst.estimated_ms is None and inst.compute_ms[0, 0, 1] == 2.0
@@ -139,8 +167,9 @@ def test_a_session_without_node_times_prices_measured_only(tmp_path):
 def test_memory_limit_keeps_big_segments_off_a_device(capsys, session_file):
     code, out, _ = cli(capsys, "paths", session_file, "-k", "5", "--json")
     assert any(p["stages"][0]["end"] > 0 for p in json.loads(out))  # glasses may compute
-    code, out, _ = cli(capsys, "paths", session_file, "-k", "5", "--json",
-                       "--memory", "glasses=0.0005")  # 524 B: less than the 768 B input
+    code, out, _ = cli(
+        capsys, "paths", session_file, "-k", "5", "--json", "--memory", "glasses=0.0005"
+    )  # 524 B: less than the 768 B input
     assert code == 0
     for part in json.loads(out):
         assert part["stages"][0]["start"] == part["stages"][0]["end"] == 0

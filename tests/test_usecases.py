@@ -229,9 +229,13 @@ def test_one_estimator_for_the_cli_and_the_tui(tmp_path: Path, model_path: Path,
     from backend.chain import load_devices
 
     timing = TimingSettings(1, 3, 5, 0.5, 0.02)  # as the command line below says
-    request = OpenRequest(path, str(model_path), chain=load_devices(devices_toml),
-                          candidates=CandidateChoice(auto=3),
-                          new=NewSession(timing=dataclasses.asdict(timing)))
+    request = OpenRequest(
+        path,
+        str(model_path),
+        chain=load_devices(devices_toml),
+        candidates=CandidateChoice(auto=3),
+        new=NewSession(timing=dataclasses.asdict(timing)),
+    )
     sessions.open_session(request).close()  # a dry run writes nothing: the session exists
     before = path.read_bytes()
     code = main(

@@ -20,8 +20,17 @@ from backend.model.analysis import analyze
 from backend.model.parameters import count_parameters
 
 YOLO = ["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"]
-LIGHT = ["resnet50", "vgg19", "densenet121", "inception_v1", "inception_v2", "squeezenet",
-         "shufflenet", "alexnet", "zfnet512"]
+LIGHT = [
+    "resnet50",
+    "vgg19",
+    "densenet121",
+    "inception_v1",
+    "inception_v2",
+    "squeezenet",
+    "shufflenet",
+    "alexnet",
+    "zfnet512",
+]
 # Published parameter counts of the fused (BN folded) PyTorch models.
 PUBLISHED = [1_867_405, 7_225_885, 21_172_173, 46_533_693, 86_705_005]
 SLOW_LIGHT = {"vgg19", "zfnet512", "alexnet"}  # 60–144M weights: seconds to draw and load
@@ -86,8 +95,12 @@ def test_unknown_name_lists_the_valid_ones(tmp_path):
 
 @pytest.mark.parametrize(
     "name, expected",
-    [pytest.param(n, c, marks=[pytest.mark.slow] if n in ("yolov5m", "yolov5l", "yolov5x") else [])
-     for n, c in zip(YOLO, PUBLISHED, strict=True)],
+    [
+        pytest.param(
+            n, c, marks=[pytest.mark.slow] if n in ("yolov5m", "yolov5l", "yolov5x") else []
+        )
+        for n, c in zip(YOLO, PUBLISHED, strict=True)
+    ],
 )
 def test_yolov5_initializers_are_exactly_the_parameters(name, expected):
     model = zoo.build(name)
@@ -141,8 +154,11 @@ def test_yolov5n_runs_with_detections_decoded_as_ultralytics_does(yolov5n):
 
 
 def test_yolov5n_activations_stay_order_one(yolov5n):
-    convs = [n.output[0] for n in yolov5n.graph.node
-             if n.op_type == "Conv" and not n.name.startswith("model.24")]
+    convs = [
+        n.output[0]
+        for n in yolov5n.graph.node
+        if n.op_type == "Conv" and not n.name.startswith("model.24")
+    ]
     session = _session(yolov5n, convs)
     for seed in (1, 2):  # inputs the calibration never saw
         x = np.random.default_rng(seed).random((1, 3, 640, 640), dtype=np.float32)
@@ -161,8 +177,13 @@ def test_yolov5_weights_follow_the_seed(yolov5n):
     "name, convs, shortcuts",
     # Bottlenecks per backbone C3 = max(round(n·depth), 1) for n = 3, 6, 9, 3; the head's C3
     # blocks (3 each) have no shortcut.
-    [("yolov5n", 57, 7), ("yolov5s", 57, 7), ("yolov5m", 79, 14), ("yolov5l", 101, 21),
-     ("yolov5x", 123, 28)],
+    [
+        ("yolov5n", 57, 7),
+        ("yolov5s", 57, 7),
+        ("yolov5m", 79, 14),
+        ("yolov5l", 101, 21),
+        ("yolov5x", 123, 28),
+    ],
 )
 def test_yolov5_depth_follows_the_depth_multiple(name, convs, shortcuts):
     nodes = yolo._build(yolo.VARIANTS[name], None).nodes  # structure only: no weights drawn
@@ -242,14 +263,21 @@ def test_fold_handles_constant_node_shapes_and_leaves_dynamic_ones():
         helper.make_node("Add", ["r", "ones"], ["z"]),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 8, 8])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
     folded = zoo.fold_constant_weights(model, seed=0)
     onnx.checker.check_model(folded, full_check=True)
     assert [n.op_type for n in folded.graph.node] == [
-        "Conv", "Relu", "Shape", "ConstantOfShape", "Add"]
+        "Conv",
+        "Relu",
+        "Shape",
+        "ConstantOfShape",
+        "Add",
+    ]
     (w,) = folded.graph.initializer
     assert w.name == "w" and list(w.dims) == [4, 3, 3, 3]
     x = np.ones((1, 3, 8, 8), np.float32)
@@ -281,8 +309,10 @@ def test_models_over_the_protobuf_limit_go_to_external_data(tmp_path, monkeypatc
     options.log_severity_level = 3
     from_file = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(
-        from_file.run(None, {"data_0": x})[0], _session(model).run(None, {"data_0": x})[0],
-        rtol=1e-5, atol=1e-7,
+        from_file.run(None, {"data_0": x})[0],
+        _session(model).run(None, {"data_0": x})[0],
+        rtol=1e-5,
+        atol=1e-7,
     )
 
 
@@ -307,8 +337,11 @@ def test_cli_zoo_list_json(capsys):
     by_name = {r["name"]: r for r in rows}
     assert list(by_name) == YOLO + LIGHT
     assert by_name["yolov5n"] == {
-        "name": "yolov5n", "family": "yolov5", "input_shape": [1, 3, 640, 640],
-        "parameters": 1_867_405, "description": by_name["yolov5n"]["description"],
+        "name": "yolov5n",
+        "family": "yolov5",
+        "input_shape": [1, 3, 640, 640],
+        "parameters": 1_867_405,
+        "description": by_name["yolov5n"]["description"],
     }
     assert by_name["resnet50"]["parameters"] == 25_610_152  # ResNet-50's well-known 25.6M
     assert by_name["vgg19"]["parameters"] == 143_667_240

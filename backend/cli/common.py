@@ -9,8 +9,13 @@ from backend.model.analysis import ModelAnalysis, analyze, parse_input_shapes
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX file, or a built-in model name (see `omdp zoo list`)")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="value for symbolic input dims, e.g. images=1,3,640,640 (repeatable)")
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=D0,D1,...",
+        help="value for symbolic input dims, e.g. images=1,3,640,640 (repeatable)",
+    )
 
 
 def add_json_arg(p: argparse.ArgumentParser) -> None:

@@ -13,8 +13,9 @@ from backend.errors import OmdpError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cuts", help="tensors and bytes crossing each position")
     add_model_args(p)
-    p.add_argument("--top", type=int, metavar="K",
-                   help="only the K candidate positions the ranking picks")
+    p.add_argument(
+        "--top", type=int, metavar="K", help="only the K candidate positions the ranking picks"
+    )
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -30,25 +31,41 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for p in positions:
         cut = a.cuts[p]
-        rows.append({
-            "position": p,
-            "after": a.nodes[p - 1].name if p > 0 else None,
-            "before": a.nodes[p].name if p < a.n else None,
-            "bytes": cut.bytes,
-            "flops_before": cum[p],
-            "tensors": [{**a.tensors[t].as_dict()} for t in cut.tensors],
-            "unknown_size": list(cut.unknown),
-        })
+        rows.append(
+            {
+                "position": p,
+                "after": a.nodes[p - 1].name if p > 0 else None,
+                "before": a.nodes[p].name if p < a.n else None,
+                "bytes": cut.bytes,
+                "flops_before": cum[p],
+                "tensors": [{**a.tensors[t].as_dict()} for t in cut.tensors],
+                "unknown_size": list(cut.unknown),
+            }
+        )
     if args.json:
         emit_json({"nodes": a.n, "flops": a.flops, "positions": rows})
         return 0
     total = cum[-1] or 1
-    print(table(
-        [(r["position"], r["after"] or "(input)", human_bytes(r["bytes"]),
-          f"{100 * r['flops_before'] / total:.0f}%", len(r["tensors"]),
-          ", ".join(t["name"] for t in r["tensors"])[:60]) for r in rows],
-        ["pos", "after node", "bytes", "FLOPs<", "n", "tensors"], "rlrrrl"))
+    print(
+        table(
+            [
+                (
+                    r["position"],
+                    r["after"] or "(input)",
+                    human_bytes(r["bytes"]),
+                    f"{100 * r['flops_before'] / total:.0f}%",
+                    len(r["tensors"]),
+                    ", ".join(t["name"] for t in r["tensors"])[:60],
+                )
+                for r in rows
+            ],
+            ["pos", "after node", "bytes", "FLOPs<", "n", "tensors"],
+            "rlrrrl",
+        )
+    )
     if args.top:
-        print(f"\n{len(rows)} candidates of {a.n - 1} interior positions "
-              f"(model FLOPs {human_count(a.flops)})")
+        print(
+            f"\n{len(rows)} candidates of {a.n - 1} interior positions "
+            f"(model FLOPs {human_count(a.flops)})"
+        )
     return 0

@@ -15,8 +15,13 @@ from backend.model.segment_files import check_not_source, write_segment
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="write segment [FROM, TO) as an ONNX model")
     add_model_args(p)
-    p.add_argument("--from", dest="start", required=True, metavar="P",
-                   help="start position (index, or node name: the cut after that node)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="P",
+        help="start position (index, or node name: the cut after that node)",
+    )
     p.add_argument("--to", dest="end", required=True, metavar="P", help="end position")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write it")
     add_json_arg(p)
@@ -32,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
         raise OmdpError(f"--from {start} is after --to {end}", "swap them: FROM ≤ TO")
     size = write_segment(a.index, start, end, out)
     info: dict[str, Any] = {
-        "output": str(out), "start": start, "end": end, "bytes": size,
+        "output": str(out),
+        "start": start,
+        "end": end,
+        "bytes": size,
         "nodes": sum(not a.nodes[i].static for i in range(start, end)),
         "inputs": [a.tensors[t].as_dict() for t in a.cuts[start].tensors],
         "outputs": [a.tensors[t].as_dict() for t in a.cuts[end].tensors],
@@ -40,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(info)
     else:
-        print(f"wrote {out} ({human_bytes(info['bytes'])}): segment [{start}, {end}), "
-              f"{info['nodes']} compute nodes")
+        print(
+            f"wrote {out} ({human_bytes(info['bytes'])}): segment [{start}, {end}), "
+            f"{info['nodes']} compute nodes"
+        )
         print(f"  inputs  {', '.join(i['name'] for i in info['inputs']) or '-'}")
         print(f"  outputs {', '.join(o['name'] for o in info['outputs']) or '-'}")
     return 0

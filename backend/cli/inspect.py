@@ -36,19 +36,38 @@ def run(args: argparse.Namespace) -> int:
     if s["flops_uncounted"]:
         ops = ", ".join(f"{op}×{c}" for op, c in s["flops_uncounted"].items())
         print(f"            not counted: {ops}")
-    print(f"opsets      {', '.join(f'{k} {v}' for k, v in s['opsets'].items())}  "
-          f"(IR {s['ir_version']})")
+    print(
+        f"opsets      {', '.join(f'{k} {v}' for k, v in s['opsets'].items())}  "
+        f"(IR {s['ir_version']})"
+    )
     for kind in ("inputs", "outputs"):
         for t in s[kind]:
-            print(f"{kind[:-1]:<11} {t['name']}  {t['shape']}  {t['dtype']}  "
-                  f"{human_bytes(t['bytes'])}")
+            print(
+                f"{kind[:-1]:<11} {t['name']}  {t['shape']}  {t['dtype']}  "
+                f"{human_bytes(t['bytes'])}"
+            )
     top = list(s["ops"].items())[:12]
     print("ops         " + ", ".join(f"{op} {c}" for op, c in top))
     if args.nodes:
-        rows = [(r.index, r.name, r.op, r.output_shape, human_bytes(r.output_bytes),
-                 human_count(r.flops), human_count(r.params), human_bytes(r.cut_bytes))
-                for r in frame.itertuples()]
+        rows = [
+            (
+                r.index,
+                r.name,
+                r.op,
+                r.output_shape,
+                human_bytes(r.output_bytes),
+                human_count(r.flops),
+                human_count(r.params),
+                human_bytes(r.cut_bytes),
+            )
+            for r in frame.itertuples()
+        ]
         print()
-        print(table(rows, ["#", "name", "op", "output shape", "out bytes", "FLOPs", "params",
-                           "cut after"], "rllllrrr"))
+        print(
+            table(
+                rows,
+                ["#", "name", "op", "output shape", "out bytes", "FLOPs", "params", "cut after"],
+                "rllllrrr",
+            )
+        )
     return 0

@@ -19,8 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="lab_verb", metavar="ACTION", required=True)
     u = sub.add_parser("up", help="bring the chain of devices.toml up as a lab in DIR")
     u.add_argument("devices", metavar="devices.toml", help="the chain to emulate")
-    u.add_argument("--dir", required=True, metavar="DIR",
-                   help="the lab's folder: keys, logs, state and the lab's devices.toml")
+    u.add_argument(
+        "--dir",
+        required=True,
+        metavar="DIR",
+        help="the lab's folder: keys, logs, state and the lab's devices.toml",
+    )
     u.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     u.set_defaults(func=run_up)
     s = sub.add_parser("status", help="devices up, shaping in force, addresses")
@@ -46,22 +50,45 @@ def _limits(d: dict[str, Any]) -> str:
 
 
 def format_status(report: dict[str, Any]) -> str:
-    devices = [[d["name"], f"{d['host']}:{d['port']}", d.get("address") or "-", _limits(d),
-                "up" if d["sshd"]["listening"] else "DOWN"] for d in report.get("devices", [])]
-    links = [[f"{lk['from']} → {lk['to']}", f"{lk['bandwidth_mbps']:g}",
-              f"{lk['latency_ms']:g}", lk["latency_method"],
-              "yes" if all(lk["shaped"].values()) and lk.get("relay", {}).get("running", True)
-              else "NO"] for lk in report.get("links", [])]
-    lines = [f"lab {report['folder']}: {report['state']}"
-             + (f" ({report['action']})" if report.get("action") else "")]
+    devices = [
+        [
+            d["name"],
+            f"{d['host']}:{d['port']}",
+            d.get("address") or "-",
+            _limits(d),
+            "up" if d["sshd"]["listening"] else "DOWN",
+        ]
+        for d in report.get("devices", [])
+    ]
+    links = [
+        [
+            f"{lk['from']} → {lk['to']}",
+            f"{lk['bandwidth_mbps']:g}",
+            f"{lk['latency_ms']:g}",
+            lk["latency_method"],
+            "yes"
+            if all(lk["shaped"].values()) and lk.get("relay", {}).get("running", True)
+            else "NO",
+        ]
+        for lk in report.get("links", [])
+    ]
+    lines = [
+        f"lab {report['folder']}: {report['state']}"
+        + (f" ({report['action']})" if report.get("action") else "")
+    ]
     if devices:
         lines += ["", table(devices, ["device", "ssh", "address", "limits", "sshd"])]
     if links:
-        lines += ["", table(links, ["link", "Mbit/s", "latency ms", "latency by", "in force"],
-                            "lrrll")]
+        lines += [
+            "",
+            table(links, ["link", "Mbit/s", "latency ms", "latency by", "in force"], "lrrll"),
+        ]
     if report.get("devices_file"):
-        lines += ["", f"devices file: {report['devices_file']} "
-                  f"(try: omdp devices check {report['devices_file']})"]
+        lines += [
+            "",
+            f"devices file: {report['devices_file']} "
+            f"(try: omdp devices check {report['devices_file']})",
+        ]
     return "\n".join(lines)
 
 

@@ -14,36 +14,71 @@ from backend.usecases.rankings import RankOptions, rank_session
 def add_ranking_args(p: argparse.ArgumentParser) -> None:
     """Link values, cost model and objective: shared by paths, trace and export."""
     p.add_argument("session", help="session file (see `omdp sessions`)")
-    p.add_argument("--bw", "--bandwidth", dest="bandwidth", action="append", default=[],
-                   metavar="LINK=MBPS", help="a link's bandwidth, e.g. glasses-phone=20")
-    p.add_argument("--latency", action="append", default=[], metavar="LINK=MS",
-                   help="a link's latency in ms, e.g. glasses-phone=5")
-    p.add_argument("--model", dest="cost_model", default="measured", choices=COST_MODELS,
-                   help="segment times: measured (default) or estimated from per-node times")
-    p.add_argument("--objective", default="latency", choices=OBJECTIVES,
-                   help="latency (sum of stages, default) or throughput (slowest stage)")
+    p.add_argument(
+        "--bw",
+        "--bandwidth",
+        dest="bandwidth",
+        action="append",
+        default=[],
+        metavar="LINK=MBPS",
+        help="a link's bandwidth, e.g. glasses-phone=20",
+    )
+    p.add_argument(
+        "--latency",
+        action="append",
+        default=[],
+        metavar="LINK=MS",
+        help="a link's latency in ms, e.g. glasses-phone=5",
+    )
+    p.add_argument(
+        "--model",
+        dest="cost_model",
+        default="measured",
+        choices=COST_MODELS,
+        help="segment times: measured (default) or estimated from per-node times",
+    )
+    p.add_argument(
+        "--objective",
+        default="latency",
+        choices=OBJECTIVES,
+        help="latency (sum of stages, default) or throughput (slowest stage)",
+    )
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
-    p.add_argument("--memory", action="append", default=[], metavar="DEVICE=MIB",
-                   help="a device's memory limit: its segment's weights plus its largest "
-                        "live activation must fit (needs the model file)")
+    p.add_argument(
+        "--memory",
+        action="append",
+        default=[],
+        metavar="DEVICE=MIB",
+        help="a device's memory limit: its segment's weights plus its largest "
+        "live activation must fit (needs the model file)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("paths", help="the K best partitions for given link bandwidths")
     add_ranking_args(p)
     p.add_argument("-k", default="10", metavar="K", help="how many partitions (default 10)")
-    p.add_argument("--save", action="store_true",
-                   help="store the given link values in the session as the current ones")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="store the given link values in the session as the current ones",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=run)
 
 
 def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
     """The ranking the command line asks for (the arguments of `add_ranking_args`)."""
-    return RankOptions(k=k, cost_model=args.cost_model, objective=args.objective,
-                       sink=args.sink, bandwidth=tuple(args.bandwidth),
-                       latency=tuple(args.latency), memory=tuple(args.memory),
-                       save_links=getattr(args, "save", False))
+    return RankOptions(
+        k=k,
+        cost_model=args.cost_model,
+        objective=args.objective,
+        sink=args.sink,
+        bandwidth=tuple(args.bandwidth),
+        latency=tuple(args.latency),
+        memory=tuple(args.memory),
+        save_links=getattr(args, "save", False),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([p.to_dict() for p in parts], indent=2))
         return 0
-    print(f"{args.session}: {done}/{total} segments measured; {args.cost_model} times, "
-          f"{args.objective} objective")
+    print(
+        f"{args.session}: {done}/{total} segments measured; {args.cost_model} times, "
+        f"{args.objective} objective"
+    )
     if not parts:
         print("no feasible partition yet: profile the session first (`omdp profile`)")
         return 0

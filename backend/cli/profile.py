@@ -26,34 +26,61 @@ MAX_AUTO = 1_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("profile", help="profile the plan's segments on every device",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "profile",
+        help="profile the plan's segments on every device",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("model", help="ONNX file or built-in model name")
     p.add_argument("--devices", required=True, help="devices.toml (chain and links)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--candidates", help="split positions: indices or node names, comma-separated")
     g.add_argument("--auto", type=int, metavar="K", help="pick K candidates (default 5)")
-    p.add_argument("--session", help="session file (default: sessions/<model>.omdp; an "
-                   "existing one is resumed)")
+    p.add_argument(
+        "--session",
+        help="session file (default: sessions/<model>.omdp; an existing one is resumed)",
+    )
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...")
     p.add_argument("--json", action="store_true", help="JSON lines events, then a summary")
     t = p.add_argument_group("timing")
     t.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
     t.add_argument("--min-runs", type=int, default=10, help="timed runs at least (default 10)")
     t.add_argument("--max-runs", type=int, default=1000, help="timed runs at most (default 1000)")
-    t.add_argument("--max-seconds", type=float, default=10.0,
-                   help="time budget per segment once --min-runs are done (default 10)")
-    t.add_argument("--target-ci", type=float, default=2.0, metavar="PCT",
-                   help="stop when the median's 95%% CI half-width is below PCT %% (default 2)")
+    t.add_argument(
+        "--max-seconds",
+        type=float,
+        default=10.0,
+        help="time budget per segment once --min-runs are done (default 10)",
+    )
+    t.add_argument(
+        "--target-ci",
+        type=float,
+        default=2.0,
+        metavar="PCT",
+        help="stop when the median's 95%% CI half-width is below PCT %% (default 2)",
+    )
     i = p.add_argument_group("inputs")
     i.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    i.add_argument("--input-npy", action="append", default=[], metavar="[NAME=]FILE.npy",
-                   help="real model input: segments then get real intermediate tensors")
-    i.add_argument("--node-times", type=int, default=5, metavar="RUNS",
-                   help="profiled whole-model runs for per-node times (0: skip)")
+    i.add_argument(
+        "--input-npy",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE.npy",
+        help="real model input: segments then get real intermediate tensors",
+    )
+    i.add_argument(
+        "--node-times",
+        type=int,
+        default=5,
+        metavar="RUNS",
+        help="profiled whole-model runs for per-node times (0: skip)",
+    )
     o = p.add_argument_group("other")
-    o.add_argument("--share-cpus", action="store_true",
-                   help="run local devices that share CPUs at the same time (faster, noisier)")
+    o.add_argument(
+        "--share-cpus",
+        action="store_true",
+        help="run local devices that share CPUs at the same time (faster, noisier)",
+    )
     o.add_argument("--retry-errors", action="store_true", help="measure failed segments again")
     o.add_argument("--cache", help="model cache folder for the agents")
     o.add_argument("--dry-run", action="store_true", help="show the plan, measure nothing")
@@ -69,12 +96,16 @@ def _npy_inputs(specs: list[str], inputs: list) -> dict[str, str]:
         name, sep, path = spec.rpartition("=")
         if not sep:
             if len(by_name) != 1:
-                raise OmdpError(f"--input-npy {spec}: the model has inputs "
-                                f"{', '.join(by_name)}", "write NAME=FILE.npy")
+                raise OmdpError(
+                    f"--input-npy {spec}: the model has inputs {', '.join(by_name)}",
+                    "write NAME=FILE.npy",
+                )
             name, path = next(iter(by_name)), spec
         if name not in by_name:
-            raise OmdpError(f"--input-npy names '{name}', which is not a model input",
-                            f"the inputs are: {', '.join(by_name)}")
+            raise OmdpError(
+                f"--input-npy names '{name}', which is not a model input",
+                f"the inputs are: {', '.join(by_name)}",
+            )
         if name in out:
             raise OmdpError(f"--input-npy gives input '{name}' twice", "give each input once")
         if not Path(path).is_file():
@@ -98,40 +129,81 @@ def _check_npy(path: Path, want) -> None:
     if arr.dtype.kind not in "biufc":
         raise OmdpError(f"--input-npy {path} holds {arr.dtype}, not numbers", fix)
     shape = want.shape
-    if shape is not None and all(isinstance(d, int) for d in shape) and \
-            tuple(arr.shape) != tuple(shape):
-        raise OmdpError(f"--input-npy {path} has shape {tuple(arr.shape)}, input "
-                        f"'{want.name}' needs {tuple(shape)}", fix)
+    if (
+        shape is not None
+        and all(isinstance(d, int) for d in shape)
+        and tuple(arr.shape) != tuple(shape)
+    ):
+        raise OmdpError(
+            f"--input-npy {path} has shape {tuple(arr.shape)}, input "
+            f"'{want.name}' needs {tuple(shape)}",
+            fix,
+        )
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
     """Every number in range and finite before anything is read or written."""
+
     def need(ok: bool, flag: str, value, rule: str) -> None:
         if not ok:
             raise OmdpError(f"{flag} {value}: {rule}", f"e.g. {flag} {p_defaults[flag]}")
 
-    p_defaults = {"--warmup": 3, "--min-runs": 10, "--max-runs": 1000, "--max-seconds": 10,
-                  "--target-ci": 2, "--seed": 0, "--node-times": 5, "--auto": 5}
-    need(0 <= args.warmup <= MAX_WARMUP, "--warmup", args.warmup,
-         f"warm-up runs go from 0 to {MAX_WARMUP}")
-    need(1 <= args.min_runs <= MAX_RUNS, "--min-runs", args.min_runs,
-         f"timed runs go from 1 to {MAX_RUNS}")
-    need(args.min_runs <= args.max_runs <= MAX_RUNS, "--max-runs", args.max_runs,
-         f"must be at least --min-runs ({args.min_runs}) and at most {MAX_RUNS}")
-    need(math.isfinite(args.max_seconds) and 0 < args.max_seconds <= MAX_SECONDS,
-         "--max-seconds", args.max_seconds,
-         f"a time budget is a number of seconds > 0 and ≤ {MAX_SECONDS:g}")
-    need(math.isfinite(args.target_ci) and 0 < args.target_ci <= 100, "--target-ci",
-         args.target_ci, "a precision target is a percentage > 0 and ≤ 100")
+    p_defaults = {
+        "--warmup": 3,
+        "--min-runs": 10,
+        "--max-runs": 1000,
+        "--max-seconds": 10,
+        "--target-ci": 2,
+        "--seed": 0,
+        "--node-times": 5,
+        "--auto": 5,
+    }
+    need(
+        0 <= args.warmup <= MAX_WARMUP,
+        "--warmup",
+        args.warmup,
+        f"warm-up runs go from 0 to {MAX_WARMUP}",
+    )
+    need(
+        1 <= args.min_runs <= MAX_RUNS,
+        "--min-runs",
+        args.min_runs,
+        f"timed runs go from 1 to {MAX_RUNS}",
+    )
+    need(
+        args.min_runs <= args.max_runs <= MAX_RUNS,
+        "--max-runs",
+        args.max_runs,
+        f"must be at least --min-runs ({args.min_runs}) and at most {MAX_RUNS}",
+    )
+    need(
+        math.isfinite(args.max_seconds) and 0 < args.max_seconds <= MAX_SECONDS,
+        "--max-seconds",
+        args.max_seconds,
+        f"a time budget is a number of seconds > 0 and ≤ {MAX_SECONDS:g}",
+    )
+    need(
+        math.isfinite(args.target_ci) and 0 < args.target_ci <= 100,
+        "--target-ci",
+        args.target_ci,
+        "a precision target is a percentage > 0 and ≤ 100",
+    )
     need(0 <= args.seed <= MAX_SEED, "--seed", args.seed, "a seed goes from 0 to 2^63 - 1")
-    need(0 <= args.node_times <= MAX_NODE_RUNS, "--node-times", args.node_times,
-         f"profiled runs go from 0 (skip) to {MAX_NODE_RUNS}")
+    need(
+        0 <= args.node_times <= MAX_NODE_RUNS,
+        "--node-times",
+        args.node_times,
+        f"profiled runs go from 0 (skip) to {MAX_NODE_RUNS}",
+    )
     if args.auto is not None:
-        need(1 <= args.auto <= MAX_AUTO, "--auto", args.auto,
-             f"pick from 1 to {MAX_AUTO} candidates")
+        need(
+            1 <= args.auto <= MAX_AUTO, "--auto", args.auto, f"pick from 1 to {MAX_AUTO} candidates"
+        )
     if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
-        raise OmdpError(f"--cache {args.cache} is not a folder", "give a folder for the "
-                        "model cache (it is created if missing)")
+        raise OmdpError(
+            f"--cache {args.cache} is not a folder",
+            "give a folder for the model cache (it is created if missing)",
+        )
 
 
 class _Printer:
@@ -155,16 +227,19 @@ class _Printer:
             return
         if isinstance(event, jobs.DeviceStarted):
             h = event.host
-            self.text(f"[{event.device}] agent up on {h.get('hostname')} ({h.get('cpu')}), "
-                      f"{event.total} segments to measure")
+            self.text(
+                f"[{event.device}] agent up on {h.get('hostname')} ({h.get('cpu')}), "
+                f"{event.total} segments to measure"
+            )
         elif isinstance(event, jobs.Progress) and event.last is not None:
             m = event.last
             a, b = m.segment
             eta = f", ETA {event.eta_s:.0f} s" if event.eta_s is not None else ""
             head = f"[{event.device} {event.done}/{event.total}{eta}] [{a}, {b})"
             if m.status == "ok":
-                self.text(f"{head} {m.median_ms:.3f} ms median, {m.samples} runs, "
-                          f"load {m.load_ms:.0f} ms")
+                self.text(
+                    f"{head} {m.median_ms:.3f} ms median, {m.samples} runs, load {m.load_ms:.0f} ms"
+                )
             else:
                 self.text(f"{head} error: {m.message}")
         elif isinstance(event, jobs.Notice):
@@ -173,8 +248,10 @@ class _Printer:
             self.text(f"[{event.device}] FAILED: {event.message}")
         elif isinstance(event, jobs.DeviceFinished):
             how = "stopped" if event.stopped else "done"
-            self.text(f"[{event.device}] {how}: {event.done}/{event.total} "
-                      f"({event.errors} errors) in {event.seconds:.1f} s")
+            self.text(
+                f"[{event.device}] {how}: {event.done}/{event.total} "
+                f"({event.errors} errors) in {event.seconds:.1f} s"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,8 +261,9 @@ def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     printer = _Printer(args.json)
     chain = load_devices(args.devices)
-    timing = TimingSettings(args.warmup, args.min_runs, args.max_runs, args.max_seconds,
-                            args.target_ci / 100.0)
+    timing = TimingSettings(
+        args.warmup, args.min_runs, args.max_runs, args.max_seconds, args.target_ci / 100.0
+    )
     with _open_session(args, chain) as (opened, npy):
         for w in chain.warnings:  # once every input is known good: a refusal is one line
             if args.json:
@@ -211,9 +289,15 @@ def _open_session(args, chain):
         if not given:
             raise OmdpError("--candidates is empty", "give positions or node names, e.g. 12,40")
     path = Path(args.session) if args.session else default_path(args.model)
-    request = OpenRequest(path, args.model, parse_input_shapes(args.input_shape), chain=chain,
-                          candidates=CandidateChoice(given, args.auto),
-                          claim=not args.dry_run, dry_run=args.dry_run)
+    request = OpenRequest(
+        path,
+        args.model,
+        parse_input_shapes(args.input_shape),
+        chain=chain,
+        candidates=CandidateChoice(given, args.auto),
+        claim=not args.dry_run,
+        dry_run=args.dry_run,
+    )
     prepared = prepare(request)
     npy = _npy_inputs(args.input_npy, prepared.analysis.inputs)
     with open_prepared(prepared) as opened:
@@ -227,30 +311,53 @@ def _profile(args, opened, npy, chain, timing, printer) -> int:
 
     session, resumed = opened.session, opened.resumed
     analysis, cands = opened.analysis, opened.candidates
-    settings = RunSettings(timing, seed=args.seed, npy=npy, node_times_runs=args.node_times,
-                           share_cpus=args.share_cpus, retry_errors=args.retry_errors,
-                           cache_dir=Path(args.cache) if args.cache else None)
+    settings = RunSettings(
+        timing,
+        seed=args.seed,
+        npy=npy,
+        node_times_runs=args.node_times,
+        share_cpus=args.share_cpus,
+        retry_errors=args.retry_errors,
+        cache_dir=Path(args.cache) if args.cache else None,
+    )
     planned = plan_run(session, opened.analysis, chain, opened.candidates, settings)
     the_plan, todo, est = planned.plan, planned.todo, planned.estimate
     waits = cpu_waits(chain, args.share_cpus)
     counts = the_plan.counts()
     todo_counts = {n: sum(it.device == n for it in todo) for n in chain.names}
     if args.json:
-        printer.out({"event": "plan", "session": str(session.path), "resumed": resumed,
-                     "nodes": analysis.n, "candidates": cands, "segments": len(the_plan),
-                     "per_device": counts, "todo": len(todo), "todo_per_device": todo_counts,
-                     "estimate_s": round(est.seconds, 1), "waits_for": waits})
+        printer.out(
+            {
+                "event": "plan",
+                "session": str(session.path),
+                "resumed": resumed,
+                "nodes": analysis.n,
+                "candidates": cands,
+                "segments": len(the_plan),
+                "per_device": counts,
+                "todo": len(todo),
+                "todo_per_device": todo_counts,
+                "estimate_s": round(est.seconds, 1),
+                "waits_for": waits,
+            }
+        )
     else:
         per = ", ".join(f"{n} {counts[n]}" for n in chain.names)
-        print(f"model: {analysis.path or args.model} ({analysis.n} nodes), candidates: "
-              f"{', '.join(map(str, cands)) or 'none'}")
-        print(f"plan: {len(the_plan)} segments ({per}); {len(the_plan) - len(todo)} done, "
-              f"{len(todo)} to measure, estimated {plan.format_duration(est.seconds)}"
-              f"{' (from earlier measurements)' if est.from_measurements else ''}")
+        print(
+            f"model: {analysis.path or args.model} ({analysis.n} nodes), candidates: "
+            f"{', '.join(map(str, cands)) or 'none'}"
+        )
+        print(
+            f"plan: {len(the_plan)} segments ({per}); {len(the_plan) - len(todo)} done, "
+            f"{len(todo)} to measure, estimated {plan.format_duration(est.seconds)}"
+            f"{' (from earlier measurements)' if est.from_measurements else ''}"
+        )
         if waits:
             said = "; ".join(f"{n} waits for {' and '.join(w)}" for n, w in waits.items())
-            print(f"note: devices sharing CPUs measure one at a time: {said} "
-                  "(--share-cpus overlaps them, at the cost of noisier timings)")
+            print(
+                f"note: devices sharing CPUs measure one at a time: {said} "
+                "(--share-cpus overlaps them, at the cost of noisier timings)"
+            )
         note = " (resumed)" if resumed else ""
         if args.dry_run:
             note += " (dry run: nothing written)"
@@ -259,9 +366,17 @@ def _profile(args, opened, npy, chain, timing, printer) -> int:
         return 0
     if planned.nothing_to_do:
         if args.json:
-            printer.out({"event": "summary", "measured": 0, "errors": 0, "stopped": False,
-                         "done": session.progress()[0], "total": len(the_plan),
-                         "session": str(session.path)})
+            printer.out(
+                {
+                    "event": "summary",
+                    "measured": 0,
+                    "errors": 0,
+                    "stopped": False,
+                    "done": session.progress()[0],
+                    "total": len(the_plan),
+                    "session": str(session.path),
+                }
+            )
         else:
             print("nothing to measure: the session is complete")
         return 0
@@ -274,21 +389,37 @@ def _profile(args, opened, npy, chain, timing, printer) -> int:
             failed.setdefault(name, message)
     done, total = session.progress()
     if args.json:
-        printer.out({"event": "summary", "measured": summary.measured, "errors": summary.errors,
-                     "failed": failed, "stopped": summary.stopped,
-                     "seconds": round(summary.seconds, 2), "done": done, "total": total,
-                     "session": str(session.path)})
+        printer.out(
+            {
+                "event": "summary",
+                "measured": summary.measured,
+                "errors": summary.errors,
+                "failed": failed,
+                "stopped": summary.stopped,
+                "seconds": round(summary.seconds, 2),
+                "done": done,
+                "total": total,
+                "session": str(session.path),
+            }
+        )
     else:
-        print(f"measured {summary.measured} segments ({summary.errors} errors) in "
-              f"{summary.seconds:.1f} s; session {done}/{total} complete: {session.path}")
+        print(
+            f"measured {summary.measured} segments ({summary.errors} errors) in "
+            f"{summary.seconds:.1f} s; session {done}/{total} complete: {session.path}"
+        )
         for name, message in failed.items():
             if name not in summary.failed:
                 print(f"[{name}] {message}")
         if summary.stopped or done < total:
-            why = "stopped early" if summary.stopped else \
-                f"{', '.join(failed) or 'a device'} did not finish"
-            print(f"{why}: everything measured is saved; run the same command again to "
-                  "measure the rest")
+            why = (
+                "stopped early"
+                if summary.stopped
+                else f"{', '.join(failed) or 'a device'} did not finish"
+            )
+            print(
+                f"{why}: everything measured is saved; run the same command again to "
+                "measure the rest"
+            )
     if summary.stopped:
         return 130
     return 1 if failed else 0
@@ -298,10 +429,12 @@ def _measured_nothing(session, profiler) -> dict[str, str]:
     """Devices that had segments to measure and measured none of them (every one failed):
     the run did not do its job there, whatever the agent said."""
     spoiled = session.spoiled()
-    return {name: f"measured nothing: all {st.total} segments failed (first error: "
-                  f"{spoiled.get(name, 'see `omdp results`')})"
-            for name, st in profiler.state.items()
-            if st.total > 0 and st.done == st.errors}
+    return {
+        name: f"measured nothing: all {st.total} segments failed (first error: "
+        f"{spoiled.get(name, 'see `omdp results`')})"
+        for name, st in profiler.state.items()
+        if st.total > 0 and st.done == st.errors
+    }
 
 
 async def _run_with_signals(profiler, todo):

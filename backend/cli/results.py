@@ -10,14 +10,16 @@ COLUMNS = ["device", "start", "end", "median_ms", "p10_ms", "p90_ms", "samples",
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("results", help="show a session's measurements",
-                       description=__doc__)
+    p = sub.add_parser("results", help="show a session's measurements", description=__doc__)
     p.add_argument("session", help="session file (.omdp)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
     fmt.add_argument("--json", action="store_true", help="a JSON list of rows (with messages)")
-    p.add_argument("--all-configs", action="store_true",
-                   help="also measurements made with earlier device options")
+    p.add_argument(
+        "--all-configs",
+        action="store_true",
+        help="also measurements made with earlier device options",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     with Session.open(args.session, check_model=False, readonly=True) as s:
         frame = s.results_frame(all_configs=args.all_configs)
     if args.json:
-        rows = [{k: _clean(r[k]) for k in [*COLUMNS, "message"]}
-                for r in frame.to_dict("records")]
+        rows = [{k: _clean(r[k]) for k in [*COLUMNS, "message"]} for r in frame.to_dict("records")]
         print(json.dumps(rows, indent=1))
     elif args.csv:
         frame[COLUMNS].to_csv(sys.stdout, index=False, float_format="%.6g")

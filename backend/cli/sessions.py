@@ -9,8 +9,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sessions", help="list saved sessions",
-                       description=__doc__)
+    p = sub.add_parser("sessions", help="list saved sessions", description=__doc__)
     p.add_argument("folder", nargs="?", default="sessions", help="folder (default: sessions)")
     p.add_argument("--json", action="store_true", help="a JSON list")
     p.set_defaults(func=run)
@@ -34,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
             rows.append((when, "?", "-", mark, f"{i.path}: {i.problem}"))
             continue
         errors = f", {i.errors} errors" if i.errors else ""
-        rows.append((when, i.model or "?", " → ".join(i.devices), f"{i.done}/{i.total}{errors}",
-                     i.path))
+        rows.append(
+            (when, i.model or "?", " → ".join(i.devices), f"{i.done}/{i.total}{errors}", i.path)
+        )
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     for r in rows:
         print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = verbs.add_parser("build", help="write a built-in model to an ONNX file")
     b.add_argument("name", help="built-in model name (see `omdp zoo list`)")
     b.add_argument("-o", "--output", required=True, metavar="FILE", help="ONNX file to write")
-    b.add_argument("--seed", type=_seed, default=0,
-                   help="seed of the random weights, 0 or more (default 0)")
+    b.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the random weights, 0 or more (default 0)"
+    )
     b.add_argument(
         "--no-fold",
         dest="fold",

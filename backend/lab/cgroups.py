@@ -78,16 +78,20 @@ def detect(mounts_text: str | None = None) -> Hierarchy:
         with contextlib.suppress(OSError):
             if "cpu" in (root / "cgroup.controllers").read_text().split():
                 return Hierarchy(2, {"": root})
-    raise OmdpError("no cgroup cpu controller is mounted on this machine",
-                    "mount cgroups (v1 cpu controller or cgroup2 with cpu) and try again")
+    raise OmdpError(
+        "no cgroup cpu controller is mounted on this machine",
+        "mount cgroups (v1 cpu controller or cgroup2 with cpu) and try again",
+    )
 
 
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value + "\n")
     except OSError as exc:
-        raise OmdpError(f"cannot write {value!r} to {path}: {exc.strerror or exc}",
-                        "check the cgroup rights (the lab needs root)") from None
+        raise OmdpError(
+            f"cannot write {value!r} to {path}: {exc.strerror or exc}",
+            "check the cgroup rights (the lab needs root)",
+        ) from None
 
 
 def _read(path: Path) -> str | None:
@@ -146,14 +150,22 @@ class LabCgroups:
 
     def _create_v2(self, slot: str, limits: Limits) -> None:
         root = self.h.mounts[""]
-        wanted = [c for c, on in (("cpu", limits.cpu is not None),
-                                  ("cpuset", limits.cpus is not None),
-                                  ("memory", limits.memory_mib is not None)) if on]
+        wanted = [
+            c
+            for c, on in (
+                ("cpu", limits.cpu is not None),
+                ("cpuset", limits.cpus is not None),
+                ("memory", limits.memory_mib is not None),
+            )
+            if on
+        ]
         available = (_read(root / "cgroup.controllers") or "").split()
         missing = [c for c in wanted if c not in available]
         if missing:
-            raise OmdpError(f"the cgroup v2 tree at {root} has no {', '.join(missing)} "
-                            "controller", "enable it in the kernel or drop that limit")
+            raise OmdpError(
+                f"the cgroup v2 tree at {root} has no {', '.join(missing)} controller",
+                "enable it in the kernel or drop that limit",
+            )
         enabled = (_read(root / "cgroup.subtree_control") or "").split()
         for c in wanted:  # a controller must be enabled at every level above the leaf
             if c not in enabled:
@@ -175,16 +187,20 @@ class LabCgroups:
 
     def _need(self, controller: str) -> None:
         if controller not in self.h.mounts:
-            raise OmdpError(f"the cgroup {controller} controller is not mounted here",
-                            "mount it, or drop the limit that needs it")
+            raise OmdpError(
+                f"the cgroup {controller} controller is not mounted here",
+                "mount it, or drop the limit that needs it",
+            )
 
     def _mkdir(self, controller: str, slot: str) -> Path:
         leaf = self._dir(controller, slot)
         try:
             leaf.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OmdpError(f"cannot create the cgroup {leaf}: {exc.strerror or exc}",
-                            "check the cgroup rights (the lab needs root)") from None
+            raise OmdpError(
+                f"cannot create the cgroup {leaf}: {exc.strerror or exc}",
+                "check the cgroup rights (the lab needs root)",
+            ) from None
         return leaf
 
     def slot_dirs(self, slot: str) -> list[Path]:

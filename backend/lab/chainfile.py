@@ -58,9 +58,14 @@ def render(spec: LabSpec, lay: Layout, folder: Path, user: str, pythons: list[st
         out += [f"{k} = {_value(v)}" for k, v in fields.items()]
         out.append("")
     for link in spec.chain.links:
-        out += ["[[link]]", f"from = {_value(link.src)}", f"to = {_value(link.dst)}",
-                f"bandwidth_mbps = {_value(float(link.bandwidth_mbps))}",
-                f"latency_ms = {_value(float(link.latency_ms))}", ""]
+        out += [
+            "[[link]]",
+            f"from = {_value(link.src)}",
+            f"to = {_value(link.dst)}",
+            f"bandwidth_mbps = {_value(float(link.bandwidth_mbps))}",
+            f"latency_ms = {_value(float(link.latency_ms))}",
+            "",
+        ]
     text = "\n".join(out)
     parse_devices(text, str(folder / "devices.toml"))
     return text

@@ -10,8 +10,12 @@ from pathlib import Path
 from backend.errors import OmdpError
 
 # tool → the Debian/Ubuntu package that brings it
-TOOLS = {"ip": "iproute2", "tc": "iproute2", "sshd": "openssh-server",
-         "ssh-keygen": "openssh-client"}
+TOOLS = {
+    "ip": "iproute2",
+    "tc": "iproute2",
+    "sshd": "openssh-server",
+    "ssh-keygen": "openssh-client",
+}
 SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/local/sbin")  # not on every user's PATH
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21  # creating and entering network namespaces
@@ -32,9 +36,11 @@ def require_tools() -> dict[str, str]:
     missing = [name for name, path in found.items() if path is None]
     if missing:
         packages = sorted({TOOLS[name] for name in missing})
-        raise OmdpError(f"omdp lab needs {' and '.join(packages)} (no "
-                        f"{', '.join('`' + m + '`' for m in missing)} on this machine)",
-                        f"install: apt-get install -y {' '.join(packages)}")
+        raise OmdpError(
+            f"omdp lab needs {' and '.join(packages)} (no "
+            f"{', '.join('`' + m + '`' for m in missing)} on this machine)",
+            f"install: apt-get install -y {' '.join(packages)}",
+        )
     return {name: path for name, path in found.items() if path is not None}
 
 
@@ -56,10 +62,12 @@ def require_privileges(caps: int | None = None) -> None:
     caps = effective_caps() if caps is None else caps
     missing = [name for bit, name in NEEDED_CAPS.items() if not caps >> bit & 1]
     if missing:
-        raise OmdpError(f"omdp lab needs root: this process lacks {' and '.join(missing)} "
-                        "(network namespaces, traffic shaping, cgroups)",
-                        "run it as root (sudo omdp lab ...); the local-device demo "
-                        "(omdp demo) needs no privileges")
+        raise OmdpError(
+            f"omdp lab needs root: this process lacks {' and '.join(missing)} "
+            "(network namespaces, traffic shaping, cgroups)",
+            "run it as root (sudo omdp lab ...); the local-device demo "
+            "(omdp demo) needs no privileges",
+        )
 
 
 def ensure_privsep_dir() -> None:

@@ -99,24 +99,25 @@ class Layout:
         return names + ([lk.namespace for lk in self.links] if relay else [])
 
 
-def plan(lid: str, names: list[str], links: Iterable[tuple[float, float]],
-         mgmt_net: str) -> Layout:
+def plan(lid: str, names: list[str], links: Iterable[tuple[float, float]], mgmt_net: str) -> Layout:
     """The layout of a chain of `names` with `links` (bandwidth, latency) in chain order."""
     net = ipaddress.ip_network(mgmt_net)
     base = int(net.network_address)
     devices = []
     for i, name in enumerate(names):
-        devices.append(DeviceSlot(
-            index=i,
-            name=name,
-            namespace=f"{ns_prefix(lid)}d{i}",
-            mgmt_if=f"{mgmt_if_prefix(lid)}{i}",
-            lab_ip=str(ipaddress.ip_address(base + 4 * i + 1)),
-            host=str(ipaddress.ip_address(base + 4 * i + 2)),
-            address=CHAIN_NET.format(i=i - 1, host=2) if i else None,
-            next_ip=CHAIN_NET.format(i=i, host=1) if i + 1 < len(names) else None,
-            folder=device_folder(i, name),
-        ))
+        devices.append(
+            DeviceSlot(
+                index=i,
+                name=name,
+                namespace=f"{ns_prefix(lid)}d{i}",
+                mgmt_if=f"{mgmt_if_prefix(lid)}{i}",
+                lab_ip=str(ipaddress.ip_address(base + 4 * i + 1)),
+                host=str(ipaddress.ip_address(base + 4 * i + 2)),
+                address=CHAIN_NET.format(i=i - 1, host=2) if i else None,
+                next_ip=CHAIN_NET.format(i=i, host=1) if i + 1 < len(names) else None,
+                folder=device_folder(i, name),
+            )
+        )
     slots = tuple(
         LinkSlot(i, names[i], names[i + 1], f"{ns_prefix(lid)}l{i}", bw, lat)
         for i, (bw, lat) in enumerate(links)
@@ -124,8 +125,9 @@ def plan(lid: str, names: list[str], links: Iterable[tuple[float, float]],
     return Layout(lid, str(net), tuple(devices), slots)
 
 
-def choose_mgmt_net(lid: str, taken: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
-                    ) -> str:
+def choose_mgmt_net(
+    lid: str, taken: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> str:
     """A /24 of 10.0.0.0/8 that overlaps nothing routed or addressed on this machine,
     searched from a place that depends on the lab's id (concurrent labs rarely race)."""
     taken4 = [n for n in taken if n.version == 4 and n.prefixlen > 0]  # not the default route
@@ -135,14 +137,18 @@ def choose_mgmt_net(lid: str, taken: Iterable[ipaddress.IPv4Network | ipaddress.
         net = ipaddress.ip_network((MGMT_FIRST + (slot << 8), 24))
         if not any(net.overlaps(t) for t in taken4):
             return str(net)
-    raise OmdpError("no free /24 left in 10.200.0.0-10.239.255.0 for the lab's management "
-                    "network", "take down other labs (omdp lab down DIR)")
+    raise OmdpError(
+        "no free /24 left in 10.200.0.0-10.239.255.0 for the lab's management network",
+        "take down other labs (omdp lab down DIR)",
+    )
 
 
 def check_folder(folder: Path) -> Path:
     """The lab's folder, absolute; its path goes into sshd configs, so no line breaks or
     double quotes."""
     if any(c in str(folder) for c in '\n\r"'):
-        raise OmdpError(f"the lab folder {str(folder)!r} contains a line break or a quote",
-                        "choose a plainer folder name")
+        raise OmdpError(
+            f"the lab folder {str(folder)!r} contains a line break or a quote",
+            "choose a plainer folder name",
+        )
     return Path(os.path.abspath(folder))

@@ -44,9 +44,14 @@ class Report:
     warnings: list[str] = field(default_factory=list)  # from the chain (e.g. a missing link)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"folder": self.folder, "state": self.state, "action": self.action,
-                **self.status, "problems": list(self.problems),
-                "warnings": list(self.warnings)}
+        return {
+            "folder": self.folder,
+            "state": self.state,
+            "action": self.action,
+            **self.status,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
 
 
 # -- locking ---------------------------------------------------------------------------------
@@ -58,8 +63,9 @@ def _locked(path: Path, what: str) -> Iterator[None]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise OmdpError(f"cannot lock {path}: {exc.strerror or exc}",
-                        "check the folder's rights") from None
+        raise OmdpError(
+            f"cannot lock {path}: {exc.strerror or exc}", "check the folder's rights"
+        ) from None
     try:
         deadline = time.monotonic() + 30.0
         while True:
@@ -68,8 +74,10 @@ def _locked(path: Path, what: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise OmdpError(f"another `omdp lab` command is working on {what}",
-                                    "wait for it to finish and run this again") from None
+                    raise OmdpError(
+                        f"another `omdp lab` command is working on {what}",
+                        "wait for it to finish and run this again",
+                    ) from None
                 time.sleep(0.1)
         yield
     finally:
@@ -91,8 +99,11 @@ def _global_lock() -> contextlib.AbstractContextManager[None]:
 def _leftovers(lid: str) -> tuple[list[str], list[str]]:
     """The namespaces and lab-machine interfaces with this lab's names."""
     spaces = [n for n in netns.names() if layout.owned_namespace(lid, n)]
-    ifaces = [str(i.get("ifname")) for i in netns.links()
-              if layout.owned_interface(lid, str(i.get("ifname")))]
+    ifaces = [
+        str(i.get("ifname"))
+        for i in netns.links()
+        if layout.owned_interface(lid, str(i.get("ifname")))
+    ]
     return spaces, ifaces
 
 
@@ -140,10 +151,24 @@ def teardown(folder: Path, lid: str) -> tuple[bool, list[str]]:
 
 def _relay_argv(st: LabState, link: LinkState, slot: layout.LinkSlot) -> list[str]:
     bdp_frames = int(link.bandwidth_mbps * 1e6 / 8 * (link.latency_ms + 100) / 1e3 / 1500)
-    return netns.exec_argv(slot.namespace, [
-        sys.executable, "-I", str(RELAY_SCRIPT), "src", "dst", "--tag", slot.namespace,
-        "--delay-ms", f"{link.latency_ms:g}", "--rate-mbps", f"{link.bandwidth_mbps:g}",
-        "--limit", str(max(10000, 2 * bdp_frames))])
+    return netns.exec_argv(
+        slot.namespace,
+        [
+            sys.executable,
+            "-I",
+            str(RELAY_SCRIPT),
+            "src",
+            "dst",
+            "--tag",
+            slot.namespace,
+            "--delay-ms",
+            f"{link.latency_ms:g}",
+            "--rate-mbps",
+            f"{link.bandwidth_mbps:g}",
+            "--limit",
+            str(max(10000, 2 * bdp_frames)),
+        ],
+    )
 
 
 def _start_relay(folder: Path, st: LabState, i: int) -> None:
@@ -158,14 +183,17 @@ def _start_sshd(folder: Path, st: LabState, i: int, tools: dict[str, str]) -> No
     dev = folder / "devices" / slot.folder
     config = sshd.write_config(dev, slot.host, layout.SSH_PORT, folder / "authorized_keys")
     log = dev / "sshd.log"
-    proc = spawn(netns.exec_argv(slot.namespace, sshd.argv(tools["sshd"], config, log)),
-                 dev / "sshd.out")
+    proc = spawn(
+        netns.exec_argv(slot.namespace, sshd.argv(tools["sshd"], config, log)), dev / "sshd.out"
+    )
     st.devices[i].sshd = proc
     cgroups.LabCgroups(cgroups.detect(), st.lab_id).add(f"d{i}", proc.pid)
     if not sshd.wait_listening(slot.host, layout.SSH_PORT, proc.alive):
         tail = sshd.log_tail(log) or sshd.log_tail(dev / "sshd.out")
-        raise OmdpError(f"the sshd of device '{slot.name}' did not start"
-                        + (f": {tail}" if tail else ""), f"see {log}")
+        raise OmdpError(
+            f"the sshd of device '{slot.name}' did not start" + (f": {tail}" if tail else ""),
+            f"see {log}",
+        )
 
 
 def _management(lid: str, spec: LabSpec) -> layout.Layout:
@@ -210,16 +238,20 @@ def _chain_link(folder: Path, st: LabState, lay: layout.Layout, link: layout.Lin
         _start_relay(folder, st, link.index)
 
 
-def _device(folder: Path, st: LabState, slot: layout.DeviceSlot, groups: cgroups.LabCgroups,
-            tools: dict[str, str]) -> str:
+def _device(
+    folder: Path,
+    st: LabState,
+    slot: layout.DeviceSlot,
+    groups: cgroups.LabCgroups,
+    tools: dict[str, str],
+) -> str:
     """A device's cgroup, folders, host key and sshd; its known_hosts line."""
     groups.create(f"d{slot.index}", st.devices[slot.index].limits)
     dev = folder / "devices" / slot.folder
     (dev / "work").mkdir(parents=True, exist_ok=True)
     sshd.keygen(dev / sshd.HOST_KEY, f"{slot.name}@omdp-lab-{st.lab_id}")
     _start_sshd(folder, st, slot.index, tools)
-    return sshd.known_hosts_line(slot.host, layout.SSH_PORT,
-                                 sshd.public_key(dev / sshd.HOST_KEY))
+    return sshd.known_hosts_line(slot.host, layout.SSH_PORT, sshd.public_key(dev / sshd.HOST_KEY))
 
 
 def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
@@ -228,23 +260,31 @@ def _build(folder: Path, spec: LabSpec, tools: dict[str, str]) -> LabState:
     user = pwd.getpwuid(os.geteuid()).pw_name
     (folder / "devices").mkdir(exist_ok=True)
     sshd.keygen(folder / "lab_key", f"omdp-lab-{lid}")
-    atomic_write(folder / "authorized_keys", sshd.public_key(folder / "lab_key") + "\n",
-                 mode=0o600)
+    atomic_write(folder / "authorized_keys", sshd.public_key(folder / "lab_key") + "\n", mode=0o600)
     lay = _management(lid, spec)
     method = shaping.NETEM if shaping.netem_available(lay.devices[0].namespace) else shaping.RELAY
-    st = LabState(str(folder), lid, spec.digest(), spec.source, method, hierarchy.version,
-                  lay.mgmt_net, user,
-                  [DeviceState(d.name, lim) for d, lim in zip(spec.devices, spec.limits,
-                                                             strict=True)],
-                  [LinkState(lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms)
-                   for lk in spec.chain.links])
+    st = LabState(
+        str(folder),
+        lid,
+        spec.digest(),
+        spec.source,
+        method,
+        hierarchy.version,
+        lay.mgmt_net,
+        user,
+        [DeviceState(d.name, lim) for d, lim in zip(spec.devices, spec.limits, strict=True)],
+        [LinkState(lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms) for lk in spec.chain.links],
+    )
     for link in lay.links:
         _chain_link(folder, st, lay, link)
     groups = cgroups.LabCgroups(hierarchy, lid)
     known = [_device(folder, st, slot, groups, tools) for slot in lay.devices]
     atomic_write(folder / "known_hosts", "\n".join(known) + "\n", mode=0o600)
-    atomic_write(folder / "ssh_config", "# The lab's devices are reached with the settings "
-                 "in devices.toml only.\n", mode=0o600)
+    atomic_write(
+        folder / "ssh_config",
+        "# The lab's devices are reached with the settings in devices.toml only.\n",
+        mode=0o600,
+    )
     pythons = [lim.python or sys.executable for lim in spec.limits]
     atomic_write(folder / "devices.toml", chainfile.render(spec, lay, folder, user, pythons))
     st.save()
@@ -277,30 +317,48 @@ def examine(st: LabState) -> tuple[dict[str, Any], list[str], list[str]]:
         limits = groups.limits(f"d{slot.index}") if groups and slot.namespace in spaces else {}
         if groups is None or not groups.slot_dirs(f"d{slot.index}"):
             broken.append(f"{who}: its cgroup is gone")
-        devices.append({
-            "name": slot.name, "namespace": slot.namespace, "host": slot.host,
-            "port": layout.SSH_PORT, "address": slot.address,
-            "workdir": str(Path(st.folder) / "devices" / slot.folder / "work"),
-            "python": dstate.limits.python or sys.executable,
-            "limits": dstate.limits.to_dict(), "in_force": limits,
-            "sshd": {"pid": dstate.sshd.pid if dstate.sshd else None, "running": running,
-                     "listening": listening},
-        })
+        devices.append(
+            {
+                "name": slot.name,
+                "namespace": slot.namespace,
+                "host": slot.host,
+                "port": layout.SSH_PORT,
+                "address": slot.address,
+                "workdir": str(Path(st.folder) / "devices" / slot.folder / "work"),
+                "python": dstate.limits.python or sys.executable,
+                "limits": dstate.limits.to_dict(),
+                "in_force": limits,
+                "sshd": {
+                    "pid": dstate.sshd.pid if dstate.sshd else None,
+                    "running": running,
+                    "listening": listening,
+                },
+            }
+        )
     links = []
     for lslot, lstate in zip(lay.links, st.links, strict=True):
         who = f"link '{lslot.src}' → '{lslot.dst}'"
         shape = shaping.Shape(lslot.bandwidth_mbps, lslot.latency_ms)
         shaped = {}
-        for ns, dev, way in ((lay.devices[lslot.index].namespace, "next", "forward"),
-                             (lay.devices[lslot.index + 1].namespace, "prev", "back")):
-            issue = (shaping.problem(shaping.read(ns, dev), shape, st.latency)
-                     if ns in spaces else "its device namespace is gone")
+        for ns, dev, way in (
+            (lay.devices[lslot.index].namespace, "next", "forward"),
+            (lay.devices[lslot.index + 1].namespace, "prev", "back"),
+        ):
+            issue = (
+                shaping.problem(shaping.read(ns, dev), shape, st.latency)
+                if ns in spaces
+                else "its device namespace is gone"
+            )
             shaped[way] = issue is None
             if issue:
                 broken.append(f"{who} ({way}): {issue}")
         entry: dict[str, Any] = {
-            "from": lslot.src, "to": lslot.dst, "bandwidth_mbps": lslot.bandwidth_mbps,
-            "latency_ms": lslot.latency_ms, "shaping": "tbf", "shaped": shaped,
+            "from": lslot.src,
+            "to": lslot.dst,
+            "bandwidth_mbps": lslot.bandwidth_mbps,
+            "latency_ms": lslot.latency_ms,
+            "shaping": "tbf",
+            "shaped": shaped,
             "latency_method": st.latency,
         }
         if st.latency == shaping.RELAY:
@@ -309,13 +367,21 @@ def examine(st: LabState) -> tuple[dict[str, Any], list[str], list[str]]:
             alive = lstate.relay is not None and lstate.relay.alive()
             if not alive:
                 dead.append(f"{who}: the latency relay is not running")
-            entry["relay"] = {"namespace": lslot.namespace, "running": alive,
-                              "pid": lstate.relay.pid if lstate.relay else None}
+            entry["relay"] = {
+                "namespace": lslot.namespace,
+                "running": alive,
+                "pid": lstate.relay.pid if lstate.relay else None,
+            }
         links.append(entry)
-    status = {"lab_id": st.lab_id, "latency_method": st.latency, "cgroup": f"v{st.cgroup}",
-              "management_network": st.mgmt_net, "devices_file": str(Path(st.folder) /
-                                                                      "devices.toml"),
-              "devices": devices, "links": links}
+    status = {
+        "lab_id": st.lab_id,
+        "latency_method": st.latency,
+        "cgroup": f"v{st.cgroup}",
+        "management_network": st.mgmt_net,
+        "devices_file": str(Path(st.folder) / "devices.toml"),
+        "devices": devices,
+        "links": links,
+    }
     return status, broken, dead
 
 
@@ -354,13 +420,17 @@ def up(devices_file: str | os.PathLike[str], folder: str | os.PathLike[str]) -> 
     if path.is_dir():
         old = lab_state.load(path)  # a damaged state file stops here, before any change
         if old is not None and old.digest != spec.digest():
-            raise OmdpError(f"{path} holds a lab of another chain (from {old.source})",
-                            f"take it down first: omdp lab down {path}")
+            raise OmdpError(
+                f"{path} holds a lab of another chain (from {old.source})",
+                f"take it down first: omdp lab down {path}",
+            )
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise OmdpError(f"cannot create the lab folder {path}: {exc.strerror or exc}",
-                        "choose a folder you can write to") from None
+        raise OmdpError(
+            f"cannot create the lab folder {path}: {exc.strerror or exc}",
+            "choose a folder you can write to",
+        ) from None
     host.ensure_privsep_dir()
     with _folder_lock(path):
         report = _up_locked(path, spec, tools)
@@ -399,19 +469,27 @@ def status(folder: str | os.PathLike[str]) -> Report:
     """The lab in `folder` as it is now."""
     path = _prepare(folder)
     if not path.is_dir():
-        raise OmdpError(f"no lab in {path}: the folder does not exist",
-                        "bring one up: omdp lab up devices.toml --dir " + str(path))
+        raise OmdpError(
+            f"no lab in {path}: the folder does not exist",
+            "bring one up: omdp lab up devices.toml --dir " + str(path),
+        )
     host.require_privileges()
     host.require_tools()
     st = lab_state.load(path)
     if st is None:
         spaces, ifaces = _leftovers(layout.lab_id(path))
         if spaces or ifaces:
-            return Report(str(path), "degraded", "", {}, [
-                f"no state file, but {len(spaces)} namespace(s) and {len(ifaces)} "
-                f"interface(s) of this lab remain: run omdp lab down {path}"])
-        raise OmdpError(f"no lab in {path}", f"bring one up: omdp lab up devices.toml "
-                        f"--dir {path}")
+            return Report(
+                str(path),
+                "degraded",
+                "",
+                {},
+                [
+                    f"no state file, but {len(spaces)} namespace(s) and {len(ifaces)} "
+                    f"interface(s) of this lab remain: run omdp lab down {path}"
+                ],
+            )
+        raise OmdpError(f"no lab in {path}", f"bring one up: omdp lab up devices.toml --dir {path}")
     return _report(path, st, "")
 
 

@@ -22,14 +22,17 @@ TIMEOUT_S = 20.0
 def run(argv: Sequence[str], doing: str, check: bool = True) -> str:
     """Run a command; its stdout, or OmdpError with `doing` and its first error line."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=TIMEOUT_S,
-                              check=False)
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OmdpError(f"cannot {doing}: {exc}", "check that iproute2 works here") from None
     if check and done.returncode != 0:
         first = next((ln for ln in done.stderr.splitlines() if ln.strip()), "failed")
-        raise OmdpError(f"cannot {doing}: {first.strip()}",
-                        "see `omdp lab status`; `omdp lab down` removes what was made")
+        raise OmdpError(
+            f"cannot {doing}: {first.strip()}",
+            "see `omdp lab status`; `omdp lab down` removes what was made",
+        )
     return done.stdout
 
 
@@ -73,8 +76,7 @@ def pids(name: str) -> list[int]:
 def sysctl(ns: str, key: str, value: str) -> None:
     """Set a network sysctl of `ns` (its /proc/sys/net is the namespace's own)."""
     path = "/proc/sys/" + key.replace(".", "/")
-    run(exec_argv(ns, ["sh", "-c", 'echo "$1" > "$2"', "sh", value, path]),
-        f"set {key} in {ns}")
+    run(exec_argv(ns, ["sh", "-c", 'echo "$1" > "$2"', "sh", value, path]), f"set {key} in {ns}")
 
 
 def disable_ipv6(dev: str) -> None:
@@ -86,8 +88,19 @@ def disable_ipv6(dev: str) -> None:
 
 def veth(a: str, a_ns: str | None, b: str, b_ns: str | None) -> None:
     """A veth pair: `a` in namespace `a_ns` and `b` in `b_ns` (None: the lab machine's)."""
-    argv = ["link", "add", "name", a, *(["netns", a_ns] if a_ns else []), "type", "veth",
-            "peer", "name", b, *(["netns", b_ns] if b_ns else [])]
+    argv = [
+        "link",
+        "add",
+        "name",
+        a,
+        *(["netns", a_ns] if a_ns else []),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b,
+        *(["netns", b_ns] if b_ns else []),
+    ]
     ip(*argv, doing=f"create the veth pair {a}/{b}")
 
 

@@ -34,7 +34,7 @@ def stat(pid: int) -> tuple[str, int] | None:
         text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2:].split()  # the command name may hold spaces
+    fields = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces
     try:
         return fields[0], int(fields[19])
     except (IndexError, ValueError):
@@ -45,8 +45,13 @@ def spawn(argv: Sequence[str], log: Path) -> Proc:
     """Start `argv` detached from this process (own session, stdin closed, output appended
     to `log`)."""
     with open(log, "ab") as out:
-        child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     info = stat(child.pid)
     # Popen's handle is dropped on purpose: the process outlives this one (init reaps it).
     child.returncode = 0  # keeps Popen.__del__ from warning about a running child

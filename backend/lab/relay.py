@@ -60,8 +60,9 @@ def open_side(ifname: str, rcvbuf: int) -> socket.socket:
 class Direction:
     """Frames received on `src`, waiting for their time to leave on `dst`."""
 
-    def __init__(self, src: socket.socket, dst: socket.socket, delay_ns: int, ns_per_byte: float,
-                 limit: int):
+    def __init__(
+        self, src: socket.socket, dst: socket.socket, delay_ns: int, ns_per_byte: float, limit: int
+    ):
         self.src, self.dst = src, dst
         self.delay_ns = delay_ns
         self.ns_per_byte = ns_per_byte
@@ -107,8 +108,10 @@ def run(a: str, b: str, delay_ms: float, rate_mbps: float, limit: int, rcvbuf: i
     sa, sb = open_side(a, rcvbuf), open_side(b, rcvbuf)
     delay_ns = int(delay_ms * 1e6)
     ns_per_byte = 8e3 / rate_mbps if rate_mbps > 0 else 0.0
-    ways = [Direction(sa, sb, delay_ns, ns_per_byte, limit),
-            Direction(sb, sa, delay_ns, ns_per_byte, limit)]
+    ways = [
+        Direction(sa, sb, delay_ns, ns_per_byte, limit),
+        Direction(sb, sa, delay_ns, ns_per_byte, limit),
+    ]
     by_fd = {sa.fileno(): ways[0], sb.fileno(): ways[1]}
     fds = list(by_fd)
     while True:
@@ -128,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("a", help="interface facing the upstream device")
     p.add_argument("b", help="interface facing the downstream device")
     p.add_argument("--delay-ms", type=float, required=True, help="one-way latency")
-    p.add_argument("--rate-mbps", type=float, default=0.0,
-                   help="link rate, for each frame's serialisation time (0: none)")
+    p.add_argument(
+        "--rate-mbps",
+        type=float,
+        default=0.0,
+        help="link rate, for each frame's serialisation time (0: none)",
+    )
     p.add_argument("--limit", type=int, default=10000, help="frames held per direction")
     p.add_argument("--rcvbuf", type=int, default=8 << 20)
     p.add_argument("--tag", default="", help="a name for the process list (the link's)")

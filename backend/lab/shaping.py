@@ -43,8 +43,15 @@ class Shape:
 
 
 def tbf_args(shape: Shape) -> list[str]:
-    return ["tbf", "rate", f"{shape.rate_bytes * 8}bit", "burst", str(shape.burst_bytes),
-            "limit", str(shape.limit_bytes)]
+    return [
+        "tbf",
+        "rate",
+        f"{shape.rate_bytes * 8}bit",
+        "burst",
+        str(shape.burst_bytes),
+        "limit",
+        str(shape.limit_bytes),
+    ]
 
 
 def commands(dev: str, shape: Shape, method: str) -> list[list[str]]:
@@ -52,8 +59,20 @@ def commands(dev: str, shape: Shape, method: str) -> list[list[str]]:
     delay) feeding a TBF child (the rate); with the relay: TBF alone."""
     if method == NETEM:
         return [
-            ["qdisc", "replace", "dev", dev, "root", "handle", "1:", "netem", "delay",
-             f"{shape.latency_ms:g}ms", "limit", "100000"],
+            [
+                "qdisc",
+                "replace",
+                "dev",
+                dev,
+                "root",
+                "handle",
+                "1:",
+                "netem",
+                "delay",
+                f"{shape.latency_ms:g}ms",
+                "limit",
+                "100000",
+            ],
             ["qdisc", "replace", "dev", dev, "parent", "1:1", "handle", "10:", *tbf_args(shape)],
         ]
     return [["qdisc", "replace", "dev", dev, "root", "handle", "1:", *tbf_args(shape)]]
@@ -67,19 +86,25 @@ def apply(ns: str, dev: str, shape: Shape, method: str) -> None:
 def netem_available(ns: str) -> bool:
     """Whether this kernel has netem: try it on `ns`'s loopback (the lab's own)."""
     try:
-        netns.run(["tc", "-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay",
-                   "1ms"], "probe netem")
+        netns.run(
+            ["tc", "-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            "probe netem",
+        )
     except Exception:
         return False
-    netns.run(["tc", "-n", ns, "qdisc", "del", "dev", "lo", "root"], "remove the netem probe",
-              check=False)
+    netns.run(
+        ["tc", "-n", ns, "qdisc", "del", "dev", "lo", "root"], "remove the netem probe", check=False
+    )
     return True
 
 
 def read(ns: str, dev: str) -> list[dict[str, Any]]:
     """The qdiscs in force on `dev` (tc's JSON)."""
-    out = netns.run(["tc", "-j", "-n", ns, "qdisc", "show", "dev", dev],
-                    f"read the qdiscs of {dev} in {ns}", check=False)
+    out = netns.run(
+        ["tc", "-j", "-n", ns, "qdisc", "show", "dev", dev],
+        f"read the qdiscs of {dev} in {ns}",
+        check=False,
+    )
     try:
         data = json.loads(out or "[]")
     except ValueError:

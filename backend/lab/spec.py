@@ -67,8 +67,9 @@ class LabSpec:
         this is."""
         body = {
             "devices": [d.to_dict() for d in self.chain.devices],
-            "links": [[lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms]
-                      for lk in self.chain.links],
+            "links": [
+                [lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms] for lk in self.chain.links
+            ],
             "limits": [lim.to_dict() for lim in self.limits],
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -81,11 +82,15 @@ def load_lab_spec(path: str | os.PathLike[str]) -> LabSpec:
     text = Path(path).read_text(encoding="utf-8")  # load_devices read it: it is readable
     raw_devices = tomllib.loads(text).get("device", [])
     if len(chain.devices) > MAX_DEVICES:
-        raise OmdpError(f"{source}: {len(chain.devices)} devices; a lab holds at most "
-                        f"{MAX_DEVICES}", "emulate a shorter chain")
+        raise OmdpError(
+            f"{source}: {len(chain.devices)} devices; a lab holds at most {MAX_DEVICES}",
+            "emulate a shorter chain",
+        )
     lines = _LabLines(text)
-    limits = [_limits(source, lines, k, raw.get("lab"), d)
-              for k, (raw, d) in enumerate(zip(raw_devices, chain.devices, strict=True))]
+    limits = [
+        _limits(source, lines, k, raw.get("lab"), d)
+        for k, (raw, d) in enumerate(zip(raw_devices, chain.devices, strict=True))
+    ]
     for link in chain.links:
         _check_link(source, link)
     return LabSpec(chain, limits, source, list(chain.warnings))
@@ -95,13 +100,17 @@ def _check_link(source: str, link: Any) -> None:
     where = f"{source}:{link.line}: " if link.line else f"{source}: "
     who = f"link '{link.src}' → '{link.dst}'"
     if not MIN_RATE_MBPS <= link.bandwidth_mbps <= MAX_RATE_MBPS:
-        raise OmdpError(f"{where}{who}: the lab shapes {MIN_RATE_MBPS:g} to "
-                        f"{MAX_RATE_MBPS:g} Mbit/s, not {link.bandwidth_mbps:g}",
-                        "give a bandwidth_mbps in that range")
+        raise OmdpError(
+            f"{where}{who}: the lab shapes {MIN_RATE_MBPS:g} to "
+            f"{MAX_RATE_MBPS:g} Mbit/s, not {link.bandwidth_mbps:g}",
+            "give a bandwidth_mbps in that range",
+        )
     if link.latency_ms > MAX_LATENCY_MS:
-        raise OmdpError(f"{where}{who}: the lab emulates latencies up to "
-                        f"{MAX_LATENCY_MS:g} ms, not {link.latency_ms:g}",
-                        "give a smaller latency_ms")
+        raise OmdpError(
+            f"{where}{who}: the lab emulates latencies up to "
+            f"{MAX_LATENCY_MS:g} ms, not {link.latency_ms:g}",
+            "give a smaller latency_ms",
+        )
 
 
 class _LabLines:
@@ -149,8 +158,7 @@ def _limits(source: str, lines: _LabLines, k: int, raw: Any, device: DeviceSpec)
         return OmdpError(f"{source}:{line}: {who}: [device.lab] {what}", fix)
 
     if not isinstance(raw, dict):
-        raise fail(None, "must be a table", "write [device.lab] with cpu, cpus, memory_mib, "
-                   "python")
+        raise fail(None, "must be a table", "write [device.lab] with cpu, cpus, memory_mib, python")
     for key in raw:
         if key not in LAB_FIELDS:
             close = difflib.get_close_matches(key, LAB_FIELDS, n=1)
@@ -159,31 +167,50 @@ def _limits(source: str, lines: _LabLines, k: int, raw: Any, device: DeviceSpec)
     ncpu = len(_online_cpus())
     cpu = raw.get("cpu")
     if cpu is not None:
-        if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not math.isfinite(cpu) \
-                or not MIN_CPU_SHARE <= cpu <= ncpu:
-            raise fail("cpu", f"cpu must be a share of CPU time in {MIN_CPU_SHARE:g}..{ncpu} "
-                       f"(this machine has {ncpu} CPUs), not {cpu!r}",
-                       "e.g. cpu = 0.25 for a quarter of one CPU")
+        if (
+            isinstance(cpu, bool)
+            or not isinstance(cpu, int | float)
+            or not math.isfinite(cpu)
+            or not MIN_CPU_SHARE <= cpu <= ncpu
+        ):
+            raise fail(
+                "cpu",
+                f"cpu must be a share of CPU time in {MIN_CPU_SHARE:g}..{ncpu} "
+                f"(this machine has {ncpu} CPUs), not {cpu!r}",
+                "e.g. cpu = 0.25 for a quarter of one CPU",
+            )
         cpu = float(cpu)
     cpus = raw.get("cpus")
     if cpus is not None:
         cpus = _cpu_list(cpus, lambda what, fix: fail("cpus", what, fix))
         if cpu is not None and cpu > len(cpus):
-            raise fail("cpu", f"cpu = {cpu:g} is more than the {len(cpus)} CPU(s) in cpus",
-                       "lower cpu or list more cpus")
+            raise fail(
+                "cpu",
+                f"cpu = {cpu:g} is more than the {len(cpus)} CPU(s) in cpus",
+                "lower cpu or list more cpus",
+            )
         outside = sorted(set(device.cpus or []) - set(cpus))
         if outside:
-            raise fail("cpus", f"the device pins its agent to cpu {outside[0]}, which is not "
-                       f"in its lab cpus {format_cpus(cpus)}",
-                       "make the device's `cpus` a subset of [device.lab] cpus")
+            raise fail(
+                "cpus",
+                f"the device pins its agent to cpu {outside[0]}, which is not "
+                f"in its lab cpus {format_cpus(cpus)}",
+                "make the device's `cpus` a subset of [device.lab] cpus",
+            )
     memory = raw.get("memory_mib")
     if memory is not None:
         total = _total_memory_mib()
-        if isinstance(memory, bool) or not isinstance(memory, int) \
-                or not MIN_MEMORY_MIB <= memory <= total:
-            raise fail("memory_mib", f"memory_mib must be an integer in {MIN_MEMORY_MIB}.."
-                       f"{total} (this machine's memory), not {memory!r}",
-                       "e.g. memory_mib = 2048")
+        if (
+            isinstance(memory, bool)
+            or not isinstance(memory, int)
+            or not MIN_MEMORY_MIB <= memory <= total
+        ):
+            raise fail(
+                "memory_mib",
+                f"memory_mib must be an integer in {MIN_MEMORY_MIB}.."
+                f"{total} (this machine's memory), not {memory!r}",
+                "e.g. memory_mib = 2048",
+            )
     python = raw.get("python")
     if python is not None:
         python = _interpreter(python, lambda what, fix: fail("python", what, fix))
@@ -195,49 +222,67 @@ def _cpu_list(value: Any, fail: Any) -> list[int]:
     is built (a range of 4×10^9 must not be expanded)."""
     online = _online_cpus()
     top = max(online)
-    numbers = re.findall(r"\d+", value) if isinstance(value, str) else (
-        value if isinstance(value, list) else [value])
+    numbers = (
+        re.findall(r"\d+", value)
+        if isinstance(value, str)
+        else (value if isinstance(value, list) else [value])
+    )
     if isinstance(value, list) and len(value) > top + 1:
-        raise fail(f"cpus lists {len(value)} CPUs; this machine has {len(online)}",
-                   f"use CPUs from {format_cpus(online)}")
+        raise fail(
+            f"cpus lists {len(value)} CPUs; this machine has {len(online)}",
+            f"use CPUs from {format_cpus(online)}",
+        )
     for n in numbers:
         if isinstance(n, bool) or not isinstance(n, int | str):
             continue  # parse_cpus says what is wrong with it
         if (int(n) if isinstance(n, int) or len(n) < 10 else top + 1) > top:
-            raise fail(f"cpu {n} does not exist here (CPUs: {format_cpus(online)})",
-                       "list CPUs of this machine")
+            raise fail(
+                f"cpu {n} does not exist here (CPUs: {format_cpus(online)})",
+                "list CPUs of this machine",
+            )
     try:
         cpus = parse_cpus(value)
     except ValueError as exc:
-        raise fail(f"cpus {exc}", "e.g. cpus = \"0-1\" or cpus = [0]") from None
+        raise fail(f"cpus {exc}", 'e.g. cpus = "0-1" or cpus = [0]') from None
     missing = [c for c in cpus if c not in online]
     if missing:
-        raise fail(f"cpu {missing[0]} is not available here (CPUs: {format_cpus(online)})",
-                   "list CPUs of this machine")
+        raise fail(
+            f"cpu {missing[0]} is not available here (CPUs: {format_cpus(online)})",
+            "list CPUs of this machine",
+        )
     return cpus
 
 
 def _interpreter(value: Any, fail: Any) -> str:
     if not isinstance(value, str) or not value.strip() or "\n" in value:
-        raise fail(f"python must be an interpreter's name or path, not {value!r}",
-                   "e.g. python = \"python3.8\"")
+        raise fail(
+            f"python must be an interpreter's name or path, not {value!r}",
+            'e.g. python = "python3.8"',
+        )
     found = shutil.which(value.strip())
     if found is None or os.path.isdir(found):
-        raise fail(f"python '{value}' is not an executable on this machine",
-                   "install it, or give its full path")
+        raise fail(
+            f"python '{value}' is not an executable on this machine",
+            "install it, or give its full path",
+        )
     # The interpreter itself, not a wrapper: a pyenv shim, for one, needs the user's shell
     # environment, which an SSH session on the device does not have.
     try:
-        done = subprocess.run([found, "-c", "import sys; print(sys.executable)"],
-                              capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            [found, "-c", "import sys; print(sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise fail(f"python '{value}' does not run: {exc}", "give a working interpreter") \
-            from None
+        raise fail(f"python '{value}' does not run: {exc}", "give a working interpreter") from None
     real = done.stdout.strip()
     if done.returncode != 0 or not os.path.isabs(real) or not os.path.isfile(real):
         why = next((ln for ln in done.stderr.splitlines() if ln.strip()), "no sys.executable")
-        raise fail(f"python '{value}' does not run: {why.strip()[:200]}",
-                   "give a working interpreter")
+        raise fail(
+            f"python '{value}' does not run: {why.strip()[:200]}", "give a working interpreter"
+        )
     return real
 
 

@@ -29,11 +29,17 @@ def keygen(path: Path, comment: str) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".keygen-") as tmp:
         key = Path(tmp) / "key"
         try:
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
-                            "-f", str(key)], check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
-            raise OmdpError(f"cannot make an SSH key at {path}: {exc}",
-                            "check that ssh-keygen (openssh-client) works") from None
+            raise OmdpError(
+                f"cannot make an SSH key at {path}: {exc}",
+                "check that ssh-keygen (openssh-client) works",
+            ) from None
         key.with_name("key.pub").replace(path.with_name(path.name + ".pub"))
         key.replace(path)
 
@@ -46,28 +52,34 @@ def public_key(path: Path) -> str:
 
 def config_text(listen: str, port: int, folder: Path, authorized_keys: Path) -> str:
     """sshd_config for one device (paths quoted: the lab's folder may hold spaces)."""
-    sftp = shutil.which("sftp-server", path="/usr/lib/openssh:/usr/libexec/openssh:"
-                        "/usr/lib/ssh:/usr/libexec") or "internal-sftp"
-    return "\n".join([
-        f"ListenAddress {listen}:{port}",
-        f'HostKey "{folder / HOST_KEY}"',
-        f'AuthorizedKeysFile "{authorized_keys}"',
-        f'PidFile "{folder / "sshd.pid"}"',
-        "PermitRootLogin prohibit-password",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "StrictModes no",  # the lab's folder may sit in a shared /tmp
-        "UseDNS no",
-        "X11Forwarding no",
-        "AllowTcpForwarding no",
-        "PrintMotd no",
-        "MaxStartups 32:50:64",
-        "LogLevel ERROR",
-        f"Subsystem sftp {sftp}",
-        "",
-    ])
+    sftp = (
+        shutil.which(
+            "sftp-server", path="/usr/lib/openssh:/usr/libexec/openssh:/usr/lib/ssh:/usr/libexec"
+        )
+        or "internal-sftp"
+    )
+    return "\n".join(
+        [
+            f"ListenAddress {listen}:{port}",
+            f'HostKey "{folder / HOST_KEY}"',
+            f'AuthorizedKeysFile "{authorized_keys}"',
+            f'PidFile "{folder / "sshd.pid"}"',
+            "PermitRootLogin prohibit-password",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",  # the lab's folder may sit in a shared /tmp
+            "UseDNS no",
+            "X11Forwarding no",
+            "AllowTcpForwarding no",
+            "PrintMotd no",
+            "MaxStartups 32:50:64",
+            "LogLevel ERROR",
+            f"Subsystem sftp {sftp}",
+            "",
+        ]
+    )
 
 
 def write_config(folder: Path, listen: str, port: int, authorized_keys: Path) -> Path:

@@ -57,9 +57,12 @@ class LabState:
     links: list[LinkState]
 
     def layout(self) -> layout.Layout:
-        return layout.plan(self.lab_id, [d.name for d in self.devices],
-                           [(lk.bandwidth_mbps, lk.latency_ms) for lk in self.links],
-                           self.mgmt_net)
+        return layout.plan(
+            self.lab_id,
+            [d.name for d in self.devices],
+            [(lk.bandwidth_mbps, lk.latency_ms) for lk in self.links],
+            self.mgmt_net,
+        )
 
     def to_json(self) -> str:
         body = asdict(self)
@@ -91,9 +94,11 @@ def load(folder: Path) -> LabState | None:
 
 
 def _damaged(p: Path, what: str) -> OmdpError:
-    return OmdpError(f"the lab state {p} is damaged: {what}",
-                     f"run `omdp lab down {p.parent}` (it finds what the lab made by its "
-                     "names) and bring the lab up again")
+    return OmdpError(
+        f"the lab state {p} is damaged: {what}",
+        f"run `omdp lab down {p.parent}` (it finds what the lab made by its "
+        "names) and bring the lab up again",
+    )
 
 
 def _need(cond: bool, what: str) -> None:
@@ -109,8 +114,13 @@ def _str(d: dict[str, Any], key: str, limit: int = 4096) -> str:
 
 def _num(d: dict[str, Any], key: str, lo: float, hi: float) -> float:
     v = d[key]
-    _need(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-          and lo <= v <= hi, f"bad {key}")
+    _need(
+        isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and lo <= v <= hi,
+        f"bad {key}",
+    )
     return float(v)
 
 
@@ -119,16 +129,21 @@ def _proc(v: Any) -> Proc | None:
         return None
     _need(isinstance(v, dict), "bad process")
     pid, started = v["pid"], v["started"]
-    _need(all(isinstance(x, int) and not isinstance(x, bool) for x in (pid, started))
-          and 1 < pid < 1 << 22 and 0 <= started < 1 << 62, "bad process")
+    _need(
+        all(isinstance(x, int) and not isinstance(x, bool) for x in (pid, started))
+        and 1 < pid < 1 << 22
+        and 0 <= started < 1 << 62,
+        "bad process",
+    )
     return Proc(pid, started)
 
 
 def _limits(v: Any) -> Limits:
     _need(isinstance(v, dict), "bad limits")
     cpu, cpus, mem, python = v.get("cpu"), v.get("cpus"), v.get("memory_mib"), v.get("python")
-    _need(cpu is None or (isinstance(cpu, int | float) and math.isfinite(cpu) and cpu > 0),
-          "bad cpu")
+    _need(
+        cpu is None or (isinstance(cpu, int | float) and math.isfinite(cpu) and cpu > 0), "bad cpu"
+    )
     _need(mem is None or (isinstance(mem, int) and 0 < mem < 1 << 40), "bad memory_mib")
     _need(python is None or isinstance(python, str), "bad python")
     cpu_list = None
@@ -149,23 +164,28 @@ def _parse(data: Any, folder: Path) -> LabState:
     where = _str(data, "folder")
     real = os.path.realpath(folder)
     if lid != layout.lab_id(folder) or os.path.realpath(where) != real:
-        raise ValueError(f"it belongs to a lab brought up in {where!r} (labs cannot move: "
-                         "take it down where it was brought up)")
+        raise ValueError(
+            f"it belongs to a lab brought up in {where!r} (labs cannot move: "
+            "take it down where it was brought up)"
+        )
     latency = _str(data, "latency")
     _need(latency in METHODS, "bad latency method")
     cgroup = data["cgroup"]
     _need(cgroup in (1, 2) and not isinstance(cgroup, bool), "bad cgroup version")
     net = ipaddress.ip_network(_str(data, "mgmt_net"))
-    _need(net.version == 4 and net.prefixlen == 24 and net.subnet_of(layout.MGMT_POOL),  # type: ignore[arg-type]
-          "bad mgmt_net")
+    _need(
+        net.version == 4 and net.prefixlen == 24 and net.subnet_of(layout.MGMT_POOL),  # type: ignore[arg-type]
+        "bad mgmt_net",
+    )
     raw_devices, raw_links = data["devices"], data["links"]
     _need(isinstance(raw_devices, list) and 0 < len(raw_devices) <= 32, "bad devices")
     _need(isinstance(raw_links, list) and len(raw_links) == len(raw_devices) - 1, "bad links")
     devices = []
     for d in raw_devices:
         _need(isinstance(d, dict), "bad device")
-        devices.append(DeviceState(_str(d, "name", 256), _limits(d.get("limits", {})),
-                                   _proc(d.get("sshd"))))
+        devices.append(
+            DeviceState(_str(d, "name", 256), _limits(d.get("limits", {})), _proc(d.get("sshd")))
+        )
     names = [d.name for d in devices]
     _need(len(set(names)) == len(names), "device names repeat")
     links = []
@@ -173,7 +193,24 @@ def _parse(data: Any, folder: Path) -> LabState:
         _need(isinstance(lk, dict), "bad link")
         src, dst = _str(lk, "src", 256), _str(lk, "dst", 256)
         _need((src, dst) == (names[i], names[i + 1]), "links do not follow the chain")
-        links.append(LinkState(src, dst, _num(lk, "bandwidth_mbps", 0.01, 1e5),
-                               _num(lk, "latency_ms", 0, 1e5), _proc(lk.get("relay"))))
-    return LabState(where, lid, _str(data, "digest", 64), _str(data, "source"), latency,
-                    cgroup, str(net), _str(data, "user", 64), devices, links)
+        links.append(
+            LinkState(
+                src,
+                dst,
+                _num(lk, "bandwidth_mbps", 0.01, 1e5),
+                _num(lk, "latency_ms", 0, 1e5),
+                _proc(lk.get("relay")),
+            )
+        )
+    return LabState(
+        where,
+        lid,
+        _str(data, "digest", 64),
+        _str(data, "source"),
+        latency,
+        cgroup,
+        str(net),
+        _str(data, "user", 64),
+        devices,
+        links,
+    )

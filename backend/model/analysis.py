@@ -56,8 +56,12 @@ class TensorInfo:
     bytes: int | None  # None when the shape is not fully known
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "shape": None if self.shape is None else list(self.shape),
-                "dtype": self.dtype, "bytes": self.bytes}
+        return {
+            "name": self.name,
+            "shape": None if self.shape is None else list(self.shape),
+            "dtype": self.dtype,
+            "bytes": self.bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -117,23 +121,42 @@ class ModelAnalysis:
         return resolve_position(spec, self.n, [n.name for n in self.nodes], producers)
 
     def candidates(self, k: int) -> list[int]:
-        return rank_candidates(self.cuts, [n.flops or 0 for n in self.nodes],
-                               [n.static for n in self.nodes], k)
+        return rank_candidates(
+            self.cuts, [n.flops or 0 for n in self.nodes], [n.static for n in self.nodes], k
+        )
 
     def node_table(self) -> pd.DataFrame:
         """One row per node in order; `cut_bytes` is the size of the cut right after it."""
         rows = []
         for node in self.nodes:
             out = node.outputs[0] if node.outputs else None
-            rows.append({
-                "index": node.index, "name": node.name, "op": node.op,
-                "output_shape": None if out is None or out.shape is None else list(out.shape),
-                "output_bytes": sum(o.bytes or 0 for o in node.outputs),
-                "flops": node.flops, "params": node.params,
-                "cut_bytes": self.cuts[node.index + 1].bytes, "static": node.static,
-            })
-        return pd.DataFrame(rows, columns=["index", "name", "op", "output_shape", "output_bytes",
-                                           "flops", "params", "cut_bytes", "static"])
+            rows.append(
+                {
+                    "index": node.index,
+                    "name": node.name,
+                    "op": node.op,
+                    "output_shape": None if out is None or out.shape is None else list(out.shape),
+                    "output_bytes": sum(o.bytes or 0 for o in node.outputs),
+                    "flops": node.flops,
+                    "params": node.params,
+                    "cut_bytes": self.cuts[node.index + 1].bytes,
+                    "static": node.static,
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "index",
+                "name",
+                "op",
+                "output_shape",
+                "output_bytes",
+                "flops",
+                "params",
+                "cut_bytes",
+                "static",
+            ],
+        )
 
     def summary(self) -> dict:
         ops = Counter(n.op for n in self.nodes)
@@ -153,8 +176,7 @@ class ModelAnalysis:
     def weight_bytes(self, a: int, b: int) -> int:
         """Bytes of the initializers segment [a, b) carries."""
         used = {u for i in self.index.segment_nodes(a, b) for u in self.index.uses[i]}
-        return sum(tensor_nbytes(t) for name, t in self.index.initializers.items()
-                   if name in used)
+        return sum(tensor_nbytes(t) for name, t in self.index.initializers.items() if name in used)
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -169,14 +191,22 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
         name, sep, dims = spec.partition("=")
         parts = [d.strip() for d in dims.replace("x", ",").split(",")]
         values = [int(d) for d in parts if _DIMS.fullmatch(d)]
-        if (not sep or not name or not values or len(values) != len(parts)
-                or any(not 1 <= v <= MAX_DIM for v in values)):
-            raise OmdpError(f"bad --input-shape {shown(spec)}",
-                            f"write NAME=D0,D1,... with whole numbers from 1 to {MAX_DIM}, "
-                            "e.g. images=1,3,640,640")
+        if (
+            not sep
+            or not name
+            or not values
+            or len(values) != len(parts)
+            or any(not 1 <= v <= MAX_DIM for v in values)
+        ):
+            raise OmdpError(
+                f"bad --input-shape {shown(spec)}",
+                f"write NAME=D0,D1,... with whole numbers from 1 to {MAX_DIM}, "
+                "e.g. images=1,3,640,640",
+            )
         if name in shapes:
-            raise OmdpError(f"--input-shape gives input {shown(name)} twice",
-                            "give each input once")
+            raise OmdpError(
+                f"--input-shape gives input {shown(name)} twice", "give each input once"
+            )
         shapes[name] = values
     return shapes
 
@@ -203,14 +233,19 @@ def load_model(path: str | os.PathLike) -> tuple[ModelProto, LazyWeights]:
     try:
         model, lazy = load_lazy(str(p))
     except OSError as exc:
-        raise OmdpError(f"cannot read {p}: {exc.strerror or exc}",
-                        "check the file's permissions") from None
+        raise OmdpError(
+            f"cannot read {p}: {exc.strerror or exc}", "check the file's permissions"
+        ) from None
     except (DecodeError, RuntimeError, ValueError, IndexError, UnicodeDecodeError) as exc:
-        raise OmdpError(f"{p} is not a readable ONNX model (truncated or not ONNX: "
-                        f"{_first_line(exc)})", "re-export or re-copy the model") from None
+        raise OmdpError(
+            f"{p} is not a readable ONNX model (truncated or not ONNX: {_first_line(exc)})",
+            "re-export or re-copy the model",
+        ) from None
     if not model.HasField("graph") or not model.opset_import or not model.graph.node:
-        raise OmdpError(f"{p} is not an ONNX model (no graph or opset)",
-                        "give an ONNX file, e.g. exported with torch.onnx.export")
+        raise OmdpError(
+            f"{p} is not an ONNX model (no graph or opset)",
+            "give an ONNX file, e.g. exported with torch.onnx.export",
+        )
     _load_external_data(model, p)
     return model, lazy
 
@@ -219,8 +254,9 @@ def _load_external_data(model: ModelProto, p: Path) -> None:
     """Read the weights a model keeps in files beside it; onnx refuses locations outside
     the model's folder and data that does not fit the file."""
     g = model.graph
-    tensors = list(g.initializer) + [a.t for n in g.node for a in n.attribute
-                                     if a.type == onnx.AttributeProto.TENSOR]
+    tensors = list(g.initializer) + [
+        a.t for n in g.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR
+    ]
     for t in tensors:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -230,10 +266,11 @@ def _load_external_data(model: ModelProto, p: Path) -> None:
                 warnings.simplefilter("ignore")
                 load_external_data_for_tensor(t, str(p.parent))
         except (OSError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
-            raise OmdpError(f"{p} keeps the weights of {shown(t.name)} in external data "
-                            f"{shown(location)}, which cannot be read ({_first_line(exc)})",
-                            f"copy the model's data file(s) into {p.parent} beside it"
-                            ) from None
+            raise OmdpError(
+                f"{p} keeps the weights of {shown(t.name)} in external data "
+                f"{shown(location)}, which cannot be read ({_first_line(exc)})",
+                f"copy the model's data file(s) into {p.parent} beside it",
+            ) from None
 
 
 def _zoo_hint() -> str:
@@ -249,8 +286,9 @@ def _first_line(exc: BaseException) -> str:
     return inert(text[0][:200]) if text else type(exc).__name__
 
 
-def open_model(source: str | os.PathLike | ModelProto,
-               ) -> tuple[ModelProto, Path | None, LazyWeights | None]:
+def open_model(
+    source: str | os.PathLike | ModelProto,
+) -> tuple[ModelProto, Path | None, LazyWeights | None]:
     """A model from a path, a built-in model name, or an in-memory ModelProto."""
     if isinstance(source, ModelProto):
         return source, None, None
@@ -272,8 +310,10 @@ def check_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
     names = [i.name for i in real]
     for name in shapes:
         if name not in names:
-            raise OmdpError(f"--input-shape names {shown(name)}, which is not a model input",
-                            f"the inputs are: {', '.join(shown(n) for n in names)}")
+            raise OmdpError(
+                f"--input-shape names {shown(name)}, which is not a model input",
+                f"the inputs are: {', '.join(shown(n) for n in names)}",
+            )
     for vi in real:
         if not vi.type.HasField("tensor_type"):
             continue
@@ -281,25 +321,45 @@ def check_input_shapes(model: ModelProto, shapes: dict[str, list[int]]) -> None:
         given = shapes.get(vi.name)
         if given is not None:
             if vi.type.tensor_type.HasField("shape") and len(dims) != len(given):
-                raise OmdpError(f"input {shown(vi.name)} has {len(dims)} dims but "
-                                f"--input-shape gives {len(given)}", f"give {len(dims)} values")
+                raise OmdpError(
+                    f"input {shown(vi.name)} has {len(dims)} dims but "
+                    f"--input-shape gives {len(given)}",
+                    f"give {len(dims)} values",
+                )
             for axis, (d, v) in enumerate(zip(dims, given, strict=False)):
                 if d.HasField("dim_value") and d.dim_value != v:
-                    raise OmdpError(f"input {shown(vi.name)} has fixed size {d.dim_value} on "
-                                    f"axis {axis}, not {v}",
-                                    "keep the model's fixed dims as they are")
+                    raise OmdpError(
+                        f"input {shown(vi.name)} has fixed size {d.dim_value} on "
+                        f"axis {axis}, not {v}",
+                        "keep the model's fixed dims as they are",
+                    )
             continue
         if not vi.type.tensor_type.HasField("shape") or any(
-                not d.HasField("dim_value") for d in dims):
-            declared = ",".join(d.dim_param or "?" if not d.HasField("dim_value")
-                                else str(d.dim_value) for d in dims) or "unknown rank"
-            example = ",".join(
-                str(d.dim_value) if d.HasField("dim_value")
-                else "1" if axis == 0 else (d.dim_param or f"D{axis}").upper()
-                for axis, d in enumerate(dims)) or "1,3,224,224"
-            raise OmdpError(f"input {shown(vi.name)} has symbolic dims [{shown(declared)[1:-1]}]",
-                            f"give numbers for them, e.g. --input-shape "
-                            f"{shown(vi.name)[1:-1]}={shown(example)[1:-1]}")
+            not d.HasField("dim_value") for d in dims
+        ):
+            declared = (
+                ",".join(
+                    d.dim_param or "?" if not d.HasField("dim_value") else str(d.dim_value)
+                    for d in dims
+                )
+                or "unknown rank"
+            )
+            example = (
+                ",".join(
+                    str(d.dim_value)
+                    if d.HasField("dim_value")
+                    else "1"
+                    if axis == 0
+                    else (d.dim_param or f"D{axis}").upper()
+                    for axis, d in enumerate(dims)
+                )
+                or "1,3,224,224"
+            )
+            raise OmdpError(
+                f"input {shown(vi.name)} has symbolic dims [{shown(declared)[1:-1]}]",
+                f"give numbers for them, e.g. --input-shape "
+                f"{shown(vi.name)[1:-1]}={shown(example)[1:-1]}",
+            )
 
 
 def _dtype_name(elem_type: int) -> str:
@@ -319,32 +379,41 @@ def _item_bytes(info: TensorInfo) -> int:
     return info.bytes // count if info.bytes and count else 1
 
 
-def _tensor_info(name: str, vi: onnx.ValueInfoProto | None,
-                 init: onnx.TensorProto | None) -> TensorInfo:
+def _tensor_info(
+    name: str, vi: onnx.ValueInfoProto | None, init: onnx.TensorProto | None
+) -> TensorInfo:
     if init is not None:
-        return TensorInfo(name, tuple(int(d) for d in init.dims), _dtype_name(init.data_type),
-                          tensor_nbytes(init))
+        return TensorInfo(
+            name, tuple(int(d) for d in init.dims), _dtype_name(init.data_type), tensor_nbytes(init)
+        )
     if vi is None or not vi.type.HasField("tensor_type"):
         return TensorInfo(name, None, "unknown", None)
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
         return TensorInfo(name, None, _dtype_name(tt.elem_type), None)
     shape: tuple[int | str | None, ...] = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+    )
     known = [d for d in shape if isinstance(d, int)]
     nbytes = math.prod(known) * itemsize(tt.elem_type) if len(known) == len(shape) else None
     return TensorInfo(name, shape, _dtype_name(tt.elem_type), nbytes)
 
 
-def analyze(source: str | os.PathLike | ModelProto,
-            input_shapes: dict[str, list[int]] | None = None) -> ModelAnalysis:
+def analyze(
+    source: str | os.PathLike | ModelProto, input_shapes: dict[str, list[int]] | None = None
+) -> ModelAnalysis:
     """Check, load, shape-infer and index a model; compute per-node facts and every cut."""
     model, path, lazy = open_model(source)
     if path is None and isinstance(source, ModelProto):
         model = ModelProto()
         model.CopyFrom(source)  # never modify the caller's model
-    where = (str(path) if path is not None else "the model" if isinstance(source, ModelProto)
-             else f"built-in model {shown(str(source))}")
+    where = (
+        str(path)
+        if path is not None
+        else "the model"
+        if isinstance(source, ModelProto)
+        else f"built-in model {shown(str(source))}"
+    )
     shapes = dict(input_shapes or {})
     order = check_structure(model, lazy, where)
     check_input_shapes(model, shapes)
@@ -352,8 +421,7 @@ def analyze(source: str | os.PathLike | ModelProto,
     try:
         index = prepare(model, shapes, lazy)
     except ValueError as exc:
-        raise OmdpError(f"{where}: invalid model: {_first_line(exc)}",
-                        FIX) from None
+        raise OmdpError(f"{where}: invalid model: {_first_line(exc)}", FIX) from None
     g = model.graph
     vis = index.value_info
     names = set(vis) | set(index.initializers) | set(index.inputs) | set(index.outputs)
@@ -378,8 +446,11 @@ def analyze(source: str | os.PathLike | ModelProto,
         fl = 0 if static else node_flops(node, [t.shape for t in ins], [t.shape for t in outs])
         if fl is None:
             uncounted[node.op_type] += 1
-        params = sum(math.prod(index.initializers[t].dims) for t in set(uses)
-                     if t in index.initializers and is_parameter(index.initializers[t]))
+        params = sum(
+            math.prod(index.initializers[t].dims)
+            for t in set(uses)
+            if t in index.initializers and is_parameter(index.initializers[t])
+        )
         name = node.name if node.name and node.name not in seen_names else f"{node.op_type}_{i}"
         seen_names.add(name)
         nodes.append(NodeInfo(i, name, node.op_type, ins, outs, params, fl, static))
@@ -388,5 +459,6 @@ def analyze(source: str | os.PathLike | ModelProto,
     cuts = build_cuts(index.all_crossings(), sizes)
     parameters = count_parameters(g.initializer)
     flops = sum(n.flops or 0 for n in nodes)
-    return ModelAnalysis(model, index, path, shapes, tensors, nodes, cuts, parameters, flops,
-                         dict(uncounted))
+    return ModelAnalysis(
+        model, index, path, shapes, tensors, nodes, cuts, parameters, flops, dict(uncounted)
+    )

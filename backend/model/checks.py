@@ -42,12 +42,22 @@ _LATEST_OPSET = {
     "ai.onnx.training": max(row[4] for row in onnx.helper.VERSION_TABLE if len(row) > 4),
 }
 # Bits per element of the types stored packed, several to a byte.
-_PACKED_BITS: dict[int, int] = {TensorProto.INT4: 4, TensorProto.UINT4: 4,
-                                 TensorProto.FLOAT4E2M1: 4, TensorProto.INT2: 2,
-                                 TensorProto.UINT2: 2}
+_PACKED_BITS: dict[int, int] = {
+    TensorProto.INT4: 4,
+    TensorProto.UINT4: 4,
+    TensorProto.FLOAT4E2M1: 4,
+    TensorProto.INT2: 2,
+    TensorProto.UINT2: 2,
+}
 _UNCHECKED: set[int] = {TensorProto.FLOAT6E2M3, TensorProto.FLOAT6E3M2}  # packing not pinned down
-_TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data",
-                 "uint64_data")
+_TYPED_FIELDS = (
+    "float_data",
+    "int32_data",
+    "string_data",
+    "int64_data",
+    "double_data",
+    "uint64_data",
+)
 _COMPLEX = {TensorProto.COMPLEX64, TensorProto.COMPLEX128}
 
 
@@ -75,6 +85,7 @@ def _fail(where: str, what: str, fix: str = FIX) -> OmdpError:
 
 # -- the model as declared ---------------------------------------------------------------------
 
+
 def check_structure(model: ModelProto, lazy: LazyWeights | None, where: str) -> list[int]:
     """The structural rules (module docstring); `where` names the model in messages.
     Returns the node order (see `segments.topological_order`)."""
@@ -89,12 +100,16 @@ def check_structure(model: ModelProto, lazy: LazyWeights | None, where: str) -> 
 
 def _check_header(model: ModelProto, where: str) -> None:
     if not model.HasField("graph"):
-        raise OmdpError(f"{where} is not an ONNX model (no graph)",
-                        "give an ONNX file, e.g. exported with torch.onnx.export")
+        raise OmdpError(
+            f"{where} is not an ONNX model (no graph)",
+            "give an ONNX file, e.g. exported with torch.onnx.export",
+        )
     if not 3 <= model.ir_version <= onnx.IR_VERSION:
-        raise _fail(where, f"IR version {model.ir_version} is not one this onnx reads "
-                    f"(3..{onnx.IR_VERSION})",
-                    "re-export it with a supported exporter, or upgrade onnx")
+        raise _fail(
+            where,
+            f"IR version {model.ir_version} is not one this onnx reads (3..{onnx.IR_VERSION})",
+            "re-export it with a supported exporter, or upgrade onnx",
+        )
     if not model.opset_import:
         raise _fail(where, "it imports no opset")
     seen: set[str] = set()
@@ -107,8 +122,11 @@ def _check_header(model: ModelProto, where: str) -> None:
         latest = _LATEST_OPSET.get(domain)
         if op.version < 1 or (latest is not None and op.version > latest):
             known = f"1..{latest}" if latest is not None else "1 or more"
-            raise _fail(where, f"opset {op.version} of {label} does not exist (known: {known})",
-                        "re-export it with a supported opset, or upgrade onnx")
+            raise _fail(
+                where,
+                f"opset {op.version} of {label} does not exist (known: {known})",
+                "re-export it with a supported opset, or upgrade onnx",
+            )
     g = model.graph
     if not g.node:
         raise _fail(where, "the graph has no nodes", "give a model with at least one operator")
@@ -139,20 +157,27 @@ def _check_names(g: GraphProto, where: str) -> None:
         if node.name:
             if node.name in named:
                 j = named[node.name]
-                raise _fail(where, f"{node_ref(j, g.node[j])} and {node_ref(i, node)} have the "
-                            "same name", "give every node its own name")
+                raise _fail(
+                    where,
+                    f"{node_ref(j, g.node[j])} and {node_ref(i, node)} have the same name",
+                    "give every node its own name",
+                )
             named[node.name] = i
         for out in node.output:
             if not out:
                 continue
             if out in producer:
                 j = producer[out]
-                raise _fail(where, f"tensor {shown(out)} is produced by two nodes: "
-                            f"{node_ref(j, g.node[j])} and {node_ref(i, node)}")
+                raise _fail(
+                    where,
+                    f"tensor {shown(out)} is produced by two nodes: "
+                    f"{node_ref(j, g.node[j])} and {node_ref(i, node)}",
+                )
             if out in initializers or out in inputs:
                 kind = "an initializer" if out in initializers else "a graph input"
-                raise _fail(where, f"tensor {shown(out)} is {kind} and also produced by "
-                            f"{node_ref(i, node)}")
+                raise _fail(
+                    where, f"tensor {shown(out)} is {kind} and also produced by {node_ref(i, node)}"
+                )
             producer[out] = i
     outputs: set[str] = set()
     for vi in g.output:
@@ -200,12 +225,12 @@ def _check_initializers(g: GraphProto, lazy: LazyWeights | None, where: str) -> 
     valid_types = set(TensorProto.DataType.values()) - {TensorProto.UNDEFINED}
     for t in g.initializer:
         if t.data_type not in valid_types:
-            raise _fail(where, f"initializer {shown(t.name)} has no valid element type "
-                        f"({t.data_type})")
+            raise _fail(
+                where, f"initializer {shown(t.name)} has no valid element type ({t.data_type})"
+            )
         if t.dims and min(t.dims) < 0:
             axis, d = next((a, d) for a, d in enumerate(t.dims) if d < 0)
-            raise _fail(where, f"initializer {shown(t.name)} has a negative dim {d} on "
-                        f"axis {axis}")
+            raise _fail(where, f"initializer {shown(t.name)} has a negative dim {d} on axis {axis}")
         if t.data_location == TensorProto.EXTERNAL:
             continue  # loaded by `load_model` before this, or refused there
         _check_data(t, lazy, where)  # data that fits its dims: no absurd size either
@@ -231,8 +256,9 @@ def _check_data(t: TensorProto, lazy: LazyWeights | None, where: str) -> None:
         if t.data_type == TensorProto.STRING:
             raise _fail(where, f"initializer {name} holds strings as raw bytes")
         if expected is not None and raw != expected:
-            raise _fail(where, f"initializer {name} holds {raw:,} bytes of data but {need} "
-                        f"{expected:,}")
+            raise _fail(
+                where, f"initializer {name} holds {raw:,} bytes of data but {need} {expected:,}"
+            )
         return
     field = typed[0]
     if t.data_type in _PACKED_BITS or t.data_type in _UNCHECKED:
@@ -279,25 +305,38 @@ def _check_value_infos(g: GraphProto, where: str) -> None:
     ends = [("graph input", vi) for vi in g.input if vi.name not in initializers]
     ends += [("graph output", vi) for vi in g.output]
     for kind, vi in ends + [("tensor", vi) for vi in g.value_info]:
-        if kind == "graph input" and vi.type.HasField("tensor_type") \
-                and not vi.type.tensor_type.elem_type:
+        if (
+            kind == "graph input"
+            and vi.type.HasField("tensor_type")
+            and not vi.type.tensor_type.elem_type
+        ):
             raise _fail(where, f"graph input {shown(vi.name)} has no element type")
         dims = _declared_dims(vi)
         if dims is None:
             continue
-        check_dims(f"{kind} {shown(vi.name)}", dims, itemsize(vi.type.tensor_type.elem_type),
-                   where, empty_ok=kind == "tensor")
+        check_dims(
+            f"{kind} {shown(vi.name)}",
+            dims,
+            itemsize(vi.type.tensor_type.elem_type),
+            where,
+            empty_ok=kind == "tensor",
+        )
 
 
 def _declared_dims(vi: ValueInfoProto) -> list[int | None] | None:
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return None
-    return [d.dim_value if d.HasField("dim_value") else None
-            for d in vi.type.tensor_type.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
 
 
-def check_dims(label: str, dims: Sequence[int | str | None], item_bytes: int, where: str,
-               *, empty_ok: bool = True) -> None:
+def check_dims(
+    label: str,
+    dims: Sequence[int | str | None],
+    item_bytes: int,
+    where: str,
+    *,
+    empty_ok: bool = True,
+) -> None:
     """A shape (None or str: unknown dims) must be usable: no negative dim, no axis over
     `MAX_DIM`, no tensor over `MAX_TENSOR_BYTES` (counting its known dims), and no zero
     dim unless `empty_ok`."""
@@ -308,22 +347,32 @@ def check_dims(label: str, dims: Sequence[int | str | None], item_bytes: int, wh
         if d < 0:
             raise _fail(where, f"{label} has a negative dim {d} on axis {axis}")
         if d > MAX_DIM:
-            raise _fail(where, f"{label} has dim {d:,} on axis {axis}, over the {MAX_DIM:,} "
-                        "one axis may have")
+            raise _fail(
+                where,
+                f"{label} has dim {d:,} on axis {axis}, over the {MAX_DIM:,} one axis may have",
+            )
         if d == 0 and not empty_ok:
-            raise _fail(where, f"{label} has size 0 on axis {axis}: it would be an empty "
-                        "tensor", "give the model real input and output sizes")
+            raise _fail(
+                where,
+                f"{label} has size 0 on axis {axis}: it would be an empty tensor",
+                "give the model real input and output sizes",
+            )
     size = math.prod(known) * max(item_bytes, 1)
     if size > MAX_TENSOR_BYTES:
-        raise _fail(where, f"{label} is {_dims_text(known)} elements ({size:,} bytes), over "
-                    f"the {MAX_TENSOR_BYTES >> 40} TiB a tensor may have",
-                    "check the model's shapes and --input-shape")
+        raise _fail(
+            where,
+            f"{label} is {_dims_text(known)} elements ({size:,} bytes), over "
+            f"the {MAX_TENSOR_BYTES >> 40} TiB a tensor may have",
+            "check the model's shapes and --input-shape",
+        )
 
 
 # -- onnx.checker ------------------------------------------------------------------------------
 
-def check_with_onnx(model: ModelProto, input_shapes: dict[str, list[int]], order: list[int],
-                    where: str) -> None:
+
+def check_with_onnx(
+    model: ModelProto, input_shapes: dict[str, list[int]], order: list[int], where: str
+) -> None:
     """The full onnx checker, strict shape inference included, on the model as declared.
 
     It runs on a copy that leaves the big weights out (typed inputs instead), puts the
@@ -333,13 +382,18 @@ def check_with_onnx(model: ModelProto, input_shapes: dict[str, list[int]], order
     """
     try:
         onnx.checker.check_model(_checker_stub(model, input_shapes, order), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
-            onnx.defs.SchemaError, RuntimeError) as exc:
+    except (
+        onnx.checker.ValidationError,
+        onnx.shape_inference.InferenceError,
+        onnx.defs.SchemaError,
+        RuntimeError,
+    ) as exc:
         raise _fail(where, f"onnx.checker: {checker_message(exc)}") from None
 
 
-def _checker_stub(model: ModelProto, input_shapes: dict[str, list[int]],
-                  order: list[int]) -> ModelProto:
+def _checker_stub(
+    model: ModelProto, input_shapes: dict[str, list[int]], order: list[int]
+) -> ModelProto:
     g = model.graph
     stub = ModelProto(ir_version=max(model.ir_version, 4))
     stub.opset_import.extend(model.opset_import)
@@ -363,8 +417,11 @@ def _checker_stub(model: ModelProto, input_shapes: dict[str, list[int]],
         else:  # big, or left in the file: its type and dims are what the checker needs
             sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, t.dims))
     sg.sparse_initializer.extend(g.sparse_initializer)
-    sg.output.extend(o for o in g.output if not o.type.HasField("tensor_type")
-                     or o.type.tensor_type.HasField("shape"))
+    sg.output.extend(
+        o
+        for o in g.output
+        if not o.type.HasField("tensor_type") or o.type.tensor_type.HasField("shape")
+    )
     sg.value_info.extend(g.value_info)
     return stub
 
@@ -378,8 +435,11 @@ def checker_message(exc: BaseException) -> str:
     text = inert(" ".join(str(exc).split()))
     found, _, context = text.partition("==> Context:")
     found = re.sub(r"^(\[\w+\] )?(Inference error\(s\): )?", "", found.strip())
-    first = re.match(r"\(op_type:([^,)]*)(?:, node name: (.*?))?\): (?:\[\w+\] )?(.*?)"
-                     r"(?= \(op_type:|$)", found)
+    first = re.match(
+        r"\(op_type:([^,)]*)(?:, node name: (.*?))?\): (?:\[\w+\] )?(.*?)"
+        r"(?= \(op_type:|$)",
+        found,
+    )
     if first:
         op, name, finding = first.groups()
         node_text = f"node {shown(name)} ({op})" if name else f"a {op} node"

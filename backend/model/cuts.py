@@ -32,13 +32,20 @@ def build_cuts(crossings: Sequence[Sequence[str]], sizes: dict[str, int | None])
     cuts = []
     for p, names in enumerate(crossings):
         known = [sizes.get(t) for t in names]
-        cuts.append(Cut(p, tuple(names), sum(b for b in known if b),
-                        tuple(t for t, b in zip(names, known, strict=True) if b is None)))
+        cuts.append(
+            Cut(
+                p,
+                tuple(names),
+                sum(b for b in known if b),
+                tuple(t for t, b in zip(names, known, strict=True) if b is None),
+            )
+        )
     return cuts
 
 
-def rank_candidates(cuts: Sequence[Cut], node_flops: Sequence[int], static: Sequence[bool],
-                    k: int) -> list[int]:
+def rank_candidates(
+    cuts: Sequence[Cut], node_flops: Sequence[int], static: Sequence[bool], k: int
+) -> list[int]:
     """k interior positions with small cuts, spread along cumulative compute.
 
     Only positions right after a compute node with compute on both sides are eligible, and
@@ -75,8 +82,9 @@ def rank_candidates(cuts: Sequence[Cut], node_flops: Sequence[int], static: Sequ
     return sorted(chosen)
 
 
-def resolve_position(spec: str | int, n: int, node_names: Sequence[str],
-                     output_names: dict[str, int] | None = None) -> int:
+def resolve_position(
+    spec: str | int, n: int, node_names: Sequence[str], output_names: dict[str, int] | None = None
+) -> int:
     """A position from an index ("12") or a node name (the cut right after that node).
 
     A tensor name is accepted too: the cut right after the node that produces it.
@@ -85,15 +93,20 @@ def resolve_position(spec: str | int, n: int, node_names: Sequence[str],
     if re.fullmatch(r"[+-]?[0-9]+", text):
         p = int(text) if len(text) < 20 else n + 1
         if not 0 <= p <= n:
-            raise OmdpError(f"position {shown(text, 24)[1:-1]} is out of range",
-                            f"positions go from 0 to {n}")
+            raise OmdpError(
+                f"position {shown(text, 24)[1:-1]} is out of range", f"positions go from 0 to {n}"
+            )
         return p
     if text in node_names:
         return node_names.index(text) + 1
     if output_names and text in output_names:
         return output_names[text] + 1
     close = [name for name in node_names if text and text.lower() in name.lower()][:3]
-    hint = (f"did you mean {', '.join(shown(c)[1:-1] for c in close)}?" if close
-            else "see `omdp inspect MODEL` for names")
-    raise OmdpError(f"no node or tensor named {shown(text)}", f"give a position 0..{n} or a "
-                    f"node name; {hint}")
+    hint = (
+        f"did you mean {', '.join(shown(c)[1:-1] for c in close)}?"
+        if close
+        else "see `omdp inspect MODEL` for names"
+    )
+    raise OmdpError(
+        f"no node or tensor named {shown(text)}", f"give a position 0..{n} or a node name; {hint}"
+    )

@@ -21,25 +21,112 @@ from onnx import NodeProto
 Shape = Sequence[int | str | None] | None  # None: rank unknown; str/None dims: unknown
 
 ELEMENTWISE_COST = {
-    "Add": 1, "Sub": 1, "Mul": 1, "Div": 1, "Pow": 1, "Sqrt": 1, "Neg": 1, "Abs": 1,
-    "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Clip": 1, "Max": 1, "Min": 1, "Sum": 1,
-    "Mean": 1, "Exp": 1, "Log": 1, "Reciprocal": 1, "Floor": 1, "Ceil": 1, "Round": 1,
-    "Sigmoid": 4, "HardSigmoid": 3, "HardSwish": 4, "Tanh": 4, "Erf": 4, "Gelu": 8,
-    "Silu": 5, "Mish": 8, "Softplus": 3, "Elu": 3, "Selu": 3, "Where": 1, "Equal": 1,
-    "Greater": 1, "Less": 1, "Not": 1, "And": 1, "Or": 1, "Cast": 0,
+    "Add": 1,
+    "Sub": 1,
+    "Mul": 1,
+    "Div": 1,
+    "Pow": 1,
+    "Sqrt": 1,
+    "Neg": 1,
+    "Abs": 1,
+    "Relu": 1,
+    "LeakyRelu": 2,
+    "PRelu": 2,
+    "Clip": 1,
+    "Max": 1,
+    "Min": 1,
+    "Sum": 1,
+    "Mean": 1,
+    "Exp": 1,
+    "Log": 1,
+    "Reciprocal": 1,
+    "Floor": 1,
+    "Ceil": 1,
+    "Round": 1,
+    "Sigmoid": 4,
+    "HardSigmoid": 3,
+    "HardSwish": 4,
+    "Tanh": 4,
+    "Erf": 4,
+    "Gelu": 8,
+    "Silu": 5,
+    "Mish": 8,
+    "Softplus": 3,
+    "Elu": 3,
+    "Selu": 3,
+    "Where": 1,
+    "Equal": 1,
+    "Greater": 1,
+    "Less": 1,
+    "Not": 1,
+    "And": 1,
+    "Or": 1,
+    "Cast": 0,
 }
-NORM_COST = {"BatchNormalization": 2, "InstanceNormalization": 5, "LayerNormalization": 5,
-             "GroupNormalization": 5, "LpNormalization": 3, "LRN": 5,
-             "Softmax": 5, "LogSoftmax": 5}
-POOL_OPS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool",
-            "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-            "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"}
-ZERO_COST = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Split",
-             "Slice", "Gather", "GatherElements", "GatherND", "Shape", "Size", "Constant",
-             "ConstantOfShape", "Identity", "Dropout", "Expand", "Tile", "Pad", "Resize",
-             "Upsample", "DepthToSpace", "SpaceToDepth", "Range", "NonZero", "TopK",
-             "ScatterND", "ScatterElements", "OneHot", "ArgMax", "ArgMin", "CastLike",
-             "QuantizeLinear", "DequantizeLinear", "NonMaxSuppression"}
+NORM_COST = {
+    "BatchNormalization": 2,
+    "InstanceNormalization": 5,
+    "LayerNormalization": 5,
+    "GroupNormalization": 5,
+    "LpNormalization": 3,
+    "LRN": 5,
+    "Softmax": 5,
+    "LogSoftmax": 5,
+}
+POOL_OPS = {
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "LpPool",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "ReduceLogSumExp",
+}
+ZERO_COST = {
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Shape",
+    "Size",
+    "Constant",
+    "ConstantOfShape",
+    "Identity",
+    "Dropout",
+    "Expand",
+    "Tile",
+    "Pad",
+    "Resize",
+    "Upsample",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Range",
+    "NonZero",
+    "TopK",
+    "ScatterND",
+    "ScatterElements",
+    "OneHot",
+    "ArgMax",
+    "ArgMin",
+    "CastLike",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "NonMaxSuppression",
+}
 
 
 def _dims(shape: Shape) -> list[int] | None:
@@ -62,8 +149,9 @@ def _attr(node: NodeProto, name: str, default):
     return default
 
 
-def node_flops(node: NodeProto, in_shapes: Sequence[Shape],
-               out_shapes: Sequence[Shape]) -> int | None:
+def node_flops(
+    node: NodeProto, in_shapes: Sequence[Shape], out_shapes: Sequence[Shape]
+) -> int | None:
     """FLOPs of one node, or None when shapes are unknown or the op is not covered."""
     op = node.op_type
     out = out_shapes[0] if out_shapes else None

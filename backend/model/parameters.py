@@ -13,10 +13,17 @@ from collections.abc import Iterable
 
 from onnx import TensorProto
 
-NOT_PARAMETERS = frozenset({
-    TensorProto.UNDEFINED, TensorProto.INT32, TensorProto.INT64, TensorProto.UINT32,
-    TensorProto.UINT64, TensorProto.BOOL, TensorProto.STRING,
-})
+NOT_PARAMETERS = frozenset(
+    {
+        TensorProto.UNDEFINED,
+        TensorProto.INT32,
+        TensorProto.INT64,
+        TensorProto.UINT32,
+        TensorProto.UINT64,
+        TensorProto.BOOL,
+        TensorProto.STRING,
+    }
+)
 
 
 def is_parameter(tensor: TensorProto) -> bool:

@@ -30,33 +30,44 @@ def segment_pieces(index: GraphIndex, a: int, b: int) -> list[Piece]:
     that the file they make passes onnx.checker."""
     where = f"segment [{a}, {b})"
     if not 0 <= a <= b <= index.n:
-        raise OmdpError(f"{where} is not within positions 0..{index.n}",
-                        "give 0 <= FROM <= TO <= N")
+        raise OmdpError(
+            f"{where} is not within positions 0..{index.n}", "give 0 <= FROM <= TO <= N"
+        )
     try:
         pieces = index.segment_parts(a, b)
     except ValueError as exc:
-        raise OmdpError(f"cannot write {where}: {inert(str(exc))[:300]}",
-                        "choose other positions (see `omdp cuts MODEL`)") from None
+        raise OmdpError(
+            f"cannot write {where}: {inert(str(exc))[:300]}",
+            "choose other positions (see `omdp cuts MODEL`)",
+        ) from None
     size = sum(_length(p) for p in pieces)
     if size > segments.PROTOBUF_LIMIT:
-        raise OmdpError(f"{where} is {size / 2**30:.2f} GiB, over the 2 GiB a single ONNX "
-                        "file can hold", "extract a shorter range")
+        raise OmdpError(
+            f"{where} is {size / 2**30:.2f} GiB, over the 2 GiB a single ONNX file can hold",
+            "extract a shorter range",
+        )
     stub = _checker_stub(index, pieces)
     for kind, values in (("input", stub.graph.input), ("output", stub.graph.output)):
         for vi in values:
             if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
-                raise OmdpError(f"cannot write {where}: the shape of its {kind} "
-                                f"{shown(vi.name)} is unknown (shape inference cannot reach "
-                                "it), so onnx.checker would refuse the file",
-                                "choose positions whose tensors have known shapes "
-                                "(see `omdp cuts MODEL`)")
+                raise OmdpError(
+                    f"cannot write {where}: the shape of its {kind} "
+                    f"{shown(vi.name)} is unknown (shape inference cannot reach "
+                    "it), so onnx.checker would refuse the file",
+                    "choose positions whose tensors have known shapes (see `omdp cuts MODEL`)",
+                )
     try:
         onnx.checker.check_model(stub, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
-            onnx.defs.SchemaError, RuntimeError) as exc:
-        raise OmdpError(f"cannot write {where}: onnx.checker refuses it: "
-                        f"{checker_message(exc)}", "choose other positions, or repair the "
-                        "model") from None
+    except (
+        onnx.checker.ValidationError,
+        onnx.shape_inference.InferenceError,
+        onnx.defs.SchemaError,
+        RuntimeError,
+    ) as exc:
+        raise OmdpError(
+            f"cannot write {where}: onnx.checker refuses it: {checker_message(exc)}",
+            "choose other positions, or repair the model",
+        ) from None
     return pieces
 
 
@@ -71,7 +82,7 @@ def _checker_stub(index: GraphIndex, pieces: list[Piece]) -> ModelProto:
     assert isinstance(head, bytes) and isinstance(graph_head, bytes)
     graph_len = sum(_length(p) for p in pieces[1:])
     framing = 1 + max(1, (graph_len.bit_length() + 6) // 7)  # graph key and length varint
-    model = ModelProto.FromString(head[:len(head) - framing])
+    model = ModelProto.FromString(head[: len(head) - framing])
     graph = GraphProto.FromString(graph_head)
     in_file = {span: name for name, span in index.lazy.fields.items()} if index.lazy else {}
     for piece in weights:
@@ -140,5 +151,7 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, er
 def check_not_source(output: Path, source: Path | None) -> None:
     """Refuse to write over the model being read."""
     if source is not None and output.exists() and os.path.samefile(output, source):
-        raise OmdpError(f"cannot write {output}: it is the model being read",
-                        "write the segment to another file")
+        raise OmdpError(
+            f"cannot write {output}: it is the model being read",
+            "write the segment to another file",
+        )

@@ -163,8 +163,11 @@ def _split_external(model: onnx.ModelProto, location: str) -> tuple[onnx.ModelPr
         _copy_except(t, kept, "raw_data")
         data = t.raw_data
         kept.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", location), ("offset", str(offset)),
-                           ("length", str(len(data)))):
+        for key, value in (
+            ("location", location),
+            ("offset", str(offset)),
+            ("length", str(len(data))),
+        ):
             kept.external_data.add(key=key, value=value)
         chunks.append(data)
         offset += len(data)

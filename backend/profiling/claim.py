@@ -76,9 +76,15 @@ class Holder:
     @classmethod
     def me(cls) -> Holder:
         pid = os.getpid()
-        return cls(socket.gethostname(), _boot_id(), pid, _start_ticks(pid),
-                   dt.datetime.now().astimezone().isoformat(timespec="seconds"), time.time(),
-                   secrets.token_hex(8))
+        return cls(
+            socket.gethostname(),
+            _boot_id(),
+            pid,
+            _start_ticks(pid),
+            dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            time.time(),
+            secrets.token_hex(8),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Holder | None:
@@ -86,9 +92,15 @@ class Holder:
         damaged claim holds nothing)."""
         try:
             d = json.loads(text)
-            h = cls(str(d["host"]), str(d["boot"]), int(d["pid"]),
-                    None if d.get("ticks") is None else int(d["ticks"]), str(d["since"]),
-                    float(d["heartbeat"]), str(d["token"]))
+            h = cls(
+                str(d["host"]),
+                str(d["boot"]),
+                int(d["pid"]),
+                None if d.get("ticks") is None else int(d["ticks"]),
+                str(d["since"]),
+                float(d["heartbeat"]),
+                str(d["token"]),
+            )
         except (ValueError, TypeError, KeyError, OverflowError):
             return None
         return h
@@ -106,8 +118,7 @@ class Holder:
 
     def describe(self, now: float | None = None) -> str:
         age = max(0.0, (now or time.time()) - self.heartbeat)
-        return (f"pid {self.pid} on {self.host} since {self.since} "
-                f"(last heartbeat {age:.0f} s ago)")
+        return f"pid {self.pid} on {self.host} since {self.since} (last heartbeat {age:.0f} s ago)"
 
 
 def read(conn: sqlite3.Connection) -> Holder | None:
@@ -128,22 +139,28 @@ def write(conn: sqlite3.Connection, holder: Holder) -> None:
 
 def release(conn: sqlite3.Connection, token: str) -> None:
     """Drop the claim if it is still `token`'s (inside the caller's transaction)."""
-    conn.execute("DELETE FROM meta WHERE key = ? AND json_valid(value) AND "
-                 "json_extract(value, '$.token') = ?", (KEY, token))
+    conn.execute(
+        "DELETE FROM meta WHERE key = ? AND json_valid(value) AND "
+        "json_extract(value, '$.token') = ?",
+        (KEY, token),
+    )
 
 
 class Heartbeat:
     """Refreshes a claim every HEARTBEAT_S on its own connection; notices a takeover."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], token: str,
-                 on_lost: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        token: str,
+        on_lost: Callable[[], None] | None = None,
+    ):
         self._connect = connect
         self._token = token
         self._on_lost = on_lost
         self._stop = threading.Event()
         self.lost = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="omdp-claim-heartbeat",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="omdp-claim-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -170,8 +187,8 @@ class Heartbeat:
                 cur = conn.execute(
                     "UPDATE meta SET value = json_set(value, '$.heartbeat', ?) WHERE key = ? "
                     "AND json_valid(value) AND json_extract(value, '$.token') = ?",
-                    (time.time(), KEY, self._token))
+                    (time.time(), KEY, self._token),
+                )
             return cur.rowcount == 1
         except sqlite3.Error:
             return True  # busy or a full disk: try again at the next beat
-

@@ -35,15 +35,18 @@ INT = "typeof({c}) = 'integer'"
 NUM = "typeof({c}) IN ('integer', 'real') AND abs({c}) < 9e999"
 TEXT = "typeof({c}) = 'text'"
 JSON = "typeof({c}) = 'text' AND json_valid({c})"
-JSON_OBJECT = ("CASE WHEN typeof({c}) = 'text' AND json_valid({c}) "
-               "THEN json_type({c}) = 'object' END")
+JSON_OBJECT = (
+    "CASE WHEN typeof({c}) = 'text' AND json_valid({c}) THEN json_type({c}) = 'object' END"
+)
 
 
 def json_list(length: int | None = None) -> str:
     """A JSON list (of `length` items)."""
     size = "" if length is None else f" AND json_array_length({{c}}) = {length}"
-    return (f"CASE WHEN typeof({{c}}) = 'text' AND json_valid({{c}}) "
-            f"THEN json_type({{c}}) = 'array'{size} END")
+    return (
+        f"CASE WHEN typeof({{c}}) = 'text' AND json_valid({{c}}) "
+        f"THEN json_type({{c}}) = 'array'{size} END"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,74 +70,111 @@ def _rules(n: int) -> dict[str, list[Rule]]:
     return {
         "schema_version": [Rule("version", INT + " AND {c} >= 1", "a version ≥ 1")],
         "meta": [Rule("key", *text), Rule("value", *text)],
-        "model": [Rule("path", *text, nullable=True),
-                  Rule("sha256", TEXT + " AND length({c}) = 64", "a sha256 in hex"),
-                  Rule("builtin", *text, nullable=True),
-                  Rule("input_shapes", JSON_OBJECT, "a JSON object"),
-                  Rule("node_names", json_list(n),
-                       f"a JSON list of {n} names"),
-                  Rule("node_flops", json_list(n),
-                       f"a JSON list of {n} counts"),
-                  Rule("summary", JSON_OBJECT, "a JSON object")],
-        "candidates": [Rule("position", INT + f" AND {{c}} BETWEEN 1 AND {n - 1}",
-                            f"a position in 1..{n - 1}"),
-                       Rule("name", *text, nullable=True),
-                       Rule("cut_bytes", INT + " AND {c} >= 0", "a byte count", nullable=True)],
-        "devices": [Rule("name", TEXT + " AND length({c}) > 0", "a name"),
-                    Rule("kind", *text), Rule("runtime", *text), Rule("config", *text),
-                    Rule("spec", JSON_OBJECT, "a JSON object")],
-        "links": [Rule("src", *text), Rule("dst", *text),
-                  Rule("bandwidth_mbps", NUM + " AND {c} > 0", "a bandwidth > 0"),
-                  Rule("latency_ms", NUM + " AND {c} >= 0", "a latency ≥ 0"),
-                  Rule("is_default", INT + " AND {c} IN (0, 1)", "0 or 1"),
-                  Rule("measured_bandwidth_mbps", *num, nullable=True),
-                  Rule("measured_latency_ms", *num, nullable=True),
-                  Rule("measured_at", *text, nullable=True)],
-        "bandwidths": [Rule("link", INT + " AND {c} IN (SELECT idx FROM links)", "a link"),
-                       Rule("bandwidth_mbps", NUM + " AND {c} > 0", "a bandwidth > 0"),
-                       Rule("latency_ms", NUM + " AND {c} >= 0", "a latency ≥ 0"),
-                       Rule("updated_at", *text)],
-        "plan": [Rule("device", TEXT + " AND {c} IN (SELECT name FROM devices)",
-                      "a device of the chain"),
-                 Rule("seg_start", pos, f"a position in 0..{n}"),
-                 Rule("seg_end", pos + " AND {c} > seg_start", "an end after the start")],
-        "runs": [Rule("device", *text), Rule("started_at", *text),
-                 Rule("finished_at", *text, nullable=True),
-                 Rule("status", _in(RUN_STATUSES), " / ".join(RUN_STATUSES), nullable=True),
-                 Rule("message", *text, nullable=True),
-                 Rule("hello", JSON, "JSON", nullable=True)],
+        "model": [
+            Rule("path", *text, nullable=True),
+            Rule("sha256", TEXT + " AND length({c}) = 64", "a sha256 in hex"),
+            Rule("builtin", *text, nullable=True),
+            Rule("input_shapes", JSON_OBJECT, "a JSON object"),
+            Rule("node_names", json_list(n), f"a JSON list of {n} names"),
+            Rule("node_flops", json_list(n), f"a JSON list of {n} counts"),
+            Rule("summary", JSON_OBJECT, "a JSON object"),
+        ],
+        "candidates": [
+            Rule(
+                "position", INT + f" AND {{c}} BETWEEN 1 AND {n - 1}", f"a position in 1..{n - 1}"
+            ),
+            Rule("name", *text, nullable=True),
+            Rule("cut_bytes", INT + " AND {c} >= 0", "a byte count", nullable=True),
+        ],
+        "devices": [
+            Rule("name", TEXT + " AND length({c}) > 0", "a name"),
+            Rule("kind", *text),
+            Rule("runtime", *text),
+            Rule("config", *text),
+            Rule("spec", JSON_OBJECT, "a JSON object"),
+        ],
+        "links": [
+            Rule("src", *text),
+            Rule("dst", *text),
+            Rule("bandwidth_mbps", NUM + " AND {c} > 0", "a bandwidth > 0"),
+            Rule("latency_ms", NUM + " AND {c} >= 0", "a latency ≥ 0"),
+            Rule("is_default", INT + " AND {c} IN (0, 1)", "0 or 1"),
+            Rule("measured_bandwidth_mbps", *num, nullable=True),
+            Rule("measured_latency_ms", *num, nullable=True),
+            Rule("measured_at", *text, nullable=True),
+        ],
+        "bandwidths": [
+            Rule("link", INT + " AND {c} IN (SELECT idx FROM links)", "a link"),
+            Rule("bandwidth_mbps", NUM + " AND {c} > 0", "a bandwidth > 0"),
+            Rule("latency_ms", NUM + " AND {c} >= 0", "a latency ≥ 0"),
+            Rule("updated_at", *text),
+        ],
+        "plan": [
+            Rule(
+                "device", TEXT + " AND {c} IN (SELECT name FROM devices)", "a device of the chain"
+            ),
+            Rule("seg_start", pos, f"a position in 0..{n}"),
+            Rule("seg_end", pos + " AND {c} > seg_start", "an end after the start"),
+        ],
+        "runs": [
+            Rule("device", *text),
+            Rule("started_at", *text),
+            Rule("finished_at", *text, nullable=True),
+            Rule("status", _in(RUN_STATUSES), " / ".join(RUN_STATUSES), nullable=True),
+            Rule("message", *text, nullable=True),
+            Rule("hello", JSON, "JSON", nullable=True),
+        ],
         "measurements": [
-            Rule("device", TEXT + " AND {c} IN (SELECT name FROM devices)",
-                 "a device of the chain"),
+            Rule(
+                "device", TEXT + " AND {c} IN (SELECT name FROM devices)", "a device of the chain"
+            ),
             Rule("seg_start", pos, f"a position in 0..{n}"),
             Rule("seg_end", pos + " AND {c} > seg_start", "an end after the start"),
             Rule("config", *text),
             Rule("status", _in(MEASUREMENT_STATUSES), " / ".join(MEASUREMENT_STATUSES)),
             Rule("message", *text, nullable=True),
-            *(Rule(c, NUM + " AND {c} >= 0", "a finite time ≥ 0", nullable=True)
-              for c in ("load_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "rel_ci")),
-            Rule("median_ms", NUM + " AND {c} >= 0", "a finite time ≥ 0 (set when ok)",
-                 nullable=True),
+            *(
+                Rule(c, NUM + " AND {c} >= 0", "a finite time ≥ 0", nullable=True)
+                for c in ("load_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "rel_ci")
+            ),
+            Rule(
+                "median_ms", NUM + " AND {c} >= 0", "a finite time ≥ 0 (set when ok)", nullable=True
+            ),
             Rule("samples", INT + " AND {c} >= 0", "a count ≥ 0"),
             Rule("stop", *text, nullable=True),
             Rule("stats", JSON_OBJECT, "a JSON object", nullable=True),
             Rule("runtime", JSON_OBJECT, "a JSON object", nullable=True),
             Rule("run", INT, "a run id", nullable=True),
-            Rule("created_at", *text), Rule("updated_at", *text)],
-        "node_profiles": [Rule("device", *text), Rule("config", *text), Rule("runtime", *text),
-                          Rule("runs", INT + " AND {c} >= 0", "a count ≥ 0"),
-                          Rule("unattributed_ms", *num), Rule("total_ms", *num),
-                          Rule("created_at", *text)],
-        "node_times": [Rule("device", *text), Rule("config", *text),
-                       Rule("position", INT + f" AND {{c}} BETWEEN 0 AND {n - 1}",
-                            f"a node position in 0..{n - 1}"),
-                       Rule("name", *text, nullable=True),
-                       Rule("ms", NUM + " AND {c} >= 0", "a finite time ≥ 0")],
-        "partitions": [Rule("name", *text, nullable=True),
-                       Rule("positions", json_list(), "a JSON list"),
-                       Rule("cost_ms", *num, nullable=True),
-                       Rule("details", JSON_OBJECT, "a JSON object", nullable=True),
-                       Rule("created_at", *text)],
+            Rule("created_at", *text),
+            Rule("updated_at", *text),
+        ],
+        "node_profiles": [
+            Rule("device", *text),
+            Rule("config", *text),
+            Rule("runtime", *text),
+            Rule("runs", INT + " AND {c} >= 0", "a count ≥ 0"),
+            Rule("unattributed_ms", *num),
+            Rule("total_ms", *num),
+            Rule("created_at", *text),
+        ],
+        "node_times": [
+            Rule("device", *text),
+            Rule("config", *text),
+            Rule(
+                "position",
+                INT + f" AND {{c}} BETWEEN 0 AND {n - 1}",
+                f"a node position in 0..{n - 1}",
+            ),
+            Rule("name", *text, nullable=True),
+            Rule("ms", NUM + " AND {c} >= 0", "a finite time ≥ 0"),
+        ],
+        "partitions": [
+            Rule("name", *text, nullable=True),
+            Rule("positions", json_list(), "a JSON list"),
+            Rule("cost_ms", *num, nullable=True),
+            Rule("details", JSON_OBJECT, "a JSON object", nullable=True),
+            Rule("created_at", *text),
+        ],
         "ui_state": [Rule("key", *text), Rule("value", JSON, "JSON")],
     }
 
@@ -148,8 +188,7 @@ def check(conn: sqlite3.Connection, path: Path) -> None:
         finally:
             conn.rollback()
     except sqlite3.DatabaseError as exc:
-        raise OmdpError(f"{path} is damaged ({' '.join(str(exc).split())})",
-                        FIX_DAMAGED) from None
+        raise OmdpError(f"{path} is damaged ({' '.join(str(exc).split())})", FIX_DAMAGED) from None
 
 
 def _damaged(path: Path, what: str) -> OmdpError:
@@ -174,8 +213,10 @@ def _check(conn: sqlite3.Connection, path: Path) -> None:
                 raise _damaged(path, f"table {table} has no column {col}")
     app = conn.execute("SELECT value FROM meta WHERE key = 'app'").fetchone()
     if app is None or app[0] != schema.APP_ID:
-        raise OmdpError(f"{path} is an SQLite file but not an OMDP session (its meta table "
-                        f"names no OMDP app)", FIX_OTHER)
+        raise OmdpError(
+            f"{path} is an SQLite file but not an OMDP session (its meta table names no OMDP app)",
+            FIX_OTHER,
+        )
     models = conn.execute("SELECT id, nodes FROM model").fetchall()
     if len(models) != 1 or models[0][0] != 1:
         raise _damaged(path, f"table model has {len(models)} rows, not one")
@@ -204,16 +245,20 @@ def _check_version(conn: sqlite3.Connection, path: Path, tables: set[str]) -> No
     if not isinstance(version, int) or version < 1:
         raise _damaged(path, f"schema_version holds {version!r}, not a version ≥ 1")
     if version > schema.VERSION:
-        raise OmdpError(f"{path} was written by a newer OMDP (session schema v{version}; "
-                        f"this OMDP {__version__} reads up to v{schema.VERSION})",
-                        "upgrade omdp to open it")
+        raise OmdpError(
+            f"{path} was written by a newer OMDP (session schema v{version}; "
+            f"this OMDP {__version__} reads up to v{schema.VERSION})",
+            "upgrade omdp to open it",
+        )
 
 
 def _bad(rule: Rule) -> str:
     """SQL true for a row that breaks `rule`."""
     c = rule.column
-    return (f"CASE WHEN {c} IS NULL THEN {0 if rule.nullable else 1} "
-            f"ELSE NOT coalesce({rule.test.format(c=c)}, 0) END")
+    return (
+        f"CASE WHEN {c} IS NULL THEN {0 if rule.nullable else 1} "
+        f"ELSE NOT coalesce({rule.test.format(c=c)}, 0) END"
+    )
 
 
 def _any_bad(conn: sqlite3.Connection, table: str, rules: list[Rule]) -> bool:
@@ -222,20 +267,25 @@ def _any_bad(conn: sqlite3.Connection, table: str, rules: list[Rule]) -> bool:
 
 
 def _check_rule(conn: sqlite3.Connection, path: Path, table: str, rule: Rule) -> None:
-    bad = conn.execute(f"SELECT rowid, quote({rule.column}) FROM {table} WHERE {_bad(rule)} "
-                       "LIMIT 1").fetchone()
+    bad = conn.execute(
+        f"SELECT rowid, quote({rule.column}) FROM {table} WHERE {_bad(rule)} LIMIT 1"
+    ).fetchone()
     if bad is not None:
         value = bad[1] if len(bad[1]) <= 40 else bad[1][:37] + "..."
-        raise _damaged(path, f"{table}.{rule.column} holds {value} in row {bad[0]}, "
-                       f"not {rule.expected}")
+        raise _damaged(
+            path, f"{table}.{rule.column} holds {value} in row {bad[0]}, not {rule.expected}"
+        )
 
 
 def _check_model(conn: sqlite3.Connection, path: Path, n: int) -> None:
     r = conn.execute("SELECT input_shapes, node_names, node_flops FROM model").fetchone()
     shapes, names, flops = (json.loads(v) for v in r)
-    if not all(isinstance(k, str) and isinstance(v, list)
-               and all(isinstance(d, int) and not isinstance(d, bool) for d in v)
-               for k, v in shapes.items()):
+    if not all(
+        isinstance(k, str)
+        and isinstance(v, list)
+        and all(isinstance(d, int) and not isinstance(d, bool) for d in v)
+        for k, v in shapes.items()
+    ):
         raise _damaged(path, "model.input_shapes is not {input: [dims]}")
     if not all(isinstance(x, str) for x in names):
         raise _damaged(path, "model.node_names holds something other than names")
@@ -294,7 +344,10 @@ def _fits(value: Any, hint: Any) -> bool:
         elif a is float:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return True
-        elif isinstance(a, type) and isinstance(value, a) and not (
-                a is int and isinstance(value, bool)):
+        elif (
+            isinstance(a, type)
+            and isinstance(value, a)
+            and not (a is int and isinstance(value, bool))
+        ):
             return True
     return False

@@ -79,9 +79,11 @@ def check_size(n_candidates: int, n_devices: int) -> None:
     """OmdpError when the plan would be larger than anyone can measure."""
     size = plan_size(n_candidates, n_devices)
     if size > MAX_PLAN_ITEMS:
-        raise OmdpError(f"the plan would measure {size} segments ({n_candidates} candidates "
-                        f"on {n_devices} devices; the limit is {MAX_PLAN_ITEMS})",
-                        "choose fewer candidates (--auto K or --candidates)")
+        raise OmdpError(
+            f"the plan would measure {size} segments ({n_candidates} candidates "
+            f"on {n_devices} devices; the limit is {MAX_PLAN_ITEMS})",
+            "choose fewer candidates (--auto K or --candidates)",
+        )
 
 
 def build_plan(n: int, candidates: Sequence[int], devices: Sequence[str]) -> Plan:
@@ -109,12 +111,16 @@ def build_plan(n: int, candidates: Sequence[int], devices: Sequence[str]) -> Pla
         segs.append((0, n))
         items.update(PlanItem(dev, a, b) for a, b in segs)
     order = {d: i for i, d in enumerate(devices)}
-    return Plan(n, cands, list(devices),
-                sorted(items, key=lambda it: (order[it.device], it.start, it.end)))
+    return Plan(
+        n, cands, list(devices), sorted(items, key=lambda it: (order[it.device], it.start, it.end))
+    )
 
 
-def plan_segments(devices: Sequence[str], candidates: Sequence[int], n: int,
-                  ) -> dict[str, list[tuple[int, int]]]:
+def plan_segments(
+    devices: Sequence[str],
+    candidates: Sequence[int],
+    n: int,
+) -> dict[str, list[tuple[int, int]]]:
     """The plan as {device: [(a, b), ...]} in chain order (for callers that only need
     segments, e.g. the TUI's plan table)."""
     out: dict[str, list[tuple[int, int]]] = {d: [] for d in devices}
@@ -125,6 +131,7 @@ def plan_segments(devices: Sequence[str], candidates: Sequence[int], n: int,
 
 # -- estimating the duration -----------------------------------------------------------------
 
+
 def segment_flops(node_flops: Sequence[int | None]) -> Callable[[int, int], int]:
     """FLOPs of [a, b) in O(1) from prefix sums (uncounted nodes count 0)."""
     cum = [0]
@@ -133,8 +140,10 @@ def segment_flops(node_flops: Sequence[int | None]) -> Callable[[int, int], int]
     return lambda a, b: cum[b] - cum[a]
 
 
-def speeds_from_measurements(rows: Sequence[Mapping], flops_of: Callable[[int, int], int],
-                             ) -> dict[str, float]:
+def speeds_from_measurements(
+    rows: Sequence[Mapping],
+    flops_of: Callable[[int, int], int],
+) -> dict[str, float]:
     """GFLOP/s per device from earlier measurements (rows with device, start, end,
     median_ms): the ratio of summed FLOPs to summed time, so big segments dominate."""
     flops: dict[str, float] = {}
@@ -158,9 +167,13 @@ class Estimate:
     source: dict[str, str]  # device -> "measured" | "configured" | "default"
 
 
-def estimate(items: Sequence[PlanItem], flops_of: Callable[[int, int], int],
-             timing: TimingSettings, gflops: Mapping[str, float] | None = None,
-             measured: Mapping[str, float] | None = None) -> Estimate:
+def estimate(
+    items: Sequence[PlanItem],
+    flops_of: Callable[[int, int], int],
+    timing: TimingSettings,
+    gflops: Mapping[str, float] | None = None,
+    measured: Mapping[str, float] | None = None,
+) -> Estimate:
     """Seconds to run `items`: per segment, runs × (FLOPs / speed) within the timing
     budget, plus load and agent start. Speeds come from earlier measurements if any, else
     the device's configured GFLOP/s, else a default."""
@@ -178,8 +191,9 @@ def estimate(items: Sequence[PlanItem], flops_of: Callable[[int, int], int],
         run_s = flops_of(it.start, it.end) / (max(speed, 1e-3) * 1e9)
         runs = min(timing.max_runs, max(timing.min_runs, TYPICAL_RUNS))
         timed = min(runs * run_s, max(timing.max_seconds, timing.min_runs * run_s))
-        per[it.device] = (per.get(it.device, AGENT_START_S) + SEGMENT_OVERHEAD_S
-                          + timing.warmup * run_s + timed)
+        per[it.device] = (
+            per.get(it.device, AGENT_START_S) + SEGMENT_OVERHEAD_S + timing.warmup * run_s + timed
+        )
     return Estimate(max(per.values(), default=0.0), per, source)
 
 

@@ -135,8 +135,12 @@ def columns() -> dict[str, tuple[str, ...]]:
     conn = sqlite3.connect(":memory:")
     try:
         conn.executescript(SQL)
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"
+            )
+        ]
         return {t: tuple(r[1] for r in conn.execute(f"PRAGMA table_info({t})")) for t in tables}
     finally:
         conn.close()

@@ -42,12 +42,37 @@ APP_ID = schema.APP_ID
 SUFFIX = schema.SUFFIX
 DEFAULT_FOLDER = Path("sessions")
 
-RESULT_COLUMNS = ["device", "start", "end", "median_ms", "p10_ms", "p90_ms", "samples",
-                  "status", "message", "load_ms", "mean_ms", "std_ms", "rel_ci", "stop",
-                  "device_index", "measurement_id", "updated_at", "config"]
+RESULT_COLUMNS = [
+    "device",
+    "start",
+    "end",
+    "median_ms",
+    "p10_ms",
+    "p90_ms",
+    "samples",
+    "status",
+    "message",
+    "load_ms",
+    "mean_ms",
+    "std_ms",
+    "rel_ci",
+    "stop",
+    "device_index",
+    "measurement_id",
+    "updated_at",
+    "config",
+]
 
-__all__ = ["SCHEMA_VERSION", "ClaimLost", "ModelRef", "Session", "SessionExists",
-           "SessionInfo", "default_path", "list_sessions"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ClaimLost",
+    "ModelRef",
+    "Session",
+    "SessionExists",
+    "SessionInfo",
+    "default_path",
+    "list_sessions",
+]
 
 
 def _now() -> str:
@@ -106,10 +131,18 @@ class Session:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | os.PathLike, analysis, chain: Chain, candidates: Sequence[int],
-               *, builtin: str | None = None, claim_profiler: bool = False,
-               in_memory: bool = False,
-               settings: Callable[[Session], None] | None = None) -> Session:
+    def create(
+        cls,
+        path: str | os.PathLike,
+        analysis,
+        chain: Chain,
+        candidates: Sequence[int],
+        *,
+        builtin: str | None = None,
+        claim_profiler: bool = False,
+        in_memory: bool = False,
+        settings: Callable[[Session], None] | None = None,
+    ) -> Session:
         """A new session for an analysed model on a chain, whole or not at all: built in
         memory, then put at `path` only if nothing is there (SessionExists otherwise, even
         when another process wins the name a moment before). With `claim_profiler` the
@@ -142,26 +175,38 @@ class Session:
         s._claim = holder
         return s
 
-    def _build(self, analysis, chain: Chain, candidates: Sequence[int],
-               builtin: str | None) -> None:
+    def _build(
+        self, analysis, chain: Chain, candidates: Sequence[int], builtin: str | None
+    ) -> None:
         conn = self.conn
         conn.executescript(f"BEGIN;\n{schema.SQL}\nCOMMIT;")
         with conn:
             conn.execute("INSERT INTO schema_version VALUES (?)", (schema.VERSION,))
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("app", schema.APP_ID), ("created_at", _now()), ("omdp_version", __version__)])
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [("app", schema.APP_ID), ("created_at", _now()), ("omdp_version", __version__)],
+            )
             path_text = str(Path(analysis.path).resolve()) if analysis.path else None
             conn.execute(
                 "INSERT INTO model VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path_text, analysis.sha256, builtin, _json(analysis.input_shapes),
-                 analysis.n, _json([nd.name for nd in analysis.nodes]),
-                 _json([nd.flops for nd in analysis.nodes]), _json(analysis.summary())))
+                (
+                    path_text,
+                    analysis.sha256,
+                    builtin,
+                    _json(analysis.input_shapes),
+                    analysis.n,
+                    _json([nd.name for nd in analysis.nodes]),
+                    _json([nd.flops for nd in analysis.nodes]),
+                    _json(analysis.summary()),
+                ),
+            )
         self._write_chain(chain)
         self.set_candidates(candidates, analysis)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, check_model: bool = True,
-             readonly: bool = False) -> Session:
+    def open(
+        cls, path: str | os.PathLike, *, check_model: bool = True, readonly: bool = False
+    ) -> Session:
         """Open an existing session, checked whole (one line naming what is damaged).
 
         `readonly` reads without ever writing (and works on read-only files and
@@ -214,8 +259,10 @@ class Session:
         """OmdpError (one line: which file, why) unless this session can be written. For
         writers with other side effects (an export file): call it before any of them."""
         if self.read_only is not None:
-            raise OmdpError(f"cannot {doing}: session {self.path} is read-only "
-                            f"({self.read_only})", _read_only_fix(self.read_only))
+            raise OmdpError(
+                f"cannot {doing}: session {self.path} is read-only ({self.read_only})",
+                _read_only_fix(self.read_only),
+            )
 
     @contextlib.contextmanager
     def _writing(self, doing: str, *, measuring: bool = False) -> Iterator[sqlite3.Connection]:
@@ -237,8 +284,10 @@ class Session:
         return claim.live_holder(self.conn)
 
     @contextlib.contextmanager
-    def claim_profiler(self, on_lost: Callable[[], None] | None = None,
-                       ) -> Iterator[claim.Holder]:
+    def claim_profiler(
+        self,
+        on_lost: Callable[[], None] | None = None,
+    ) -> Iterator[claim.Holder]:
         """Hold the session as its only profiler for the `with` block.
 
         Another live profiler (this host or another sharing the file) makes this fail at
@@ -250,8 +299,9 @@ class Session:
         raises ClaimLost instead of mixing two profilers' timings."""
         holder = self._take_claim()
         self._set_wal(True)
-        beat = claim.Heartbeat(lambda: sessionfile.connect(self.path, write=True),
-                               holder.token, on_lost)
+        beat = claim.Heartbeat(
+            lambda: sessionfile.connect(self.path, write=True), holder.token, on_lost
+        )
         beat.start()
         try:
             yield holder
@@ -273,13 +323,15 @@ class Session:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 held = claim.read(self.conn)
-                mine = self._claim is not None and held is not None and \
-                    held.token == self._claim.token
+                mine = (
+                    self._claim is not None and held is not None and held.token == self._claim.token
+                )
                 if held is not None and not mine and not held.stale():
-                    raise OmdpError(f"session {self.path} is being profiled by "
-                                    f"{held.describe()}",
-                                    "wait for it to finish or stop it (`omdp results` reads "
-                                    "the session meanwhile)")
+                    raise OmdpError(
+                        f"session {self.path} is being profiled by {held.describe()}",
+                        "wait for it to finish or stop it (`omdp results` reads "
+                        "the session meanwhile)",
+                    )
                 holder = self._claim if mine and self._claim else claim.Holder.me()
                 claim.write(self.conn, holder)
                 self._settle_runs(None if mine else held)
@@ -299,19 +351,24 @@ class Session:
             "UPDATE runs SET status = 'interrupted', message = ?, finished_at = COALESCE("
             "(SELECT MAX(updated_at) FROM measurements m WHERE m.run = runs.id), started_at) "
             "WHERE status IS NULL",
-            (f"the profiler{who} ended without recording the end of this run",))
+            (f"the profiler{who} ended without recording the end of this run",),
+        )
 
     def _check_claim(self) -> None:
         held = claim.read(self.conn)
         if self._claim is not None:
             if held is None or held.token != self._claim.token:
                 by = f"by {held.describe()}" if held is not None else "(its claim was removed)"
-                raise ClaimLost(f"session {self.path} was taken over {by} while this "
-                                "profiler ran", "what it measured before is saved; run it "
-                                "again when the other profiler is done")
+                raise ClaimLost(
+                    f"session {self.path} was taken over {by} while this profiler ran",
+                    "what it measured before is saved; run it "
+                    "again when the other profiler is done",
+                )
         elif held is not None and not held.stale():
-            raise OmdpError(f"session {self.path} is being profiled by {held.describe()}",
-                            "wait for it to finish or stop it")
+            raise OmdpError(
+                f"session {self.path} is being profiled by {held.describe()}",
+                "wait for it to finish or stop it",
+            )
 
     def _set_wal(self, on: bool) -> None:
         """WAL while profiling (readers never wait); the rollback journal at rest (one
@@ -335,8 +392,15 @@ class Session:
 
     def model(self) -> ModelRef:
         r = self.conn.execute("SELECT * FROM model WHERE id = 1").fetchone()
-        return ModelRef(r["path"], r["sha256"], r["builtin"], json.loads(r["input_shapes"]),
-                        r["nodes"], json.loads(r["node_names"]), json.loads(r["node_flops"]))
+        return ModelRef(
+            r["path"],
+            r["sha256"],
+            r["builtin"],
+            json.loads(r["input_shapes"]),
+            r["nodes"],
+            json.loads(r["node_names"]),
+            json.loads(r["node_flops"]),
+        )
 
     def summary(self) -> dict:
         r = self.conn.execute("SELECT summary FROM model WHERE id = 1").fetchone()
@@ -352,22 +416,27 @@ class Session:
         except OSError as exc:
             raise os_error(exc, ref.path, "read the model file") from None
         if digest != ref.sha256:
-            raise OmdpError(f"the model file {ref.path} changed since session {self.path} "
-                            f"was made (sha256 was {ref.sha256[:12]}…)",
-                            "restore the original file, or start a new session with --session")
+            raise OmdpError(
+                f"the model file {ref.path} changed since session {self.path} "
+                f"was made (sha256 was {ref.sha256[:12]}…)",
+                "restore the original file, or start a new session with --session",
+            )
 
     def check_model(self, analysis) -> None:
         """The analysed model must be the session's model."""
         ref = self.model()
         if analysis.sha256 != ref.sha256:
-            raise OmdpError(f"session {self.path} belongs to another model ({ref.label}, "
-                            f"sha256 {ref.sha256[:12]}…)", "give that model, or a new --session")
-        if ref.input_shapes and analysis.input_shapes and analysis.input_shapes != \
-                ref.input_shapes:
-            raise OmdpError(f"session {self.path} was made with input shapes "
-                            f"{ref.input_shapes}, not {analysis.input_shapes}",
-                            "use the same --input-shape, or a new --session")
-
+            raise OmdpError(
+                f"session {self.path} belongs to another model ({ref.label}, "
+                f"sha256 {ref.sha256[:12]}…)",
+                "give that model, or a new --session",
+            )
+        if ref.input_shapes and analysis.input_shapes and analysis.input_shapes != ref.input_shapes:
+            raise OmdpError(
+                f"session {self.path} was made with input shapes "
+                f"{ref.input_shapes}, not {analysis.input_shapes}",
+                "use the same --input-shape, or a new --session",
+            )
 
     # -- candidates, devices, links -----------------------------------------------------------
 
@@ -390,18 +459,24 @@ class Session:
                 self.conn.execute("INSERT INTO candidates VALUES (?, ?, ?)", (p, name, cut))
 
     def chain(self) -> Chain:
-        devices = [DeviceSpec.from_dict(json.loads(r["spec"]))
-                   for r in self.conn.execute("SELECT spec FROM devices ORDER BY idx")]
-        links = [LinkSpec(r["src"], r["dst"], r["bandwidth_mbps"], r["latency_ms"],
-                          bool(r["is_default"]))
-                 for r in self.conn.execute("SELECT * FROM links ORDER BY idx")]
+        devices = [
+            DeviceSpec.from_dict(json.loads(r["spec"]))
+            for r in self.conn.execute("SELECT spec FROM devices ORDER BY idx")
+        ]
+        links = [
+            LinkSpec(
+                r["src"], r["dst"], r["bandwidth_mbps"], r["latency_ms"], bool(r["is_default"])
+            )
+            for r in self.conn.execute("SELECT * FROM links ORDER BY idx")
+        ]
         return Chain(devices, links, source=str(self.path))
 
     def device_configs(self) -> dict[str, str]:
         """Device name -> its current runtime configuration key."""
         if self._configs is None:
-            self._configs = {r[0]: r[1] for r in
-                             self.conn.execute("SELECT name, config FROM devices")}
+            self._configs = {
+                r[0]: r[1] for r in self.conn.execute("SELECT name, config FROM devices")
+            }
         return dict(self._configs)
 
     def check_chain(self, chain: Chain) -> None:
@@ -409,9 +484,11 @@ class Session:
         device name."""
         old = self.chain().names
         if chain.names != old:
-            raise OmdpError(f"session {self.path} is for the chain {' → '.join(old)}, the "
-                            f"devices file gives {' → '.join(chain.names)}",
-                            "use the same device names in the same order, or a new --session")
+            raise OmdpError(
+                f"session {self.path} is for the chain {' → '.join(old)}, the "
+                f"devices file gives {' → '.join(chain.names)}",
+                "use the same device names in the same order, or a new --session",
+            )
 
     def update_chain(self, chain: Chain) -> None:
         """Take new device options / link values for the same chain (`check_chain`)."""
@@ -422,27 +499,32 @@ class Session:
         with self._writing("store the device chain"):
             self.conn.execute("DELETE FROM devices")
             for i, d in enumerate(chain.devices):
-                self.conn.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
-                                  (i, d.name, d.kind, d.runtime, d.runtime_config().key(),
-                                   _json(d.to_dict())))
+                self.conn.execute(
+                    "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
+                    (i, d.name, d.kind, d.runtime, d.runtime_config().key(), _json(d.to_dict())),
+                )
             for i, lk in enumerate(chain.links):
                 self.conn.execute(
                     "INSERT INTO links (idx, src, dst, bandwidth_mbps, latency_ms, is_default) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(idx) DO UPDATE SET src=excluded.src, "
                     "dst=excluded.dst, bandwidth_mbps=excluded.bandwidth_mbps, "
                     "latency_ms=excluded.latency_ms, is_default=excluded.is_default",
-                    (i, lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms, int(lk.default)))
+                    (i, lk.src, lk.dst, lk.bandwidth_mbps, lk.latency_ms, int(lk.default)),
+                )
         self._configs = None
 
     def links_frame(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM links ORDER BY idx", self.conn)
 
-    def set_link_measurement(self, link: int, bandwidth_mbps: float | None,
-                             latency_ms: float | None) -> None:
+    def set_link_measurement(
+        self, link: int, bandwidth_mbps: float | None, latency_ms: float | None
+    ) -> None:
         with self._writing("store a link measurement"):
-            self.conn.execute("UPDATE links SET measured_bandwidth_mbps = ?, "
-                              "measured_latency_ms = ?, measured_at = ? WHERE idx = ?",
-                              (bandwidth_mbps, latency_ms, _now(), link))
+            self.conn.execute(
+                "UPDATE links SET measured_bandwidth_mbps = ?, "
+                "measured_latency_ms = ?, measured_at = ? WHERE idx = ?",
+                (bandwidth_mbps, latency_ms, _now(), link),
+            )
 
     def set_bandwidths(self, values: Mapping[int, tuple[float, float]]) -> None:
         """The operator's current link values: {link index: (Mbit/s, latency ms)}."""
@@ -451,21 +533,27 @@ class Session:
             if not 0 <= i < n:
                 raise OmdpError(f"link {i} does not exist", f"links are 0..{n - 1}")
             if not bw > 0 or not lat >= 0:
-                raise OmdpError(f"link {i}: bandwidth must be > 0 and latency ≥ 0, got "
-                                f"{bw} Mbit/s and {lat} ms", "give positive numbers")
+                raise OmdpError(
+                    f"link {i}: bandwidth must be > 0 and latency ≥ 0, got "
+                    f"{bw} Mbit/s and {lat} ms",
+                    "give positive numbers",
+                )
         with self._writing("store link values"):
             for i, (bw, lat) in values.items():
-                self.conn.execute("INSERT INTO bandwidths VALUES (?, ?, ?, ?) ON CONFLICT(link) "
-                                  "DO UPDATE SET bandwidth_mbps=excluded.bandwidth_mbps, "
-                                  "latency_ms=excluded.latency_ms, updated_at=excluded.updated_at",
-                                  (i, float(bw), float(lat), _now()))
+                self.conn.execute(
+                    "INSERT INTO bandwidths VALUES (?, ?, ?, ?) ON CONFLICT(link) "
+                    "DO UPDATE SET bandwidth_mbps=excluded.bandwidth_mbps, "
+                    "latency_ms=excluded.latency_ms, updated_at=excluded.updated_at",
+                    (i, float(bw), float(lat), _now()),
+                )
 
     def bandwidths(self) -> list[tuple[float, float]]:
         """Current (Mbit/s, ms) per link: the operator's values, else the configured ones."""
         rows = self.conn.execute(
             "SELECT l.idx, COALESCE(b.bandwidth_mbps, l.bandwidth_mbps), "
             "COALESCE(b.latency_ms, l.latency_ms) FROM links l "
-            "LEFT JOIN bandwidths b ON b.link = l.idx ORDER BY l.idx")
+            "LEFT JOIN bandwidths b ON b.link = l.idx ORDER BY l.idx"
+        )
         return [(r[1], r[2]) for r in rows]
 
     # -- plan ----------------------------------------------------------------------------------
@@ -473,13 +561,17 @@ class Session:
     def save_plan(self, plan: Plan) -> None:
         with self._writing("store the plan"):
             self.conn.execute("DELETE FROM plan")
-            self.conn.executemany("INSERT INTO plan VALUES (?, ?, ?)",
-                                  [(it.device, it.start, it.end) for it in plan.items])
+            self.conn.executemany(
+                "INSERT INTO plan VALUES (?, ?, ?)",
+                [(it.device, it.start, it.end) for it in plan.items],
+            )
 
     def plan_items(self) -> list[PlanItem]:
         order = {n: i for i, n in enumerate(self.chain().names)}
-        items = [PlanItem(r[0], r[1], r[2]) for r in
-                 self.conn.execute("SELECT device, seg_start, seg_end FROM plan")]
+        items = [
+            PlanItem(r[0], r[1], r[2])
+            for r in self.conn.execute("SELECT device, seg_start, seg_end FROM plan")
+        ]
         return sorted(items, key=lambda it: (order.get(it.device, 0), it.start, it.end))
 
     def _done_keys(self, retry_errors: bool) -> set[tuple[str, int, int]]:
@@ -488,20 +580,30 @@ class Session:
         configuration in which every segment failed (a runtime that is not installed) is
         spoiled, not finished, and is measured again."""
         configs = self.device_configs()
-        rows = [r for r in self.conn.execute(
-            "SELECT device, seg_start, seg_end, config, status FROM measurements "
-            "WHERE status IN ('ok', 'error')") if configs.get(r[0]) == r[3]]
+        rows = [
+            r
+            for r in self.conn.execute(
+                "SELECT device, seg_start, seg_end, config, status FROM measurements "
+                "WHERE status IN ('ok', 'error')"
+            )
+            if configs.get(r[0]) == r[3]
+        ]
         measured = {r[0] for r in rows if r[4] == "ok"}
-        return {(r[0], r[1], r[2]) for r in rows
-                if r[4] == "ok" or (not retry_errors and r[0] in measured)}
+        return {
+            (r[0], r[1], r[2])
+            for r in rows
+            if r[4] == "ok" or (not retry_errors and r[0] in measured)
+        }
 
     def spoiled(self) -> dict[str, str]:
         """Devices whose current configuration has only failed segments -> the first error."""
         configs = self.device_configs()
         first: dict[str, str] = {}
         ok: set[str] = set()
-        for r in self.conn.execute("SELECT device, config, status, message FROM measurements "
-                                   "WHERE status IN ('ok', 'error') ORDER BY id"):
+        for r in self.conn.execute(
+            "SELECT device, config, status, message FROM measurements "
+            "WHERE status IN ('ok', 'error') ORDER BY id"
+        ):
             if configs.get(r[0]) != r[1]:
                 continue
             if r[2] == "ok":
@@ -510,8 +612,9 @@ class Session:
                 first.setdefault(r[0], r[3] or "error")
         return {d: m for d, m in first.items() if d not in ok}
 
-    def missing(self, plan: Plan | Iterable[PlanItem],
-                retry_errors: bool = False) -> list[PlanItem]:
+    def missing(
+        self, plan: Plan | Iterable[PlanItem], retry_errors: bool = False
+    ) -> list[PlanItem]:
         """Plan items with no finished measurement under the device's current config
         (errors count as finished unless `retry_errors`, or unless the configuration is
         spoiled: see `_done_keys`)."""
@@ -529,8 +632,9 @@ class Session:
 
     def start_run(self, device: str) -> int:
         with self._writing("record a run", measuring=True):
-            cur = self.conn.execute("INSERT INTO runs (device, started_at) VALUES (?, ?) "
-                                    "RETURNING id", (device, _now()))
+            cur = self.conn.execute(
+                "INSERT INTO runs (device, started_at) VALUES (?, ?) RETURNING id", (device, _now())
+            )
             run = int(cur.fetchone()[0])
         return run
 
@@ -540,8 +644,10 @@ class Session:
 
     def finish_run(self, run: int, status: str, message: str | None = None) -> None:
         with self._writing("record a run", measuring=True):
-            self.conn.execute("UPDATE runs SET finished_at = ?, status = ?, message = ? "
-                              "WHERE id = ?", (_now(), status, message, run))
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, message = ? WHERE id = ?",
+                (_now(), status, message, run),
+            )
 
     def mark_pending(self, items: Iterable[PlanItem], run: int | None = None) -> None:
         configs = self.device_configs()
@@ -551,13 +657,22 @@ class Session:
                 "INSERT INTO measurements (device, seg_start, seg_end, config, status, run, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
-                [(it.device, it.start, it.end, configs[it.device], run, now, now)
-                 for it in items])
+                [(it.device, it.start, it.end, configs[it.device], run, now, now) for it in items],
+            )
 
-    def record_result(self, device: str, segment: tuple[int, int], *, load_ms: float,
-                      samples: Sequence[float], stats: Mapping[str, Any],
-                      runtime: Mapping[str, Any] | None = None, stop: str | None = None,
-                      run: int | None = None, config: str | None = None) -> int | None:
+    def record_result(
+        self,
+        device: str,
+        segment: tuple[int, int],
+        *,
+        load_ms: float,
+        samples: Sequence[float],
+        stats: Mapping[str, Any],
+        runtime: Mapping[str, Any] | None = None,
+        stop: str | None = None,
+        run: int | None = None,
+        config: str | None = None,
+    ) -> int | None:
         """Commit one measurement and all its samples in one transaction. Returns its id,
         or None when an ok measurement already exists (it is kept, never overwritten)."""
         cfg = config or self.device_configs()[device]
@@ -576,20 +691,46 @@ class Session:
                 "samples=excluded.samples, stop=excluded.stop, stats=excluded.stats, "
                 "runtime=excluded.runtime, run=excluded.run, updated_at=excluded.updated_at "
                 "WHERE measurements.status <> 'ok' RETURNING id",
-                (device, a, b, cfg, load_ms, stats.get("median"), stats.get("p10"),
-                 stats.get("p90"), stats.get("mean"), stats.get("std"), stats.get("rel_ci"),
-                 len(samples), stop, _json(dict(stats)), _json(dict(runtime or {})), run,
-                 now, now)).fetchone()
+                (
+                    device,
+                    a,
+                    b,
+                    cfg,
+                    load_ms,
+                    stats.get("median"),
+                    stats.get("p10"),
+                    stats.get("p90"),
+                    stats.get("mean"),
+                    stats.get("std"),
+                    stats.get("rel_ci"),
+                    len(samples),
+                    stop,
+                    _json(dict(stats)),
+                    _json(dict(runtime or {})),
+                    run,
+                    now,
+                    now,
+                ),
+            ).fetchone()
             if row is None:
                 return None
             mid = int(row[0])
             self.conn.execute("DELETE FROM samples WHERE measurement = ?", (mid,))
-            self.conn.executemany("INSERT INTO samples VALUES (?, ?, ?)",
-                                  [(mid, i, float(ms)) for i, ms in enumerate(samples)])
+            self.conn.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?)",
+                [(mid, i, float(ms)) for i, ms in enumerate(samples)],
+            )
         return mid
 
-    def record_error(self, device: str, segment: tuple[int, int], message: str, *,
-                     run: int | None = None, config: str | None = None) -> int | None:
+    def record_error(
+        self,
+        device: str,
+        segment: tuple[int, int],
+        message: str,
+        *,
+        run: int | None = None,
+        config: str | None = None,
+    ) -> int | None:
         """An error row for a segment that could not be measured (never replaces ok)."""
         cfg = config or self.device_configs()[device]
         now = _now()
@@ -601,29 +742,47 @@ class Session:
                 "ON CONFLICT(device, seg_start, seg_end, config) DO UPDATE SET status='error', "
                 "message=excluded.message, run=excluded.run, updated_at=excluded.updated_at "
                 "WHERE measurements.status <> 'ok' RETURNING id",
-                (device, a, b, cfg, message, run, now, now)).fetchone()
+                (device, a, b, cfg, message, run, now, now),
+            ).fetchone()
         return int(row[0]) if row else None
 
-    def record_node_times(self, device: str, times: Mapping[int, float], *, runtime: str,
-                          runs: int, unattributed_ms: float = 0.0, total_ms: float = 0.0,
-                          config: str | None = None) -> None:
+    def record_node_times(
+        self,
+        device: str,
+        times: Mapping[int, float],
+        *,
+        runtime: str,
+        runs: int,
+        unattributed_ms: float = 0.0,
+        total_ms: float = 0.0,
+        config: str | None = None,
+    ) -> None:
         cfg = config or self.device_configs()[device]
         names = self.model().node_names
         with self._writing("record per-node times", measuring=True):
-            self.conn.execute("DELETE FROM node_times WHERE device = ? AND config = ?",
-                              (device, cfg))
+            self.conn.execute(
+                "DELETE FROM node_times WHERE device = ? AND config = ?", (device, cfg)
+            )
             self.conn.executemany(
                 "INSERT INTO node_times VALUES (?, ?, ?, ?, ?)",
-                [(device, cfg, int(p), names[p] if 0 <= p < len(names) else None, float(ms))
-                 for p, ms in sorted(times.items())])
+                [
+                    (device, cfg, int(p), names[p] if 0 <= p < len(names) else None, float(ms))
+                    for p, ms in sorted(times.items())
+                ],
+            )
             self.conn.execute(
                 "INSERT OR REPLACE INTO node_profiles VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (device, cfg, runtime, runs, unattributed_ms, total_ms, _now()))
+                (device, cfg, runtime, runs, unattributed_ms, total_ms, _now()),
+            )
 
     def has_node_times(self, device: str) -> bool:
         cfg = self.device_configs().get(device)
-        return self.conn.execute("SELECT 1 FROM node_profiles WHERE device = ? AND config = ?",
-                                 (device, cfg)).fetchone() is not None
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM node_profiles WHERE device = ? AND config = ?", (device, cfg)
+            ).fetchone()
+            is not None
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -641,35 +800,58 @@ class Session:
                 current.add((r["device"], r["seg_start"], r["seg_end"]))
             elif not all_configs:
                 continue
-            rows.append({
-                "device": r["device"], "start": r["seg_start"], "end": r["seg_end"],
-                "median_ms": r["median_ms"], "p10_ms": r["p10_ms"], "p90_ms": r["p90_ms"],
-                "samples": r["samples"], "status": r["status"], "message": r["message"],
-                "load_ms": r["load_ms"], "mean_ms": r["mean_ms"], "std_ms": r["std_ms"],
-                "rel_ci": r["rel_ci"], "stop": r["stop"],
-                "device_index": order.get(r["device"], -1), "measurement_id": r["id"],
-                "updated_at": r["updated_at"], "config": r["config"]})
+            rows.append(
+                {
+                    "device": r["device"],
+                    "start": r["seg_start"],
+                    "end": r["seg_end"],
+                    "median_ms": r["median_ms"],
+                    "p10_ms": r["p10_ms"],
+                    "p90_ms": r["p90_ms"],
+                    "samples": r["samples"],
+                    "status": r["status"],
+                    "message": r["message"],
+                    "load_ms": r["load_ms"],
+                    "mean_ms": r["mean_ms"],
+                    "std_ms": r["std_ms"],
+                    "rel_ci": r["rel_ci"],
+                    "stop": r["stop"],
+                    "device_index": order.get(r["device"], -1),
+                    "measurement_id": r["id"],
+                    "updated_at": r["updated_at"],
+                    "config": r["config"],
+                }
+            )
         for it in self.plan_items():
             if (it.device, it.start, it.end) not in current:
-                rows.append({"device": it.device, "start": it.start, "end": it.end,
-                             "samples": 0, "status": "pending", "config": configs[it.device],
-                             "device_index": order.get(it.device, -1)})
+                rows.append(
+                    {
+                        "device": it.device,
+                        "start": it.start,
+                        "end": it.end,
+                        "samples": 0,
+                        "status": "pending",
+                        "config": configs[it.device],
+                        "device_index": order.get(it.device, -1),
+                    }
+                )
         frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
         frame["samples"] = frame["samples"].fillna(0).astype(int)
-        return frame.sort_values(["device_index", "start", "end"], kind="stable",
-                                 ignore_index=True)
+        return frame.sort_values(["device_index", "start", "end"], kind="stable", ignore_index=True)
 
     def samples(self, measurement_id: int) -> list[float]:
         """A measurement's raw timings (ms), in run order. Checked here rather than on open
         (this table is the large one): a value that is not a finite time is damage."""
         out = []
         for seq, ms in self.conn.execute(
-                "SELECT seq, ms FROM samples WHERE measurement = ? ORDER BY seq",
-                (measurement_id,)):
+            "SELECT seq, ms FROM samples WHERE measurement = ? ORDER BY seq", (measurement_id,)
+        ):
             if not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
-                raise OmdpError(f"{self.path} is damaged: samples.ms holds {ms!r} in sample "
-                                f"{seq} of measurement {measurement_id}, not a finite time ≥ 0",
-                                sessionfile.FIX_DAMAGED)
+                raise OmdpError(
+                    f"{self.path} is damaged: samples.ms holds {ms!r} in sample "
+                    f"{seq} of measurement {measurement_id}, not a finite time ≥ 0",
+                    sessionfile.FIX_DAMAGED,
+                )
             out.append(float(ms))
         return out
 
@@ -677,7 +859,8 @@ class Session:
         """Per-node times (ms) per device: the *estimated* cost model's input."""
         frame = pd.read_sql_query(
             "SELECT device, config, position, name, ms FROM node_times ORDER BY device, position",
-            self.conn)
+            self.conn,
+        )
         if not all_configs:
             configs = self.device_configs()
             current = frame["config"] == frame["device"].map(configs)
@@ -703,16 +886,29 @@ class Session:
             self.conn.execute("DELETE FROM partitions")
             for p in partitions:
                 details = {k: v for k, v in p.items() if k not in ("name", "positions", "cost_ms")}
-                self.conn.execute("INSERT INTO partitions (name, positions, cost_ms, details, "
-                                  "created_at) VALUES (?, ?, ?, ?, ?)",
-                                  (p.get("name"), _json(list(p["positions"])), p.get("cost_ms"),
-                                   _json(details), now))
+                self.conn.execute(
+                    "INSERT INTO partitions (name, positions, cost_ms, details, "
+                    "created_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        p.get("name"),
+                        _json(list(p["positions"])),
+                        p.get("cost_ms"),
+                        _json(details),
+                        now,
+                    ),
+                )
 
     def partitions(self) -> list[dict[str, Any]]:
         out = []
         for r in self.conn.execute("SELECT * FROM partitions ORDER BY id"):
-            out.append({"name": r["name"], "positions": json.loads(r["positions"]),
-                        "cost_ms": r["cost_ms"], **json.loads(r["details"] or "{}")})
+            out.append(
+                {
+                    "name": r["name"],
+                    "positions": json.loads(r["positions"]),
+                    "cost_ms": r["cost_ms"],
+                    **json.loads(r["details"] or "{}"),
+                }
+            )
         return out
 
     def get_ui_state(self, key: str | None = None, default: Any = None) -> Any:
@@ -740,9 +936,8 @@ class Session:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
 
 
-
-
 # -- listing -----------------------------------------------------------------------------------
+
 
 @dataclass
 class SessionInfo:
@@ -756,10 +951,16 @@ class SessionInfo:
     problem: str | None = None  # why it could not be read
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "model": self.model, "devices": self.devices,
-                "done": self.done, "total": self.total, "errors": self.errors,
-                "modified": dt.datetime.fromtimestamp(self.modified).isoformat(timespec="seconds"),
-                "problem": self.problem}
+        return {
+            "path": self.path,
+            "model": self.model,
+            "devices": self.devices,
+            "done": self.done,
+            "total": self.total,
+            "errors": self.errors,
+            "modified": dt.datetime.fromtimestamp(self.modified).isoformat(timespec="seconds"),
+            "problem": self.problem,
+        }
 
 
 def list_sessions(folder: str | os.PathLike = DEFAULT_FOLDER) -> list[SessionInfo]:
@@ -785,8 +986,7 @@ def _info(p: Path) -> SessionInfo:
         with Session.open(p, check_model=False, readonly=True) as s:
             done, total = s.progress()
             errors = int((s.results_frame()["status"] == "error").sum())
-            return SessionInfo(str(p), s.model().label, s.chain().names, done, total, errors,
-                               mtime)
+            return SessionInfo(str(p), s.model().label, s.chain().names, done, total, errors, mtime)
     except OmdpError as exc:
         problem = exc.what
     except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:

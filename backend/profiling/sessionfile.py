@@ -60,13 +60,16 @@ def present(path: Path) -> bool:
 def check_file(path: Path) -> None:
     """OmdpError unless `path` is a regular file that starts like a whole SQLite database."""
     if path.is_symlink() and not path.exists():
-        raise OmdpError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
-                        "exist", "point it at a session file, or give another path")
+        raise OmdpError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist",
+            "point it at a session file, or give another path",
+        )
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise OmdpError(f"no session at {path}",
-                        "check the path (`omdp sessions` lists them)") from None
+        raise OmdpError(
+            f"no session at {path}", "check the path (`omdp sessions` lists them)"
+        ) from None
     except OSError as exc:
         raise os_error(exc, path, "read") from None
     if stat.S_ISDIR(st.st_mode):
@@ -85,15 +88,17 @@ def check_file(path: Path) -> None:
     page = int.from_bytes(head[16:18], "big")
     page = 65536 if page == 1 else page
     if page < 512 or page & (page - 1):
-        raise OmdpError(f"{path} is damaged: its header gives a page size of {page} B",
-                        FIX_DAMAGED)
+        raise OmdpError(f"{path} is damaged: its header gives a page size of {page} B", FIX_DAMAGED)
     pages = int.from_bytes(head[28:32], "big")
     header_size_valid = head[24:28] == head[92:96] and pages > 0
-    if st.st_size % page or (header_size_valid and not _wal(path).exists()
-                             and st.st_size < pages * page):
-        raise OmdpError(f"{path} is damaged: truncated ({st.st_size} bytes, "
-                        f"{'not whole pages' if st.st_size % page else f'{pages} pages expected'})",
-                        FIX_DAMAGED)
+    if st.st_size % page or (
+        header_size_valid and not _wal(path).exists() and st.st_size < pages * page
+    ):
+        raise OmdpError(
+            f"{path} is damaged: truncated ({st.st_size} bytes, "
+            f"{'not whole pages' if st.st_size % page else f'{pages} pages expected'})",
+            FIX_DAMAGED,
+        )
 
 
 def why_readonly(path: Path) -> str | None:
@@ -156,24 +161,32 @@ def sqlite_error(exc: sqlite3.Error, path: Path, doing: str) -> OmdpError:
     text = " ".join(str(exc).split())
     low = text.lower()
     if "disk is full" in low or "disk full" in low:
-        return OmdpError(f"cannot {doing} in session {path}: the disk is full",
-                         "free some space and run the command again")
+        return OmdpError(
+            f"cannot {doing} in session {path}: the disk is full",
+            "free some space and run the command again",
+        )
     if "readonly" in low or "read-only" in low:
-        return OmdpError(f"cannot {doing}: session {path} is read-only",
-                         "make it writable, or work on a copy")
+        return OmdpError(
+            f"cannot {doing}: session {path} is read-only", "make it writable, or work on a copy"
+        )
     if "locked" in low or "busy" in low:
-        return OmdpError(f"cannot {doing}: session {path} is busy (another program holds a "
-                         "lock on it)", "try again when it is done")
+        return OmdpError(
+            f"cannot {doing}: session {path} is busy (another program holds a lock on it)",
+            "try again when it is done",
+        )
     if "malformed" in low or "not a database" in low or "corrupt" in low:
         return OmdpError(f"{path} is damaged ({text})", FIX_DAMAGED)
     if "unable to open" in low:
         journal = path.with_name(path.name + "-journal")
         if journal.exists() and journal.stat().st_size:
-            return OmdpError(f"cannot read {path}: an interrupted write left {journal.name} "
-                             "beside it and this folder is read-only",
-                             "open it once where it can be written, to finish recovery")
-        return OmdpError(f"cannot open session {path} ({text})",
-                         "check that the file and its folder can be read")
+            return OmdpError(
+                f"cannot read {path}: an interrupted write left {journal.name} "
+                "beside it and this folder is read-only",
+                "open it once where it can be written, to finish recovery",
+            )
+        return OmdpError(
+            f"cannot open session {path} ({text})", "check that the file and its folder can be read"
+        )
     return OmdpError(f"cannot {doing} in session {path} ({text})", FIX_DAMAGED)
 
 
@@ -225,8 +238,15 @@ def _create_unnamed(path: Path, data: bytes) -> bool:
         except FileExistsError:
             raise exists_error(path) from None
         except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS,
-                             errno.EMLINK, errno.ENOENT, errno.EXDEV):
+            if exc.errno in (
+                errno.EPERM,
+                errno.ENOTSUP,
+                errno.EOPNOTSUPP,
+                errno.ENOSYS,
+                errno.EMLINK,
+                errno.ENOENT,
+                errno.EXDEV,
+            ):
                 return False
             raise
     finally:
@@ -256,8 +276,13 @@ def _place(tmp: Path, path: Path) -> None:
     except FileExistsError:
         raise exists_error(path) from None
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS,
-                             errno.EMLINK):
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.ENOSYS,
+            errno.EMLINK,
+        ):
             raise
     # A filesystem without hard links: reserve the name, then move the file over it.
     try:
@@ -268,14 +293,17 @@ def _place(tmp: Path, path: Path) -> None:
 
 
 def exists_error(path: Path) -> SessionExists:
-    return SessionExists(f"{path} already exists",
-                         "open it to resume, or choose another --session name")
+    return SessionExists(
+        f"{path} already exists", "open it to resume, or choose another --session name"
+    )
 
 
 def _create_error(exc: OSError, path: Path) -> OmdpError:
     if exc.errno == errno.ENAMETOOLONG:
-        return OmdpError(f"cannot create session {path}: the name is too long for the "
-                         "filesystem", "choose a shorter name with --session")
+        return OmdpError(
+            f"cannot create session {path}: the name is too long for the filesystem",
+            "choose a shorter name with --session",
+        )
     return os_error(exc, path, "create session")
 
 

@@ -159,8 +159,16 @@ def open_prepared(prepared: Prepared) -> OpenSession:
         cands = choose(analysis, req.candidates, None, req.new.auto_candidates)
         check_size(len(cands), len(chain.devices))
         with contextlib.suppress(SessionExists):
-            session = create_session(req.path, analysis, chain, cands, builtin=prepared.builtin,
-                                     new=req.new, claim=req.claim, dry_run=req.dry_run)
+            session = create_session(
+                req.path,
+                analysis,
+                chain,
+                cands,
+                builtin=prepared.builtin,
+                new=req.new,
+                claim=req.claim,
+                dry_run=req.dry_run,
+            )
             opened = OpenSession(session, analysis, prepared.model_ref, cands, resumed=False)
             if req.claim and not req.dry_run:
                 opened.held.enter_context(session.claim_profiler())
@@ -215,9 +223,16 @@ def create_session(
         for key, value in new.ui.items():
             session.set_ui_state(key, value)
 
-    return Session.create(path, analysis, chain, candidates, builtin=builtin,
-                          claim_profiler=claim and not dry_run, in_memory=dry_run,
-                          settings=settings)
+    return Session.create(
+        path,
+        analysis,
+        chain,
+        candidates,
+        builtin=builtin,
+        claim_profiler=claim and not dry_run,
+        in_memory=dry_run,
+        settings=settings,
+    )
 
 
 def session_analysis(session: Session) -> ModelAnalysis:

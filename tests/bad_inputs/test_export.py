@@ -36,9 +36,13 @@ def make_session(folder: Path, model: Path | None = None) -> Path:
     s.save_plan(plan)
     for it in plan.items:
         ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(it.device, (it.start, it.end), load_ms=1.0, samples=[ms] * 3,
-                        stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0,
-                               "rel_ci": 0.0})
+        s.record_result(
+            it.device,
+            (it.start, it.end),
+            load_ms=1.0,
+            samples=[ms] * 3,
+            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
+        )
     s.close()
     return path
 
@@ -72,12 +76,17 @@ RANKS = [
 ]
 
 
-@pytest.mark.parametrize(("rank", "expected"), RANKS,
-                         ids=[r if len(r) < 24 else f"{len(r)} digits" for r, _ in RANKS])
+@pytest.mark.parametrize(
+    ("rank", "expected"), RANKS, ids=[r if len(r) < 24 else f"{len(r)} digits" for r, _ in RANKS]
+)
 def test_bad_rank(capsys, lab, rank, expected):
     session, folder, out = lab
-    expect_rejected(capsys, ["export", session, f"--rank={rank}", "-o", out / "p.json"],
-                    watch=[folder, out], contains=expected)
+    expect_rejected(
+        capsys,
+        ["export", session, f"--rank={rank}", "-o", out / "p.json"],
+        watch=[folder, out],
+        contains=expected,
+    )
 
 
 DESTINATIONS = {
@@ -86,12 +95,18 @@ DESTINATIONS = {
     "-o under a file": (["-o", "{lab}/plain.txt/p.json"], "not a folder"),
     "-o the session itself": (["-o", "{session}"], "it is the session file"),
     "-o empty": (["-o", ""], "is a directory"),
-    "--with-models at a file": (["-o", "{out}/p.json", "--with-models", "{lab}/plain.txt"],
-                                "is a file, not a folder"),
-    "--with-models at the session": (["-o", "{out}/p.json", "--with-models", "{session}"],
-                                     "is a file, not a folder"),
-    "--with-models under a file": (["-o", "{out}/p.json", "--with-models",
-                                    "{lab}/plain.txt/models"], "is not a folder"),
+    "--with-models at a file": (
+        ["-o", "{out}/p.json", "--with-models", "{lab}/plain.txt"],
+        "is a file, not a folder",
+    ),
+    "--with-models at the session": (
+        ["-o", "{out}/p.json", "--with-models", "{session}"],
+        "is a file, not a folder",
+    ),
+    "--with-models under a file": (
+        ["-o", "{out}/p.json", "--with-models", "{lab}/plain.txt/models"],
+        "is not a folder",
+    ),
     "no -o": ([], "required: -o"),
 }
 
@@ -119,8 +134,12 @@ OPTIONS = [
 @pytest.mark.parametrize(("args", "expected"), OPTIONS)
 def test_bad_ranking_option(capsys, lab, args, expected):
     session, folder, out = lab
-    expect_rejected(capsys, ["export", session, "-o", out / "p.json", *args],
-                    watch=[folder, out], contains=expected)
+    expect_rejected(
+        capsys,
+        ["export", session, "-o", out / "p.json", *args],
+        watch=[folder, out],
+        contains=expected,
+    )
 
 
 SESSIONS = {
@@ -134,23 +153,35 @@ SESSIONS = {
 def test_bad_session(capsys, lab, case):
     _, folder, out = lab
     where, expected = SESSIONS[case]
-    expect_rejected(capsys, ["export", where(folder), "-o", out / "p.json"],
-                    watch=[folder, out], contains=expected)
+    expect_rejected(
+        capsys,
+        ["export", where(folder), "-o", out / "p.json"],
+        watch=[folder, out],
+        contains=expected,
+    )
 
 
 def test_model_changed_since_profiling(capsys, lab):
     session, folder, out = lab
     m = skip_model(seed=7)
     onnx.save(m, folder / "skip.onnx")
-    expect_rejected(capsys, ["export", session, "-o", out / "p.json", "--with-models",
-                             out / "models"], watch=[folder, out], contains="skip.onnx")
+    expect_rejected(
+        capsys,
+        ["export", session, "-o", out / "p.json", "--with-models", out / "models"],
+        watch=[folder, out],
+        contains="skip.onnx",
+    )
 
 
 def test_json_into_a_read_only_folder(capsys, lab, tmp_path):
     session, folder, _ = lab
     with read_only_folder(tmp_path / "ro") as ro:
-        expect_rejected(capsys, ["export", session, "-o", ro / "p.json"],
-                        watch=[folder, ro], contains="read-only")
+        expect_rejected(
+            capsys,
+            ["export", session, "-o", ro / "p.json"],
+            watch=[folder, ro],
+            contains="read-only",
+        )
 
 
 @pytest.mark.parametrize("inside", [False, True])
@@ -159,8 +190,12 @@ def test_models_into_a_read_only_folder(capsys, lab, tmp_path, inside):
     session, folder, out = lab
     with read_only_folder(tmp_path / "ro") as ro:
         models = ro / "models" if inside else ro
-        expect_rejected(capsys, ["export", session, "-o", out / "p.json", "--with-models",
-                                 models], watch=[folder, out, ro], contains="read-only")
+        expect_rejected(
+            capsys,
+            ["export", session, "-o", out / "p.json", "--with-models", models],
+            watch=[folder, out, ro],
+            contains="read-only",
+        )
 
 
 def test_read_only_session_writes_no_json(capsys, tmp_path):
@@ -173,5 +208,9 @@ def test_read_only_session_writes_no_json(capsys, tmp_path):
     session = make_session(work, model)
     with read_only_folder(tmp_path / "ro", {"s.omdp": session.read_bytes()}) as ro:
         session.unlink()  # only the read-only copy is left
-        expect_rejected(capsys, ["export", ro / "s.omdp", "-o", out / "p.json"],
-                        watch=[ro, out, work], contains="read-only")
+        expect_rejected(
+            capsys,
+            ["export", ro / "s.omdp", "-o", out / "p.json"],
+            watch=[ro, out, work],
+            contains="read-only",
+        )

@@ -41,8 +41,9 @@ def no_lab_left(tmp_path: Path):
     from backend.lab import lifecycle, netns
 
     folder = tmp_path / "lab"
-    if folder.is_dir() and any(layout.owned_namespace(layout.lab_id(folder), n)
-                               for n in netns.names()):
+    if folder.is_dir() and any(
+        layout.owned_namespace(layout.lab_id(folder), n) for n in netns.names()
+    ):
         lifecycle.down(folder)
 
 
@@ -52,13 +53,20 @@ def chain(tmp_path: Path, lab: str = "", bw: object = 20, lat: object = 5) -> Pa
     return p
 
 
-def up(tmp_path: Path, capsys, chain_file: Path, contains: str | None = None,
-       folder: Path | None = None) -> str:
+def up(
+    tmp_path: Path,
+    capsys,
+    chain_file: Path,
+    contains: str | None = None,
+    folder: Path | None = None,
+) -> str:
     folder = folder or tmp_path / "lab"
-    line = expect_rejected(capsys, ["lab", "up", chain_file, "--dir", folder],
-                           watch=[tmp_path], contains=contains)
-    assert not folder.exists() or folder.is_file() or any(folder.iterdir()), \
+    line = expect_rejected(
+        capsys, ["lab", "up", chain_file, "--dir", folder], watch=[tmp_path], contains=contains
+    )
+    assert not folder.exists() or folder.is_file() or any(folder.iterdir()), (
         "a rejected `lab up` created the lab folder"
+    )
     return line
 
 
@@ -113,8 +121,7 @@ LAB_TABLES = {
     "python-blank": ('[device.lab]\npython = "   "', "python must be"),
     "python-number": ("[device.lab]\npython = 3.8", "python must be"),
     "python-missing": ('[device.lab]\npython = "python-omdp-nowhere"', "not an executable"),
-    "python-bad-path": ('[device.lab]\npython = "/nonexistent/bin/python3"',
-                        "not an executable"),
+    "python-bad-path": ('[device.lab]\npython = "/nonexistent/bin/python3"', "not an executable"),
     "python-not-executable": ('[device.lab]\npython = "{tmp}/notes.txt"', "not an executable"),
     "python-newline": ('[device.lab]\npython = "python3\\nrm"', "python must be"),
     "python-folder": ('[device.lab]\npython = "/usr/bin"', "not an executable"),
@@ -156,8 +163,10 @@ DEVICE_FILES = {
     "unknown-field": ("[[device]]\nname = 'a'\nthread = 1\n", "did you mean 'threads'"),
     "unknown-section": ("[lab]\ncpu = 1\n[[device]]\nname = 'a'\n", "unknown section"),
     "duplicate-names": ("[[device]]\nname = 'a'\n[[device]]\nname = 'a'\n", "already used"),
-    "non-consecutive-link": (TWO.format(lab="", bw=5, lat=1).replace('to = "b"', 'to = "a"'),
-                             "consecutive"),
+    "non-consecutive-link": (
+        TWO.format(lab="", bw=5, lat=1).replace('to = "b"', 'to = "a"'),
+        "consecutive",
+    ),
 }
 
 
@@ -175,18 +184,25 @@ def test_devices_file(tmp_path: Path, capsys, content, words: str) -> None:
 
 def test_too_many_devices(tmp_path: Path, capsys) -> None:
     p = tmp_path / "chain.toml"
-    p.write_text("".join(f"[[device]]\nname = 'd{i}'\n" for i in range(MAX_DEVICES + 1))
-                 + "".join(f"[[link]]\nfrom = 'd{i}'\nto = 'd{i + 1}'\nbandwidth_mbps = 10\n"
-                           for i in range(MAX_DEVICES)))
+    p.write_text(
+        "".join(f"[[device]]\nname = 'd{i}'\n" for i in range(MAX_DEVICES + 1))
+        + "".join(
+            f"[[link]]\nfrom = 'd{i}'\nto = 'd{i + 1}'\nbandwidth_mbps = 10\n"
+            for i in range(MAX_DEVICES)
+        )
+    )
     up(tmp_path, capsys, p, f"at most {MAX_DEVICES}")
 
 
-@pytest.mark.parametrize("name,words", [
-    ("file", "is a file"),
-    ('with"quote', "line break or a quote"),
-    ("with\nnewline", "line break or a quote"),
-    ("with\rreturn", "line break or a quote"),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("file", "is a file"),
+        ('with"quote', "line break or a quote"),
+        ("with\nnewline", "line break or a quote"),
+        ("with\rreturn", "line break or a quote"),
+    ],
+)
 def test_lab_folder(tmp_path: Path, capsys, name: str, words: str) -> None:
     folder = tmp_path / name
     if name == "file":
@@ -195,17 +211,29 @@ def test_lab_folder(tmp_path: Path, capsys, name: str, words: str) -> None:
 
 
 def test_folder_that_cannot_be_made(tmp_path: Path, capsys) -> None:
-    expect_rejected(capsys, ["lab", "up", chain(tmp_path), "--dir", "/proc/omdp-lab/x"],
-                    watch=[tmp_path], contains="cannot create the lab folder")
+    expect_rejected(
+        capsys,
+        ["lab", "up", chain(tmp_path), "--dir", "/proc/omdp-lab/x"],
+        watch=[tmp_path],
+        contains="cannot create the lab folder",
+    )
 
 
 def lab_state(folder: Path, change: dict | None = None) -> None:
     """A lab.json as a lab of the two-device chain "other.toml" would leave, with `change`."""
     folder.mkdir()
-    st = state.LabState(str(folder), layout.lab_id(folder), "0" * 16, "other.toml", "relay", 1,
-                        "10.200.9.0/24", "root", [state.DeviceState("a"),
-                                                  state.DeviceState("b")],
-                        [state.LinkState("a", "b", 20.0, 5.0)])
+    st = state.LabState(
+        str(folder),
+        layout.lab_id(folder),
+        "0" * 16,
+        "other.toml",
+        "relay",
+        1,
+        "10.200.9.0/24",
+        "root",
+        [state.DeviceState("a"), state.DeviceState("b")],
+        [state.LinkState("a", "b", 20.0, 5.0)],
+    )
     data = json.loads(st.to_json())
     data.update(change or {})
     (folder / "lab.json").write_text(json.dumps(data))
@@ -233,8 +261,11 @@ DAMAGED = {
 def test_damaged_state(tmp_path: Path, capsys, verb: str, change: dict) -> None:
     folder = tmp_path / "lab"
     lab_state(folder, change)
-    args = (["lab", "up", chain(tmp_path), "--dir", folder] if verb == "up"
-            else ["lab", "status", folder])
+    args = (
+        ["lab", "up", chain(tmp_path), "--dir", folder]
+        if verb == "up"
+        else ["lab", "status", folder]
+    )
     expect_rejected(capsys, args, watch=[tmp_path], contains="is damaged")
 
 
@@ -253,23 +284,30 @@ def test_status_without_a_lab(tmp_path: Path, capsys, what: str) -> None:
         folder.mkdir()
     elif what == "file":
         folder.write_text("x")
-    expect_rejected(capsys, ["lab", "status", folder], watch=[tmp_path],
-                    contains="is a file" if what == "file" else "no lab in")
+    expect_rejected(
+        capsys,
+        ["lab", "status", folder],
+        watch=[tmp_path],
+        contains="is a file" if what == "file" else "no lab in",
+    )
 
 
 def test_down_on_a_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "lab").write_text("x")
-    expect_rejected(capsys, ["lab", "down", tmp_path / "lab"], watch=[tmp_path],
-                    contains="is a file")
+    expect_rejected(
+        capsys, ["lab", "down", tmp_path / "lab"], watch=[tmp_path], contains="is a file"
+    )
 
 
 @pytest.mark.parametrize("verb", ["up", "status", "down"])
 def test_without_privileges(tmp_path: Path, capsys, monkeypatch, verb: str) -> None:
     monkeypatch.setattr(host, "effective_caps", lambda status_text=None: 0)
     (tmp_path / "lab").mkdir()
-    args = {"up": ["lab", "up", chain(tmp_path), "--dir", tmp_path / "lab"],
-            "status": ["lab", "status", tmp_path / "lab"],
-            "down": ["lab", "down", tmp_path / "lab"]}[verb]
+    args = {
+        "up": ["lab", "up", chain(tmp_path), "--dir", tmp_path / "lab"],
+        "status": ["lab", "status", tmp_path / "lab"],
+        "down": ["lab", "down", tmp_path / "lab"],
+    }[verb]
     line = expect_rejected(capsys, args, watch=[tmp_path], contains="needs root")
     assert "CAP_NET_ADMIN" in line and "omdp demo" in line
 
@@ -279,17 +317,28 @@ def test_without_tools(tmp_path: Path, capsys, monkeypatch, verb: str) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.setattr(host, "SBIN_DIRS", ())
     (tmp_path / "lab").mkdir()
-    args = {"up": ["lab", "up", chain(tmp_path), "--dir", tmp_path / "lab"],
-            "status": ["lab", "status", tmp_path / "lab"],
-            "down": ["lab", "down", tmp_path / "lab"]}[verb]
+    args = {
+        "up": ["lab", "up", chain(tmp_path), "--dir", tmp_path / "lab"],
+        "status": ["lab", "status", tmp_path / "lab"],
+        "down": ["lab", "down", tmp_path / "lab"],
+    }[verb]
     expect_rejected(capsys, args, watch=[tmp_path], contains="apt-get install -y iproute2")
 
 
-@pytest.mark.parametrize("args", [
-    ["lab"], ["lab", "up"], ["lab", "up", "chain.toml"], ["lab", "frobnicate"],
-    ["lab", "status"], ["lab", "down"], ["lab", "down", "a", "b"],
-    ["lab", "up", "chain.toml", "--dir"], ["lab", "status", "x", "--jsn"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["lab"],
+        ["lab", "up"],
+        ["lab", "up", "chain.toml"],
+        ["lab", "frobnicate"],
+        ["lab", "status"],
+        ["lab", "down"],
+        ["lab", "down", "a", "b"],
+        ["lab", "up", "chain.toml", "--dir"],
+        ["lab", "status", "x", "--jsn"],
+    ],
+)
 def test_arguments(tmp_path: Path, capsys, args: list[str]) -> None:
     os.chdir(tmp_path)
     expect_rejected(capsys, args, watch=[tmp_path])

@@ -33,6 +33,7 @@ def _edit(fn: Callable[[onnx.ModelProto], object]) -> Callable[[Path], Path]:
         m = skip_model()
         fn(m)
         return _save(m, folder)
+
     return make
 
 
@@ -47,9 +48,13 @@ def _declare(m: onnx.ModelProto, index: int, dims: list[int], elem: int = Tensor
 
 def _matmul_model(a: list[int], b: list[int]) -> onnx.ModelProto:
     w = numpy_helper.from_array(np.zeros(b, np.float32), "w")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mm",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, a)],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, a)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -103,20 +108,31 @@ def _duplicate_opset(m: onnx.ModelProto) -> None:
 
 
 def _if_with_unknown_tensor(m: onnx.ModelProto) -> None:
-    then = helper.make_graph([helper.make_node("Identity", ["nowhere"], ["t"])], "then", [],
-                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    then = helper.make_graph(
+        [helper.make_node("Identity", ["nowhere"], ["t"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)],
+    )
     cond = numpy_helper.from_array(np.array(True), "cond")
     m.graph.initializer.append(cond)
-    m.graph.node.append(helper.make_node("If", ["cond"], ["branch"], name="if",
-                                         then_branch=then, else_branch=then))
+    m.graph.node.append(
+        helper.make_node("If", ["cond"], ["branch"], name="if", then_branch=then, else_branch=then)
+    )
     m.graph.output.append(helper.make_tensor_value_info("branch", TensorProto.FLOAT, None))
 
 
 def _external(folder: Path, edit: Callable[[onnx.TensorProto, Path], object]) -> Path:
     """The model with its weights in `w.bin` next to it, then `edit(tensor, folder)`."""
     path = folder / "ext.onnx"
-    onnx.save(skip_model(), path, save_as_external_data=True, all_tensors_to_one_file=True,
-              location="w.bin", size_threshold=0)
+    onnx.save(
+        skip_model(),
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="w.bin",
+        size_threshold=0,
+    )
     m = onnx.load(path, load_external_data=False)
     edit(next(t for t in m.graph.initializer if t.name == "w1"), folder)
     path.write_bytes(m.SerializeToString())
@@ -129,6 +145,7 @@ def _set_external(key: str, value: str) -> Callable[[onnx.TensorProto, Path], No
         if entry is None:
             entry = t.external_data.add(key=key)
         entry.value = value
+
     return edit
 
 
@@ -148,6 +165,7 @@ def _write(name: str, data: bytes) -> Callable[[Path], Path]:
     def make(folder: Path) -> Path:
         (folder / name).write_bytes(data)
         return folder / name
+
     return make
 
 
@@ -163,35 +181,53 @@ def _text_graph(folder: Path) -> Path:
 BAD_MODELS: dict[str, tuple[Callable[[Path], Path], str]] = {
     # structure
     "two nodes produce one tensor": (
-        _edit(lambda m: m.graph.node[1].output.__setitem__(0, "c1")), "produced by two nodes"),
+        _edit(lambda m: m.graph.node[1].output.__setitem__(0, "c1")),
+        "produced by two nodes",
+    ),
     "node output is an initializer": (
-        _edit(lambda m: m.graph.node[1].output.__setitem__(0, "w2")), "is an initializer"),
+        _edit(lambda m: m.graph.node[1].output.__setitem__(0, "w2")),
+        "is an initializer",
+    ),
     "node output is a graph input": (
-        _edit(lambda m: m.graph.node[1].output.__setitem__(0, "x")), "is a graph input"),
+        _edit(lambda m: m.graph.node[1].output.__setitem__(0, "x")),
+        "is a graph input",
+    ),
     "output nothing produces": (
-        _edit(lambda m: m.graph.output.append(
-            helper.make_tensor_value_info("ghost", TensorProto.FLOAT, [1]))),
-        "graph output 'ghost' is produced by no node"),
+        _edit(
+            lambda m: m.graph.output.append(
+                helper.make_tensor_value_info("ghost", TensorProto.FLOAT, [1])
+            )
+        ),
+        "graph output 'ghost' is produced by no node",
+    ),
     "dangling node input": (
         _edit(lambda m: m.graph.node[1].input.__setitem__(0, "nowhere")),
-        "tensor 'nowhere' used by node"),
+        "tensor 'nowhere' used by node",
+    ),
     "cycle": (_edit(_unsorted_cycle), "cycle"),
     "empty graph": (_edit(_empty_graph), "no graph"),
     "no outputs": (_edit(_no_outputs), "no outputs"),
     "duplicate initializer": (
         _edit(lambda m: m.graph.initializer.append(m.graph.initializer[0])),
-        "initializer 'w1' is defined twice"),
+        "initializer 'w1' is defined twice",
+    ),
     "duplicate graph input": (
-        _edit(lambda m: m.graph.input.append(m.graph.input[0])), "input 'x' is declared twice"),
+        _edit(lambda m: m.graph.input.append(m.graph.input[0])),
+        "input 'x' is declared twice",
+    ),
     "duplicate graph output": (
         _edit(lambda m: m.graph.output.append(m.graph.output[0])),
-        "output 'y' is declared twice"),
+        "output 'y' is declared twice",
+    ),
     "duplicate node name": (
-        _edit(lambda m: setattr(m.graph.node[2], "name", "conv1")), "have the same name"),
+        _edit(lambda m: setattr(m.graph.node[2], "name", "conv1")),
+        "have the same name",
+    ),
     "unnamed initializer": (
-        _edit(lambda m: setattr(m.graph.initializer[0], "name", "")), "has no name"),
-    "unnamed output": (
-        _edit(lambda m: setattr(m.graph.output[0], "name", "")), "has no name"),
+        _edit(lambda m: setattr(m.graph.initializer[0], "name", "")),
+        "has no name",
+    ),
+    "unnamed output": (_edit(lambda m: setattr(m.graph.output[0], "name", "")), "has no name"),
     "subgraph reads an unknown tensor": (_edit(_if_with_unknown_tensor), "nowhere"),
     # versions and operators
     "opset 999": (_edit(lambda m: setattr(m.opset_import[0], "version", 999)), "opset 999"),
@@ -201,61 +237,106 @@ BAD_MODELS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "IR version 99": (_edit(lambda m: setattr(m, "ir_version", 99)), "IR version 99"),
     "IR version missing": (_edit(lambda m: m.ClearField("ir_version")), "IR version 0"),
     "unknown operator": (
-        _edit(lambda m: setattr(m.graph.node[1], "op_type", "Frobnicate")), "Frobnicate"),
+        _edit(lambda m: setattr(m.graph.node[1], "op_type", "Frobnicate")),
+        "Frobnicate",
+    ),
     "undeclared operator domain": (
-        _edit(lambda m: setattr(m.graph.node[1], "domain", "com.example")), "com.example"),
+        _edit(lambda m: setattr(m.graph.node[1], "domain", "com.example")),
+        "com.example",
+    ),
     "empty operator type": (_edit(lambda m: setattr(m.graph.node[1], "op_type", "")), "relu1"),
     # shapes
     "negative input dim": (_edit(lambda m: _dim(m.graph.input[0], 1, -16)), "negative dim -16"),
     "negative initializer dim": (
-        _edit(lambda m: m.graph.initializer[0].dims.__setitem__(0, -4)), "negative dim -4"),
+        _edit(lambda m: m.graph.initializer[0].dims.__setitem__(0, -4)),
+        "negative dim -4",
+    ),
     "huge input dim": (_edit(lambda m: _dim(m.graph.input[0], 2, 10**12)), "on axis 2"),
     "absurd input size": (
-        _edit(lambda m: [_dim(m.graph.input[0], a, 2**30) for a in (2, 3)]), "TiB"),
+        _edit(lambda m: [_dim(m.graph.input[0], a, 2**30) for a in (2, 3)]),
+        "TiB",
+    ),
     "zero-size input": (_edit(lambda m: _dim(m.graph.input[0], 1, 0)), "size 0 on axis 1"),
     "zero-size output": (_edit(lambda m: _declare(m, 0, [0, 10])), "size 0 on axis 0"),
     "output shape the graph contradicts": (_edit(lambda m: _declare(m, 0, [1, 11])), "(11)"),
     "output type the graph contradicts": (
-        _edit(lambda m: _declare(m, 0, [1, 10], TensorProto.INT32)), "elem type"),
+        _edit(lambda m: _declare(m, 0, [1, 10], TensorProto.INT32)),
+        "elem type",
+    ),
     "input without element type": (
         _edit(lambda m: setattr(m.graph.input[0].type.tensor_type, "elem_type", 0)),
-        "input 'x' has no element type"),
+        "input 'x' has no element type",
+    ),
     "mismatched MatMul": (_mismatched_matmul, "Incompatible dimensions"),
     "mismatched Gemm weight": (
-        _edit(lambda m: m.graph.initializer[2].dims.__setitem__(1, 65)), "'w3'"),
+        _edit(lambda m: m.graph.initializer[2].dims.__setitem__(1, 65)),
+        "'w3'",
+    ),
     # initializer data
     "initializer without data": (_edit(_no_data), "'w3' has no data"),
     "initializer data short": (
-        _edit(lambda m: setattr(m.graph.initializer[0], "raw_data",
-                                m.graph.initializer[0].raw_data[:-4])), "holds 428 bytes"),
+        _edit(
+            lambda m: setattr(
+                m.graph.initializer[0], "raw_data", m.graph.initializer[0].raw_data[:-4]
+            )
+        ),
+        "holds 428 bytes",
+    ),
     "initializer data long": (
-        _edit(lambda m: setattr(m.graph.initializer[0], "raw_data",
-                                m.graph.initializer[0].raw_data + b"\0" * 8)), "holds 440 bytes"),
+        _edit(
+            lambda m: setattr(
+                m.graph.initializer[0], "raw_data", m.graph.initializer[0].raw_data + b"\0" * 8
+            )
+        ),
+        "holds 440 bytes",
+    ),
     "typed data short": (_edit(_typed_short), "holds 107 values"),
     "data in two fields": (_edit(_two_fields), "several fields"),
     "undefined element type": (
-        _edit(lambda m: setattr(m.graph.initializer[0], "data_type", 0)), "element type"),
+        _edit(lambda m: setattr(m.graph.initializer[0], "data_type", 0)),
+        "element type",
+    ),
     "unknown element type": (
-        _edit(lambda m: setattr(m.graph.initializer[0], "data_type", 977)), "(977)"),
+        _edit(lambda m: setattr(m.graph.initializer[0], "data_type", 977)),
+        "(977)",
+    ),
     "big weight in the file, data short": (
-        lambda f: _big_weights(f, cut=100), "holds 65,436 bytes"),
+        lambda f: _big_weights(f, cut=100),
+        "holds 65,436 bytes",
+    ),
     "big weight in the file, dims larger than data": (
-        lambda f: _big_weights(f, grow=1), "need 65,792"),
+        lambda f: _big_weights(f, grow=1),
+        "need 65,792",
+    ),
     # external data
     "external data missing": (
-        lambda f: _external(f, lambda t, folder: (folder / "w.bin").unlink()), "w.bin"),
+        lambda f: _external(f, lambda t, folder: (folder / "w.bin").unlink()),
+        "w.bin",
+    ),
     "external data outside the folder": (
-        lambda f: _external(f, _set_external("location", "../w.bin")), "outside"),
+        lambda f: _external(f, _set_external("location", "../w.bin")),
+        "outside",
+    ),
     "external data at an absolute path": (
-        lambda f: _external(f, _set_external("location", "/etc/hostname")), "absolute"),
+        lambda f: _external(f, _set_external("location", "/etc/hostname")),
+        "absolute",
+    ),
     "external data beyond the file": (
-        lambda f: _external(f, _set_external("offset", "99999999")), "exceeds"),
+        lambda f: _external(f, _set_external("offset", "99999999")),
+        "exceeds",
+    ),
     "external data negative offset": (
-        lambda f: _external(f, _set_external("offset", "-8")), "non-negative"),
+        lambda f: _external(f, _set_external("offset", "-8")),
+        "non-negative",
+    ),
     "external data offset not a number": (
-        lambda f: _external(f, _set_external("offset", "abc")), "external data"),
+        lambda f: _external(f, _set_external("offset", "abc")),
+        "external data",
+    ),
     "external data shorter than dims": (
-        lambda f: _external(f, _set_external("length", "8")), "holds 8 bytes"),
+        lambda f: _external(f, _set_external("length", "8")),
+        "holds 8 bytes",
+    ),
     # not a model at all
     "missing file": (lambda f: f / "nope.onnx", "no such file"),
     "directory": (lambda f: f, "is a directory"),
@@ -272,8 +353,16 @@ BAD_MODELS: dict[str, tuple[Callable[[Path], Path], str]] = {
 VERBS = {
     "inspect": lambda model, out: ["inspect", model],
     "cuts": lambda model, out: ["cuts", model, "--top", "2"],
-    "extract": lambda model, out: ["extract", model, "--from", "0", "--to", "2",
-                                   "-o", out / "seg.onnx"],
+    "extract": lambda model, out: [
+        "extract",
+        model,
+        "--from",
+        "0",
+        "--to",
+        "2",
+        "-o",
+        out / "seg.onnx",
+    ],
 }
 
 
@@ -289,6 +378,7 @@ def test_bad_model_is_refused_by_every_verb(capsys, tmp_path, case, verb):
 
 
 # -- argument mistakes with a valid model -----------------------------------------------------
+
 
 @pytest.fixture
 def files(tmp_path):
@@ -331,14 +421,24 @@ def test_bad_input_shape(capsys, files, verb, shapes, expected):
     expect_rejected(capsys, args, watch=[folder, out], contains=expected)
 
 
-@pytest.mark.parametrize(("top", "expected"), [
-    ("0", "no candidates"), ("-3", "no candidates"), ("abc", "invalid int"),
-    ("1.5", "invalid int"), ("", "invalid int"),
-])
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        ("0", "no candidates"),
+        ("-3", "no candidates"),
+        ("abc", "invalid int"),
+        ("1.5", "invalid int"),
+        ("", "invalid int"),
+    ],
+)
 def test_bad_top(capsys, files, top, expected):
     folder, out = files
-    expect_rejected(capsys, ["cuts", folder / "skip.onnx", f"--top={top}"],
-                    watch=[folder, out], contains=expected)
+    expect_rejected(
+        capsys,
+        ["cuts", folder / "skip.onnx", f"--top={top}"],
+        watch=[folder, out],
+        contains=expected,
+    )
 
 
 POSITION_MISTAKES = [
@@ -361,8 +461,12 @@ POSITION_MISTAKES = [
 @pytest.mark.parametrize(("args", "expected"), POSITION_MISTAKES)
 def test_bad_positions(capsys, files, args, expected):
     folder, out = files
-    expect_rejected(capsys, ["extract", folder / "skip.onnx", *args, "-o", out / "s.onnx"],
-                    watch=[folder, out], contains=expected)
+    expect_rejected(
+        capsys,
+        ["extract", folder / "skip.onnx", *args, "-o", out / "s.onnx"],
+        watch=[folder, out],
+        contains=expected,
+    )
 
 
 OUTPUT_MISTAKES = {
@@ -378,38 +482,61 @@ OUTPUT_MISTAKES = {
 def test_bad_extract_output(capsys, files, case):
     folder, out = files
     where, expected = OUTPUT_MISTAKES[case]
-    expect_rejected(capsys, ["extract", folder / "skip.onnx", "--from", "1", "--to", "3",
-                             "-o", where(folder, out)], watch=[folder, out], contains=expected)
+    expect_rejected(
+        capsys,
+        ["extract", folder / "skip.onnx", "--from", "1", "--to", "3", "-o", where(folder, out)],
+        watch=[folder, out],
+        contains=expected,
+    )
 
 
 def test_extract_missing_output_argument(capsys, files):
     folder, out = files
-    expect_rejected(capsys, ["extract", folder / "skip.onnx", "--from", "1", "--to", "3"],
-                    watch=[folder, out], contains="required: -o")
+    expect_rejected(
+        capsys,
+        ["extract", folder / "skip.onnx", "--from", "1", "--to", "3"],
+        watch=[folder, out],
+        contains="required: -o",
+    )
 
 
 def test_extract_into_a_read_only_folder(capsys, files, tmp_path):
     folder, _ = files
     with read_only_folder(tmp_path / "ro") as ro:
-        expect_rejected(capsys, ["extract", folder / "skip.onnx", "--from", "1", "--to", "3",
-                                 "-o", ro / "s.onnx"], watch=[folder, ro], contains="read-only")
+        expect_rejected(
+            capsys,
+            ["extract", folder / "skip.onnx", "--from", "1", "--to", "3", "-o", ro / "s.onnx"],
+            watch=[folder, ro],
+            contains="read-only",
+        )
 
 
 def test_extract_of_a_segment_with_unknown_shapes(capsys, files):
     """A custom operator's output has no shape: its segment would fail onnx.checker."""
     folder, out = files
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"),
-             helper.make_node("Fused", ["a"], ["b"], name="custom", domain="com.example"),
-             helper.make_node("Relu", ["b"], ["y"], name="r2")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                     [1, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
-                                                  helper.make_opsetid("com.example", 1)]),
-              folder / "custom.onnx")
-    expect_rejected(capsys, ["extract", folder / "custom.onnx", "--from", "0", "--to", "3",
-                             "-o", out / "s.onnx"], watch=[folder, out],
-                    contains="shape of its output 'y' is unknown")
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="r1"),
+        helper.make_node("Fused", ["a"], ["b"], name="custom", domain="com.example"),
+        helper.make_node("Relu", ["b"], ["y"], name="r2"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    onnx.save(
+        helper.make_model(
+            g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+        ),
+        folder / "custom.onnx",
+    )
+    expect_rejected(
+        capsys,
+        ["extract", folder / "custom.onnx", "--from", "0", "--to", "3", "-o", out / "s.onnx"],
+        watch=[folder, out],
+        contains="shape of its output 'y' is unknown",
+    )
 
 
 ZOO_MISTAKES = [
@@ -440,5 +567,9 @@ def test_bad_zoo_and_model_name_arguments(capsys, files, args, expected):
 
 def test_zoo_build_into_a_read_only_folder(capsys, tmp_path):
     with read_only_folder(tmp_path / "ro", {"old.onnx": b"keep me"}) as ro:
-        expect_rejected(capsys, ["zoo", "build", "yolov5n", "-o", ro / "old.onnx"],
-                        watch=[ro], contains="read-only")
+        expect_rejected(
+            capsys,
+            ["zoo", "build", "yolov5n", "-o", ro / "old.onnx"],
+            watch=[ro],
+            contains="read-only",
+        )

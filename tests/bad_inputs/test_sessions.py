@@ -40,8 +40,10 @@ def make_session(folder: Path) -> Path:
     model = folder / "skip.onnx"
     onnx.save(skip_model(), model)
     a = analyze(model)
-    chain = Chain([DeviceSpec("glasses"), DeviceSpec("phone"), DeviceSpec("cloud")],
-                  [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0)])
+    chain = Chain(
+        [DeviceSpec("glasses"), DeviceSpec("phone"), DeviceSpec("cloud")],
+        [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0)],
+    )
     path = folder / "s.omdp"
     s = Session.create(path, a, chain, [2, 6])
     plan = build_plan(a.n, [2, 6], chain.names)
@@ -50,8 +52,14 @@ def make_session(folder: Path) -> Path:
     s.record_hello(run, {"pid": 1, "host": {"hostname": "here"}})
     for it in plan.items:
         ms = 1.0 + it.end - it.start
-        s.record_result(it.device, it.segment, load_ms=1.0, samples=[ms] * 3,
-                        stats={**STATS, "median": ms}, run=run)
+        s.record_result(
+            it.device,
+            it.segment,
+            load_ms=1.0,
+            samples=[ms] * 3,
+            stats={**STATS, "median": ms},
+            run=run,
+        )
     s.finish_run(run, "done")
     s.record_node_times("phone", {p: 1.5 for p in range(a.n)}, runtime="onnxruntime", runs=2)
     s.set_bandwidths({0: (25.0, 4.0)})
@@ -76,6 +84,7 @@ def valid(template, tmp_path) -> Path:
 
 # -- damage --------------------------------------------------------------------------------
 
+
 def sql(*statements: str, checks: bool = True) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         conn = sqlite3.connect(path)
@@ -86,12 +95,14 @@ def sql(*statements: str, checks: bool = True) -> Callable[[Path], None]:
             conn.execute(s)
         conn.commit()
         conn.close()
+
     return damage
 
 
 def raw(edit: Callable[[bytes], bytes]) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         path.write_bytes(edit(path.read_bytes()))
+
     return damage
 
 
@@ -107,7 +118,7 @@ def other_sqlite(path: Path) -> None:
 def garbage_page(data: bytes) -> bytes:
     page = int.from_bytes(data[16:18], "big")
     mid = (len(data) // page // 2) * page
-    return data[:mid] + random.Random(1).randbytes(page) + data[mid + page:]
+    return data[:mid] + random.Random(1).randbytes(page) + data[mid + page :]
 
 
 def spec_with(**change) -> str:
@@ -120,83 +131,150 @@ DAMAGES = [
     ("random-bytes", raw(lambda d: random.Random(0).randbytes(8192)), "not an SQLite file"),
     ("a-text-file", raw(lambda d: b"model,device,ms\n1,2,3\n" * 20), "not an SQLite file"),
     ("header-only", raw(lambda d: d[:100]), "truncated"),
-    ("cut-mid-page", raw(lambda d: d[:len(d) // 2 + 100]), "truncated"),
-    ("cut-whole-pages", raw(lambda d: d[:4096 * 3]), "truncated"),
+    ("cut-mid-page", raw(lambda d: d[: len(d) // 2 + 100]), "truncated"),
+    ("cut-whole-pages", raw(lambda d: d[: 4096 * 3]), "truncated"),
     ("garbage-page", raw(garbage_page), "damaged"),
     ("bad-page-size", raw(lambda d: d[:16] + b"\x00\x03" + d[18:]), "page size"),
     ("another-sqlite-db", other_sqlite, "not an OMDP session"),
     ("no-measurements", sql("DROP TABLE measurements"), "table measurements is missing"),
     ("no-meta", sql("DROP TABLE meta"), "table meta is missing"),
     ("no-schema-version", sql("DROP TABLE schema_version"), "schema_version is missing"),
-    ("no-median-column", sql("ALTER TABLE measurements DROP COLUMN median_ms"),
-     "no column median_ms"),
+    (
+        "no-median-column",
+        sql("ALTER TABLE measurements DROP COLUMN median_ms"),
+        "no column median_ms",
+    ),
     ("no-spec-column", sql("ALTER TABLE devices DROP COLUMN spec"), "no column spec"),
     ("version-missing", sql("DELETE FROM schema_version"), "0 rows"),
     ("version-twice", sql("INSERT INTO schema_version VALUES (1)"), "2 rows"),
     ("version-text", sql("UPDATE schema_version SET version = 'one'"), "schema_version"),
     ("version-zero", sql("UPDATE schema_version SET version = 0"), "version ≥ 1"),
     ("version-newer", sql("UPDATE schema_version SET version = 99"), "newer OMDP"),
-    ("not-our-app", sql("UPDATE meta SET value = 'notes-app' WHERE key = 'app'"),
-     "not an OMDP session"),
+    (
+        "not-our-app",
+        sql("UPDATE meta SET value = 'notes-app' WHERE key = 'app'"),
+        "not an OMDP session",
+    ),
     ("no-model-row", sql("DELETE FROM model"), "model has 0 rows"),
     ("nodes-text", sql("UPDATE model SET nodes = 'many'"), "model.nodes"),
     ("node-names-not-json", sql("UPDATE model SET node_names = '[oops'"), "node_names"),
     ("node-names-short", sql("UPDATE model SET node_names = '[\"a\"]'"), "node_names"),
-    ("node-flops-strings",
-     sql("UPDATE model SET node_flops = (SELECT json_group_array('x') FROM json_each("
-         "node_names))"), "node_flops"),
+    (
+        "node-flops-strings",
+        sql(
+            "UPDATE model SET node_flops = (SELECT json_group_array('x') FROM json_each("
+            "node_names))"
+        ),
+        "node_flops",
+    ),
     ("input-shapes-list", sql("UPDATE model SET input_shapes = '[1, 2]'"), "input_shapes"),
-    ("input-shapes-dims-text",
-     sql("UPDATE model SET input_shapes = '{\"x\": [\"N\", 3]}'"), "input_shapes"),
+    (
+        "input-shapes-dims-text",
+        sql('UPDATE model SET input_shapes = \'{"x": ["N", 3]}\''),
+        "input_shapes",
+    ),
     ("sha-short", sql("UPDATE model SET sha256 = 'abc'"), "model.sha256"),
     ("no-devices", sql("DELETE FROM devices"), "devices is empty"),
     ("device-gap", sql("UPDATE devices SET idx = 7 WHERE idx = 2"), "devices.idx"),
     ("device-spec-garbage", sql("UPDATE devices SET spec = '{{{' WHERE idx = 0"), "devices.spec"),
-    ("device-spec-kind",
-     sql(f"UPDATE devices SET spec = '{spec_with(kind='teleport')}' WHERE idx = 0"),
-     "kind 'teleport'"),
-    ("device-spec-cpus-text",
-     sql(f"UPDATE devices SET spec = '{spec_with(cpus='0-3')}' WHERE idx = 0"), "cpus"),
-    ("device-spec-renamed",
-     sql(f"UPDATE devices SET spec = '{spec_with(name='goggles')}' WHERE idx = 0"), "goggles"),
+    (
+        "device-spec-kind",
+        sql(f"UPDATE devices SET spec = '{spec_with(kind='teleport')}' WHERE idx = 0"),
+        "kind 'teleport'",
+    ),
+    (
+        "device-spec-cpus-text",
+        sql(f"UPDATE devices SET spec = '{spec_with(cpus='0-3')}' WHERE idx = 0"),
+        "cpus",
+    ),
+    (
+        "device-spec-renamed",
+        sql(f"UPDATE devices SET spec = '{spec_with(name='goggles')}' WHERE idx = 0"),
+        "goggles",
+    ),
     ("device-renamed", sql("UPDATE devices SET name = 42 WHERE idx = 1"), "spec names 'phone'"),
     ("device-name-blob", sql("UPDATE devices SET name = x'6869' WHERE idx = 1"), "devices.name"),
     ("no-links", sql("DELETE FROM links"), "links does not join"),
     ("link-wrong-end", sql("UPDATE links SET dst = 'moon' WHERE idx = 0"), "links does not join"),
-    ("link-negative-bw", sql("UPDATE links SET bandwidth_mbps = -5 WHERE idx = 0"),
-     "links.bandwidth_mbps"),
-    ("link-infinite-latency", sql("UPDATE links SET latency_ms = 9e999 WHERE idx = 1"),
-     "links.latency_ms"),
-    ("bandwidth-unknown-link", sql("INSERT INTO bandwidths VALUES (9, 1.0, 1.0, 'now')"),
-     "bandwidths.link"),
-    ("median-text", sql("UPDATE measurements SET median_ms = 'fast' WHERE id = 1"),
-     "measurements.median_ms"),
-    ("median-negative", sql("UPDATE measurements SET median_ms = -1 WHERE id = 2"),
-     "measurements.median_ms"),
-    ("median-infinite", sql("UPDATE measurements SET median_ms = 9e999 WHERE id = 3"),
-     "measurements.median_ms"),
-    ("measurement-unknown-device", sql("UPDATE measurements SET device = 'moon' WHERE id = 1"),
-     "measurements.device"),
-    ("segment-reversed", sql("UPDATE measurements SET seg_start = 9, seg_end = 2 WHERE id = 1"),
-     "measurements.seg_end"),
-    ("segment-past-the-model", sql("UPDATE measurements SET seg_end = 999999 WHERE id = 1"),
-     "measurements.seg_end"),
-    ("segment-text", sql("UPDATE measurements SET seg_start = 'zero' WHERE id = 1"),
-     "measurements.seg_start"),
-    ("status-unknown", sql("UPDATE measurements SET status = 'great' WHERE id = 1",
-                           checks=False), "measurements"),
-    ("stats-not-json", sql("UPDATE measurements SET stats = 'median=2' WHERE id = 1"),
-     "measurements.stats"),
+    (
+        "link-negative-bw",
+        sql("UPDATE links SET bandwidth_mbps = -5 WHERE idx = 0"),
+        "links.bandwidth_mbps",
+    ),
+    (
+        "link-infinite-latency",
+        sql("UPDATE links SET latency_ms = 9e999 WHERE idx = 1"),
+        "links.latency_ms",
+    ),
+    (
+        "bandwidth-unknown-link",
+        sql("INSERT INTO bandwidths VALUES (9, 1.0, 1.0, 'now')"),
+        "bandwidths.link",
+    ),
+    (
+        "median-text",
+        sql("UPDATE measurements SET median_ms = 'fast' WHERE id = 1"),
+        "measurements.median_ms",
+    ),
+    (
+        "median-negative",
+        sql("UPDATE measurements SET median_ms = -1 WHERE id = 2"),
+        "measurements.median_ms",
+    ),
+    (
+        "median-infinite",
+        sql("UPDATE measurements SET median_ms = 9e999 WHERE id = 3"),
+        "measurements.median_ms",
+    ),
+    (
+        "measurement-unknown-device",
+        sql("UPDATE measurements SET device = 'moon' WHERE id = 1"),
+        "measurements.device",
+    ),
+    (
+        "segment-reversed",
+        sql("UPDATE measurements SET seg_start = 9, seg_end = 2 WHERE id = 1"),
+        "measurements.seg_end",
+    ),
+    (
+        "segment-past-the-model",
+        sql("UPDATE measurements SET seg_end = 999999 WHERE id = 1"),
+        "measurements.seg_end",
+    ),
+    (
+        "segment-text",
+        sql("UPDATE measurements SET seg_start = 'zero' WHERE id = 1"),
+        "measurements.seg_start",
+    ),
+    (
+        "status-unknown",
+        sql("UPDATE measurements SET status = 'great' WHERE id = 1", checks=False),
+        "measurements",
+    ),
+    (
+        "stats-not-json",
+        sql("UPDATE measurements SET stats = 'median=2' WHERE id = 1"),
+        "measurements.stats",
+    ),
     ("plan-unknown-device", sql("INSERT INTO plan VALUES ('moon', 0, 2)"), "plan.device"),
     ("plan-empty-segment", sql("INSERT INTO plan VALUES ('phone', 4, 4)"), "plan.seg_end"),
-    ("candidate-at-zero", sql("INSERT INTO candidates VALUES (0, NULL, NULL)"),
-     "candidates.position"),
+    (
+        "candidate-at-zero",
+        sql("INSERT INTO candidates VALUES (0, NULL, NULL)"),
+        "candidates.position",
+    ),
     ("run-status-unknown", sql("UPDATE runs SET status = 'exploded'"), "runs.status"),
     ("run-hello-not-json", sql("UPDATE runs SET hello = '{pid: 1'"), "runs.hello"),
-    ("node-time-past-the-model", sql("UPDATE node_times SET position = 500 WHERE position = 0"),
-     "node_times.position"),
-    ("partition-not-json", sql("UPDATE partitions SET positions = '0,2,6'"),
-     "partitions.positions"),
+    (
+        "node-time-past-the-model",
+        sql("UPDATE node_times SET position = 500 WHERE position = 0"),
+        "node_times.position",
+    ),
+    (
+        "partition-not-json",
+        sql("UPDATE partitions SET positions = '0,2,6'"),
+        "partitions.positions",
+    ),
     ("ui-state-not-json", sql("UPDATE ui_state SET value = 'results'"), "ui_state.value"),
 ]
 DAMAGE_IDS = [d[0] for d in DAMAGES]
@@ -242,6 +320,7 @@ def test_sessions_lists_the_others_and_marks_the_damaged_one(damaged, template, 
 
 # -- read-only sessions × writing verbs ----------------------------------------------------
 
+
 @pytest.fixture
 def write_protected(valid) -> Path:
     valid.chmod(0o444)
@@ -254,8 +333,9 @@ def on_readonly_fs(template, tmp_path) -> Path:
     """A valid session (and its model) on a small filesystem mounted read-only."""
     mnt = tmp_path / "ro"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
         pytest.skip("needs permission to mount a tmpfs")
     try:
         for f in template.parent.iterdir():
@@ -288,23 +368,23 @@ def _fill(args: list[str], s: Path, d: Path) -> list[str]:
 @pytest.mark.parametrize("args, words", READONLY_WRITES)
 def test_a_write_protected_session_says_so(write_protected, tmp_path, args, words, capsys):
     d = _devices(tmp_path)
-    line = expect_rejected(capsys, _fill(args, write_protected, d), watch=[tmp_path],
-                           contains=words)
+    line = expect_rejected(
+        capsys, _fill(args, write_protected, d), watch=[tmp_path], contains=words
+    )
     assert "write-protected" in line and str(write_protected) in line
 
 
 @pytest.mark.parametrize("args, words", READONLY_WRITES)
-def test_a_session_on_a_read_only_filesystem_says_so(on_readonly_fs, tmp_path, args, words,
-                                                     capsys):
+def test_a_session_on_a_read_only_filesystem_says_so(on_readonly_fs, tmp_path, args, words, capsys):
     d = _devices(tmp_path)
-    line = expect_rejected(capsys, _fill(args, on_readonly_fs, d), watch=[on_readonly_fs.parent],
-                           contains=words)
+    line = expect_rejected(
+        capsys, _fill(args, on_readonly_fs, d), watch=[on_readonly_fs.parent], contains=words
+    )
     assert "filesystem is read-only" in line
 
 
 @pytest.mark.parametrize("verb", ["results", "paths", "sessions"])
-def test_reading_verbs_work_on_read_only_sessions(write_protected, on_readonly_fs, verb,
-                                                  capsys):
+def test_reading_verbs_work_on_read_only_sessions(write_protected, on_readonly_fs, verb, capsys):
     for s in (write_protected, on_readonly_fs):
         target = s.parent if verb == "sessions" else s
         before = tree_state([s.parent])
@@ -315,6 +395,7 @@ def test_reading_verbs_work_on_read_only_sessions(write_protected, on_readonly_f
 
 
 # -- bad `profile` arguments -----------------------------------------------------------------
+
 
 def _npy(folder: Path, name: str, array) -> Path:
     p = folder / name
@@ -358,10 +439,15 @@ BAD_NUMBERS = [
 
 @pytest.mark.parametrize("extra, words", BAD_NUMBERS, ids=[" ".join(a) for a, _ in BAD_NUMBERS])
 def test_profile_refuses_numbers_no_measurement_could_use(
-        tmp_path, tiny_model_path, devices_file, monkeypatch, extra, words, capsys):
+    tmp_path, tiny_model_path, devices_file, monkeypatch, extra, words, capsys
+):
     monkeypatch.chdir(tmp_path)  # the default session folder would appear here
-    expect_rejected(capsys, ["profile", tiny_model_path, "--devices", devices_file, *extra],
-                    watch=[tmp_path], contains=words)
+    expect_rejected(
+        capsys,
+        ["profile", tiny_model_path, "--devices", devices_file, *extra],
+        watch=[tmp_path],
+        contains=words,
+    )
 
 
 def _bad_npy(tmp: Path) -> dict[str, tuple[str, str]]:
@@ -374,11 +460,15 @@ def _bad_npy(tmp: Path) -> dict[str, tuple[str, str]]:
         "text": (str(tmp / "text.npy"), "not a readable .npy"),
         "empty": (str(tmp / "empty.npy"), "not a readable .npy"),
         "npz": (str(tmp / "two.npz"), ".npz archive"),
-        "objects": (str(_npy(tmp, "obj.npy", np.array([{"a": 1}], dtype=object))),
-                    "not a readable .npy"),
+        "objects": (
+            str(_npy(tmp, "obj.npy", np.array([{"a": 1}], dtype=object))),
+            "not a readable .npy",
+        ),
         "strings": (str(_npy(tmp, "str.npy", np.array(["a", "b"]))), "not numbers"),
-        "wrong-shape": (str(_npy(tmp, "small.npy", np.ones((1, 3, 8, 8), np.float32))),
-                        "needs (1, 3, 16, 16)"),
+        "wrong-shape": (
+            str(_npy(tmp, "small.npy", np.ones((1, 3, 8, 8), np.float32))),
+            "needs (1, 3, 16, 16)",
+        ),
         "wrong-rank": (str(_npy(tmp, "flat.npy", np.ones(768, np.float32))), "has shape (768,)"),
         "missing": (str(tmp / "nope.npy"), "no file"),
         "a-folder": (str(tmp / "folder.npy"), "no file"),
@@ -387,27 +477,66 @@ def _bad_npy(tmp: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-NPY_CASES = ["text", "empty", "npz", "objects", "strings", "wrong-shape", "wrong-rank",
-             "missing", "a-folder", "unknown-input", "twice"]
+NPY_CASES = [
+    "text",
+    "empty",
+    "npz",
+    "objects",
+    "strings",
+    "wrong-shape",
+    "wrong-rank",
+    "missing",
+    "a-folder",
+    "unknown-input",
+    "twice",
+]
 
 
 @pytest.mark.parametrize("case", NPY_CASES)
-def test_a_bad_input_npy_leaves_no_session_behind(tmp_path, tiny_model_path, devices_file,
-                                                  case, capsys):
+def test_a_bad_input_npy_leaves_no_session_behind(
+    tmp_path, tiny_model_path, devices_file, case, capsys
+):
     value, words = _bad_npy(tmp_path)[case]
     good = str(_npy(tmp_path, "good.npy", np.ones((1, 3, 16, 16), np.float32)))
-    npy = ["--input-npy", good, "--input-npy", f"input={good}"] if case == "twice" else \
-        ["--input-npy", value]
-    expect_rejected(capsys, ["profile", tiny_model_path, "--devices", devices_file, "--session",
-                             tmp_path / "new" / "n.omdp", *npy],
-                    watch=[tmp_path], contains=words)
+    npy = (
+        ["--input-npy", good, "--input-npy", f"input={good}"]
+        if case == "twice"
+        else ["--input-npy", value]
+    )
+    expect_rejected(
+        capsys,
+        [
+            "profile",
+            tiny_model_path,
+            "--devices",
+            devices_file,
+            "--session",
+            tmp_path / "new" / "n.omdp",
+            *npy,
+        ],
+        watch=[tmp_path],
+        contains=words,
+    )
 
 
 def test_a_bad_input_npy_changes_nothing_on_resume(valid, tmp_path, capsys):
     d = _devices(tmp_path)
     bad = _npy(tmp_path, "small.npy", np.ones((2, 2), np.float32))
-    expect_rejected(capsys, ["profile", valid.parent / "skip.onnx", "--devices", d, "--session",
-                             valid, "--input-npy", bad], watch=[tmp_path], contains="needs")
+    expect_rejected(
+        capsys,
+        [
+            "profile",
+            valid.parent / "skip.onnx",
+            "--devices",
+            d,
+            "--session",
+            valid,
+            "--input-npy",
+            bad,
+        ],
+        watch=[tmp_path],
+        contains="needs",
+    )
 
 
 def _session_paths(tmp: Path, valid_session: Path) -> dict[str, tuple[Path, str]]:
@@ -427,24 +556,55 @@ def _session_paths(tmp: Path, valid_session: Path) -> dict[str, tuple[Path, str]
     }
 
 
-@pytest.mark.parametrize("case", ["a-folder", "dangling-link", "under-a-file", "not-sqlite",
-                                  "a-fifo", "name-too-long", "other-model"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a-folder",
+        "dangling-link",
+        "under-a-file",
+        "not-sqlite",
+        "a-fifo",
+        "name-too-long",
+        "other-model",
+    ],
+)
 def test_profile_refuses_a_session_path_that_is_not_a_session(
-        tmp_path, tiny_model_path, devices_file, valid, case, capsys):
+    tmp_path, tiny_model_path, devices_file, valid, case, capsys
+):
     session, words = _session_paths(tmp_path, valid)[case]
-    expect_rejected(capsys, ["profile", tiny_model_path, "--devices", devices_file,
-                             "--session", session], watch=[tmp_path], contains=words)
+    expect_rejected(
+        capsys,
+        ["profile", tiny_model_path, "--devices", devices_file, "--session", session],
+        watch=[tmp_path],
+        contains=words,
+    )
 
 
 def test_profile_refuses_a_cache_that_is_a_file(tmp_path, tiny_model_path, devices_file, capsys):
     (tmp_path / "cache").write_text("x")
-    expect_rejected(capsys, ["profile", tiny_model_path, "--devices", devices_file, "--session",
-                             tmp_path / "n.omdp", "--cache", tmp_path / "cache"],
-                    watch=[tmp_path], contains="not a folder")
+    expect_rejected(
+        capsys,
+        [
+            "profile",
+            tiny_model_path,
+            "--devices",
+            devices_file,
+            "--session",
+            tmp_path / "n.omdp",
+            "--cache",
+            tmp_path / "cache",
+        ],
+        watch=[tmp_path],
+        contains="not a folder",
+    )
 
 
 def test_profile_refuses_another_chain_without_touching_the_session(valid, tmp_path, capsys):
     d = tmp_path / "two.toml"
     d.write_text('[[device]]\nname = "glasses"\n\n[[device]]\nname = "cloud"\n')
-    expect_rejected(capsys, ["profile", valid.parent / "skip.onnx", "--devices", d, "--session",
-                             valid], watch=[tmp_path], contains="glasses → phone → cloud")
+    expect_rejected(
+        capsys,
+        ["profile", valid.parent / "skip.onnx", "--devices", d, "--session", valid],
+        watch=[tmp_path],
+        contains="glasses → phone → cloud",
+    )

@@ -26,14 +26,17 @@ def session(n: int, layers: int) -> tuple[ort.InferenceSession, np.ndarray]:
         nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"y{i}"]))
         prev = f"y{i}"
     graph = helper.make_graph(
-        nodes, "bench", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [n, n])], inits)
+        nodes,
+        "bench",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [n, n])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return sess, rng.standard_normal((n, n)).astype(np.float32)
 
 

@@ -31,8 +31,11 @@ def why_no_lab() -> str | None:
 
 
 def _value(v: Any) -> str:
-    return json.dumps(v) if not isinstance(v, dict) else (
-        "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }")
+    return (
+        json.dumps(v)
+        if not isinstance(v, dict)
+        else ("{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }")
+    )
 
 
 def write_chain(path: Path, devices: list[dict], links: list[dict]) -> Path:
@@ -56,12 +59,19 @@ def lab_objects(lid: str, folder: Path) -> dict[str, list[str]]:
     """Everything on the machine that belongs to the lab `lid`: namespaces, interfaces and
     their qdiscs on the lab machine, cgroups, processes (sshd and relays, live ones) and
     listening sockets of those processes."""
-    spaces = [ln.split()[0] for ln in _out(["ip", "netns", "list"]).splitlines()
-              if ln.startswith(layout.ns_prefix(lid))]
-    links = [m for m in re.findall(r"^\d+: ([^:@]+)", _out(["ip", "-o", "link"]), re.M)
-             if m.startswith(layout.mgmt_if_prefix(lid))]
-    qdiscs = [ln for ln in _out(["tc", "qdisc", "show"]).splitlines()
-              if layout.mgmt_if_prefix(lid) in ln]
+    spaces = [
+        ln.split()[0]
+        for ln in _out(["ip", "netns", "list"]).splitlines()
+        if ln.startswith(layout.ns_prefix(lid))
+    ]
+    links = [
+        m
+        for m in re.findall(r"^\d+: ([^:@]+)", _out(["ip", "-o", "link"]), re.M)
+        if m.startswith(layout.mgmt_if_prefix(lid))
+    ]
+    qdiscs = [
+        ln for ln in _out(["tc", "qdisc", "show"]).splitlines() if layout.mgmt_if_prefix(lid) in ln
+    ]
     groups = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{layout.cgroup_name(lid)}")]
     groups += [str(p) for p in Path("/sys/fs/cgroup").glob(layout.cgroup_name(lid))]
     procs = []
@@ -76,10 +86,17 @@ def lab_objects(lid: str, folder: Path) -> dict[str, list[str]]:
         if state != "Z" and (str(folder) in cmd or layout.ns_prefix(lid) in cmd):
             procs.append(f"{pid} {cmd.strip()}")
     pids = {p.split()[0] for p in procs}
-    sockets = [ln for ln in _out(["ss", "-ltnpH"]).splitlines()
-               if any(f"pid={p}," in ln for p in pids)]
-    return {"namespaces": spaces, "interfaces": links, "qdiscs": qdiscs, "cgroups": groups,
-            "processes": procs, "listening": sockets}
+    sockets = [
+        ln for ln in _out(["ss", "-ltnpH"]).splitlines() if any(f"pid={p}," in ln for p in pids)
+    ]
+    return {
+        "namespaces": spaces,
+        "interfaces": links,
+        "qdiscs": qdiscs,
+        "cgroups": groups,
+        "processes": procs,
+        "listening": sockets,
+    }
 
 
 def _out(argv: list[str]) -> str:
@@ -93,13 +110,33 @@ def in_ns(ns: str, argv: list[str], **kw: Any) -> subprocess.Popen:
 def probe_link(up_ns: str, down_ns: str, address: str, rate_mbps: float) -> dict[str, Any]:
     """Latency and goodput of the link towards `address`, measured by tests/lab/probe.py
     (independently of `omdp links measure`)."""
-    server = in_ns(down_ns, [sys.executable, "-I", str(PROBE), "serve", address, "5201"],
-                   stdout=subprocess.PIPE, text=True)
+    server = in_ns(
+        down_ns,
+        [sys.executable, "-I", str(PROBE), "serve", address, "5201"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        done = subprocess.run(["ip", "netns", "exec", up_ns, sys.executable, "-I", str(PROBE),
-                               "measure", address, "5201", str(rate_mbps)],
-                              capture_output=True, text=True, timeout=120, check=True)
+        done = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                up_ns,
+                sys.executable,
+                "-I",
+                str(PROBE),
+                "measure",
+                address,
+                "5201",
+                str(rate_mbps),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         return json.loads(done.stdout)
     finally:
         server.kill()

@@ -31,8 +31,11 @@ def test_period_keeps_the_quota_above_a_millisecond() -> None:
 def test_detect_v1_on_a_hybrid_machine() -> None:
     h = cgroups.detect(HYBRID)
     assert h.version == 1
-    assert h.mounts == {"cpu": Path("/sys/fs/cgroup/cpu"), "cpuset": Path("/sys/fs/cgroup/cpuset"),
-                        "memory": Path("/sys/fs/cgroup/memory")}
+    assert h.mounts == {
+        "cpu": Path("/sys/fs/cgroup/cpu"),
+        "cpuset": Path("/sys/fs/cgroup/cpuset"),
+        "memory": Path("/sys/fs/cgroup/memory"),
+    }
 
 
 def test_detect_v2(tmp_path: Path) -> None:
@@ -65,12 +68,17 @@ def test_v1_limits(tmp_path: Path) -> None:
     assert (tmp_path / "cpuset" / lab / "cpuset.cpus").read_text() == "0-1\n"
     assert (tmp_path / "cpuset" / lab / "d0" / "cpuset.cpus").read_text() == "1\n"
     assert (tmp_path / "cpuset" / lab / "d0" / "cpuset.mems").read_text() == "0\n"
-    assert (tmp_path / "memory" / lab / "d0" / "memory.limit_in_bytes").read_text() == \
-        f"{512 << 20}\n"
+    assert (
+        tmp_path / "memory" / lab / "d0" / "memory.limit_in_bytes"
+    ).read_text() == f"{512 << 20}\n"
     assert (tmp_path / "cpu" / lab / "d1").is_dir()  # tracked, not limited
     assert not (tmp_path / "cpu" / lab / "d1" / "cpu.cfs_quota_us").exists()
-    assert groups.limits("d0") == {"cpu": 0.25, "cpu_period_us": 100000, "cpus": "1",
-                                   "memory_mib": 512}
+    assert groups.limits("d0") == {
+        "cpu": 0.25,
+        "cpu_period_us": 100000,
+        "cpus": "1",
+        "memory_mib": 512,
+    }
     assert groups.limits("d1") == {}
     groups.add("d0", 4242)
     assert (tmp_path / "cpu" / lab / "d0" / "cgroup.procs").read_text() == "4242\n"
@@ -89,8 +97,12 @@ def test_v2_limits(tmp_path: Path) -> None:
     assert (leaf / "memory.max").read_text() == f"{1024 << 20}\n"
     # cpuset was not enabled at the root: the lab enables what its limits need
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpuset\n"
-    assert groups.limits("d0") == {"cpu": 0.5, "cpu_period_us": 100000, "cpus": "0",
-                                   "memory_mib": 1024}
+    assert groups.limits("d0") == {
+        "cpu": 0.5,
+        "cpu_period_us": 100000,
+        "cpus": "0",
+        "memory_mib": 1024,
+    }
 
 
 def test_v2_without_the_controller(tmp_path: Path) -> None:

@@ -12,10 +12,14 @@ def test_root_has_what_it_needs() -> None:
     host.require_privileges(caps=(1 << 12) | (1 << 21))
 
 
-@pytest.mark.parametrize("caps,missing", [
-    (0, "CAP_NET_ADMIN and CAP_SYS_ADMIN"), (1 << 21, "CAP_NET_ADMIN"),
-    (1 << 12, "CAP_SYS_ADMIN"),
-])
+@pytest.mark.parametrize(
+    "caps,missing",
+    [
+        (0, "CAP_NET_ADMIN and CAP_SYS_ADMIN"),
+        (1 << 21, "CAP_NET_ADMIN"),
+        (1 << 12, "CAP_SYS_ADMIN"),
+    ],
+)
 def test_missing_privileges_are_named(caps: int, missing: str) -> None:
     with pytest.raises(OmdpError) as err:
         host.require_privileges(caps=caps)
@@ -25,7 +29,7 @@ def test_missing_privileges_are_named(caps: int, missing: str) -> None:
 
 
 def test_caps_are_read_from_proc_status() -> None:
-    assert host.effective_caps("Name:\tx\nCapEff:\t000001ffffffffff\n") == 0x1ffffffffff
+    assert host.effective_caps("Name:\tx\nCapEff:\t000001ffffffffff\n") == 0x1FFFFFFFFFF
     assert host.effective_caps("Name:\tx\n") == 0
 
 

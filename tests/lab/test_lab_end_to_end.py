@@ -20,8 +20,11 @@ from backend.lab import lifecycle
 
 from .helpers import kill_device, why_no_lab
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.skipif(why_no_lab() is not None, reason=str(why_no_lab()))]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(why_no_lab() is not None, reason=str(why_no_lab())),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).with_name("cpu_bench.py")
@@ -39,19 +42,24 @@ def test_links_measure_reports_the_shaped_links(make_lab, tmp_path: Path, capsys
     100 Mbit/s × 20 ms, pull the intercept up by several ms (see docs/lab.md)."""
     names = ["a", "b", "c", "d", "e"]
     shaped = [(5, 10), (20, 5), (100, 10), (100, 5)]
-    make_lab([{"name": n} for n in names],
-             [{"from": x, "to": y, "bandwidth_mbps": bw, "latency_ms": lat}
-              for x, y, (bw, lat) in zip(names, names[1:], shaped, strict=False)])
-    code = main(["links", "measure", str(tmp_path / "lab" / "devices.toml"), "--json",
-                 "--no-lab"])
+    make_lab(
+        [{"name": n} for n in names],
+        [
+            {"from": x, "to": y, "bandwidth_mbps": bw, "latency_ms": lat}
+            for x, y, (bw, lat) in zip(names, names[1:], shaped, strict=False)
+        ],
+    )
+    code = main(["links", "measure", str(tmp_path / "lab" / "devices.toml"), "--json", "--no-lab"])
     found = json.loads(capsys.readouterr().out)
     assert code == 0, found["failures"]
     with capsys.disabled():
         print(f"\nlinks measure (load {load()}):")
         for m, (bw, lat) in zip(found["chain"], shaped, strict=True):
-            print(f"  {m['src']}-{m['dst']} shaped {bw} Mbit/s {lat} ms: measured "
-                  f"{m['bandwidth_mbps']:.1f} Mbit/s, {m['latency_ms']:.2f} ms, "
-                  f"rtt {m['rtt_ms']:.2f} ms")
+            print(
+                f"  {m['src']}-{m['dst']} shaped {bw} Mbit/s {lat} ms: measured "
+                f"{m['bandwidth_mbps']:.1f} Mbit/s, {m['latency_ms']:.2f} ms, "
+                f"rtt {m['rtt_ms']:.2f} ms"
+            )
     for m, (bw, lat) in zip(found["chain"], shaped, strict=True):
         assert abs(m["bandwidth_mbps"] - bw) <= 0.1 * bw, m
         assert abs(m["rtt_ms"] / 2 - lat) <= 2.0, m
@@ -68,18 +76,38 @@ def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:
     on an idle machine: when other work shares the lab machine, the unlimited device's
     wall time grows with it while the limited one is held at its quota. When the
     unlimited device did have a whole CPU, the wall-time ratio is checked as well."""
-    report = make_lab([{"name": "free", "threads": 1},
-                       {"name": "limited", "threads": 1, "lab": {"cpu": 0.25}}],
-                      [{"from": "free", "to": "limited", "bandwidth_mbps": 100}])
+    report = make_lab(
+        [{"name": "free", "threads": 1}, {"name": "limited", "threads": 1, "lab": {"cpu": 0.25}}],
+        [{"from": "free", "to": "limited", "bandwidth_mbps": 100}],
+    )
     folder = tmp_path / "lab"
     sessions = []
     for device in report.status["devices"]:
-        sessions.append(subprocess.Popen(
-            ["ssh", "-F", str(folder / "ssh_config"), "-i", str(folder / "lab_key"),
-             "-o", f"UserKnownHostsFile={folder / 'known_hosts'}", "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=yes", f"root@{device['host']}", sys.executable,
-             str(BENCH), "1024", "14"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        sessions.append(
+            subprocess.Popen(
+                [
+                    "ssh",
+                    "-F",
+                    str(folder / "ssh_config"),
+                    "-i",
+                    str(folder / "lab_key"),
+                    "-o",
+                    f"UserKnownHostsFile={folder / 'known_hosts'}",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=yes",
+                    f"root@{device['host']}",
+                    sys.executable,
+                    str(BENCH),
+                    "1024",
+                    "14",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
     try:
         for s in sessions:
             assert s.stdout is not None and json.loads(s.stdout.readline()) == {"ready": True}
@@ -101,10 +129,12 @@ def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:
     free_wall, free_cpu = statistics.median(wall[0]), statistics.median(cpu[0])
     ratio = statistics.median(limited) / free_cpu
     spread = limited[int(0.9 * (len(limited) - 1))] / limited[int(0.1 * (len(limited) - 1))]
-    print(f"\nload {load()}: unlimited {free_wall:.0f} ms wall / {free_cpu:.0f} ms cpu, "
-          f"cpu=0.25 {statistics.median(limited):.0f} ms wall / "
-          f"{statistics.median(cpu[1]):.0f} ms cpu; ratio {ratio:.2f} "
-          f"(wall/wall {statistics.median(limited) / free_wall:.2f}), p90/p10 {spread:.3f}")
+    print(
+        f"\nload {load()}: unlimited {free_wall:.0f} ms wall / {free_cpu:.0f} ms cpu, "
+        f"cpu=0.25 {statistics.median(limited):.0f} ms wall / "
+        f"{statistics.median(cpu[1]):.0f} ms cpu; ratio {ratio:.2f} "
+        f"(wall/wall {statistics.median(limited) / free_wall:.2f}), p90/p10 {spread:.3f}"
+    )
     assert free_cpu >= 300, "the segment must take a few hundred ms unlimited"
     assert 3.2 <= ratio <= 4.8
     assert spread < 1.3
@@ -113,27 +143,56 @@ def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:
 
 
 def omdp(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from backend.cli import main; "
-            "sys.exit(main(sys.argv[1:]))", *args]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from backend.cli import main; sys.exit(main(sys.argv[1:]))",
+        *args,
+    ]
 
 
 def test_profile_survives_a_device_lost_mid_run(make_lab, tmp_path: Path) -> None:
     """YOLOv5n, --auto 4, over a 3-device lab: the phone is killed (sshd, session and
     agent) after its first result; the run reports it and finishes the others. The lab
     is brought back with `lab up`, and the same command measures only what is missing."""
-    make_lab([{"name": "glasses", "threads": 1, "lab": {"cpu": 0.5}},
-              {"name": "phone", "threads": 1, "lab": {"cpu": 0.5}},
-              {"name": "cloud", "threads": 1}],
-             [{"from": "glasses", "to": "phone", "bandwidth_mbps": 20, "latency_ms": 5},
-              {"from": "phone", "to": "cloud", "bandwidth_mbps": 100, "latency_ms": 10}])
+    make_lab(
+        [
+            {"name": "glasses", "threads": 1, "lab": {"cpu": 0.5}},
+            {"name": "phone", "threads": 1, "lab": {"cpu": 0.5}},
+            {"name": "cloud", "threads": 1},
+        ],
+        [
+            {"from": "glasses", "to": "phone", "bandwidth_mbps": 20, "latency_ms": 5},
+            {"from": "phone", "to": "cloud", "bandwidth_mbps": 100, "latency_ms": 10},
+        ],
+    )
     folder = tmp_path / "lab"
     session = tmp_path / "yolo.omdp"
-    cmd = omdp("profile", "yolov5n", "--devices", str(folder / "devices.toml"), "--auto", "4",
-               "--session", str(session), "--json", "--warmup", "1", "--min-runs", "3",
-               "--max-runs", "5", "--max-seconds", "0.5", "--node-times", "0")
+    cmd = omdp(
+        "profile",
+        "yolov5n",
+        "--devices",
+        str(folder / "devices.toml"),
+        "--auto",
+        "4",
+        "--session",
+        str(session),
+        "--json",
+        "--warmup",
+        "1",
+        "--min-runs",
+        "3",
+        "--max-runs",
+        "5",
+        "--max-seconds",
+        "0.5",
+        "--node-times",
+        "0",
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     events = []
     killed: list[int] = []
     assert first.stdout is not None
@@ -150,8 +209,9 @@ def test_profile_survives_a_device_lost_mid_run(make_lab, tmp_path: Path) -> Non
     assert first.returncode != 0
     assert [e["device"] for e in failed] == ["phone"]
     assert finished == {"glasses", "cloud"}
-    phone_done = sum(1 for e in events if e.get("event") == "measured"
-                     and e.get("device") == "phone")
+    phone_done = sum(
+        1 for e in events if e.get("event") == "measured" and e.get("device") == "phone"
+    )
     assert 1 <= phone_done < plan["per_device"]["phone"]
 
     assert lifecycle.status(folder).state == "degraded"

@@ -22,8 +22,10 @@ from backend.lab import state as lab_state
 
 from .helpers import kill_device, lab_objects, probe_link, why_no_lab
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(why_no_lab() is not None, reason=str(why_no_lab()))]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(why_no_lab() is not None, reason=str(why_no_lab())),
+]
 
 DEVICES = [
     {"name": "glasses", "threads": 1, "lab": {"cpu": 0.25}},
@@ -47,17 +49,19 @@ def test_up_status_down_leaves_nothing(make_lab, tmp_path: Path, capsys) -> None
     assert len(during["interfaces"]) == 3 and during["cgroups"]
     assert sum("sshd" in p for p in during["processes"]) == 3
     assert sum("relay.py" in p for p in during["processes"]) == 2
-    listening = [subprocess.run(["ip", "netns", "exec", d["namespace"], "ss", "-ltnH"],
-                                capture_output=True, text=True).stdout
-                 for d in report.status["devices"]]
+    listening = [
+        subprocess.run(
+            ["ip", "netns", "exec", d["namespace"], "ss", "-ltnH"], capture_output=True, text=True
+        ).stdout
+        for d in report.status["devices"]
+    ]
     assert all(":22 " in out for out in listening)
 
     devices = report.status["devices"]
     assert devices[0]["in_force"] == {"cpu": 0.25, "cpu_period_us": 10000}
     assert devices[1]["in_force"]["memory_mib"] == 1024
     assert devices[2]["in_force"] == {}
-    assert [lk["shaped"] for lk in report.status["links"]] == [
-        {"forward": True, "back": True}] * 2
+    assert [lk["shaped"] for lk in report.status["links"]] == [{"forward": True, "back": True}] * 2
     assert report.status["latency_method"] in ("relay", "netem")
 
     chain = load_devices(folder / "devices.toml")
@@ -75,15 +79,18 @@ def test_up_status_down_leaves_nothing(make_lab, tmp_path: Path, capsys) -> None
     assert (gone.state, gone.action, gone.problems) == ("down", "removed", [])
     assert not any(lab_objects(lid, folder).values())
     for line in sessions:
-        assert not Path(f"/proc/{line.split()[0]}/cmdline").exists() or \
-            Path(f"/proc/{line.split()[0]}/stat").read_text().split(")")[1].split()[0] == "Z"
+        assert (
+            not Path(f"/proc/{line.split()[0]}/cmdline").exists()
+            or Path(f"/proc/{line.split()[0]}/stat").read_text().split(")")[1].split()[0] == "Z"
+        )
     assert lifecycle.down(folder).action == "nothing"  # twice is harmless
     assert main(["lab", "down", str(folder)]) == 0
     assert not (folder / "devices.toml").exists()  # it would name a lab that is gone
 
     def host_keys() -> set[str]:
-        return {" ".join(line.split()[1:]) for line in
-                (folder / "known_hosts").read_text().splitlines()}
+        return {
+            " ".join(line.split()[1:]) for line in (folder / "known_hosts").read_text().splitlines()
+        }
 
     keys = host_keys()
     assert lifecycle.up(tmp_path / "lab.toml", folder).action == "built"
@@ -95,7 +102,9 @@ def test_devices_check_over_the_lab(make_lab, tmp_path: Path, capsys) -> None:
     assert main(["devices", "check", str(tmp_path / "lab" / "devices.toml"), "--json"]) == 0
     checks = json.loads(capsys.readouterr().out)
     assert [(c["name"], c["ok"], c["host_key"]) for c in checks] == [
-        ("phone", True, "trusted"), ("cloud", True, "trusted")]
+        ("phone", True, "trusted"),
+        ("cloud", True, "trusted"),
+    ]
 
 
 def test_dead_processes_are_repaired(make_lab, tmp_path: Path) -> None:
@@ -140,30 +149,41 @@ def test_a_lab_whose_up_died_comes_down(tmp_path: Path) -> None:
         lifecycle.down(folder)
 
 
-@pytest.mark.parametrize("links", [
-    [(5, 10), (20, 5)],
-    pytest.param([(100, 10), (100, 5)], marks=pytest.mark.slow),
-], ids=["5-20Mbit", "100Mbit"])
+@pytest.mark.parametrize(
+    "links",
+    [
+        [(5, 10), (20, 5)],
+        pytest.param([(100, 10), (100, 5)], marks=pytest.mark.slow),
+    ],
+    ids=["5-20Mbit", "100Mbit"],
+)
 def test_shaping_measured_independently(make_lab, links) -> None:
     """Each device-to-device link as TCP sees it: latency within 1 ms (median ping-pong / 2,
     the round trip crosses both ways) and goodput within 10 % of the shaped rate, upstream
     to downstream; at 100 Mbit/s also downstream to upstream."""
     names = ["a", "b", "c"]
-    report = make_lab([{"name": n} for n in names],
-                      [{"from": x, "to": y, "bandwidth_mbps": bw, "latency_ms": lat}
-                       for x, y, (bw, lat) in zip(names, names[1:], links, strict=False)])
+    report = make_lab(
+        [{"name": n} for n in names],
+        [
+            {"from": x, "to": y, "bandwidth_mbps": bw, "latency_ms": lat}
+            for x, y, (bw, lat) in zip(names, names[1:], links, strict=False)
+        ],
+    )
     devices = report.status["devices"]
     for i, (bw, lat) in enumerate(links):
         up, down = devices[i], devices[i + 1]
         found = probe_link(up["namespace"], down["namespace"], down["address"], bw)
         rtt = sorted(found["rtt_ms"])
         latency = rtt[len(rtt) // 2] / 2
-        print(f"link {i}: shaped {bw} Mbit/s {lat} ms -> goodput "
-              f"{found['goodput_mbps']:.2f} Mbit/s, latency {latency:.2f} ms")
+        print(
+            f"link {i}: shaped {bw} Mbit/s {lat} ms -> goodput "
+            f"{found['goodput_mbps']:.2f} Mbit/s, latency {latency:.2f} ms"
+        )
         assert abs(latency - lat) <= 1.0, (i, rtt)
         assert abs(found["goodput_mbps"] - bw) <= 0.1 * bw, (i, found["goodput_mbps"])
         if bw >= 100:
-            back = probe_link(down["namespace"], up["namespace"],
-                              layout.CHAIN_NET.format(i=i, host=1), bw)
+            back = probe_link(
+                down["namespace"], up["namespace"], layout.CHAIN_NET.format(i=i, host=1), bw
+            )
             print(f"link {i} back: goodput {back['goodput_mbps']:.2f} Mbit/s")
             assert abs(back["goodput_mbps"] - bw) <= 0.1 * bw, (i, back["goodput_mbps"])

@@ -54,14 +54,24 @@ def test_sshd_in_a_namespace(tmp_path: Path) -> None:
         netns.up(None, dev)
         netns.up(ns, "mgmt")
         config = sshd.write_config(tmp_path, slot.host, 22, tmp_path / "keys")
-        proc = spawn(netns.exec_argv(ns, sshd.argv(tools["sshd"], config, tmp_path / "log")),
-                     tmp_path / "out")
+        proc = spawn(
+            netns.exec_argv(ns, sshd.argv(tools["sshd"], config, tmp_path / "log")),
+            tmp_path / "out",
+        )
         assert sshd.wait_listening(slot.host, 22, proc.alive), sshd.log_tail(tmp_path / "log")
         assert proc.pid in netns.pids(ns)  # `ip netns exec` became sshd: same pid
-        (tmp_path / "known_hosts").write_text(sshd.known_hosts_line(
-            slot.host, 22, sshd.public_key(tmp_path / sshd.HOST_KEY)) + "\n")
-        target = SshTarget("x", slot.host, 22, "root", str(tmp_path / "lab_key"),
-                           str(tmp_path / "known_hosts"), None)
+        (tmp_path / "known_hosts").write_text(
+            sshd.known_hosts_line(slot.host, 22, sshd.public_key(tmp_path / sshd.HOST_KEY)) + "\n"
+        )
+        target = SshTarget(
+            "x",
+            slot.host,
+            22,
+            "root",
+            str(tmp_path / "lab_key"),
+            str(tmp_path / "known_hosts"),
+            None,
+        )
 
         async def hello() -> str:
             async with await connect(target) as conn:

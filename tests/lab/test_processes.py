@@ -17,8 +17,9 @@ def started(log: Path) -> None:
 
 def test_spawn_detached_and_kill(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
-    proc = spawn([sys.executable, "-c", "import time; print('ready', flush=True); "
-                  "time.sleep(60)"], log)
+    proc = spawn(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"], log
+    )
     started(log)
     assert proc.alive()
     assert not Proc(proc.pid, proc.started + 1).alive()  # same pid, another process
@@ -28,9 +29,16 @@ def test_spawn_detached_and_kill(tmp_path: Path) -> None:
 
 def test_kill_escalates_to_sigkill(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
-    proc = spawn([sys.executable, "-c", "import signal, time; "
-                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
-                  "time.sleep(60)"], log)
+    proc = spawn(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(60)",
+        ],
+        log,
+    )
     started(log)
     assert kill_all([proc.pid], grace_s=0.2) == []
     assert not proc.alive()

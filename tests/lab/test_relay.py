@@ -72,15 +72,26 @@ def test_relay_between_two_namespaces(tmp_path: Path) -> None:
         netns.address(b, "prev", "172.31.0.2/30")
         for ns, dev in ((a, "next"), (mid, "src"), (mid, "dst"), (b, "prev")):
             netns.up(ns, dev)
-        proc = subprocess.Popen(netns.exec_argv(mid, [
-            sys.executable, "-I", relay.__file__, "src", "dst", "--delay-ms", "4"]))
-        server = subprocess.Popen(netns.exec_argv(b, [
-            sys.executable, "-I", str(PROBE), "serve", "172.31.0.2", "5201"]),
-            stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            netns.exec_argv(
+                mid, [sys.executable, "-I", relay.__file__, "src", "dst", "--delay-ms", "4"]
+            )
+        )
+        server = subprocess.Popen(
+            netns.exec_argv(b, [sys.executable, "-I", str(PROBE), "serve", "172.31.0.2", "5201"]),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        out = subprocess.run(netns.exec_argv(a, [
-            sys.executable, "-I", str(PROBE), "measure", "172.31.0.2", "5201", "50"]),
-            capture_output=True, text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            netns.exec_argv(
+                a, [sys.executable, "-I", str(PROBE), "measure", "172.31.0.2", "5201", "50"]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
         server.wait(10)
         rtt = sorted(json.loads(out)["rtt_ms"])
         assert 8.0 <= rtt[len(rtt) // 2] <= 9.5, rtt  # 2 × 4 ms, plus a little processing

@@ -22,7 +22,7 @@ def test_relay_lab_shapes_the_rate_only() -> None:
 
 def test_netem_lab_delays_then_shapes() -> None:
     root, child = shaping.commands("next", Shape(5, 10), shaping.NETEM)
-    assert root[root.index("netem"):root.index("netem") + 3] == ["netem", "delay", "10ms"]
+    assert root[root.index("netem") : root.index("netem") + 3] == ["netem", "delay", "10ms"]
     assert child[4:6] == ["parent", "1:1"] and "tbf" in child
 
 

@@ -58,8 +58,7 @@ def test_chain_lets_the_lab_table_through(tmp_path: Path) -> None:
 
 def test_limits_per_device(tmp_path: Path) -> None:
     spec = load_lab_spec(write(tmp_path, CHAIN))
-    assert spec.limits == [Limits(cpu=0.25, cpus=(0,), memory_mib=512), Limits(cpu=1.0),
-                           Limits()]
+    assert spec.limits == [Limits(cpu=0.25, cpus=(0,), memory_mib=512), Limits(cpu=1.0), Limits()]
     assert spec.limits[0].to_dict() == {"cpu": 0.25, "cpus": "0", "memory_mib": 512}
 
 
@@ -79,14 +78,16 @@ def test_digest_follows_what_is_emulated_not_the_text(tmp_path: Path) -> None:
     assert load_lab_spec(write(tmp_path, CHAIN.replace("= 20", "= 21"))).digest() != a
 
 
-@pytest.mark.parametrize("old,new,line,words", [
-    ("memory_mib = 512", "memory = 512", 8, "did you mean 'memory_mib'"),
-    ("cpu = 0.25", "cpu = -1", 6, "cpu must be a share"),
-    ("lab = { cpu = 1 }", "lab = { cpu = 0 }", 12, "cpu must be a share"),
-    ("cpus = \"0\"", "cpus = \"0-999\"", 7, "does not exist"),
-])
-def test_errors_name_the_line(tmp_path: Path, old: str, new: str, line: int,
-                              words: str) -> None:
+@pytest.mark.parametrize(
+    "old,new,line,words",
+    [
+        ("memory_mib = 512", "memory = 512", 8, "did you mean 'memory_mib'"),
+        ("cpu = 0.25", "cpu = -1", 6, "cpu must be a share"),
+        ("lab = { cpu = 1 }", "lab = { cpu = 0 }", 12, "cpu must be a share"),
+        ('cpus = "0"', 'cpus = "0-999"', 7, "does not exist"),
+    ],
+)
+def test_errors_name_the_line(tmp_path: Path, old: str, new: str, line: int, words: str) -> None:
     with pytest.raises(OmdpError) as err:
         load_lab_spec(write(tmp_path, CHAIN.replace(old, new)))
     assert f"devices.toml:{line}: " in str(err.value)

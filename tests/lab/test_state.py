@@ -17,8 +17,14 @@ from backend.lab.state import DeviceState, LabState, LinkState
 
 def sample(folder: Path) -> LabState:
     return LabState(
-        str(folder), layout.lab_id(folder), "0123456789abcdef", "chain.toml", "relay", 1,
-        "10.200.3.0/24", "root",
+        str(folder),
+        layout.lab_id(folder),
+        "0123456789abcdef",
+        "chain.toml",
+        "relay",
+        1,
+        "10.200.3.0/24",
+        "root",
         [DeviceState("a", Limits(cpu=0.25, cpus=(0, 1)), Proc(1234, 99)), DeviceState("b")],
         [LinkState("a", "b", 5.0, 10.0, Proc(1235, 100))],
     )

@@ -50,25 +50,37 @@ def profiler_for(lab: SshLab, dev: FakeDevice, python: Path, watchdog: WatchdogS
             return SshAgentTransport(dev.target(python=str(python)), RetryPolicy(attempts=1))
         return LocalTransport(cache, python=str(honest))
 
-    options = jobs.ProfileOptions(timing=TimingSettings(warmup=1, min_runs=3, max_runs=5),
-                                  node_times_runs=0, watchdog=watchdog)
-    return jobs.Profiler(session, chain, path, sha, options=options, cache_dir=cache,
-                         transport_factory=factory), session
+    options = jobs.ProfileOptions(
+        timing=TimingSettings(warmup=1, min_runs=3, max_runs=5),
+        node_times_runs=0,
+        watchdog=watchdog,
+    )
+    return jobs.Profiler(
+        session, chain, path, sha, options=options, cache_dir=cache, transport_factory=factory
+    ), session
 
 
 def stored(session: Session, device: str) -> dict[tuple[int, int], str]:
-    return {(r[0], r[1]): r[2] for r in session.conn.execute(
-        "SELECT seg_start, seg_end, status FROM measurements WHERE device = ?", (device,))}
+    return {
+        (r[0], r[1]): r[2]
+        for r in session.conn.execute(
+            "SELECT seg_start, seg_end, status FROM measurements WHERE device = ?", (device,)
+        )
+    }
 
 
-@pytest.mark.parametrize(("lie", "says"), [
-    ("say(result([0, 999999]))", "never asked for"),
-    ("say(json.dumps(result(items[1], samples=[float('nan')] * 3)))", "not a JSON message"),
-    ("say(result([0, 2**70]))", "must be an integer in"),
-    ('say("x" * (17 << 20))', "longer than"),
-])
+@pytest.mark.parametrize(
+    ("lie", "says"),
+    [
+        ("say(result([0, 999999]))", "never asked for"),
+        ("say(json.dumps(result(items[1], samples=[float('nan')] * 3)))", "not a JSON message"),
+        ("say(result([0, 2**70]))", "must be an integer in"),
+        ('say("x" * (17 << 20))', "longer than"),
+    ],
+)
 async def test_a_lying_ssh_device_fails_alone_and_nothing_of_the_lie_is_stored(
-        ssh_lab: SshLab, lie: str, says: str):
+    ssh_lab: SshLab, lie: str, says: str
+):
     dev = ssh_lab.device("phone")
     evil = fake_python(ssh_lab.tmp, f"say(result(items[0]))\n{lie}\ntime.sleep(60)")
     profiler, session = profiler_for(ssh_lab, dev, evil, WatchdogSettings())
@@ -84,12 +96,15 @@ async def test_a_lying_ssh_device_fails_alone_and_nothing_of_the_lie_is_stored(
 async def test_a_silent_ssh_device_is_stopped_with_its_process_group(ssh_lab: SshLab):
     marker = f"omdp-silent-{os.getpid()}"
     dev = ssh_lab.device("phone")
-    evil = fake_python(ssh_lab.tmp, f"""
+    evil = fake_python(
+        ssh_lab.tmp,
+        f"""
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "{marker}"])
         say(result(items[0]))
         time.sleep(300)
-    """)
+    """,
+    )
     quick = WatchdogSettings(floor_s=1.0, cap_s=2.0, factor=2.0, startup_s=10.0)
     profiler, session = profiler_for(ssh_lab, dev, evil, quick)
     t0 = time.monotonic()
@@ -122,7 +137,8 @@ async def test_a_probe_that_hangs_over_ssh_is_killed_on_the_device(ssh_lab: SshL
 
 
 async def test_a_link_helper_that_hangs_is_killed_on_the_device(
-        ssh_lab: SshLab, monkeypatch: pytest.MonkeyPatch):
+    ssh_lab: SshLab, monkeypatch: pytest.MonkeyPatch
+):
     marker = f"omdp-hung-helper-{os.getpid()}"
     dev = ssh_lab.device("odroid")
     fake = ssh_lab.tmp / "hung-python"

@@ -83,9 +83,7 @@ async def test_profile_on_three_devices_then_second_session_uploads_nothing(
         assert len(of(events, proto.Hello)) == 1
         got = results(events)
         assert set(got) == set(job.items)
-        assert all(
-            len(r.samples) == 5 and r.runtime["name"] == "onnxruntime" for r in got.values()
-        )
+        assert all(len(r.samples) == 5 and r.runtime["name"] == "onnxruntime" for r in got.values())
         assert events[-1].completed == len(job.items) and events[-1].errors == 0
         work = ssh_lab.tmp / f"{dev.name}-work"
         model = work / "models" / f"{job.model_sha256}.onnx"
@@ -227,9 +225,7 @@ async def test_agent_that_cannot_start_is_reported(ssh_lab: SshLab, small_model:
     await transport.close()
 
 
-async def test_damaged_agent_files_are_uploaded_again_not_run(
-    ssh_lab: SshLab, small_model: Path
-):
+async def test_damaged_agent_files_are_uploaded_again_not_run(ssh_lab: SshLab, small_model: Path):
     dev = ssh_lab.device("odroid")
     job = make_job(small_model, [0, 12])
     first = SshAgentTransport(dev.target())
