@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sqlite3
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
+from backend.chain import Chain
 from backend.errors import OmdpError
 from backend.usecases import demo, sessions
 from backend.usecases.sessions import NewSession, OpenRequest
@@ -48,6 +50,7 @@ class Launch:
     devices: Path | None = None
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     demo_options: dict[str, Any] = field(default_factory=dict)  # tests shrink the demo here
+    lab_chain: Chain | None = None  # `omdp demo --lab`: the emulated lab's chain
     prepared: Workspace | None = None  # kind "workspace": already open (tests, embedding)
 
     @classmethod
@@ -57,7 +60,13 @@ class Launch:
         verb = getattr(args, "verb", None)
         session = Path(args.session) if getattr(args, "session", None) else None
         if verb == "demo":
-            return cls("demo", session=session)
+            if not getattr(args, "lab", False):
+                return cls("demo", session=session)
+            folder = Path(args.lab_dir)
+            chain, warnings = demo.lab_chain(folder)  # before the TUI: errors are one line
+            for warning in warnings:
+                print(f"omdp: warning: {warning}", file=sys.stderr)
+            return cls("demo", session=session or folder / "demo.omdp", lab_chain=chain)
         if verb == "tui":
             shapes = parse_input_shapes(getattr(args, "input_shape", []))
             devices = Path(args.devices) if getattr(args, "devices", None) else None
@@ -73,9 +82,12 @@ class Launch:
         from backend.profiling.session import default_path
 
         if self.kind == "demo":
-            return demo.demo_request(
+            request = demo.demo_request(
                 self.session, input_shapes=self.input_shapes, **self.demo_options
             )
+            if self.lab_chain is not None:
+                request.new.chain = self.lab_chain
+            return request
         chain = load_devices(self.devices) if self.devices else None
         if self.kind == "session":
             assert self.session is not None, "a session launch names its file"

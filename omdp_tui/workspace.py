@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.chain import Chain, DeviceSpec, LinkSpec, link_name
 from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis
@@ -183,7 +183,7 @@ class Workspace:
             mlat = row["measured_latency_ms"] if row is not None else None
             links.append(
                 LinkSetting(
-                    f"{lk.src}-{lk.dst}",
+                    lk.name,
                     float(current[i][0]),
                     float(current[i][1]),
                     _num(mbw),
@@ -233,7 +233,7 @@ class Workspace:
         typed = {x.name: x for x in self.links}
         links = []
         for a, b in itertools.pairwise(chain):
-            old = typed.get(f"{a.name}-{b.name}")
+            old = typed.get(link_name(a.name, b.name))
             links.append(
                 LinkSpec(a.name, b.name, old.bandwidth_mbps, old.latency_ms)
                 if old

@@ -26,7 +26,7 @@ from backend.remote.checks import check_local
 from backend.remote.local import LocalTransport
 from backend.remote.models import put_model
 from backend.remote.target import LocalTarget
-from backend.remote.text import inert
+from backend.text import inert
 
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 QUICK = WatchdogSettings(floor_s=1.0, cap_s=2.0, factor=2.0, startup_s=3.0)

@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from backend.device.segments import LAZY_THRESHOLD, load_lazy
 from backend.errors import OmdpError
 from backend.model.analysis import analyze
-from backend.model.checks import _raw_data_length, checker_message, shown
+from backend.model.checks import _raw_data_length, checker_message
+from backend.text import shown
 
 
 @pytest.mark.parametrize("path", sorted(LIGHT.glob("light_*.onnx")), ids=lambda p: p.stem)

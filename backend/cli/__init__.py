@@ -17,6 +17,7 @@ from typing import Any
 
 from backend import __version__
 from backend.errors import OmdpError
+from backend.text import inert
 
 # Every verb, in the order `omdp --help` lists them, with its one-line summary.
 VERBS: dict[str, str] = {
@@ -100,6 +101,18 @@ def _register_ui_verbs(sub: argparse._SubParsersAction, ui: UiRunner | None) -> 
     p.set_defaults(func=run_ui)
     p = sub.add_parser("demo", help=UI_VERBS["demo"])
     p.add_argument("--session", help="session file (default: sessions/demo.omdp)")
+    p.add_argument(
+        "--lab",
+        action="store_true",
+        help="run the demo chain as an emulated lab: namespaces, shaped links, "
+        "CPU shares, sshd per device (needs root; docs/lab.md)",
+    )
+    p.add_argument(
+        "--lab-dir",
+        default="sessions/demo-lab",
+        metavar="DIR",
+        help="the lab's folder (default sessions/demo-lab; `omdp lab down DIR`)",
+    )
     p.set_defaults(func=run_ui)
 
 
@@ -115,7 +128,7 @@ def main(argv: Sequence[str] | None = None, ui: UiRunner | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except OmdpError as exc:
-        print(f"omdp: error: {exc}", file=sys.stderr)
+        print(f"omdp: error: {inert(str(exc), limit=4000)}", file=sys.stderr)  # one line
         return 2
     except BrokenPipeError:  # `omdp ... | head`: the reader left, nothing to report
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter exit quiet

@@ -41,9 +41,7 @@ def load_inventory(path: str | Path) -> Inventory:
 
     chain = devices.load_devices(path)
     typed: LinkValues = {
-        f"{lk.src}-{lk.dst}": (lk.bandwidth_mbps, lk.latency_ms)
-        for lk in chain.links
-        if not lk.default
+        lk.name: (lk.bandwidth_mbps, lk.latency_ms) for lk in chain.links if not lk.default
     }
     return Inventory(
         [target_from_spec(d, chain.source) for d in chain.devices],

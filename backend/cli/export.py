@@ -7,8 +7,8 @@ import re
 
 from backend.cli.paths import add_ranking_args, ranking_options
 from backend.errors import OmdpError
-from backend.model.checks import shown
 from backend.profiling.session import Session
+from backend.text import shown
 from backend.usecases.exports import export_ranks
 
 

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 
+from backend.chain import link_name
 from backend.cli.devices import load_inventory
 from backend.cli.format import emit_json, table
 from backend.errors import OmdpError
@@ -52,7 +53,7 @@ def _fmt(value: float | None, digits: int) -> str:
 def format_links(found: ChainLinks, typed: dict[str, tuple[float | None, float | None]]) -> str:
     rows = []
     for m in [*found.lab, *found.chain]:
-        name = f"{m.src}-{m.dst}"
+        name = link_name(m.src, m.dst)
         bw, lat = typed.get(name, (None, None)) if m.src != "lab" else (None, None)
         rows.append(
             [
@@ -89,7 +90,8 @@ def run_measure(args: argparse.Namespace) -> int:
     if args.session:  # fail before measuring, not after
         from backend.profiling.session import Session
 
-        Session.open(args.session, check_model=False, readonly=True).close()
+        with Session.open(args.session, check_model=False) as session:
+            session.require_writable("store the measured links")
     from backend.usecases.devices import measure_links
 
     found = asyncio.run(

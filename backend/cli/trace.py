@@ -12,9 +12,7 @@ from backend.cli.paths import add_ranking_args
 from backend.errors import OmdpError
 from backend.profiling.session import Session
 from backend.solver.link_values import LATENCY, parse_values, split_pairs
-from backend.solver.pricing import instance_from_session
-from backend.solver.ranking import Ranker
-from backend.solver.traces import align_traces, analyse_trace, load_trace
+from backend.usecases.traces import replay_session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,11 +47,15 @@ def run(args: argparse.Namespace) -> int:
                 "links without a trace keep the session's bandwidth; drop --bw",
             )
         latency = parse_values(args.latency, names, LATENCY)
-        traces = {link: load_trace(path, link) for link, path in files.items()}
-        inst = instance_from_session(session, latency_ms=latency, sink=args.sink)
-    timeline = align_traces(traces, names, list(inst.bandwidth_mbps))
-    ranker = Ranker(inst, args.objective, args.cost_model)
-    result = analyse_trace(ranker, timeline)
+        replay = replay_session(
+            session,
+            files,
+            latency_ms=latency,
+            sink=args.sink,
+            objective=args.objective,
+            cost_model=args.cost_model,
+        )
+    inst, timeline, result = replay.instance, replay.timeline, replay.analysis
     finite = result.optimal_ms[np.isfinite(result.optimal_ms)]
     choices = {"best_mean": result.best_mean, "best_p95": result.best_p95}
     if args.json:

@@ -40,12 +40,11 @@ from backend.model.checks import (
     check_dims,
     check_structure,
     check_with_onnx,
-    inert,
-    shown,
 )
 from backend.model.cuts import Cut, build_cuts, rank_candidates, resolve_position
 from backend.model.flops import node_flops
 from backend.model.parameters import count_parameters, is_parameter
+from backend.text import inert, shown
 
 
 @dataclass(frozen=True)

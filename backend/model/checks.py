@@ -29,6 +29,7 @@ from backend.device.segments import (
     topological_order,
 )
 from backend.errors import OmdpError
+from backend.text import inert, shown
 
 MAX_TENSOR_BYTES = 1 << 40  # 1 TiB: no tensor a device can hold comes near it
 MAX_DIM = 2**31 - 1  # one axis; larger values overflow the runtimes' index types
@@ -59,18 +60,6 @@ _TYPED_FIELDS = (
     "uint64_data",
 )
 _COMPLEX = {TensorProto.COMPLEX64, TensorProto.COMPLEX128}
-
-
-def inert(text: str) -> str:
-    """Text from a file or the command line, safe on one terminal line: control characters
-    (newlines, escape sequences) written as `\\xNN`."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def shown(text: str, limit: int = 80) -> str:
-    """A name from a file or the command line, quoted, inert, and cut if long."""
-    safe = inert(text)
-    return f"'{safe[:limit]}{'…' if len(safe) > limit else ''}'"
 
 
 def node_ref(i: int, node: NodeProto) -> str:

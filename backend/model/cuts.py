@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backend.errors import OmdpError
-from backend.model.checks import shown
+from backend.text import shown
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from backend.device import segments
 from backend.device.segments import GraphIndex
 from backend.errors import OmdpError
 from backend.files import atomic_open
-from backend.model.checks import checker_message, inert, shown
+from backend.model.checks import checker_message
+from backend.text import inert, shown
 
 Piece = bytes | tuple[int, int]
 

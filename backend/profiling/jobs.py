@@ -32,8 +32,8 @@ from backend.profiling import plan
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 from backend.profiling.watchdog import Overrun, Watch, WatchdogSettings
-from backend.remote.text import inert, inert_data
 from backend.remote.transport import AgentTransport
+from backend.text import inert, inert_data
 
 STOP_GRACE_S = 2.0  # after a stop request, before the agent is killed
 POLL_S = 0.5  # how often a wait looks at pause and cancel

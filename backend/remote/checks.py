@@ -21,7 +21,7 @@ from typing import Any
 from backend.remote.errors import RemoteError
 from backend.remote.process import DeviceProcess, LineReader, LineTooLong, StderrTail
 from backend.remote.target import LocalTarget, SshTarget
-from backend.remote.text import inert, inert_data
+from backend.text import inert, inert_data
 
 PROBE_FILE = Path(__file__).resolve().parents[1] / "device" / "probe.py"
 PROBE_MARK = "OMDP-PROBE "

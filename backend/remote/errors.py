@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.errors import OmdpError
-from backend.remote.text import inert
+from backend.text import inert
 
 
 class RemoteError(OmdpError):

@@ -29,12 +29,13 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
+from backend.chain import link_name
 from backend.device.linkhelper import TOKEN_BYTES, LinkSettings, exchanges
 from backend.errors import OmdpError
 from backend.remote.errors import RemoteError
 from backend.remote.process import DeviceProcess, LineReader, LineTooLong, StderrTail
 from backend.remote.target import LocalTarget, SshTarget
-from backend.remote.text import inert
+from backend.text import inert
 
 HELPER_FILE = "linkhelper.py"
 MAX_REPLY_BYTES = 1 << 20
@@ -415,7 +416,8 @@ async def measure_chain(
                     if m:
                         out.lab.append(m)
         for up, down in itertools.pairwise(devices):
-            m = await attempt(f"{up.name}-{down.name}", (up.name, down.name), lab.between(up, down))
+            name = link_name(up.name, down.name)
+            m = await attempt(name, (up.name, down.name), lab.between(up, down))
             if m:
                 out.chain.append(m)
     finally:

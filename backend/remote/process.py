@@ -26,7 +26,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from backend.remote.text import inert
+from backend.text import inert
 
 CHUNK = 1 << 16
 PGID_MARK = b"OMDP-PGID "

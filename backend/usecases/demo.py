@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.chain import Chain, DeviceSpec, LinkSpec, load_devices
 from backend.usecases.sessions import NewSession, OpenRequest, sessions_dir
 
 MODEL = "yolov5n"
@@ -74,3 +74,14 @@ def demo_request(
             ui={"screen": FIRST_SCREEN},
         ),
     )
+
+
+def lab_chain(folder: Path) -> tuple[Chain, list[str]]:
+    """Bring the demo chain up as an emulated lab in `folder` (or reuse it if it is up
+    already, repairing what died) and return the lab's chain, with the lab's warnings.
+    Needs root; without it the error says so in one line (docs/lab.md)."""
+    from backend.lab import demo as lab_demo
+    from backend.lab import lifecycle
+
+    report = lifecycle.up(lab_demo.write_chain(folder), folder)
+    return load_devices(folder / "devices.toml"), list(report.warnings)

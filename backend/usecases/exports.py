@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.chain import Chain
+from backend.chain import Chain, link_name
 from backend.errors import OmdpError
 from backend.export import build_export, check_models_folder, write_export
 from backend.files import check_writable
@@ -46,7 +46,7 @@ def export_links(
     """The link values the partitions were priced under, in chain order."""
     return [
         {
-            "name": f"{a.name}-{b.name}",
+            "name": link_name(a.name, b.name),
             "from": a.name,
             "to": b.name,
             "bandwidth_mbps": float(bw),

@@ -7,9 +7,12 @@ thread; it touches no session (the ranker was built from one beforehand).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from backend.profiling.session import Session
+from backend.solver.costs import SegmentInstance
+from backend.solver.pricing import instance_from_session
 from backend.solver.ranking import Ranker
 from backend.solver.traces import Timeline, TraceAnalysis, align_traces, analyse_trace, load_trace
 
@@ -44,3 +47,32 @@ def replay_trace(
         timeline=timeline,
         analysis=analysis,
     )
+
+
+@dataclass
+class SessionReplay:
+    """Several links' traces over a session: the instance priced, the timeline, the
+    analysis."""
+
+    instance: SegmentInstance
+    timeline: Timeline
+    analysis: TraceAnalysis
+
+
+def replay_session(
+    session: Session,
+    files: Mapping[str, str],
+    *,
+    latency_ms: Mapping[str, float] | None = None,
+    sink: str | None = None,
+    objective: str = "latency",
+    cost_model: str = "measured",
+) -> SessionReplay:
+    """Replay a trace file per link (`files`: link name → path) over the session's
+    ranking; links without a trace keep the session's bandwidth."""
+    names = session.chain().link_names
+    traces = {link: load_trace(path, link) for link, path in files.items()}
+    inst = instance_from_session(session, latency_ms=dict(latency_ms or {}), sink=sink)
+    timeline = align_traces(traces, names, list(inst.bandwidth_mbps))
+    analysis = analyse_trace(Ranker(inst, objective, cost_model), timeline)
+    return SessionReplay(inst, timeline, analysis)

@@ -1,11 +1,12 @@
-"""Text that came from a device, made inert before anyone shows it.
+"""Text from outside (a device, a file, the command line), made inert before anyone shows it.
 
 A device (or anything impersonating its python) chooses the bytes of its error messages,
-host name, log lines and helper replies. Printed as they come, terminal escape codes and
-newlines could redraw the screen or forge a line such as "omdp: all good". `inert` keeps
+host name, log lines and helper replies; a file or a path chooses the names in ours.
+Printed as they come, terminal escape codes and newlines could redraw the screen or forge
+a line such as "omdp: all good". `inert` keeps
 the text readable but escapes every control character (C0, DEL, C1), line and paragraph
 separators and the bidirectional overrides, and bounds its length. The CLI, the logs and
-the TUI show device text only through it.
+the TUI show device text only through it, and every CLI error passes through it once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def inert(text: object, limit: int = LIMIT) -> str:
     """`text` on one line with control characters escaped, cut to `limit` characters."""
     s = _UNSAFE.sub(_escape, text if isinstance(text, str) else str(text))
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """A name from a file or the command line, quoted, inert, and cut if long."""
+    safe = inert(text, limit=LIMIT)
+    return f"'{safe[:limit]}{'…' if len(safe) > limit else ''}'"
 
 
 def inert_data(value: Any) -> Any:
