@@ -35,11 +35,8 @@ def load() -> str:
 
 
 def test_links_measure_reports_the_shaped_links(make_lab, tmp_path: Path, capsys) -> None:
-    """5 Mbit/s 10 ms and 20 Mbit/s 5 ms: bandwidth within 10 %, latency within 2 ms. At
-    100 Mbit/s the bandwidth is within 10 % and the echo round trip is twice the latency
-    within 2 ms; the fitted latency is only printed: `links measure` weights its fit by
-    1/t², so its 16 and 64 KiB transfers, still limited by TCP's congestion window at
-    100 Mbit/s × 20 ms, pull the intercept up by several ms (see docs/lab.md)."""
+    """5/10, 20/5, 100/10 and 100/5 (Mbit/s, ms): every link's bandwidth within 10 % and
+    its latency within 2 ms of what was shaped."""
     names = ["a", "b", "c", "d", "e"]
     shaped = [(5, 10), (20, 5), (100, 10), (100, 5)]
     make_lab(
@@ -62,9 +59,7 @@ def test_links_measure_reports_the_shaped_links(make_lab, tmp_path: Path, capsys
             )
     for m, (bw, lat) in zip(found["chain"], shaped, strict=True):
         assert abs(m["bandwidth_mbps"] - bw) <= 0.1 * bw, m
-        assert abs(m["rtt_ms"] / 2 - lat) <= 2.0, m
-        if bw <= 20:
-            assert abs(m["latency_ms"] - lat) <= 2.0, m
+        assert abs(m["latency_ms"] - lat) <= 2.0, m
 
 
 def test_a_quarter_cpu_is_four_times_slower(make_lab, tmp_path: Path) -> None:

@@ -30,10 +30,25 @@ def test_fit_recovers_bandwidth_and_latency():
     assert got_bw == pytest.approx(bw) and got_lat == pytest.approx(lat) and r2 == 1.0
 
 
-def test_fit_falls_back_when_noise_makes_the_line_meaningless():
-    # A negative intercept (timer noise on a fast link): latency from the echo RTT instead.
-    bw, lat, _ = fit_link([(1000, 0.0001), (2000, 0.0003), (4000, 0.0007)], rtt=[0.0004])
-    assert lat == pytest.approx(0.2) and bw > 0
+def test_fit_is_not_fooled_by_slow_start():
+    """Small transfers held back by TCP's slow start (8 ms extra) must not move the latency
+    (it comes from the echo round trips) nor the bandwidth by more than a few percent."""
+    bw, lat = 100.0, 10.0
+    sizes = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20]
+    slow_start = {16 << 10: 0.008, 64 << 10: 0.008, 256 << 10: 0.006}
+    transfers = [
+        (n, 2 * lat / 1e3 + n * 8 / (bw * 1e6) + slow_start.get(n, 0.001))
+        for n in sizes
+        for _ in range(3)
+    ]
+    got_bw, got_lat, _ = fit_link(transfers, rtt=[0.0204] * 10)
+    assert got_lat == pytest.approx(10.2)
+    assert got_bw == pytest.approx(bw, rel=0.03)
+
+
+def test_fit_without_echoes_takes_the_round_trip_from_the_line():
+    bw, lat, _ = fit_link([(1000, 0.0011), (2000, 0.0012), (4000, 0.0014)], rtt=[])
+    assert lat == pytest.approx(0.5) and bw == pytest.approx(80.0)
     with pytest.raises(ValueError, match="two payload sizes"):
         fit_link([(1000, 0.1)], rtt=[])
 
