@@ -13,11 +13,9 @@ import itertools
 import math
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from backend.device.runtimes import (
@@ -29,6 +27,7 @@ from backend.device.runtimes import (
     RuntimeConfig,
 )
 from backend.errors import OmdpError
+from backend.files import read_text
 from backend.remote.target import SSH_FIELDS
 
 KINDS = ("local", "ssh")
@@ -260,36 +259,12 @@ class _Text:
 
 def load_devices(path: str | os.PathLike) -> Chain:
     """Read and validate a devices file; OmdpError with file:line on any problem."""
-    p = Path(path)
-    try:
-        mode = p.stat().st_mode
-    except FileNotFoundError:
-        raise OmdpError(
-            f"no devices file at {p}", "write one (see examples/devices.toml and docs/devices.md)"
-        ) from None
-    except OSError as exc:
-        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the path") from None
-    if stat.S_ISDIR(mode):
-        raise OmdpError(f"{p} is a directory, not a devices file", "give a .toml file")
-    if not stat.S_ISREG(mode):
-        raise OmdpError(f"{p} is not a regular file", "give the chain's devices.toml")
-    try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the file") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise OmdpError(
-            f"{p} is larger than {MAX_FILE_BYTES >> 20} MiB, the limit for a devices file",
-            "give the chain's devices.toml",
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise OmdpError(
-            f"{p} is not a text file (byte {exc.start} is not UTF-8)",
-            "give the chain's devices.toml",
-        ) from None
+    text = read_text(
+        path,
+        "devices file",
+        MAX_FILE_BYTES,
+        "give the chain's devices.toml (see examples/devices.toml, docs/devices.md)",
+    )
     return parse_devices(text, str(path))
 
 

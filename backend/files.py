@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -155,3 +156,31 @@ def check_writable(path: str | os.PathLike[str], example: str = "out.json") -> P
             "choose a folder you can write to",
         )
     return target
+
+
+def read_text(path: str | os.PathLike[str], what: str, limit: int, fix: str) -> str:
+    """A small text file the user gives (devices, instance, trace): a regular file, at
+    most `limit` bytes (read no further: a FIFO or /dev/zero cannot hang us), UTF-8.
+    Every problem is one OmdpError naming the file as `what` and saying `fix`."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise OmdpError(f"no {what} at {p}", fix) from None
+    except OSError as exc:
+        raise os_error(exc, p, f"read the {what}") from None
+    if stat.S_ISDIR(mode):
+        raise OmdpError(f"{p} is a directory, not a {what}", fix)
+    if not stat.S_ISREG(mode):
+        raise OmdpError(f"{p} is not a regular file, so not a {what}", fix)
+    try:
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise os_error(exc, p, f"read the {what}") from None
+    if len(data) > limit:
+        raise OmdpError(f"{p} is larger than {limit >> 20} MiB, the limit for a {what}", fix)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OmdpError(f"{p} is not a text file (byte {exc.start} is not UTF-8)", fix) from None

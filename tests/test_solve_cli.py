@@ -186,7 +186,7 @@ def test_unknown_link_lists_the_valid_ones(capsys, seg_file):
 
 def test_missing_and_broken_files(capsys, tmp_path):
     code, _, err = run(capsys, tmp_path / "nope.json")
-    assert code == 2 and "not found" in err
+    assert code == 2 and "no instance file at" in err
     bad = tmp_path / "bad.json"
     bad.write_text('{"kind": "segment",\n "devices": [}')
     code, _, err = run(capsys, bad)

@@ -66,7 +66,7 @@ def test_samples_sharing_a_time_stamp_are_averaged():
 
 
 def test_missing_and_empty_trace_files(tmp_path):
-    with pytest.raises(OmdpError, match="not found"):
+    with pytest.raises(OmdpError, match="no trace file at"):
         load_trace(tmp_path / "nope.tsv")
     empty = tmp_path / "empty.tsv"
     empty.write_text("# nothing here\n\n")

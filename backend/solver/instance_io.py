@@ -17,6 +17,7 @@ import numpy as np
 
 from backend.chain import device_name_problem, link_names, shared_link_name
 from backend.errors import OmdpError
+from backend.files import read_text
 from backend.solver.costs import (
     Instance,
     LayerInstance,
@@ -44,25 +45,11 @@ MEMORY_FIELDS = (
 def load_instance(path: str | Path) -> Instance:
     """Read an instance file; every problem is an OmdpError naming the file and the field."""
     p = Path(path)
-    if not p.is_file():
-        what = "is not a file" if p.exists() else "not found"
-        raise OmdpError(f"instance file {p} {what}", "check the path (a JSON instance file)")
+    text = read_text(
+        p, "instance file", MAX_FILE_BYTES, "give a JSON instance file (docs/instance-format.md)"
+    )
     try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise OmdpError(f"cannot read {p}: {exc.strerror}", "check the file") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise OmdpError(
-            f"{p} is larger than {MAX_FILE_BYTES >> 20} MiB, the limit for an instance file",
-            'give fewer candidates, or segment tables as {"a:b": ms} objects',
-        )
-    try:
-        data = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=_no_repeated_keys)
-    except UnicodeDecodeError as exc:
-        raise OmdpError(
-            f"{p}: not a text file (byte {exc.start} is not UTF-8)", "give a JSON instance file"
-        ) from None
+        data = json.loads(text, object_pairs_hook=_no_repeated_keys)
     except RecursionError:
         raise OmdpError(
             f"{p}: the JSON nests deeper than any instance does", "see docs/instance-format.md"

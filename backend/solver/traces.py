@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import OmdpError
+from backend.files import read_text
 from backend.solver.costs import SegmentInstance, link_stage_ms, segment_costs
 from backend.solver.segment_ranker import Ranker
 
@@ -118,26 +119,9 @@ def parse_trace(text: str, source: str = "<trace>", name: str | None = None) -> 
 def load_trace(path: str | Path, name: str | None = None) -> Trace:
     """Read a trace file (see `parse_trace`)."""
     p = Path(path)
-    if not p.is_file():
-        what = "is not a file" if p.exists() else "not found"
-        raise OmdpError(f"trace file {p} {what}", "check the path of the bandwidth trace")
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_TRACE_BYTES + 1)
-    except OSError as exc:
-        raise OmdpError(f"{p}: cannot read the trace ({exc.strerror})", "check the file") from None
-    if len(raw) > MAX_TRACE_BYTES:
-        raise OmdpError(
-            f"{p} is larger than {MAX_TRACE_BYTES >> 20} MiB, the limit for a trace",
-            "resample the trace to coarser steps",
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise OmdpError(
-            f"{p}: not a text file (byte {exc.start} is not UTF-8)",
-            "give a text file, one '<seconds> <Mbit/s>' per line",
-        ) from None
+    text = read_text(
+        p, "trace file", MAX_TRACE_BYTES, "give a text file, one '<seconds> <Mbit/s>' per line"
+    )
     return parse_trace(text, str(p), name)
 
 

@@ -314,10 +314,10 @@ def test_paths_that_are_not_instance_files(capsys, tmp_path):
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)  # opening it would wait for a writer forever
     for target, contains in [
-        (tmp_path / "nope.json", "not found"),
-        (tmp_path / "folder", "is not a file"),
-        (fifo, "is not a file"),
-        ("/dev/zero", "is not a file"),
+        (tmp_path / "nope.json", "no instance file at"),
+        (tmp_path / "folder", "is a directory"),
+        (fifo, "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
     ]:
         expect_rejected(capsys, ["solve", target], watch=[tmp_path], contains=contains)
 
@@ -501,10 +501,10 @@ def test_trace_files_that_are_not_files(capsys, lab):
     os.mkfifo(fifo)
     big = trace_file(lab, "0 10\n" * (4 << 20), "big.tsv")  # 20 MiB
     for target, contains in [
-        (lab / "nope.tsv", "not found"),
-        (lab / "folder", "is not a file"),
-        (fifo, "is not a file"),
-        ("/dev/zero", "is not a file"),
+        (lab / "nope.tsv", "no trace file at"),
+        (lab / "folder", "is a directory"),
+        (fifo, "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
         (big, "larger than 16 MiB"),
     ]:
         expect_rejected(
@@ -520,7 +520,7 @@ TRACE_ARGS = [
     (["--trace", "glasses-phone={good}", "--trace", " glasses-phone ={good}"], "given twice"),
     (["--trace", "glasses-cloud={good}"], "unknown link 'glasses-cloud'"),
     (["--trace", "{good}"], "is not LINK=FILE"),
-    (["--trace", "glasses-phone="], "is not a file"),
+    (["--trace", "glasses-phone="], "is a directory"),
     (["--trace", "glasses-phone={good}", "--bw", "phone-cloud=5"], "--bw and --trace"),
     (["--trace", "glasses-phone={good}", "--latency", "phone-cloud=-2"], "must be a number ≥"),
     (["--trace", "glasses-phone={good}", "--latency", "x=2"], "unknown link 'x'"),
