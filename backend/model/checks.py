@@ -68,6 +68,15 @@ def node_ref(i: int, node: NodeProto) -> str:
     return f"node {i}{name} ({shown(node.op_type)[1:-1]})"
 
 
+# What onnx.checker and strict shape inference raise for a model they refuse.
+CHECKER_ERRORS = (
+    onnx.checker.ValidationError,
+    onnx.shape_inference.InferenceError,
+    onnx.defs.SchemaError,
+    RuntimeError,
+)
+
+
 def _fail(where: str, what: str, fix: str = FIX) -> OmdpError:
     return OmdpError(f"{where}: invalid model: {what}", fix)
 
@@ -371,12 +380,7 @@ def check_with_onnx(
     """
     try:
         onnx.checker.check_model(_checker_stub(model, input_shapes, order), full_check=True)
-    except (
-        onnx.checker.ValidationError,
-        onnx.shape_inference.InferenceError,
-        onnx.defs.SchemaError,
-        RuntimeError,
-    ) as exc:
+    except CHECKER_ERRORS as exc:
         raise _fail(where, f"onnx.checker: {checker_message(exc)}") from None
 
 

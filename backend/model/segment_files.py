@@ -20,7 +20,7 @@ from backend.device import segments
 from backend.device.segments import GraphIndex
 from backend.errors import OmdpError
 from backend.files import atomic_open
-from backend.model.checks import checker_message
+from backend.model.checks import CHECKER_ERRORS, checker_message
 from backend.text import inert, shown
 
 Piece = bytes | tuple[int, int]
@@ -59,12 +59,7 @@ def segment_pieces(index: GraphIndex, a: int, b: int) -> list[Piece]:
                 )
     try:
         onnx.checker.check_model(stub, full_check=True)
-    except (
-        onnx.checker.ValidationError,
-        onnx.shape_inference.InferenceError,
-        onnx.defs.SchemaError,
-        RuntimeError,
-    ) as exc:
+    except CHECKER_ERRORS as exc:
         raise OmdpError(
             f"cannot write {where}: onnx.checker refuses it: {checker_message(exc)}",
             "choose other positions, or repair the model",
