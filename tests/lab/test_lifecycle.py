@@ -58,7 +58,7 @@ def test_up_status_down_leaves_nothing(make_lab, tmp_path: Path, capsys) -> None
     assert all(":22 " in out for out in listening)
 
     devices = report.status["devices"]
-    assert devices[0]["in_force"] == {"cpu": 0.25, "cpu_period_us": 10000}
+    assert devices[0]["in_force"] == {"cpu": 0.25, "cpu_period_us": 100000}
     assert devices[1]["in_force"]["memory_mib"] == 1024
     assert devices[2]["in_force"] == {}
     assert [lk["shaped"] for lk in report.status["links"]] == [{"forward": True, "back": True}] * 2
