@@ -8,7 +8,7 @@ gets them: a session is created whole or not at all (sessionfile), opened by its
 name, checked before it is trusted (integrity), profiled by one profiler at a time
 (claim), and read without writing. See docs/session.md.
 
-Why one module of ~800 lines: `Session` is the one API over the file, and every method is
+Why one module of ~1000 lines: `Session` is the one API over the file, and every method is
 a transaction whose guarantee (claim checked, read-only refused, errors in one line) must
 be visible next to the SQL it guards; the file-level work lives in `sessionfile`, the
 claim in `claim`, the checks in `integrity`, the schema in `schema`.
