@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from source import parse_python
 
 from backend.device import guard
 from backend.remote.store import DEVICE_PACKAGE, device_bundle, package_files
@@ -18,7 +19,7 @@ MODULES = sorted(p.stem for p in DEVICE_PACKAGE.glob("*.py"))
 
 def imports_of(path: Path) -> tuple[set[str], set[str]]:
     """(top-level modules imported absolutely, sibling modules imported relatively)."""
-    tree = ast.parse(path.read_text())
+    tree = parse_python(path)
     absolute: set[str] = set()
     relative: set[str] = set()
     for node in ast.walk(tree):
@@ -54,7 +55,7 @@ def test_the_protocol_and_the_small_programs_need_only_the_standard_library():
 
 
 def test_the_probe_parses_as_python_3_6_so_it_can_report_an_old_python():
-    ast.parse((DEVICE_PACKAGE / "probe.py").read_text(), feature_version=(3, 6))
+    parse_python(DEVICE_PACKAGE / "probe.py", feature_version=(3, 6))
 
 
 def test_what_ships_is_exactly_the_package():

@@ -5,13 +5,15 @@ import pathlib
 import subprocess
 import sys
 
+from source import parse_python
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_backend_source_never_imports_textual():
     offenders = []
     for path in (ROOT / "backend").rglob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = parse_python(path)
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):
@@ -55,7 +57,7 @@ def _module_imports() -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         found = set()
-        for node in ast.parse(path.read_text()).body:  # module level only
+        for node in parse_python(path).body:  # module level only
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

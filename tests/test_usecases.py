@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from source import parse_python
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.cli import main
@@ -76,7 +77,7 @@ def test_the_use_cases_import_no_front_end():
 
     offenders = []
     for path in Path(sessions.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_python(path)):
             names = (
                 [a.name for a in node.names]
                 if isinstance(node, ast.Import)
