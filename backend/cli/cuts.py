@@ -11,7 +11,7 @@ from backend.errors import OmdpError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cuts", help="tensors and bytes crossing each position")
+    p = sub.add_parser("cuts")
     add_model_args(p)
     p.add_argument(
         "--top", type=int, metavar="K", help="only the K candidate positions the ranking picks"

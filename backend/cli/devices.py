@@ -51,7 +51,7 @@ def load_inventory(path: str | Path) -> Inventory:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("devices", help="check the chain's devices (SSH, python, packages)")
+    p = subparsers.add_parser("devices")
     sub = p.add_subparsers(dest="devices_verb", metavar="ACTION", required=True)
     c = sub.add_parser(
         "check",

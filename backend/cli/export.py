@@ -13,7 +13,7 @@ from backend.usecases.exports import export_ranks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write chosen partitions to JSON (docs/export.md)")
+    p = sub.add_parser("export")
     add_ranking_args(p)
     p.add_argument(
         "--rank",

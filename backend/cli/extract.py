@@ -13,7 +13,7 @@ from backend.model.segment_files import check_not_source, write_segment
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("extract", help="write segment [FROM, TO) as an ONNX model")
+    p = sub.add_parser("extract")
     add_model_args(p)
     p.add_argument(
         "--from",

@@ -9,7 +9,7 @@ from backend.cli.format import emit_json, human_bytes, human_count, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="nodes, shapes, bytes, FLOPs and parameters of a model")
+    p = sub.add_parser("inspect")
     add_model_args(p)
     add_json_arg(p)
     p.add_argument("--nodes", action="store_true", help="also print the node table")

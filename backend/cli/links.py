@@ -19,7 +19,7 @@ from backend.remote.links import ChainLinks, LinkMeasurement
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("links", help="measure link bandwidth and latency")
+    p = subparsers.add_parser("links")
     sub = p.add_subparsers(dest="links_verb", metavar="ACTION", required=True)
     m = sub.add_parser(
         "measure",

@@ -55,7 +55,7 @@ def add_ranking_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("paths", help="the K best partitions for given link bandwidths")
+    p = sub.add_parser("paths")
     add_ranking_args(p)
     p.add_argument("-k", default="10", metavar="K", help="how many partitions (default 10)")
     p.add_argument(

@@ -28,7 +28,6 @@ MAX_AUTO = 1_000
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile",
-        help="profile the plan's segments on every device",
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("model", help="ONNX file or built-in model name")

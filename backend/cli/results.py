@@ -10,7 +10,7 @@ COLUMNS = ["device", "start", "end", "median_ms", "p10_ms", "p90_ms", "samples",
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("results", help="show a session's measurements", description=__doc__)
+    p = sub.add_parser("results", description=__doc__)
     p.add_argument("session", help="session file (.omdp)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")

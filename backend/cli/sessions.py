@@ -9,7 +9,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sessions", help="list saved sessions", description=__doc__)
+    p = sub.add_parser("sessions", description=__doc__)
     p.add_argument("folder", nargs="?", default="sessions", help="folder (default: sessions)")
     p.add_argument("--json", action="store_true", help="a JSON list")
     p.set_defaults(func=run)

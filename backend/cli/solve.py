@@ -23,7 +23,6 @@ from backend.solver.ranking import top_k
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "solve",
-        help="rank the K best partitions of an instance file",
         description="Rank the K best partitions of a segment- or layer-level instance "
         "(format: docs/instance-format.md).",
     )

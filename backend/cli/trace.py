@@ -16,7 +16,7 @@ from backend.usecases.traces import replay_session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trace", help="best partition over a bandwidth trace, and the robust one")
+    p = sub.add_parser("trace")
     add_ranking_args(p)
     p.add_argument(
         "--trace",

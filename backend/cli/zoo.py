@@ -11,7 +11,7 @@ from backend.files import check_writable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("zoo", help="built-in models: list them, or write one to an ONNX file")
+    p = sub.add_parser("zoo")
     verbs = p.add_subparsers(dest="zoo_verb", metavar="ACTION", parser_class=type(p))
     verbs.required = True
 

@@ -132,21 +132,23 @@ def _check_header(model: ModelProto, where: str) -> None:
         raise _fail(where, "the graph has no outputs", "give a model that outputs something")
 
 
+def _unique_names(names: Iterable[str], what: str, twice: str, where: str) -> set[str]:
+    """The names, each present and given once (`what`: "an initializer", …)."""
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise _fail(where, f"{what} has no name")
+        if name in seen:
+            raise _fail(where, f"{what.split(' ', 1)[1]} {shown(name)} is {twice} twice")
+        seen.add(name)
+    return seen
+
+
 def _check_names(g: GraphProto, where: str) -> None:
-    initializers: set[str] = set()
-    for t in g.initializer:
-        if not t.name:
-            raise _fail(where, "an initializer has no name")
-        if t.name in initializers:
-            raise _fail(where, f"initializer {shown(t.name)} is defined twice")
-        initializers.add(t.name)
-    inputs: set[str] = set()
-    for vi in g.input:
-        if not vi.name:
-            raise _fail(where, "a graph input has no name")
-        if vi.name in inputs:
-            raise _fail(where, f"graph input {shown(vi.name)} is declared twice")
-        inputs.add(vi.name)
+    initializers = _unique_names(
+        (t.name for t in g.initializer), "an initializer", "defined", where
+    )
+    inputs = _unique_names((vi.name for vi in g.input), "a graph input", "declared", where)
     producer: dict[str, int] = {}
     named: dict[str, int] = {}
     for i, node in enumerate(g.node):
@@ -177,15 +179,10 @@ def _check_names(g: GraphProto, where: str) -> None:
                     where, f"tensor {shown(out)} is {kind} and also produced by {node_ref(i, node)}"
                 )
             producer[out] = i
-    outputs: set[str] = set()
-    for vi in g.output:
-        if not vi.name:
-            raise _fail(where, "a graph output has no name")
-        if vi.name in outputs:
-            raise _fail(where, f"graph output {shown(vi.name)} is declared twice")
-        outputs.add(vi.name)
-        if vi.name not in producer and vi.name not in inputs and vi.name not in initializers:
-            raise _fail(where, f"graph output {shown(vi.name)} is produced by no node")
+    _unique_names((vi.name for vi in g.output), "a graph output", "declared", where)
+    for name in (vi.name for vi in g.output):  # in file order: the first one is reported
+        if name not in producer and name not in inputs and name not in initializers:
+            raise _fail(where, f"graph output {shown(name)} is produced by no node")
 
 
 def _check_references(g: GraphProto, where: str) -> list[int]:

@@ -57,12 +57,12 @@ class LocalTransport:
         await process.write(job.to_line().encode() + b"\n")
 
     async def hello(self, timeout: float) -> Hello:
-        """Start the agent with no job: it says hello (versions, host facts) and exits.
+        """Start the agent with no job: it says hello (versions, host facts), and exits
+        once `finish` closes its input.
         Raises ProtocolError for anything but a hello, TimeoutError, OSError."""
-        process = await self._spawn()
+        await self._spawn()
         assert self._reader is not None
         try:
-            await process.write_eof()
             raw = await asyncio.wait_for(self._reader.readline(), timeout)
         except LineTooLong as exc:
             raise ProtocolError(str(exc)) from None
