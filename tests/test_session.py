@@ -662,3 +662,56 @@ def test_a_configuration_where_every_segment_failed_is_not_finished(session):
     )
     assert session.spoiled() == {}  # an op one runtime lacks: the other errors are answers
     assert session.progress() == (3, 12)
+
+
+@pytest.fixture
+def newer_schema(monkeypatch):
+    """This OMDP as if its schema had grown by one table and one column since v1."""
+    from backend.profiling import schema
+
+    step = (
+        "CREATE TABLE later (id INTEGER PRIMARY KEY, note TEXT);\n"
+        "ALTER TABLE partitions ADD COLUMN label TEXT;"
+    )
+    monkeypatch.setattr(schema, "SQL", schema.SQL + step)
+    monkeypatch.setattr(schema, "UPGRADES", {2: step})
+    monkeypatch.setattr(schema, "VERSION", 2)
+    schema.columns.cache_clear()
+    yield schema
+    schema.columns.cache_clear()
+
+
+def _old_file(session) -> Path:
+    with session.conn:
+        session.conn.execute(
+            "INSERT INTO partitions (positions, created_at) VALUES ('[0, 3]', 'x')"
+        )
+    session.close()
+    return session.path
+
+
+def test_an_older_session_is_upgraded_in_place_keeping_its_rows(session, newer_schema):
+    path = _old_file(session)
+    with Session.open(path, check_model=False) as s:
+        assert s.conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+        assert s.conn.execute("SELECT positions, label FROM partitions").fetchall()[0][:] == (
+            "[0, 3]",
+            None,
+        )
+        s.conn.execute("SELECT id, note FROM later")
+
+
+def test_an_older_session_read_only_is_upgraded_in_memory_never_on_disk(session, newer_schema):
+    path = _old_file(session)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    try:
+        with Session.open(path, check_model=False) as s:
+            assert s.conn.execute("SELECT count(*) FROM later").fetchone()[0] == 0
+            assert s.read_only
+    finally:
+        path.chmod(0o644)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name)) == [
+        path.name
+    ]

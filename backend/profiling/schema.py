@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import sqlite3
 
-VERSION = 1
 APP_ID = "omdp-session"
 SUFFIX = ".omdp"
 
@@ -127,6 +126,40 @@ CREATE TABLE partitions (
 );
 CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+# Each later version's changes to a file of the version before: additive only (new tables;
+# new columns that are nullable or have a default), so an older session opens whole after
+# `upgrade` and keeps every row. `SQL` above is always the newest schema in full.
+UPGRADES: dict[int, str] = {}
+VERSION = max(UPGRADES, default=1)
+
+
+def version_of(conn: sqlite3.Connection) -> int | None:
+    """The file's schema version (None when it has no readable one: integrity says why)."""
+    try:
+        rows = conn.execute("SELECT version FROM schema_version").fetchall()
+    except sqlite3.DatabaseError:
+        return None
+    if len(rows) != 1 or not isinstance(rows[0][0], int):
+        return None
+    return rows[0][0]
+
+
+def needs_upgrade(conn: sqlite3.Connection) -> bool:
+    version = version_of(conn)
+    return version is not None and 1 <= version < VERSION
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an older OMDP to `VERSION`, in one transaction."""
+    version = version_of(conn)
+    if version is None or not 1 <= version < VERSION:
+        return
+    steps = "\n".join(sql for v, sql in sorted(UPGRADES.items()) if v > version)
+    conn.executescript(
+        f"BEGIN IMMEDIATE;\n{steps}\nUPDATE schema_version SET version = {VERSION};\nCOMMIT;"
+    )
 
 
 @functools.cache

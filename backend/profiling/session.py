@@ -222,6 +222,8 @@ class Session:
         except sqlite3.Error as exc:
             raise sessionfile.sqlite_error(exc, p, "open it") from None
         try:
+            if schema.needs_upgrade(conn):
+                conn = _upgraded(conn, p, writable=why is None)
             integrity.check(conn, p)
             s = cls(p, conn, why)
             if check_model:
@@ -992,3 +994,20 @@ def _info(p: Path) -> SessionInfo:
     except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
         problem = f"cannot be read ({exc})"
     return SessionInfo(str(p), None, [], 0, 0, 0, mtime, problem)
+
+
+def _upgraded(conn: sqlite3.Connection, path: Path, *, writable: bool) -> sqlite3.Connection:
+    """`conn` brought to the current schema: in the file when it may be written, otherwise
+    in an in-memory copy (reading never writes)."""
+    try:
+        if writable:
+            schema.upgrade(conn)
+            return conn
+        mem = sqlite3.connect(":memory:")
+        mem.row_factory = sqlite3.Row
+        conn.backup(mem)
+        conn.close()
+        schema.upgrade(mem)
+        return mem
+    except sqlite3.Error as exc:
+        raise sessionfile.sqlite_error(exc, path, "upgrade it to this OMDP's schema") from None
