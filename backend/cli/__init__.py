@@ -31,6 +31,7 @@ VERBS: dict[str, str] = {
     "solve": "top-K partitions of an instance file",
     "paths": "the K best partitions for given link bandwidths",
     "trace": "best partition over a bandwidth trace, and the robust one",
+    "map": "where each partition is best as one or two links' bandwidths vary",
     "export": "write chosen partitions to JSON (docs/export.md)",
     "devices": "check the chain's devices (SSH, python, packages)",
     "links": "measure link bandwidth and latency",

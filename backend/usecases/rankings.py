@@ -44,6 +44,13 @@ class Ranked:
 
 def rank_session(session: Session, options: RankOptions) -> Ranked:
     """The session's instance under the options' link values, and its top K."""
+    inst = priced_session(session, options)
+    return Ranked(inst, top_k(inst, options.k, options.objective, cost_model=options.cost_model))
+
+
+def priced_session(session: Session, options: RankOptions) -> SegmentInstance:
+    """The session priced under the options' link values, sink and memory limits (the
+    link values become the session's current ones when the options say so)."""
     chain = session.chain()
     names = chain.link_names
     bandwidth = parse_values(options.bandwidth, names, BANDWIDTH)
@@ -69,7 +76,7 @@ def rank_session(session: Session, options: RankOptions) -> Ranked:
                 for i, n in enumerate(names)
             }
         )
-    return Ranked(inst, top_k(inst, options.k, options.objective, cost_model=options.cost_model))
+    return inst
 
 
 def price_session(session: Session) -> SegmentInstance | None:
