@@ -45,9 +45,14 @@ def random_instance(seed: int, devices: int, sink: bool = True) -> SegmentInstan
     return SegmentInstance(names, cands, cut, comp, bw, lat, source, snk)
 
 
+_ROWS: dict[int, np.ndarray] = {}  # every feasible partition of an instance, once
+
+
 def brute(inst: SegmentInstance, objective: str, mbps: dict[int, float]) -> tuple[dict, float]:
     """Every partition's objective at this point ({cuts: value}) and the best value."""
-    rows = segment_rows(inst.segment_ms("measured"))
+    rows = _ROWS.get(id(inst))
+    if rows is None:
+        rows = _ROWS[id(inst)] = segment_rows(inst.segment_ms("measured"))
     bw = inst.bandwidth_mbps.copy()
     for link, v in mbps.items():
         bw[link] = v

@@ -157,10 +157,10 @@ def to_text(bmap: BandwidthMap, name: str) -> str:
             keys = {r.cuts: letter(k) for k, r in enumerate(bmap.regions)}
             x, y = (r.link for r in bmap.ranges)
             lines += ["", f"boundaries (straight in 1/bw), as ({x}, {y}) Mbit/s:"]
-            for b in bmap.boundaries:
-                (x0, y0), (x1, y1) = b.ends
+            for line in bmap.boundaries:
+                (x0, y0), (x1, y1) = line.ends
                 ends = f"({mbps(x0)}, {mbps(y0)}) to ({mbps(x1)}, {mbps(y1)})"
-                lines.append(f"  {keys[b.a]}|{keys[b.b]}  {ends}")
+                lines.append(f"  {keys[line.a]}|{keys[line.b]}  {ends}")
     if bmap.robust is not None:
         lines += ["", *_robust_text(bmap)]
     return "\n".join(lines)
