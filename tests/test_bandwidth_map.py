@@ -130,6 +130,15 @@ def test_two_link_regions_match_brute_force(seed):
             assert len(owners) == 1, "regions overlap"
             values, best = brute(inst, "latency", dict(zip(links, (x, y), strict=True)))
             assert close(values[keys[owners[0]]], best), (x, y, keys[owners[0]])
+    # shares on log axes: the fraction of a fine log-spaced grid of cell centres inside
+    centres = [
+        (1 / x, 1 / y)
+        for x in np.geomspace(rx.lo, rx.hi, 121)[:-1] * (rx.hi / rx.lo) ** (0.5 / 120)
+        for y in np.geomspace(ry.lo, ry.hi, 121)[:-1] * (ry.hi / ry.lo) ** (0.5 / 120)
+    ]
+    for region, poly in zip(bmap.regions, polys, strict=True):
+        count = sum(inside(poly, u, 0.0) for u in centres)
+        assert region.share == pytest.approx(count / len(centres), abs=0.02)
     for region, poly in zip(bmap.regions, polys, strict=True):
         # interior points of each region: random convex combinations of its corners
         for w in rng.dirichlet(np.ones(len(poly)), 5):
@@ -322,3 +331,13 @@ def test_a_link_cannot_be_both_varied_and_fixed(zoo_session):
     with Session.open(zoo_session) as s, pytest.raises(OmdpError, match="both set glasses-phone"):
         options = RankOptions(bandwidth=("glasses-phone=5",))
         map_session(s, MapOptions(vary=("glasses-phone=1:10",), ranking=options))
+
+
+@pytest.mark.parametrize("scale", ["log", "linear"])
+def test_region_areas_cover_the_box_on_either_scale(scale):
+    """Shares are areas over the box's area, each computed on its own: they add up."""
+    inst = random_instance(5, 3)
+    rng = np.random.default_rng(5)
+    bmap = Mapper(Ranker(inst), ranges_for(inst, rng, [0, 1])).map(scale)
+    assert len(bmap.regions) > 1
+    assert sum(r.share for r in bmap.regions) == pytest.approx(1.0, rel=1e-9)

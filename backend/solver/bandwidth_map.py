@@ -18,6 +18,7 @@ breakpoint; `GRID_2D`² points on two links), and says so (`method`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 
 from backend.errors import OmdpError
 from backend.solver.costs import SegmentInstance, compute_sum, link_stage_ms, segment_costs
-from backend.solver.envelope import Cell, Piece, Point, envelope_1d, envelope_2d, polygon_area
+from backend.solver.envelope import Cell, Piece, Point, envelope_1d, envelope_2d
 from backend.solver.segment_ranker import Ranker
 
 SCALES: tuple[str, ...] = ("log", "linear")
@@ -36,6 +37,7 @@ GRID_2D = 161  # throughput, two links: points per axis
 MAX_VARYING = 2
 NEAR_TOP = 20  # partitions kept per map vertex when the robust search cannot enumerate
 MAX_BANDWIDTH_MBPS = 1e9
+_GAUSS = np.polynomial.legendre.leggauss(24)
 
 
 @dataclass(frozen=True)
@@ -424,7 +426,11 @@ class Mapper:
 
     def _regions(self, cells: list[Cell], scale: str) -> tuple[list[Region], list[Boundary]]:
         areas = [self._area(c.polygon, scale) for c in cells]
-        total = sum(areas) or 1.0
+        rx, ry = self.ranges
+        if scale == "log":
+            total = math.log10(rx.hi / rx.lo) * math.log10(ry.hi / ry.lo)
+        else:
+            total = (rx.hi - rx.lo) * (ry.hi - ry.lo)
         regions = []
         for cell, area in zip(cells, areas, strict=True):
             choice = self.choice(np.array(cell.piece.key))
@@ -447,13 +453,34 @@ class Mapper:
         )
 
     def _area(self, polygon: Sequence[Point], scale: str) -> float:
-        """Area of a cell on the map's axes (log or linear bandwidth): its edges are
-        straight in 1/bw, so they are sampled (`curve`) before the shoelace formula."""
-        plot = self.plotter(scale)
-        points: list[tuple[float, float]] = []
+        """Area of a cell on the map's axes (log10 or linear bandwidth). Its edges are
+        straight in 1/bw, so curved on those axes: Green's theorem, ½∮(x dy − y dx), each
+        edge cut where u doubles (so 1/u varies little on a piece) and each piece
+        integrated by Gauss–Legendre quadrature."""
+        nodes, weights = _GAUSS
+        total = 0.0
         for p, q in zip(polygon, [*polygon[1:], polygon[0]], strict=True):
-            points.extend(curve(self.to_mbps(p), self.to_mbps(q), plot)[:-1])
-        return polygon_area([plot(p) for p in points])
+            u0 = np.array([p[k] / r.lo for k, r in enumerate(self.ranges)])  # 1/bw
+            du = np.array([q[k] / r.lo for k, r in enumerate(self.ranges)]) - u0
+            cuts = {0.0, 1.0}
+            for k in range(2):
+                a, b = u0[k], u0[k] + du[k]
+                pieces = math.ceil(math.log2(max(a, b) / min(a, b)) + 1e-12)
+                if du[k] and pieces > 1:
+                    cuts.update((a * (b / a) ** (i / pieces) - a) / du[k] for i in range(1, pieces))
+            ts = sorted(cuts)
+            for t0, t1 in itertools.pairwise(ts):
+                t = t0 + (nodes + 1) / 2 * (t1 - t0)
+                u = u0[:, None] + du[:, None] * t[None, :]
+                if scale == "log":  # x = -log10 u, dx/dt = -du / (u ln 10)
+                    xy = -np.log10(u)
+                    dxy = -du[:, None] / (u * math.log(10))
+                else:  # x = 1/u, dx/dt = -du / u²
+                    xy = 1 / u
+                    dxy = -du[:, None] / u**2
+                integrand = xy[0] * dxy[1] - xy[1] * dxy[0]
+                total += 0.5 * float(integrand @ weights) * (t1 - t0) / 2
+        return abs(total)
 
     def plotter(self, scale: str) -> Callable[[Sequence[float]], tuple[float, float]]:
         """Mbit/s → the map's axes (log10 or linear)."""
@@ -607,11 +634,11 @@ def _boundaries(
     for i, ci in enumerate(cells):
         for j in range(i + 1, len(cells)):
             cj = cells[j]
+            pi, pj = ci.piece, cj.piece
             on = [
                 v
                 for v in ci.polygon
-                if abs(ci.piece.value(v) - cj.piece.value(v))
-                <= 1e-9 * max(1.0, abs(ci.piece.value(v)))
+                if abs(_plane(pi, v) - _plane(pj, v)) <= 1e-9 * max(1.0, abs(_plane(pi, v)))
             ]
             if len(on) < 2:
                 continue
@@ -623,6 +650,10 @@ def _boundaries(
                 continue
             out.append(Boundary(regions[i].cuts, regions[j].cuts, (to_mbps(a), to_mbps(b))))
     return out
+
+
+def _plane(piece: Piece, v: Point) -> float:
+    return piece.const + piece.slope[0] * v[0] + piece.slope[1] * v[1]
 
 
 def curve(
