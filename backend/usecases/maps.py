@@ -11,8 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from backend.errors import OmdpError
+from backend.map_image import write_image
 from backend.profiling.session import Session
 from backend.solver.bandwidth_map import BandwidthMap, LinkRange, Mapper
 from backend.solver.costs import SegmentInstance
@@ -107,3 +111,71 @@ def map_session(session: Session, options: MapOptions) -> SessionMap:
     rank = options.ranking
     mapper = mapper_for(inst, ranges, rank.objective, rank.cost_model)
     return SessionMap(inst, mapper.map(options.scale, robust))
+
+
+@dataclass
+class MapView:
+    """What the TUI draws: the map, a label per character cell (rows top to bottom = high
+    to low bandwidth on the second link), the partitions those labels index (the map's
+    regions first, in their order), and the mapper to read any point."""
+
+    mapper: Mapper
+    map: BandwidthMap
+    xs: list[float]  # Mbit/s at each column's centre, log-spaced
+    ys: list[float]  # Mbit/s at each row's centre, top row first
+    labels: list[list[int]]
+    keys: list[tuple[int, ...]]
+
+
+def view_map(
+    ranker: Ranker,
+    names: Sequence[str],
+    bandwidths: Sequence[float],
+    latencies: Sequence[float],
+    ranges: Sequence[LinkRange],
+    cols: int,
+    rows: int,
+) -> MapView:
+    """The map of one or two links over a ranker already built (the TUI's), the other
+    links at `bandwidths`/`latencies`, sampled at the centres of a cols x rows character
+    grid (exact at each centre: the ranker's best there)."""
+    mapper = Mapper(
+        ranker,
+        ranges,
+        dict(zip(names, bandwidths, strict=True)),
+        dict(zip(names, latencies, strict=True)),
+    )
+    bmap = mapper.map()
+    rx = ranges[0]
+    xs = [rx.lo * (rx.hi / rx.lo) ** ((i + 0.5) / cols) for i in range(cols)]
+    if len(ranges) == 2:
+        ry = ranges[1]
+        ys = [ry.lo * (ry.hi / ry.lo) ** ((j + 0.5) / rows) for j in reversed(range(rows))]
+        grid, found, _ = mapper.winners(xs, ys)
+        keys = [r.cuts for r in bmap.regions]
+    else:  # one link (a two-device chain): one strip, repeated down the rows
+        best = [mapper.read((x,)).best for x in xs]
+        found = list(dict.fromkeys(best))
+        grid = np.array([[found.index(b) for b in best]] * rows)
+        ys = []
+        keys = [b.cuts for b in bmap.bands]
+    keys = list(dict.fromkeys(keys))
+    keys += [k for k in found if k not in keys]  # a sliver the grid sees first
+    index = [keys.index(k) for k in found]
+    labels = [[index[v] if v >= 0 else -1 for v in row] for row in grid.tolist()]
+    return MapView(mapper, bmap, xs, ys, labels, keys)
+
+
+def default_image_path(session_path: str | Path | None, links: Sequence[str]) -> Path:
+    """`<session>-map-<links>.svg` next to the session (or in the working folder)."""
+    tail = "-".join(links)
+    if session_path is None:
+        return Path(f"map-{tail}.svg")
+    p = Path(session_path)
+    return p.with_name(f"{p.stem}-map-{tail}.svg")
+
+
+def export_image(bmap: BandwidthMap, path: str | Path, title: str) -> Path:
+    """Write the map as an SVG image (whole or not at all)."""
+    write_image(bmap, str(path), title)
+    return Path(path)

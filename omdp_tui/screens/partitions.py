@@ -28,6 +28,7 @@ from omdp_tui.messages import TraceLoaded
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
 from omdp_tui.screens.form import Field, FormDialog
+from omdp_tui.screens.map import MapScreen
 from omdp_tui.widgets.path_chart import PathChart
 from omdp_tui.widgets.step_input import StepInput, fmt
 from omdp_tui.widgets.trace_bar import TraceBar
@@ -82,6 +83,7 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("b", "focus_links", "Links", id="partitions.links"),
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
+        Binding("m", "map", "Map", id="partitions.map"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
@@ -315,6 +317,9 @@ class PartitionsScreen(WorkspaceScreen):
         self.ws.set_ranking_options(objective=nxt)
         self.rerank()
         self._reanalyse_trace()
+
+    def action_map(self) -> None:
+        self.app.push_screen(MapScreen(self.playback))
 
     def action_focus_links(self) -> None:
         if self.ws.links:
