@@ -83,7 +83,7 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("b", "focus_links", "Links", id="partitions.links"),
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
-        Binding("m", "map", "Map", id="partitions.map"),
+        Binding("m", "map", "Map", show=False, id="partitions.map"),  # in the palette and help
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
