@@ -312,7 +312,8 @@ def _legend(bmap: BandwidthMap, keys: list, shares: list[float]) -> list[str]:
             f"<rect x='{x}' y='{y}' width='16' height='16' fill='{colour(k)}' stroke='black' "
             f"stroke-width='0.5'/>"
         )
-        text = f"{letter(k)}  {bmap.describe(cuts)}  {100 * share:.1f}%"
+        pct = f"{100 * share:.2g}%" if 0 < share < 0.001 else f"{100 * share:.1f}%"
+        text = f"{letter(k)}  {bmap.describe(cuts)}  {pct}"
         out.append(f"<text x='{x + 22}' y='{y + 13}' font-size='12' {FONT}>{escape(text)}</text>")
     out.append("</g>")
     return out

@@ -20,7 +20,7 @@ from backend.solver.bandwidth_map import LinkRange, Mapper
 from backend.solver.costs import SegmentInstance, link_stage_ms, segment_costs
 from backend.solver.partition import segment_rows
 from backend.solver.segment_ranker import Ranker
-from backend.usecases.maps import MapOptions, map_session, parse_percent, parse_ranges
+from backend.usecases.maps import MapOptions, map_session, parse_percent, parse_ranges, view_map
 from backend.usecases.rankings import RankOptions, rank_session
 
 REL = 1e-9
@@ -341,3 +341,26 @@ def test_region_areas_cover_the_box_on_either_scale(scale):
     bmap = Mapper(Ranker(inst), ranges_for(inst, rng, [0, 1])).map(scale)
     assert len(bmap.regions) > 1
     assert sum(r.share for r in bmap.regions) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_the_tui_view_samples_the_ranker_at_each_cell():
+    """`view_map` (what the Map view draws): each cell is the ranker's best at its centre,
+    with one link (a two-device chain: a strip) or two."""
+    inst = random_instance(21, 3)
+    ranker = Ranker(inst)
+    names, bw, lat = inst.link_names, list(inst.bandwidth_mbps), list(inst.latency_ms)
+    for ranges in (
+        [LinkRange(names[0], 0, 0.5, 500)],
+        [LinkRange(names[1], 1, 0.5, 500), LinkRange(names[0], 0, 1, 50)],
+    ):
+        view = view_map(ranker, names, bw, lat, ranges, 30, 9)
+        assert len(view.labels) == 9 and all(len(row) == 30 for row in view.labels)
+        for row in (0, 4, 8):
+            for col in (0, 11, 29):
+                point = {ranges[0].index: view.xs[col]}
+                if len(ranges) == 2:
+                    point[ranges[1].index] = view.ys[row]
+                values, best = brute(inst, "latency", point)
+                assert close(values[view.keys[view.labels[row][col]]], best)
+        if len(ranges) == 1:
+            assert all(row == view.labels[0] for row in view.labels)

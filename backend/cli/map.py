@@ -13,6 +13,7 @@ import argparse
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 from backend.cli.format import table
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     with Session.open(args.session, check_model=False) as session:
         bmap = map_session(session, options).map
     if args.image:
-        write_image(bmap, args.image, f"{args.session}: best partition by bandwidth")
+        title = f"{Path(args.session).name}: best partition by bandwidth"
+        write_image(bmap, args.image, title)
     if args.json:
         print(json.dumps(to_dict(bmap), indent=2))
     elif args.csv:
@@ -76,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     if args.image and not args.json and not args.csv:
         print(f"\nimage: {args.image}")
     return 0
+
+
+def percent(share: float) -> str:
+    """A share as a percentage, with slivers shown as slivers rather than 0.0%."""
+    return f"{100 * share:.2g}%" if 0 < share < 0.001 else f"{100 * share:.1f}%"
 
 
 def mbps(v: float) -> str:
@@ -138,7 +145,7 @@ def to_text(bmap: BandwidthMap, name: str) -> str:
             rows.append(
                 (
                     letter(k),
-                    f"{100 * r.share:.1f}%",
+                    percent(r.share),
                     bmap.describe(r.cuts),
                     f"{r.ms_min:.3f}-{r.ms_max:.3f}",
                     second,
@@ -171,7 +178,7 @@ def _robust_text(bmap: BandwidthMap) -> list[str]:
     assert rb is not None
     links = ", ".join(r.link for r in bmap.ranges)
     how = (
-        "exact: checked at every region's corners"
+        "exact: checked at every corner of the map's bands or regions"
         if rb.exact
         else f"judged over {rb.considered} partitions on the map's points"
     )

@@ -34,6 +34,7 @@ from backend.solver.segment_ranker import Ranker
 SCALES: tuple[str, ...] = ("log", "linear")
 GRID_1D = 2001  # throughput, one link: grid points before bisecting each change of winner
 GRID_2D = 161  # throughput, two links: points per axis
+GRID_2D_SEARCH = 41  # the same when each point is a search (cut spaces too big to enumerate)
 MAX_VARYING = 2
 NEAR_TOP = 20  # partitions kept per map vertex when the robust search cannot enumerate
 MAX_BANDWIDTH_MBPS = 1e9
@@ -347,7 +348,8 @@ class Mapper:
             vertices = sorted({self.to_mbps(v) for c in cells for v in c.polygon})
         else:
             out.grid, out.regions = self._grid_2d(scale)
-            out.method = f"grid of {GRID_2D}x{GRID_2D} log-spaced points"
+            n = len(out.grid.xs)
+            out.method = f"grid of {n}x{n} log-spaced points"
             vertices = [(x, y) for x in out.grid.xs for y in out.grid.ys]
         if robust_percent is not None:
             out.robust = self.robustness(robust_percent, vertices, exact)
@@ -526,8 +528,9 @@ class Mapper:
 
     def _grid_2d(self, scale: str) -> tuple[GridLabels, list[Region]]:
         rx, ry = self.ranges
-        xs = np.geomspace(rx.lo, rx.hi, GRID_2D)
-        ys = np.geomspace(ry.lo, ry.hi, GRID_2D)
+        n = GRID_2D if self.rows is not None else GRID_2D_SEARCH
+        xs = np.geomspace(rx.lo, rx.hi, n)
+        ys = np.geomspace(ry.lo, ry.hi, n)
         labels, names, best = self.winners(xs, ys)
         weights = _cell_weights(xs, scale)[None, :] * _cell_weights(ys, scale)[:, None]
         regions = []

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
+from backend.errors import OmdpError
+
 Point = tuple[float, ...]
 
 
@@ -180,4 +182,7 @@ def envelope_2d(oracle: Oracle, box: Polygon, max_rounds: int = 1000) -> list[Ce
             return cells
         # A vertex that passed keeps passing: pieces only ever lower the envelope to the
         # true minimum the oracle reported there.
-    raise RuntimeError("the envelope did not converge")
+    raise OmdpError(
+        f"the bandwidth map did not converge in {max_rounds} rounds",
+        "narrow the ranges (--vary LO:HI) or report this session",
+    )

@@ -92,6 +92,18 @@ class MapScreen(WorkspaceScreen):
         super().on_screen_resume()
         self.recompute()
 
+    def on_resize(self) -> None:
+        """The map has one cell per character: a new size needs new samples."""
+        if self.view is not None and self._grid_size() != (
+            len(self.view.xs),
+            len(self.view.labels),
+        ):
+            self.recompute()
+
+    def _grid_size(self) -> tuple[int, int]:
+        cols = max(10, self.size.width - Y_LABEL - LEGEND - 3)
+        return cols, max(4, self.size.height - RESERVED_ROWS)
+
     # -- which links, over which ranges ------------------------------------------------------
 
     def _setting(self) -> dict[str, Any]:
@@ -131,8 +143,7 @@ class MapScreen(WorkspaceScreen):
         except OmdpError as exc:
             chart.show(None, str(exc))
             return
-        cols = max(10, self.size.width - Y_LABEL - LEGEND - 3)
-        rows = max(4, self.size.height - RESERVED_ROWS)
+        cols, rows = self._grid_size()
         self._generation += 1
         if self.view is None:
             chart.show(None, "computing the map…")
