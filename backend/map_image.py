@@ -165,7 +165,8 @@ def svg(bmap: BandwidthMap, title: str) -> str:
 
 
 def _subtitle(bmap: BandwidthMap) -> str:
-    how = "exact regions" if bmap.exact else bmap.method
+    exact = "exact breakpoints" if len(bmap.ranges) == 1 else "exact regions"
+    how = exact if bmap.exact else bmap.method
     return f"{bmap.objective} objective, {bmap.cost_model} times, {bmap.scale} axes; {how}"
 
 

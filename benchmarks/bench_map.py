@@ -79,6 +79,8 @@ def main() -> None:
     print(f"grid of {GRID}x{GRID} re-rankings through Ranker.rank (k=1):")
     print(f"  {grid_ms:8.1f} ms   one run")
     print(f"speed-up: {grid_ms / map_ms:.0f}x; labels agree at {agree}/{checked} grid points")
+    met = grid_ms / map_ms >= 20 and map_ms < 50
+    print(f"targets (>= 20x faster, < 50 ms): {'met' if met else 'NOT met'}")
     print("regions (share of the log-log box):")
     for r in bmap.regions:
         print(f"  {100 * r.share:5.1f}%  {bmap.describe(r.cuts)}")
