@@ -37,6 +37,7 @@ GRID_2D = 161  # throughput, two links: points per axis
 GRID_2D_SEARCH = 41  # the same when each point is a search (cut spaces too big to enumerate)
 MAX_VARYING = 2
 NEAR_TOP = 20  # partitions kept per map vertex when the robust search cannot enumerate
+MIN_BANDWIDTH_MBPS = 1e-6  # 1 bit/s
 MAX_BANDWIDTH_MBPS = 1e9
 _GAUSS = np.polynomial.legendre.leggauss(24)
 
@@ -51,10 +52,11 @@ class LinkRange:
     hi: float
 
     def __post_init__(self) -> None:
-        if not (0 < self.lo < self.hi <= MAX_BANDWIDTH_MBPS):
+        if not (0 < self.lo < self.hi <= MAX_BANDWIDTH_MBPS and self.lo >= MIN_BANDWIDTH_MBPS):
             raise OmdpError(
-                f"the range of {self.link} must satisfy 0 < LO < HI ≤ {MAX_BANDWIDTH_MBPS:g} "
-                f"Mbit/s, got {self.lo:g}:{self.hi:g}",
+                f"the range of {self.link} must satisfy 0 < LO < HI with LO ≥ "
+                f"{MIN_BANDWIDTH_MBPS:g} and HI ≤ {MAX_BANDWIDTH_MBPS:g} Mbit/s, "
+                f"got {self.lo:g}:{self.hi:g}",
                 f"e.g. --vary {self.link}=5:100",
             )
 

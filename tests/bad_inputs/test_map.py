@@ -73,6 +73,7 @@ CASES = [
     (["--vary", f"{GP}=0:5"], "0 < LO < HI"),
     (["--vary", f"{GP}=-1:5"], "0 < LO < HI"),
     (["--vary", f"{GP}=1:1e300"], "0 < LO < HI"),
+    (["--vary", f"{GP}=1e-300:5"], "LO ≥ 1e-06"),
     (["--vary", "glasses-cloud=1:5"], "unknown link 'glasses-cloud'"),
     (["--vary", "tv\x1b[2J=1:5"], "unknown link"),
     (["--vary", f"{GP}=1:5", "--vary", f"{GP}=2:6"], "given twice"),
