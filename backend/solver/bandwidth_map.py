@@ -186,6 +186,13 @@ def describe(devices: Sequence[str], cuts: Sequence[int], n_positions: int) -> s
     )
 
 
+def _nothing_feasible() -> OmdpError:
+    return OmdpError(
+        "no feasible partition: every split needs a segment that is not allowed",
+        "profile the session, or relax --memory",
+    )
+
+
 def geometric_middle(lo: float, hi: float) -> float:
     return math.sqrt(lo * hi)
 
@@ -285,10 +292,7 @@ class Mapper:
         mbps = tuple(float(x) for x in mbps)
         rows, vals = self.ranked_rows(mbps, 2)
         if len(rows) == 0:
-            raise OmdpError(
-                "no feasible partition: every split needs a segment that is not allowed",
-                "profile the session, or relax --memory",
-            )
+            raise _nothing_feasible()
         second = self.cuts_of(rows[1]) if len(rows) > 1 else None
         margin = float(vals[1] - vals[0]) if len(rows) > 1 else None
         return Reading(mbps, self.cuts_of(rows[0]), float(vals[0]), second, margin)
@@ -303,10 +307,7 @@ class Mapper:
             mbps = 1.0 / (np.asarray(s) * scale)
             rows, _ = self.ranked_rows(mbps, 1)
             if len(rows) == 0:
-                raise OmdpError(
-                    "no feasible partition: every split needs a segment that is not allowed",
-                    "profile the session, or relax --memory",
-                )
+                raise _nothing_feasible()
             key = tuple(int(x) for x in rows[0])
             piece = cache.get(key)
             if piece is None:
