@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -45,14 +46,15 @@ def random_instance(seed: int, devices: int, sink: bool = True) -> SegmentInstan
     return SegmentInstance(names, cands, cut, comp, bw, lat, source, snk)
 
 
-_ROWS: dict[int, np.ndarray] = {}  # every feasible partition of an instance, once
+# every feasible partition of an instance, computed once (weak: ids are reused)
+_ROWS: weakref.WeakKeyDictionary[SegmentInstance, np.ndarray] = weakref.WeakKeyDictionary()
 
 
 def brute(inst: SegmentInstance, objective: str, mbps: dict[int, float]) -> tuple[dict, float]:
     """Every partition's objective at this point ({cuts: value}) and the best value."""
-    rows = _ROWS.get(id(inst))
+    rows = _ROWS.get(inst)
     if rows is None:
-        rows = _ROWS[id(inst)] = segment_rows(inst.segment_ms("measured"))
+        rows = _ROWS[inst] = segment_rows(inst.segment_ms("measured"))
     bw = inst.bandwidth_mbps.copy()
     for link, v in mbps.items():
         bw[link] = v
@@ -99,6 +101,9 @@ def test_one_link_breakpoints_match_brute_force(seed):
         values, best = brute(inst, "latency", {link: x})
         (band,) = [b for b in bands if b.lo <= x <= b.hi][:1]
         assert close(values[band.cuts], best), (x, band)
+    for left, right in itertools.pairwise(bands):  # a breakpoint: both best, equal there
+        values, best = brute(inst, "latency", {link: left.hi})
+        assert close(values[left.cuts], best) and close(values[right.cuts], best)
     for b in bands:  # the ends and the middle are priced like the brute force does
         values, _ = brute(inst, "latency", {link: b.lo})
         assert close(b.ms_at_lo, values[b.cuts])
