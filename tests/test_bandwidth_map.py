@@ -228,6 +228,14 @@ def test_a_searched_ranker_maps_like_an_enumerated_one():
     b = Mapper(Ranker(inst, method="search"), ranges).map()
     assert [r.cuts for r in a.regions] == [r.cuts for r in b.regions]
     assert [r.share for r in a.regions] == pytest.approx([r.share for r in b.regions])
+    # robustness: judged among the partitions near the vertices, and says it is not exact
+    ra = Mapper(Ranker(inst), ranges).map(robust_percent=25).robust
+    rb = Mapper(Ranker(inst, method="search"), ranges).map(robust_percent=25).robust
+    assert ra.exact and not rb.exact and rb.considered <= ra.considered
+    assert rb.best.worst_ratio >= ra.best.worst_ratio * (1 - 1e-9)  # never better than all
+    judged = {c.cuts: c.worst_ratio for c in ra.within}
+    for c in rb.within:  # the same worst case for a partition judged both ways
+        assert c.worst_ratio == pytest.approx(judged[c.cuts], rel=1e-9)
 
 
 def test_bad_ranges_are_refused():

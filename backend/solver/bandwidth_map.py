@@ -574,24 +574,28 @@ class Mapper:
                 f"--robust must be a percentage ≥ 0, got {percent!r}", "e.g. --robust 10"
             )
         points = np.array(vertices, dtype=float)
-        best = np.array([self.ranked_rows(p, 1)[1][0] for p in points])
         if self.rows is not None:
-            rows = self.rows
-            values = np.stack([self._values(self._tables, p)[0] for p in points], axis=1)
-            judged_all = True
+            rows, tables, judged_all = self.rows, self._tables, True
         else:
             found: dict[tuple[int, ...], np.ndarray] = {}
             for p in points:
                 for row in self.ranked_rows(p, NEAR_TOP)[0]:
                     found.setdefault(tuple(int(x) for x in row), row)
             rows = np.array(list(found.values()))
-            values = np.array([[self._objective_at(r, p) for p in points] for r in rows])
-            judged_all = False
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(best > 0, values / best, np.where(values > best, np.inf, 1.0))
-        worst = ratio.max(axis=1)
-        where = ratio.argmax(axis=1)
-        regret = (values - best).max(axis=1)
+            tables, judged_all = self._row_tables(rows), False
+        # one point at a time (a grid has thousands): running worst ratio, where, regret
+        worst = np.full(len(rows), -np.inf)
+        where = np.zeros(len(rows), dtype=np.int64)
+        regret = np.full(len(rows), -np.inf)
+        for n, p in enumerate(points):
+            values = self._values(tables, p)[0]
+            best = float(values.min()) if judged_all else float(self.ranked_rows(p, 1)[1][0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = values / best if best > 0 else np.where(values > best, np.inf, 1.0)
+            worse = ratio > worst
+            worst = np.where(worse, ratio, worst)
+            where = np.where(worse, n, where)
+            regret = np.maximum(regret, values - best)
         order = np.lexsort((regret, worst))
 
         def pick(i: int) -> RobustChoice:
