@@ -336,15 +336,14 @@ class Mapper:
         )
         exact = self.ranker.objective == "latency"
         vertices: Sequence[tuple[float, ...]]
-        if len(self.ranges) == 1:
-            out.bands = self._bands_exact() if exact else self._bands_grid()
-            if not exact:
-                out.method = f"grid of {GRID_1D} log-spaced points, changes bisected"
-            if exact:
-                vertices = [(b.lo,) for b in out.bands] + [(out.bands[-1].hi,)]
-            else:
-                r = self.ranges[0]
-                vertices = [(float(x),) for x in np.geomspace(r.lo, r.hi, GRID_1D)]
+        if len(self.ranges) == 1 and exact:
+            out.bands = self._bands_exact()
+            vertices = [(b.lo,) for b in out.bands] + [(out.bands[-1].hi,)]
+        elif len(self.ranges) == 1:
+            out.bands = self._bands_grid()
+            out.method = f"grid of {GRID_1D} log-spaced points, changes bisected"
+            r = self.ranges[0]
+            vertices = [(float(x),) for x in np.geomspace(r.lo, r.hi, GRID_1D)]
         elif exact:
             cells = envelope_2d(self._oracle(), self._box())
             out.regions, out.boundaries = self._regions(cells, scale)

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.widgets import Label
 
 from backend.errors import OmdpError
-from backend.solver.bandwidth_map import LinkRange
+from backend.solver.bandwidth_map import MAX_BANDWIDTH_MBPS, MIN_BANDWIDTH_MBPS, LinkRange
 from backend.solver.costs import COST_MODELS, OBJECTIVES
 from backend.usecases.maps import MapView, default_image_path, export_image, view_map
 from omdp_tui.screens.base import WorkspaceScreen
@@ -45,12 +45,14 @@ class MapComputed(Message):
 
 
 def parse_range(text: str) -> tuple[float, float] | None:
+    """`LO:HI` in Mbit/s within the map's limits, or None."""
     lo_text, sep, hi_text = text.partition(":")
     try:
         lo, hi = float(lo_text), float(hi_text)
     except ValueError:
         return None
-    if not sep or not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi <= 1e9):
+    finite = math.isfinite(lo) and math.isfinite(hi)
+    if not sep or not (finite and MIN_BANDWIDTH_MBPS <= lo < hi <= MAX_BANDWIDTH_MBPS):
         return None
     return lo, hi
 
@@ -290,7 +292,10 @@ class MapScreen(WorkspaceScreen):
                 return "pick two different links"
             for key in ("x_range", "y_range"):
                 if key in values and parse_range(str(values[key])) is None:
-                    return f"{key[0]} range must be LO:HI with 0 < LO < HI, e.g. 1:1000"
+                    return (
+                        f"{key[0]} range must be LO:HI with {MIN_BANDWIDTH_MBPS:g} ≤ LO < HI "
+                        f"≤ {MAX_BANDWIDTH_MBPS:g} Mbit/s, e.g. 1:1000"
+                    )
             return None
 
         self.app.push_screen(FormDialog("Map: links and ranges", fields, check), self._picked)

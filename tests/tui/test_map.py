@@ -132,3 +132,39 @@ async def test_export_writes_the_image(fixed_workspace, tmp_path: Path):
         regions = [e for e in root.iter() if e.get("class") == "region"]
         assert len(regions) == len(screen.view.map.regions)
         assert fixed_workspace.get_ui("map.image_path") == str(target)
+
+
+def test_map_bindings_have_ids_and_descriptions():
+    from textual.binding import Binding
+
+    from omdp_tui.screens.partitions import PartitionsScreen
+
+    ids = []
+    for owner in (MapScreen, PartitionsScreen):
+        for b in owner.BINDINGS:
+            assert isinstance(b, Binding) and b.id and b.description, b
+            ids.append(b.id)
+    assert len(ids) == len(set(ids))
+
+
+async def test_bad_ranges_in_the_form_are_refused(fixed_workspace):
+    from omdp_tui.screens.form import FormDialog
+
+    app = OmdpApp(Launch("workspace", prepared=fixed_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_map(pilot)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, FormDialog))
+        form = app.screen
+        inputs = list(form.query(Input))
+        inputs[0].value = "0:100"  # the x range
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is form  # refused, the form stays open with the reason
+        assert "range must be LO:HI" in screen_text(app)
+        inputs[0].value = "2:200"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.screen is screen and screen.view is not None)
+        await wait_for(pilot, lambda: screen.shown_generation == screen._generation)
+        assert screen.view.map.ranges[0].lo == 2.0 and screen.view.map.ranges[0].hi == 200.0
+        assert fixed_workspace.get_ui("map.view")["ranges"][0] == [2.0, 200.0]
