@@ -85,11 +85,11 @@ def test_two_links_json_csv_and_robust(capsys, session_file):
     assert "exact regions" in text and "smallest worst-case regret" in text
 
 
-def test_throughput_says_it_used_a_grid(capsys, session_file):
-    out = run(
-        capsys, "map", session_file, "--vary", "glasses-phone=1:100", "--objective", "throughput"
-    )
-    assert "grid of 2001 log-spaced points" in out and "not affine" in out
+def test_throughput_is_exact_on_one_link_and_a_grid_on_two(capsys, session_file):
+    one = ["map", session_file, "--vary", "glasses-phone=0.1:100", "--objective", "throughput"]
+    assert "exact breakpoints" in run(capsys, *one)
+    out = run(capsys, *one, "--vary", "phone-cloud=1:100")
+    assert "grid of 161x161 log-spaced points" in out and "not affine" in out
 
 
 @pytest.mark.parametrize("links", [1, 2])

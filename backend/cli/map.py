@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "map",
         description="Map which partition is best while one or two links' bandwidths vary "
-        "over a range: exact breakpoints and regions for the latency objective (docs/map.md).",
+        "over a range: exact breakpoints and regions (throughput on two links: a grid, "
+        "said so; docs/map.md).",
     )
     add_ranking_args(p)
     p.add_argument(

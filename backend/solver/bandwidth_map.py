@@ -11,9 +11,12 @@ the boundaries between regions, and the partitions that stay within P% of the op
 the whole box (`robust`). Within a region the boundaries are straight in 1/bw, so they are
 curves on a bandwidth axis; `curve` samples them finely enough to draw and measure.
 
-The throughput objective (the slowest stage, a maximum of affine functions) is not affine:
-its map comes from a grid (`GRID_1D` points, each change of winner then bisected to a
-breakpoint; `GRID_2D`² points on two links), and says so (`method`).
+The throughput objective (the slowest stage, a maximum of affine functions) is not affine.
+On one link it is still exact (`_bands_sweep`: each partition is max(C, A + B·u), and the
+next change of winner is a root on one of three linear pieces, for all partitions at
+once); on two links, or when the cut space is searched rather than enumerated, the map
+comes from a grid (`GRID_2D`² points; `GRID_1D` points with each change of winner
+bisected) and says so (`method`).
 """
 
 from __future__ import annotations
@@ -340,8 +343,11 @@ class Mapper:
             out.bands = self._bands_exact()
             vertices = [(b.lo,) for b in out.bands] + [(out.bands[-1].hi,)]
         elif len(self.ranges) == 1:
-            out.bands = self._bands_grid()
-            out.method = f"grid of {GRID_1D} log-spaced points, changes bisected"
+            if self.rows is not None:
+                out.bands = self._bands_sweep()
+            else:
+                out.bands = self._bands_grid()
+                out.method = f"grid of {GRID_1D} log-spaced points, changes bisected"
             r = self.ranges[0]
             vertices = [(float(x),) for x in np.geomspace(r.lo, r.hi, GRID_1D)]
         elif exact:
@@ -411,6 +417,93 @@ class Mapper:
                 )
             )
         return bands
+
+    def _bands_sweep(self) -> list[Band]:
+        """Throughput on one link, exactly: every partition's slowest stage is
+        g(u) = max(C, A + B·u) (C the compute stages and fixed links, A + B·u the varying
+        link's stage, u = 1/bw), its latency h(u) = c + B·u. Sweeping u upwards from the
+        best partition, the next breakpoint is the first u where another one comes first
+        in the ranker's order (smaller g, or equal g and smaller h): each partition's g
+        and the winner's differ linearly between their two kinks, so that first point is a
+        root on one of three pieces, for all partitions at once."""
+        assert self.rows is not None
+        compute, worst, base, per = self._tables
+        (v,) = self.vary
+        fixed = np.delete(base, v, axis=0)
+        cc = np.maximum(worst, fixed.max(axis=0, initial=0.0))  # C
+        a, b = base[v], per[0]  # the varying link's stage: A + B·u
+        lat0 = compute + base.sum(axis=0)  # h(u) = lat0 + B·u
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kink = np.where(b > 0, (cc - a) / b, np.inf)
+        r = self.ranges[0]
+        u, u_end = 1.0 / r.hi, 1.0 / r.lo
+        tol_u = 1e-12 * u_end
+
+        def g(t: Any) -> np.ndarray:
+            return np.maximum(cc, a + b * t)
+
+        def first_at(t: float) -> int:
+            """The partition first in the ranker's order just after t (ties between equal
+            objective values go to latency, then to the row order)."""
+            gt = g(t)
+            tol = 1e-12 * max(1.0, float(np.abs(gt[np.isfinite(gt)]).max(initial=1.0)))
+            slope = np.where(a + b * t >= cc, b, 0.0)  # g's slope to the right of t
+            keys = (gt, slope, lat0 + b * t, b)
+            pool = np.arange(len(gt))
+            for key in keys:
+                sub = key[pool]
+                pool = pool[sub <= sub.min() + tol]
+            return int(pool[0])
+
+        w = first_at(u)
+        edges, winners = [u], [w]
+        while True:
+            lo_k, hi_k = np.minimum(kink, kink[w]), np.maximum(kink, kink[w])
+            cuts = [np.full_like(kink, u), np.clip(lo_k, u, u_end), np.clip(hi_k, u, u_end)]
+            cuts.append(np.full_like(kink, u_end))
+            event = np.full(len(kink), np.inf)
+            scale = 1e-12 * max(1.0, float(np.abs(g(u)[np.isfinite(g(u))]).max(initial=1.0)))
+            for s0, s1 in itertools.pairwise(cuts):
+                d0 = g(s0) - np.maximum(cc[w], a[w] + b[w] * s0)  # minus the winner's g
+                d1 = g(s1) - np.maximum(cc[w], a[w] + b[w] * s1)
+                h0 = lat0 + b * s0 - (lat0[w] + b[w] * s0)
+                h1 = lat0 + b * s1 - (lat0[w] + b[w] * s1)
+                tie = (np.abs(d0) <= scale) & (np.abs(d1) <= scale)
+                x0, x1 = np.where(tie, h0, d0), np.where(tie, h1, d1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    root = np.where(
+                        x0 < -scale,
+                        s0,
+                        np.where(x1 < -scale, s0 + x0 / (x0 - x1) * (s1 - s0), np.inf),
+                    )
+                root = np.where((s1 > s0) & (root > u + tol_u), root, np.inf)
+                event = np.minimum(event, root)
+            nxt = float(event.min())
+            if not nxt < u_end:
+                break
+            u = nxt
+            w_next = first_at(u)
+            if w_next != w:  # else a near-tie that rounding made look like one: go on
+                w = w_next
+                edges.append(u)
+                winners.append(w)
+        edges.append(u_end)
+        bands = []
+        for k in range(len(winners) - 1, -1, -1):  # u decreasing = bandwidth increasing
+            lo = r.lo if k == len(winners) - 1 else 1.0 / edges[k + 1]
+            hi = r.hi if k == 0 else 1.0 / edges[k]
+            w = winners[k]
+            bands.append(
+                Band(
+                    lo,
+                    hi,
+                    self.cuts_of(self.rows[w]),
+                    float(g(1.0 / lo)[w]),
+                    float(g(1.0 / hi)[w]),
+                    self.read((geometric_middle(lo, hi),)),
+                )
+            )
+        return _merged(bands)
 
     def _rows_for(self, cuts_list: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         index = {int(c): i for i, c in enumerate(self.inst.candidates)}
