@@ -233,6 +233,7 @@ class Mapper:
         self.base_link_ms, _ = link_stage_ms(self.inst, at_infinity, lat)  # (L, M)
         per_inverse, _ = link_stage_ms(self.inst, np.ones_like(bw), np.zeros_like(lat))
         self.per_inverse = per_inverse[self.vary]  # (V, M): ms per (1 / (Mbit/s))
+        self._choices: dict[tuple[int, ...], Choice] = {}
         self.rows: np.ndarray | None = ranker.rows
         if self.rows is not None:  # every partition at once: numpy over the rows
             self._tables = self._row_tables(self.rows)
@@ -263,9 +264,14 @@ class Mapper:
 
     def choice(self, row: np.ndarray) -> Choice:
         """The partition of this row, its latency as an affine function of 1/bw."""
-        compute, _, base, per = self._row_tables(np.asarray(row).reshape(1, -1))
-        const = float(compute[0] + base[:, 0].sum())
-        return Choice(self.cuts_of(row), const, tuple(float(x) for x in per[:, 0]))
+        key = tuple(int(x) for x in row)
+        found = self._choices.get(key)
+        if found is None:
+            compute, _, base, per = self._row_tables(np.asarray(row).reshape(1, -1))
+            const = float(compute[0] + base[:, 0].sum())
+            found = Choice(self.cuts_of(row), const, tuple(float(x) for x in per[:, 0]))
+            self._choices[key] = found
+        return found
 
     def cuts_of(self, row: np.ndarray) -> tuple[int, ...]:
         return tuple(int(c) for c in self.inst.candidates[np.asarray(row)[1:-1]])
@@ -279,16 +285,22 @@ class Mapper:
     def ranked_rows(self, mbps: Sequence[float], k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best rows at this point and their objective values (the ranker's)."""
         if self.rows is not None:
-            vals, latency = self._values(self._tables, mbps)
-            k = min(k, len(vals))
-            if k == 0:
-                return self.rows[:0], vals[:0]
-            near = np.flatnonzero(vals <= np.partition(vals, k - 1)[k - 1])
-            order = near[np.lexsort((near, latency[near], vals[near]))][:k]
-            order = order[np.isfinite(vals[order])]
-            return self.rows[order], vals[order]
+            order, vals = self._best_indices(mbps, k)
+            return self.rows[order], vals
         ranking = self.ranker.rank(self.links_at(mbps), self.latency, k)
         return ranking.rows, ranking.total_ms
+
+    def _best_indices(self, mbps: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (into the enumerated rows) of the k best at this point, and their
+        objective values: the ranker's order (objective, then latency, then row order)."""
+        vals, latency = self._values(self._tables, mbps)
+        k = min(k, len(vals))
+        if k == 0:
+            return np.zeros(0, dtype=np.int64), vals[:0]
+        near = np.flatnonzero(vals <= np.partition(vals, k - 1)[k - 1])
+        order = near[np.lexsort((near, latency[near], vals[near]))][:k]
+        order = order[np.isfinite(vals[order])]
+        return order, vals[order]
 
     def read(self, mbps: Sequence[float]) -> Reading:
         """The best partition at this point, the runner-up and the margin between them."""
@@ -308,6 +320,21 @@ class Mapper:
 
         def oracle(s: Point) -> Piece:
             mbps = 1.0 / (np.asarray(s) * scale)
+            if self.rows is not None:  # straight from the tables: no row to price again
+                best, _ = self._best_indices(mbps, 1)
+                if len(best) == 0:
+                    raise _nothing_feasible()
+                i = int(best[0])
+                key = tuple(int(x) for x in self.rows[i])
+                piece = cache.get(key)
+                if piece is None:
+                    compute, _, base, per = self._tables
+                    const = float(compute[i] + base[:, i].sum())
+                    slopes = tuple(float(x) for x in per[:, i])
+                    self._choices[key] = Choice(self.cuts_of(self.rows[i]), const, slopes)
+                    slope = tuple(x * float(f) for x, f in zip(slopes, scale, strict=True))
+                    piece = cache[key] = Piece(key, const, slope)
+                return piece
             rows, _ = self.ranked_rows(mbps, 1)
             if len(rows) == 0:
                 raise _nothing_feasible()
@@ -315,7 +342,7 @@ class Mapper:
             piece = cache.get(key)
             if piece is None:
                 c = self.choice(rows[0])
-                slope = tuple(x * f for x, f in zip(c.slope_ms, scale, strict=True))
+                slope = tuple(float(x * f) for x, f in zip(c.slope_ms, scale, strict=True))
                 piece = cache[key] = Piece(key, c.const_ms, slope)
             return piece
 
@@ -559,24 +586,29 @@ class Mapper:
         for p, q in zip(polygon, [*polygon[1:], polygon[0]], strict=True):
             u0 = np.array([p[k] / r.lo for k, r in enumerate(self.ranges)])  # 1/bw
             du = np.array([q[k] / r.lo for k, r in enumerate(self.ranges)]) - u0
+            if du[0] == 0 or du[1] == 0:  # along an axis: ½∮(x dy − y dx) in closed form
+                to_axis = (lambda v: -math.log10(v)) if scale == "log" else (lambda v: 1 / v)
+                x0, y0 = to_axis(u0[0]), to_axis(u0[1])
+                x1, y1 = to_axis(u0[0] + du[0]), to_axis(u0[1] + du[1])
+                total += 0.5 * (x0 * (y1 - y0) - y0 * (x1 - x0))
+                continue
             cuts = {0.0, 1.0}
             for k in range(2):
                 a, b = u0[k], u0[k] + du[k]
                 pieces = math.ceil(math.log2(max(a, b) / min(a, b)) + 1e-12)
                 if du[k] and pieces > 1:
                     cuts.update((a * (b / a) ** (i / pieces) - a) / du[k] for i in range(1, pieces))
-            ts = sorted(cuts)
-            for t0, t1 in itertools.pairwise(ts):
-                t = t0 + (nodes + 1) / 2 * (t1 - t0)
-                u = u0[:, None] + du[:, None] * t[None, :]
-                if scale == "log":  # x = -log10 u, dx/dt = -du / (u ln 10)
-                    xy = -np.log10(u)
-                    dxy = -du[:, None] / (u * math.log(10))
-                else:  # x = 1/u, dx/dt = -du / u²
-                    xy = 1 / u
-                    dxy = -du[:, None] / u**2
-                integrand = xy[0] * dxy[1] - xy[1] * dxy[0]
-                total += 0.5 * float(integrand @ weights) * (t1 - t0) / 2
+            ts = np.array(sorted(cuts))
+            width = np.diff(ts)[:, None]  # every piece of the edge at once: (pieces, nodes)
+            t = ts[:-1, None] + (nodes[None, :] + 1) / 2 * width
+            ux, uy = u0[0] + du[0] * t, u0[1] + du[1] * t
+            if scale == "log":  # x = -log10 u, dx/dt = -du / (u ln 10)
+                x, y = -np.log10(ux), -np.log10(uy)
+                dx, dy = -du[0] / (ux * math.log(10)), -du[1] / (uy * math.log(10))
+            else:  # x = 1/u, dx/dt = -du / u²
+                x, y = 1 / ux, 1 / uy
+                dx, dy = -du[0] / ux**2, -du[1] / uy**2
+            total += 0.5 * float(((x * dy - y * dx) @ weights * width[:, 0]).sum()) / 2
         return abs(total)
 
     def plotter(self, scale: str) -> Callable[[Sequence[float]], tuple[float, float]]:
