@@ -160,7 +160,10 @@ def to_text(bmap: BandwidthMap, name: str) -> str:
                 "lrllll",
             )
         )
-        lines.append("(runner-up and margin at a point inside each region)")
+        lines.append(
+            "(runner-up and margin at a point inside each region; "
+            + ("each region's polygon: --json or --csv)" if bmap.exact else "the grid: --json)")
+        )
         if bmap.boundaries:
             keys = {r.cuts: letter(k) for k, r in enumerate(bmap.regions)}
             x, y = (r.link for r in bmap.ranges)
