@@ -611,12 +611,6 @@ class Mapper:
             total += 0.5 * float(((x * dy - y * dx) @ weights * width[:, 0]).sum()) / 2
         return abs(total)
 
-    def plotter(self, scale: str) -> Callable[[Sequence[float]], tuple[float, float]]:
-        """Mbit/s → the map's axes (log10 or linear)."""
-        if scale == "log":
-            return lambda p: (math.log10(p[0]), math.log10(p[1]))
-        return lambda p: (float(p[0]), float(p[1]))
-
     def winners(self, xs: Any, ys: Any) -> tuple[np.ndarray, list, np.ndarray]:
         """The best partition at every grid point (x over the first varying link, y over
         the second): labels[j, i] indexes the returned list of cut vectors (-1: none), and
