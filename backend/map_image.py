@@ -52,10 +52,13 @@ def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def write_image(bmap: BandwidthMap, path: str, title: str) -> None:
-    """Write the map to `path` (.svg), whole or not at all."""
+def write_image(
+    bmap: BandwidthMap, path: str, title: str, point: Sequence[float] | None = None
+) -> None:
+    """Write the map to `path` (.svg), whole or not at all; `point` (Mbit/s of the varying
+    links) is marked as the operating point when it lies in the box."""
     check_image_path(path)
-    atomic_write(path, svg(bmap, title).encode("utf-8"))
+    atomic_write(path, svg(bmap, title, point).encode("utf-8"))
 
 
 def check_image_path(path: str) -> None:
@@ -108,7 +111,7 @@ class _Axis:
         return self.start + t * self.length
 
 
-def svg(bmap: BandwidthMap, title: str) -> str:
+def svg(bmap: BandwidthMap, title: str, point: Sequence[float] | None = None) -> str:
     """The SVG text of the map."""
     log = bmap.scale == "log"
     rx = bmap.ranges[0]
@@ -139,6 +142,11 @@ def svg(bmap: BandwidthMap, title: str) -> str:
         y_label, y_ticks = f"best {bmap.objective} (ms)", _ticks(max(lo_ms, 1e-9), hi_ms, False)
         y_fmt = tick_text
     parts += _frame(x_axis, y_axis, _ticks(rx.lo, rx.hi, log), y_ticks, y_fmt)
+    inside = point is not None and all(
+        r.lo <= v <= r.hi for r, v in zip(bmap.ranges, point, strict=True)
+    )
+    if inside and point is not None:
+        parts += _point(point, x_axis, y_axis if len(point) == 2 else None)
     parts.append(
         f"<text x='{LEFT + PLOT_W / 2}' y='{TOP + PLOT_H + 52}' text-anchor='middle' "
         f"font-size='16' {FONT} class='axis-label'>{escape(rx.link)} (Mbit/s)</text>"
@@ -152,7 +160,7 @@ def svg(bmap: BandwidthMap, title: str) -> str:
         f"<text x='{LEFT}' y='30' font-size='18' font-weight='bold' {FONT}>{escape(title)}</text>"
     )
     parts.append(f"<text x='{LEFT}' y='52' font-size='13' {FONT}>{escape(_subtitle(bmap))}</text>")
-    parts += _legend(bmap, keys, shares)
+    parts += _legend(bmap, keys, shares, inside)
     height = max(TOP + PLOT_H + 80, 120 + 22 * len(keys))
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -300,7 +308,25 @@ def _frame(
     return out
 
 
-def _legend(bmap: BandwidthMap, keys: list, shares: list[float]) -> list[str]:
+def _point(point: Sequence[float], x_axis: _Axis, y_axis: _Axis | None) -> list[str]:
+    """The operating point: a diamond (two links) or a dashed line (one link)."""
+    x = x_axis(point[0])
+    if y_axis is None:
+        return [
+            f"<line x1='{x:.2f}' y1='{TOP}' x2='{x:.2f}' y2='{TOP + PLOT_H}' stroke='black' "
+            "stroke-width='2' stroke-dasharray='6 4' class='now'/>",
+            f"<text x='{x + 4:.2f}' y='{TOP + PLOT_H - 8}' font-size='13' {FONT}>now</text>",
+        ]
+    y = y_axis(point[1])
+    return [
+        f"<path d='M {x:.2f} {y - 8:.2f} L {x + 8:.2f} {y:.2f} L {x:.2f} {y + 8:.2f} "
+        f"L {x - 8:.2f} {y:.2f} Z' fill='black' stroke='white' stroke-width='1.5' class='now'/>",
+        f"<text x='{x + 11:.2f}' y='{y + 4:.2f}' font-size='13' font-weight='bold' "
+        f"fill='black' stroke='white' stroke-width='3' paint-order='stroke' {FONT}>now</text>",
+    ]
+
+
+def _legend(bmap: BandwidthMap, keys: list, shares: list[float], now: bool) -> list[str]:
     x = LEFT + PLOT_W + 24
     out = [
         "<g class='legend'>",
@@ -316,5 +342,11 @@ def _legend(bmap: BandwidthMap, keys: list, shares: list[float]) -> list[str]:
         pct = f"{100 * share:.2g}%" if 0 < share < 0.001 else f"{100 * share:.1f}%"
         text = f"{letter(k)}  {bmap.describe(cuts)}  {pct}"
         out.append(f"<text x='{x + 22}' y='{y + 13}' font-size='12' {FONT}>{escape(text)}</text>")
+    if now:
+        y = TOP + 18 + 22 * len(keys) + 8
+        out.append(
+            f"<text x='{x}' y='{y + 13}' font-size='12' {FONT}>"
+            "now: the link values the ranking uses today</text>"
+        )
     out.append("</g>")
     return out

@@ -95,7 +95,7 @@ def test_throughput_is_exact_on_one_link_and_a_grid_on_two(capsys, session_file)
 @pytest.mark.parametrize("links", [1, 2])
 def test_the_image_has_axes_regions_and_legend(capsys, session_file, tmp_path, links):
     image = tmp_path / "map.svg"
-    vary = ["--vary", "glasses-phone=0.1:1000", "--vary", "phone-cloud=0.1:50"][: 2 * links]
+    vary = ["--vary", "glasses-phone=0.1:1000", "--vary", "phone-cloud=0.1:500"][: 2 * links]
     data = json.loads(run(capsys, "map", session_file, *vary, "--json", "--image", image))
     root = ET.parse(image).getroot()  # well-formed XML, an SVG document
     assert root.tag == f"{SVG}svg"
@@ -112,3 +112,6 @@ def test_the_image_has_axes_regions_and_legend(capsys, session_file, tmp_path, l
     entries = ["".join(t.itertext()) for t in legend.iter(f"{SVG}text")]
     for p in parts:
         assert any(p["partition"] in e for e in entries)
+    # the session's link values (20 and 100 Mbit/s) lie in the box: marked as now
+    assert [e for e in root.iter() if e.get("class") == "now"]
+    assert any(e.startswith("now:") for e in entries)

@@ -66,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
         robust=args.robust,
     )
     with Session.open(args.session, check_model=False) as session:
-        bmap = map_session(session, options).map
+        mapped = map_session(session, options)
+    bmap = mapped.map
     if args.image:
         title = f"{Path(args.session).name}: best partition by bandwidth"
-        write_image(bmap, args.image, title)
+        now = [float(mapped.instance.bandwidth_mbps[r.index]) for r in bmap.ranges]
+        write_image(bmap, args.image, title, now)
     if args.json:
         print(json.dumps(to_dict(bmap), indent=2))
     elif args.csv:

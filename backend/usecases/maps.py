@@ -175,7 +175,9 @@ def default_image_path(session_path: str | Path | None, links: Sequence[str]) ->
     return p.with_name(f"{p.stem}-map-{tail}.svg")
 
 
-def export_image(bmap: BandwidthMap, path: str | Path, title: str) -> Path:
-    """Write the map as an SVG image (whole or not at all)."""
-    write_image(bmap, str(path), title)
+def export_image(
+    bmap: BandwidthMap, path: str | Path, title: str, point: Sequence[float] | None = None
+) -> Path:
+    """Write the map as an SVG image (whole or not at all), `point` marked as now."""
+    write_image(bmap, str(path), title, point)
     return Path(path)

@@ -329,7 +329,7 @@ class MapScreen(WorkspaceScreen):
                 return
             title = f"{self.ws.title}: best partition by bandwidth"
             try:
-                written = export_image(view.map, Path(path), title)
+                written = export_image(view.map, Path(path), title, self._now())
             except (OSError, OmdpError) as exc:
                 self.app.push_screen(ErrorDialog("Image not written", str(exc)))
                 return
