@@ -95,7 +95,7 @@ def test_one_link_breakpoints_match_brute_force(seed):
     keys = [b.cuts for b in bands]
     assert len(keys) == len(set(keys)), "a partition in two disconnected bands"
     edges = [b.lo for b in bands[1:]]
-    for x in np.geomspace(r.lo, r.hi, 3001):
+    for x in np.geomspace(r.lo, r.hi, 1501):
         if any(near(x, e) for e in edges):
             continue
         values, best = brute(inst, "latency", {link: x})
@@ -225,7 +225,7 @@ def test_throughput_on_one_link_is_exact(seed):
         assert close(left.ms_at_hi, right.ms_at_lo)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(2))
 def test_throughput_uses_a_grid_where_it_must_and_says_so(seed):
     """Two links, or a cut space searched rather than enumerated: a grid."""
     rng = np.random.default_rng(3100 + seed)
