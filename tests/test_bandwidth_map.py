@@ -311,6 +311,9 @@ def zoo_session(tmp_path_factory):
             samples=[ms] * 5,
             stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
         )
+    for device, speed in SPEED.items():  # per-node times a little off the segments' medians
+        times = {p: speed * (1.1 if p % 2 else 0.85) for p in range(n)}
+        s.record_node_times(device, times, runtime="onnxruntime", runs=3)
     s.close()
     return path
 
@@ -341,10 +344,13 @@ VARIANTS = [
     RankOptions(sink="glasses"),
     RankOptions(memory=("glasses=2", "phone=4")),  # only phone[0,36)  cloud[36,66) fits
     RankOptions(objective="throughput"),
+    RankOptions(cost_model="estimated"),
 ]
 
 
-@pytest.mark.parametrize("rank", VARIANTS, ids=["fixed-link", "sink", "memory", "throughput"])
+@pytest.mark.parametrize(
+    "rank", VARIANTS, ids=["fixed-link", "sink", "memory", "throughput", "estimated"]
+)
 def test_session_map_honours_the_ranking_options(zoo_session, rank):
     """Each band's partition is what `rank_session` ranks first, with the same options, at
     the band's middle; and its cost at the band's ends is the ranked cost there."""
