@@ -8,7 +8,7 @@ each point is the lower envelope of those planes. `backend.solver.envelope` find
 envelope exactly from an oracle, here the ranker (K = 1) at a point; this module turns its
 cells into bands (one link) or regions (two links) in Mbit/s, with the runner-up's margin,
 the boundaries between regions, and the partitions that stay within P% of the optimum over
-the whole box (`robust`). Within a region the boundaries are straight in 1/bw, so they are
+the whole box (`Mapper.robustness`). Region boundaries are straight in 1/bw, so they are
 curves on a bandwidth axis; `curve` samples them finely enough to draw and measure.
 
 The throughput objective (the slowest stage, a maximum of affine functions) is not affine.
