@@ -30,6 +30,7 @@ VERBS: dict[str, str] = {
     "sessions": "list saved sessions",
     "solve": "top-K partitions of an instance file",
     "paths": "the K best partitions for given link bandwidths",
+    "attribute": "each block's share of the measured times; estimators tested",
     "trace": "best partition over a bandwidth trace, and the robust one",
     "export": "write chosen partitions to JSON (docs/export.md)",
     "devices": "check the chain's devices (SSH, python, packages)",

@@ -7,7 +7,7 @@ import json
 
 from backend.cli.solve import format_table, parse_k
 from backend.profiling.session import Session
-from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.costs import COST_MODEL_HELP, COST_MODELS, OBJECTIVES
 from backend.usecases.rankings import RankOptions, rank_session
 
 
@@ -35,7 +35,7 @@ def add_ranking_args(p: argparse.ArgumentParser) -> None:
         dest="cost_model",
         default="measured",
         choices=COST_MODELS,
-        help="segment times: measured (default) or estimated from per-node times",
+        help=COST_MODEL_HELP,
     )
     p.add_argument(
         "--objective",

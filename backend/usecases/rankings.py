@@ -51,9 +51,9 @@ def rank_session(session: Session, options: RankOptions) -> Ranked:
     inst = instance_from_session(
         session, bandwidth_mbps=bandwidth, latency_ms=latency, sink=options.sink
     )
-    if options.cost_model == "estimated" and inst.estimated_ms is None:
+    if options.cost_model != "measured" and not inst.has_cost_model(options.cost_model):
         raise OmdpError(
-            f"session {session.path} has no per-node times for the estimated model",
+            f"session {session.path} has no per-node times for the {options.cost_model} model",
             "profile it again (per-node times are measured with the plan) or use --model measured",
         )
     if options.memory:

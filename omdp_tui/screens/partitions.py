@@ -204,10 +204,10 @@ class PartitionsScreen(WorkspaceScreen):
             self.status_text = ""
             chart.show(None, "nothing measured yet: profile on screen 3 first")
             return
-        if ws.cost_model == "estimated" and instance.estimated_ms is None:
+        if not instance.has_cost_model(ws.cost_model):
             ws.set_ranking_options(cost_model="measured")
             self.notify(
-                "no per-node estimates in this session: ranking by measured times",
+                f"no {ws.cost_model} times in this session: ranking by measured times",
                 severity="warning",
             )
             self.mode_text = self._mode_text()

@@ -453,6 +453,23 @@ def test_bad_paths_arguments(capsys, lab, args, contains):
     expect_rejected(capsys, ["paths", lab / "s.omdp", *args], watch=[lab], contains=contains)
 
 
+ATTRIBUTE_ARGS = [
+    (["--device", "tv"], "unknown device 'tv'"),
+    (["--device", "tv\x1b[2J", "--evaluate"], "unknown device 'tv\\x1b[2J'"),
+    (["--device"], "expected one argument"),
+    (["--evaluate=yes"], "ignored explicit argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "contains"), ATTRIBUTE_ARGS, ids=ids(ATTRIBUTE_ARGS))
+def test_bad_attribute_arguments(capsys, lab, args, contains):
+    expect_rejected(capsys, ["attribute", lab / "s.omdp", *args], watch=[lab], contains=contains)
+
+
+def test_attribute_of_a_missing_session(capsys, lab):
+    expect_rejected(capsys, ["attribute", lab / "nope.omdp"], watch=[lab], contains="nope.omdp")
+
+
 def trace_file(folder: Path, text: str | bytes, name: str = "bad.tsv") -> Path:
     path = folder / name
     if isinstance(text, bytes):
