@@ -167,3 +167,17 @@ def test_an_error_is_not_papered_over_by_an_estimate(session_file):
     i, j = list(inst.candidates).index(5), inst.n_candidates - 1
     assert not np.isfinite(inst.compute_ms[1, i, j]) and not inst.stand_in[1, i, j]
     assert inst.stand_in[1, 0, i]  # the new candidate's other segments still stand in
+
+
+def test_cli_paths_ranks_a_named_candidate_with_flagged_estimates(capsys, session_file):
+    args = ["paths", str(session_file), "-k", "200", "--candidate", "5"]
+    assert main([*args, "--json"]) == 0
+    parts = json.loads(capsys.readouterr().out)
+    new = [p for p in parts if 5 in p["cuts"]]
+    assert new and all(p["has_stand_ins"] for p in new)
+    assert all(not p["has_stand_ins"] for p in parts if 5 not in p["cuts"])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[0, 5)~" in out and "~ estimate standing in" in out
+    with Session.open(session_file) as s:
+        assert s.candidates() == CANDIDATES  # ranked, not stored

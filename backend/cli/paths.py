@@ -63,6 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="store the given link values in the session as the current ones",
     )
+    p.add_argument(
+        "--candidate",
+        dest="candidates",
+        action="append",
+        default=[],
+        metavar="POS[,POS...]",
+        help="also rank these positions (indices or node names) as candidates, not stored: "
+        "their segments stand in with estimates (~) until profiled",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -78,6 +87,7 @@ def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
         latency=tuple(args.latency),
         memory=tuple(args.memory),
         save_links=getattr(args, "save", False),
+        candidates=tuple(getattr(args, "candidates", ())),
     )
 
 
@@ -97,4 +107,9 @@ def run(args: argparse.Namespace) -> int:
         print("no feasible partition yet: profile the session first (`omdp profile`)")
         return 0
     print(format_table(parts))
+    if any(p.has_stand_ins for p in parts):
+        print(
+            "~ estimate standing in for a segment not measured yet: "
+            "`omdp profile` with these candidates measures only what is missing"
+        )
     return 0

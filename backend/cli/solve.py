@@ -110,10 +110,13 @@ def format_table(parts: list[Partition]) -> str:
     header += [s.device for s in parts[0].stages] + ["transfers"]
     rows = []
     for p in parts:
-        row = [str(p.rank), f"{p.total_ms:.3f}"]
+        row = [str(p.rank), ("~" if p.has_stand_ins else "") + f"{p.total_ms:.3f}"]
         if throughput:
             row += [f"{p.latency_ms:.3f}", p.bottleneck]
-        row += ["-" if s.empty else f"[{s.start}, {s.end})" for s in p.stages]
+        row += [
+            "-" if s.empty else f"[{s.start}, {s.end})" + ("~" if s.stand_in else "")
+            for s in p.stages
+        ]
         row.append("; ".join(_transfer_text(t) for t in p.transfers) or "-")
         rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -59,18 +59,22 @@ def instance_from_session(
     bandwidth_mbps: Mapping[str, float] | None = None,
     latency_ms: Mapping[str, float] | None = None,
     sink: str | None = None,
+    extra_candidates: Mapping[int, float | None] | None = None,
 ) -> SegmentInstance:
     """The session as a segment-level instance over its candidates (0 and N added).
 
     Link values: the operator's saved ones, overridden by `bandwidth_mbps`/`latency_ms`
-    ({link name: value}). Segments with no ok measurement are not allowed under the
-    measured model; the estimated table is present when any device has per-node times.
+    ({link name: value}). `extra_candidates` ({position: cut bytes}) are ranked too
+    without being stored. Under the measured model a segment never tried stands in with
+    its estimate (flagged in `stand_in`); one that failed is not allowed. The estimated
+    and layer-sum tables are present for the devices with per-node times.
     """
     ref = session.model()
     n = ref.nodes
     chain = session.chain()
     names = chain.names
-    candidates = sorted({0, n, *session.candidates()})
+    extra = dict(extra_candidates or {})  # position -> cut bytes: ranked, not stored
+    candidates = sorted({0, n, *session.candidates(), *extra})
     index = {p: i for i, p in enumerate(candidates)}
     m, d = len(candidates), len(names)
     check_table_size(d, m, f"session {session.path}")
@@ -105,7 +109,7 @@ def instance_from_session(
         compute = np.where(stand_in, estimated, compute)
 
     summary = session.summary()
-    cut_bytes = session.candidate_cut_bytes()
+    cut_bytes = {**extra, **session.candidate_cut_bytes()}
     cut_bytes[0] = sum(t.get("bytes") or 0 for t in summary.get("inputs", []))
     cut_bytes[n] = sum(t.get("bytes") or 0 for t in summary.get("outputs", []))
 

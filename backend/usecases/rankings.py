@@ -31,6 +31,7 @@ class RankOptions:
     bandwidth: tuple[str, ...] = ()  # LINK=MBPS
     latency: tuple[str, ...] = ()  # LINK=MS
     memory: tuple[str, ...] = ()  # DEVICE=MIB
+    candidates: tuple[str, ...] = ()  # positions or node names ranked too, not stored
     save_links: bool = False  # store the given link values as the session's current ones
 
 
@@ -48,8 +49,13 @@ def rank_session(session: Session, options: RankOptions) -> Ranked:
     names = chain.link_names
     bandwidth = parse_values(options.bandwidth, names, BANDWIDTH)
     latency = parse_values(options.latency, names, LATENCY)
+    extra = extra_candidates(session, options.candidates) if options.candidates else None
     inst = instance_from_session(
-        session, bandwidth_mbps=bandwidth, latency_ms=latency, sink=options.sink
+        session,
+        bandwidth_mbps=bandwidth,
+        latency_ms=latency,
+        sink=options.sink,
+        extra_candidates=extra,
     )
     if options.cost_model != "measured" and not inst.has_cost_model(options.cost_model):
         raise OmdpError(
@@ -70,6 +76,23 @@ def rank_session(session: Session, options: RankOptions) -> Ranked:
             }
         )
     return Ranked(inst, top_k(inst, options.k, options.objective, cost_model=options.cost_model))
+
+
+def extra_candidates(session: Session, specs: tuple[str, ...]) -> dict[int, float | None]:
+    """{position: cut bytes} of candidates named for one ranking (indices or node names),
+    from the session's model (analysed again: the cut bytes of a new position)."""
+    analysis = session_analysis(session)
+    out: dict[int, float | None] = {}
+    for spec in specs:
+        for part in (x.strip() for x in spec.split(",")):
+            p = analysis.resolve(part)
+            if not 0 < p < analysis.n:
+                raise OmdpError(
+                    f"candidate {p} is not inside the model",
+                    f"give a position from 1 to {analysis.n - 1}",
+                )
+            out[p] = analysis.cuts[p].bytes
+    return out
 
 
 def price_session(session: Session) -> SegmentInstance | None:

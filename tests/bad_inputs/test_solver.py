@@ -445,6 +445,10 @@ PATHS_ARGS = [
     (["-k", "1000000"], "to 100,000"),
     (["--model", "guess"], "invalid choice: 'guess'"),
     (["--objective", "fastest"], "invalid choice: 'fastest'"),
+    (["--candidate", "0"], "candidate 0 is not inside the model"),
+    (["--candidate", "9"], "candidate 9 is not inside the model"),
+    (["--candidate", "4,no_such_node"], "no_such_node"),
+    (["--candidate", "-3"], "position -3 is out of range"),
 ]
 
 
