@@ -474,6 +474,27 @@ def test_attribute_of_a_missing_session(capsys, lab):
     expect_rejected(capsys, ["attribute", lab / "nope.omdp"], watch=[lab], contains="nope.omdp")
 
 
+EXPORT_INSTANCE_ARGS = [
+    (["-o", "{lab}/i.json", "--level", "node"], "invalid choice: 'node'"),
+    (["-o", "{lab}/i.json", "--level", "layer"], "device glasses has no attribution"),
+    (["-o", "{lab}/i.json", "--model", "guess"], "invalid choice: 'guess'"),
+    (["-o", "{lab}/i.json", "--bw", "glasses-cloud=5"], "unknown link 'glasses-cloud'"),
+    (["-o", "{lab}/i.json", "--sink", "tv"], "unknown sink device 'tv'"),
+    (["-o", "{lab}"], "is a directory"),
+    (["-o", "{lab}/missing/i.json"], "does not exist"),
+    (["-o", "{lab}/s.omdp"], "it is the session file"),
+    ([], "the following arguments are required: -o/--output"),
+]
+
+
+@pytest.mark.parametrize(("args", "contains"), EXPORT_INSTANCE_ARGS, ids=ids(EXPORT_INSTANCE_ARGS))
+def test_bad_export_instance_arguments(capsys, lab, args, contains):
+    args = [a.format(lab=lab) for a in args]
+    expect_rejected(
+        capsys, ["export-instance", lab / "s.omdp", *args], watch=[lab], contains=contains
+    )
+
+
 def trace_file(folder: Path, text: str | bytes, name: str = "bad.tsv") -> Path:
     path = folder / name
     if isinstance(text, bytes):
