@@ -105,6 +105,7 @@ class PartitionsScreen(WorkspaceScreen):
         ),
         Binding("r", "robust", "Robust", id="partitions.robust"),
         Binding("m", "measure_missing", "Measure ~", id="partitions.measure"),
+        Binding("a", "attribution", "Shares", id="partitions.attribution"),
         Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
         Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
     ]
@@ -341,6 +342,11 @@ class PartitionsScreen(WorkspaceScreen):
 
     def action_focus_table(self) -> None:
         self.query_one("#topk-table", DataTable).focus()
+
+    def action_attribution(self) -> None:
+        from omdp_tui.screens.attribution import AttributionScreen
+
+        self.app.push_screen(AttributionScreen())
 
     async def action_measure_missing(self) -> None:
         """Profile what the ranking only estimates: the plan adds just what is missing."""
