@@ -80,16 +80,19 @@ def block_cover(times: DeviceTimes, blocks: np.ndarray, a: np.ndarray, b: np.nda
 
 
 def fit(approach: str, times: DeviceTimes, blocks: np.ndarray) -> Predictor:
-    """The estimator `approach` fitted to `times` (blocks: candidates with 0 and N)."""
+    """The estimator `approach` fitted to `times` (blocks: candidates with 0 and N); its
+    estimates are never below 0 (a fit may extrapolate there)."""
     if approach == "layer-sum":
         return times.layer_sum
     if approach == "scaled":
-        return _scaled(times)
-    if approach == "corrected":
-        return _corrected(times, blocks)
-    if approach == "shapley":
-        return _shapley(times, blocks)
-    raise ValueError(f"unknown estimator {approach!r}")
+        predict = _scaled(times)
+    elif approach == "corrected":
+        predict = _corrected(times, blocks)
+    elif approach == "shapley":
+        predict = _shapley(times, blocks)
+    else:
+        raise ValueError(f"unknown estimator {approach!r}")
+    return lambda s, e: np.maximum(predict(s, e), 0.0)
 
 
 def _scaled(times: DeviceTimes) -> Predictor:
@@ -147,7 +150,7 @@ def cut_overheads(values: np.ndarray) -> np.ndarray:
 
 
 def _shapley(times: DeviceTimes, blocks: np.ndarray) -> Predictor:
-    values, _ = run_values(times, blocks, _corrected(times, blocks))
+    values, _ = run_values(times, blocks, fit("corrected", times, blocks))
     shares = shapley(values).values
     inner = cut_overheads(values)[1:-1]
     half_cut = float(np.median(inner)) / 2 if len(inner) else 0.0

@@ -104,7 +104,7 @@ def instance_from_session(
         for name, times in per_device.items():
             k = dev_index[name]
             layer_sum[k][upper] = times.layer_sum(starts, ends)
-            estimated[k][upper] = np.maximum(fit(CHOSEN, times, blocks)(starts, ends), 0.0)
+            estimated[k][upper] = fit(CHOSEN, times, blocks)(starts, ends)
         stand_in = planned_mask(d, m) & ~attempted & np.isfinite(estimated)
         compute = np.where(stand_in, estimated, compute)
 
