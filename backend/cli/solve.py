@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-k", default="10", metavar="K", help="how many partitions (default 10)")
     p.add_argument("--objective", default="latency", help="latency (default) or throughput")
     p.add_argument(
-        "--cost-model", default="measured", help="measured (default) or estimated segment times"
+        "--cost-model",
+        default="measured",
+        help="measured (default), estimated, or layer-sum (from estimated_node_ms) segment times",
     )
     p.add_argument(
         "--bw",
