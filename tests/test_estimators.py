@@ -15,7 +15,15 @@ from backend.cli import main
 from backend.model.analysis import analyze
 from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
-from backend.solver.estimators import APPROACHES, CHOSEN, DeviceTimes, fit, leave_one_out
+from backend.solver.estimators import (
+    APPROACHES,
+    CHOSEN,
+    DeviceTimes,
+    block_cover,
+    cover_prefix,
+    fit,
+    leave_one_out,
+)
 from backend.solver.pricing import instance_from_session
 from backend.solver.ranking import top_k
 from backend.usecases.attribution import attribute_session, evaluate_session
@@ -181,3 +189,16 @@ def test_cli_paths_ranks_a_named_candidate_with_flagged_estimates(capsys, sessio
     assert "[0, 5)~" in out and "~ estimate standing in" in out
     with Session.open(session_file) as s:
         assert s.candidates() == CANDIDATES  # ranked, not stored
+
+
+def test_cover_prefix_prices_any_segment_as_the_block_cover_does():
+    rng = np.random.default_rng(0)
+    node = rng.uniform(0.1, 1.0, 300)
+    node[40:60] = 0.0  # a block whose per-node times add up to 0: shared by node count
+    blocks = np.unique(np.concatenate([[0, 300, 40, 60], rng.choice(np.arange(1, 300), 30)]))
+    times = DeviceTimes("d", node)
+    per_block = rng.normal(size=len(blocks) - 1)
+    prefix = cover_prefix(times, blocks, per_block)
+    a = rng.integers(0, 300, 400)
+    b = np.maximum(a, rng.integers(0, 301, 400))
+    assert prefix[b] - prefix[a] == pytest.approx(block_cover(times, blocks, a, b) @ per_block)

@@ -79,6 +79,21 @@ def block_cover(times: DeviceTimes, blocks: np.ndarray, a: np.ndarray, b: np.nda
     return np.where(whole[None, :] > 0, by_time, by_count)
 
 
+def cover_prefix(times: DeviceTimes, blocks: np.ndarray, per_block: np.ndarray) -> np.ndarray:
+    """(N+1,) F with F[b] - F[a] = block_cover([a, b)) @ per_block for any a <= b: the
+    cover is additive over positions, so pricing every pair costs O(1) each."""
+    pos = np.arange(times.n + 1)
+    k = np.clip(np.searchsorted(blocks, pos, side="right") - 1, 0, len(blocks) - 2)
+    lo, hi = blocks[k], blocks[k + 1]
+    pre = times.prefix
+    whole = pre[hi] - pre[lo]
+    frac = np.where(
+        whole > 0, (pre[pos] - pre[lo]) / np.where(whole > 0, whole, 1.0), (pos - lo) / (hi - lo)
+    )
+    before = np.concatenate([[0.0], np.cumsum(per_block)])
+    return before[k] + frac * per_block[k]
+
+
 def fit(approach: str, times: DeviceTimes, blocks: np.ndarray) -> Predictor:
     """The estimator `approach` fitted to `times` (blocks: candidates with 0 and N); its
     estimates are never below 0 (a fit may extrapolate there)."""
@@ -113,10 +128,11 @@ def _corrected(times: DeviceTimes, blocks: np.ndarray) -> Predictor:
     penalty = RIDGE * float(np.median(t)) ** 2 * np.eye(cover.shape[1])
     corr = np.linalg.solve(cover.T @ cover + penalty, cover.T @ residual)
 
+    extra = cover_prefix(times, blocks, corr)
+
     def predict(s: np.ndarray, e: np.ndarray) -> np.ndarray:
         s, e = np.atleast_1d(s), np.atleast_1d(e)
-        base = rate * times.layer_sum(s, e) + overhead
-        return base + block_cover(times, blocks, s, e) @ corr
+        return rate * times.layer_sum(s, e) + overhead + extra[e] - extra[s]
 
     return predict
 
@@ -155,10 +171,12 @@ def _shapley(times: DeviceTimes, blocks: np.ndarray) -> Predictor:
     inner = cut_overheads(values)[1:-1]
     half_cut = float(np.median(inner)) / 2 if len(inner) else 0.0
 
+    share = cover_prefix(times, blocks, shares)
+
     def predict(s: np.ndarray, e: np.ndarray) -> np.ndarray:
         s, e = np.atleast_1d(s), np.atleast_1d(e)
         ends = (s > 0).astype(float) + (e < times.n).astype(float)
-        return block_cover(times, blocks, s, e) @ shares + half_cut * ends
+        return share[e] - share[s] + half_cut * ends
 
     return predict
 
