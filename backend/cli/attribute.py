@@ -5,9 +5,15 @@ estimators by leave-one-out (docs/attribution.md)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from backend.cli.common import add_json_arg
 from backend.cli.format import emit_json, table
+
+if TYPE_CHECKING:  # loaded only when the verb runs (numpy, the session)
+    from backend.solver.estimators import Evaluation
+    from backend.usecases.attribution import DeviceAttribution
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_device(dev) -> str:
+def format_device(dev: DeviceAttribution) -> str:
     how = "exact" if dev.exact else f"sampled over {dev.samples} orderings, ± at 99.9%"
     whole = "measured" if dev.whole_measured else "estimated"
     head = (
@@ -79,7 +85,7 @@ def format_device(dev) -> str:
     return f"{head}\n{body}" + (f"\n{note}" if marked else "")
 
 
-def format_evaluation(evaluations) -> str:
+def format_evaluation(evaluations: Sequence[Evaluation]) -> str:
     from backend.solver.estimators import CHOSEN
 
     rows = [
