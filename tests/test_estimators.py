@@ -202,3 +202,21 @@ def test_cover_prefix_prices_any_segment_as_the_block_cover_does():
     a = rng.integers(0, 300, 400)
     b = np.maximum(a, rng.integers(0, 301, 400))
     assert prefix[b] - prefix[a] == pytest.approx(block_cover(times, blocks, a, b) @ per_block)
+
+
+@pytest.mark.parametrize(
+    "measured",
+    [
+        {},
+        {(0, 9): 5.0},
+        {(0, 9): 0.0, (0, 2): 0.0, (0, 4): 0.0},
+        {(0, 9): 5.0, (4, 9): 3.0, (6, 9): 1.0, (2, 9): 4.0},
+    ],
+    ids=["nothing", "whole-only", "all-zero", "suffixes"],
+)
+def test_estimators_stay_finite_and_non_negative_on_thin_data(measured):
+    times = DeviceTimes("d", np.zeros(9), measured)  # per-node times all 0 too
+    for approach in APPROACHES:
+        estimate = fit(approach, times, BLOCKS)(np.array([0, 2, 3]), np.array([9, 4, 8]))
+        assert np.all(np.isfinite(estimate)) and np.all(estimate >= 0), approach
+        assert np.all(np.isfinite(leave_one_out(approach, times, BLOCKS).errors_pct))

@@ -125,7 +125,7 @@ def _corrected(times: DeviceTimes, blocks: np.ndarray) -> Predictor:
     (rate, overhead), *_ = np.linalg.lstsq(np.column_stack([layer, np.ones(len(t))]), t, rcond=None)
     residual = t - (rate * layer + overhead)
     cover = block_cover(times, blocks, a, b)
-    penalty = RIDGE * float(np.median(t)) ** 2 * np.eye(cover.shape[1])
+    penalty = RIDGE * max(float(np.median(t)) ** 2, 1e-9) * np.eye(cover.shape[1])
     corr = np.linalg.solve(cover.T @ cover + penalty, cover.T @ residual)
 
     extra = cover_prefix(times, blocks, corr)
