@@ -30,7 +30,7 @@ from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 from backend.solver.costs import SegmentInstance
 from backend.solver.ranking import Partition, Ranker, Ranking
-from backend.usecases import candidates, exports, plans, rankings, runs, sessions
+from backend.usecases import attribution, candidates, exports, plans, rankings, runs, sessions
 from backend.usecases.traces import TraceReplay, replay_trace
 
 if TYPE_CHECKING:  # the device use cases load asyncssh: only when a device is reached
@@ -380,6 +380,10 @@ class Workspace:
                 cost_model=partition.cost_model,
             )
         self._guard(self.session.save_partitions, [entry])
+
+    def attribution(self) -> attribution.SessionAttribution:
+        """Each device's blocks: Shapley shares beside layer sums, cut overheads."""
+        return attribution.attribute_session(self.session)
 
     # -- export --------------------------------------------------------------------------------
 

@@ -55,8 +55,12 @@ def test_instance_has_measured_and_estimated_tables(session_file):
     assert list(inst.candidates) == [0, 2, 6, 9]
     assert inst.compute_ms[2, 1, 3] == pytest.approx(0.5 * 7)  # cloud runs [2, 9)
     assert not np.isfinite(inst.compute_ms[0, 1, 2])  # glasses only measured prefixes
-    assert inst.estimated_ms[1, 0, 3] == pytest.approx(2.2 * 9)
-    assert not np.isfinite(inst.estimated_ms[0][np.triu_indices(4, 1)]).any()  # no node times
+    assert inst.layer_sum_ms[1, 0, 3] == pytest.approx(2.2 * 9)
+    # the fitted estimator recovers the phone's 2 ms per position from its measurements
+    upper = np.triu_indices(4, 1)
+    assert inst.estimated_ms[1][upper] == pytest.approx(inst.compute_ms[1][upper])
+    assert not np.isfinite(inst.estimated_ms[0][upper]).any()  # no node times
+    assert not inst.has_stand_ins  # everything planned is measured
 
 
 def test_paths_rerank_when_bandwidth_changes(capsys, session_file):

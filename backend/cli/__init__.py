@@ -30,9 +30,11 @@ VERBS: dict[str, str] = {
     "sessions": "list saved sessions",
     "solve": "top-K partitions of an instance file",
     "paths": "the K best partitions for given link bandwidths",
+    "attribute": "each block's share of the measured times; estimators tested",
     "trace": "best partition over a bandwidth trace, and the robust one",
     "map": "where each partition is best as one or two links' bandwidths vary",
     "export": "write chosen partitions to JSON (docs/export.md)",
+    "export-instance": "write a session as an instance file (segment or layer level)",
     "devices": "check the chain's devices (SSH, python, packages)",
     "links": "measure link bandwidth and latency",
     "lab": "emulate the chain on this machine: namespaces, shaped links, sshd (root)",
@@ -81,7 +83,8 @@ def build_parser(
     wanted = verb_of(argv) if argv is not None else None
     for name, summary in VERBS.items():
         if argv is None or name == wanted:
-            importlib.import_module(f"backend.cli.{name}").register(_Summaries(sub))
+            module = name.replace("-", "_")  # export-instance lives in export_instance.py
+            importlib.import_module(f"backend.cli.{module}").register(_Summaries(sub))
         else:
             sub.add_parser(name, help=summary, add_help=False)
     _register_ui_verbs(sub, ui)

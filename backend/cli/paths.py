@@ -7,7 +7,7 @@ import json
 
 from backend.cli.solve import format_table, parse_k
 from backend.profiling.session import Session
-from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.costs import COST_MODEL_HELP, COST_MODELS, OBJECTIVES
 from backend.usecases.rankings import RankOptions, rank_session
 
 
@@ -35,7 +35,7 @@ def add_ranking_args(p: argparse.ArgumentParser) -> None:
         dest="cost_model",
         default="measured",
         choices=COST_MODELS,
-        help="segment times: measured (default) or estimated from per-node times",
+        help=COST_MODEL_HELP,
     )
     p.add_argument(
         "--objective",
@@ -63,6 +63,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="store the given link values in the session as the current ones",
     )
+    p.add_argument(
+        "--candidate",
+        dest="candidates",
+        action="append",
+        default=[],
+        metavar="POS[,POS...]",
+        help="also rank these positions (indices or node names) as candidates, not stored: "
+        "their segments stand in with estimates (~) until profiled",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -78,6 +87,7 @@ def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
         latency=tuple(args.latency),
         memory=tuple(args.memory),
         save_links=getattr(args, "save", False),
+        candidates=tuple(getattr(args, "candidates", ())),
     )
 
 
@@ -97,4 +107,9 @@ def run(args: argparse.Namespace) -> int:
         print("no feasible partition yet: profile the session first (`omdp profile`)")
         return 0
     print(format_table(parts))
+    if any(p.has_stand_ins for p in parts):
+        print(
+            "~ estimate standing in for a segment not measured yet: "
+            "`omdp profile` with these candidates measures only what is missing"
+        )
     return 0

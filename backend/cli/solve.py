@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-k", default="10", metavar="K", help="how many partitions (default 10)")
     p.add_argument("--objective", default="latency", help="latency (default) or throughput")
     p.add_argument(
-        "--cost-model", default="measured", help="measured (default) or estimated segment times"
+        "--cost-model",
+        default="measured",
+        help="measured (default), estimated, or layer-sum (from estimated_node_ms) segment times",
     )
     p.add_argument(
         "--bw",
@@ -110,10 +112,13 @@ def format_table(parts: list[Partition]) -> str:
     header += [s.device for s in parts[0].stages] + ["transfers"]
     rows = []
     for p in parts:
-        row = [str(p.rank), f"{p.total_ms:.3f}"]
+        row = [str(p.rank), ("~" if p.has_stand_ins else "") + f"{p.total_ms:.3f}"]
         if throughput:
             row += [f"{p.latency_ms:.3f}", p.bottleneck]
-        row += ["-" if s.empty else f"[{s.start}, {s.end})" for s in p.stages]
+        row += [
+            "-" if s.empty else f"[{s.start}, {s.end})" + ("~" if s.stand_in else "")
+            for s in p.stages
+        ]
         row.append("; ".join(_transfer_text(t) for t in p.transfers) or "-")
         rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

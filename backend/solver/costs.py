@@ -30,7 +30,12 @@ from backend.chain import link_names
 from backend.errors import OmdpError
 
 OBJECTIVES: tuple[str, ...] = ("latency", "throughput")
-COST_MODELS: tuple[str, ...] = ("measured", "estimated")
+COST_MODELS: tuple[str, ...] = ("measured", "estimated", "layer-sum")
+COST_MODEL_HELP = (
+    "segment times: measured (default; segments not measured yet stand in as estimates, "
+    "flagged), estimated (the fitted estimator of docs/attribution.md) or layer-sum (sums "
+    "of per-node times)"
+)
 
 
 MAX_TABLE_CELLS = 1 << 22  # per table (4M cells, 32 MiB of float64): solvers copy a few
@@ -203,6 +208,9 @@ class SegmentInstance:
     sink: int | None = None  # device that must end up with the output X(N), if any
     estimated_ms: np.ndarray | None = None  # (D, M, M), same convention
     memory: Memory | None = None
+    layer_sum_ms: np.ndarray | None = None  # (D, M, M): sums of per-node times
+    stand_in: np.ndarray | None = None  # (D, M, M) bool: compute_ms entries that are
+    # estimates standing in for segments not measured yet (flagged wherever shown)
 
     def __post_init__(self) -> None:
         devices = tuple(str(d) for d in self.devices)
@@ -250,6 +258,14 @@ class SegmentInstance:
         if self.estimated_ms is not None:
             est = _clean_segment_table(self.estimated_ms, d, m, "estimated_ms")
             set_(self, "estimated_ms", est)
+        if self.layer_sum_ms is not None:
+            layer = _clean_segment_table(self.layer_sum_ms, d, m, "layer_sum_ms")
+            set_(self, "layer_sum_ms", layer)
+        if self.stand_in is not None:
+            mask = np.array(self.stand_in, dtype=bool)
+            if mask.shape != (d, m, m):
+                raise OmdpError(f"stand_in has shape {mask.shape}, expected ({d}, {m}, {m})")
+            set_(self, "stand_in", mask & np.isfinite(self.compute_ms))
         if self.memory is not None:
             mem = self.memory
             lim = np.asarray(mem.limit_bytes, dtype=float)
@@ -289,6 +305,8 @@ class SegmentInstance:
         tables = {"measured": self.compute_ms}
         if self.estimated_ms is not None:
             tables["estimated"] = self.estimated_ms
+        if self.layer_sum_ms is not None:
+            tables["layer-sum"] = self.layer_sum_ms
         if self.memory is not None:
             fits = self.memory.feasible()
             tables = {k: np.where(fits, v, np.inf) for k, v in tables.items()}
@@ -302,14 +320,20 @@ class SegmentInstance:
             mask.setflags(write=False)
         return masks
 
+    def has_cost_model(self, cost_model: str) -> bool:
+        return cost_model in self._tables
+
     def check_cost_model(self, cost_model: str) -> None:
-        if cost_model not in COST_MODELS:
-            raise OmdpError(f"unknown cost model {cost_model!r}", "use measured or estimated")
-        if cost_model == "estimated" and self.estimated_ms is None:
+        check_choice(cost_model, COST_MODELS, "cost model")
+        if not self.has_cost_model(cost_model):
             raise OmdpError(
-                "this instance has no estimated times",
+                f"this instance has no {cost_model} times",
                 "add estimated_ms or estimated_node_ms, or rank by the measured model",
             )
+
+    @property
+    def has_stand_ins(self) -> bool:
+        return self.stand_in is not None and bool(self.stand_in.any())
 
     def link_arrays(
         self, bandwidth_mbps: Any = None, latency_ms: Any = None

@@ -241,7 +241,7 @@ def _segment_from_dict(data: dict, r: _Reader) -> SegmentInstance:
     table = _device_tables(r.get(data, "compute_ms"), "compute_ms", cand, devices, r)
     if "estimated_ms" in data and "estimated_node_ms" in data:
         raise r.error("estimated_node_ms", "and 'estimated_ms' are both given", "keep one")
-    est = None
+    est = layer = None
     if "estimated_ms" in data:
         est = _device_tables(data["estimated_ms"], "estimated_ms", cand, devices, r)
     elif "estimated_node_ms" in data:
@@ -255,8 +255,9 @@ def _segment_from_dict(data: dict, r: _Reader) -> SegmentInstance:
             index = r.device(k, devices, at)
             pre = np.concatenate([[0.0], np.cumsum(r.numbers(v, at, n))])[cand]
             est[index] = pre[None, :] - pre[:, None]
+        layer = est  # per-node sums: the file's estimate is a layer sum
     memory = _memory_from_dict(data["memory"], r, cand, devices) if "memory" in data else None
-    return SegmentInstance(devices, cand, cut, table, bw, lat, source, sink, est, memory)
+    return SegmentInstance(devices, cand, cut, table, bw, lat, source, sink, est, memory, layer)
 
 
 def _candidates(raw: Any, r: _Reader) -> np.ndarray:
@@ -397,6 +398,9 @@ def instance_to_dict(inst: Instance) -> dict[str, Any]:
             "source": inst.devices[inst.source],
             "sink": None if inst.sink is None else inst.devices[inst.sink],
         }
+    measured = inst.compute_ms  # without the estimates standing in for measurements
+    if inst.stand_in is not None:
+        measured = np.where(inst.stand_in, np.inf, measured)
     out: dict[str, Any] = {
         "kind": "segment",
         "devices": list(inst.devices),
@@ -410,7 +414,7 @@ def instance_to_dict(inst: Instance) -> dict[str, Any]:
         },
         "source": inst.devices[inst.source],
         "sink": None if inst.sink is None else inst.devices[inst.sink],
-        "compute_ms": {dev: table(inst.compute_ms[d]) for d, dev in enumerate(inst.devices)},
+        "compute_ms": {dev: table(measured[d]) for d, dev in enumerate(inst.devices)},
     }
     if inst.estimated_ms is not None:
         out["estimated_ms"] = {

@@ -33,6 +33,7 @@ class Stage:
     measured_ms: float | None = None  # None: not measured (or no such table)
     estimated_ms: float | None = None
     memory_bytes: float | None = None  # weights + peak activations, when the instance has them
+    stand_in: bool = False  # compute_ms is an estimate standing in for a missing measurement
 
     @property
     def empty(self) -> bool:
@@ -68,6 +69,11 @@ class Partition:
     measured_total_ms: float | None = None  # objective under each cost model, when known
     estimated_total_ms: float | None = None
 
+    @property
+    def has_stand_ins(self) -> bool:
+        """Some stage's time is an estimate standing in for a segment not measured yet."""
+        return any(s.stand_in for s in self.stages)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what `omdp solve --json` prints)."""
         return {
@@ -81,6 +87,7 @@ class Partition:
             "bottleneck_ms": self.bottleneck_ms,
             "measured_total_ms": self.measured_total_ms,
             "estimated_total_ms": self.estimated_total_ms,
+            "has_stand_ins": self.has_stand_ins,
             "stages": [
                 {
                     "device": s.device,
@@ -90,6 +97,7 @@ class Partition:
                     "measured_ms": s.measured_ms,
                     "estimated_ms": s.estimated_ms,
                     "memory_bytes": s.memory_bytes,
+                    "stand_in": s.stand_in,
                 }
                 for s in self.stages
             ],
@@ -123,6 +131,9 @@ def segment_breakdowns(
     cols = [rows[:, d] for d in range(n_dev + 1)]
     pos = [inst.candidates[col].tolist() for col in cols]
     measured = inst.segment_ms("measured")
+    stand_in = inst.stand_in if inst.has_stand_ins else None
+    if stand_in is not None:
+        measured = np.where(stand_in, np.nan, measured)
     est = inst.segment_ms("estimated") if inst.estimated_ms is not None else None
     mem = inst.memory.required_bytes if inst.memory is not None else None
     seg = inst.segment_ms(cost_model)
@@ -138,11 +149,14 @@ def segment_breakdowns(
         memv = (
             nothing if mem is None else _none_if_not_finite(np.where(a < b, mem[d, a, b], np.nan))
         )
+        flagged = [False] * len(rows)
+        if stand_in is not None and cost_model == "measured":
+            flagged = stand_in[d, a, b].tolist()
         by_dev.append(
             [
-                Stage(dev, s, e, c, me, es, mb)
-                for s, e, c, me, es, mb in zip(
-                    pos[d], pos[d + 1], comp.tolist(), meas, estv, memv, strict=True
+                Stage(dev, s, e, c, me, es, mb, f)
+                for s, e, c, me, es, mb, f in zip(
+                    pos[d], pos[d + 1], comp.tolist(), meas, estv, memv, flagged, strict=True
                 )
             ]
         )

@@ -1,8 +1,10 @@
 """From a session's measurements to a cost instance the solver can rank.
 
-Measured: the median of each profiled segment on each device, exactly where profiled.
-Estimated: the sum of a device's per-node times over the segment, available for every
-segment (from the whole-model profiling run). The gap between the two is worth showing.
+Measured: the median of each profiled segment on each device, exactly where profiled; a
+segment not measured yet (a new candidate's, say) stands in with its estimate, flagged,
+until it is profiled. Estimated: the chosen estimator of `backend.solver.estimators`
+(fitted per device to its measurements and per-node times), for every segment. Layer-sum:
+the sum of a device's per-node times over the segment (the whole-model profiling run).
 """
 
 from __future__ import annotations
@@ -15,6 +17,40 @@ from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis
 from backend.profiling.session import Session
 from backend.solver.costs import Memory, SegmentInstance, check_table_size, link_vector
+from backend.solver.estimators import CHOSEN, DeviceTimes, fit
+
+
+def device_times(session: Session) -> dict[str, DeviceTimes]:
+    """Per device with per-node times (current configuration): those times and the
+    medians of its ok measurements, at any positions."""
+    n = session.model().nodes
+    times = session.node_times_frame()
+    results = session.results_frame()
+    ok = results[(results["status"] == "ok") & (results["end"] > results["start"])]
+    out = {}
+    for name in session.chain().names:
+        frame = times[times["device"] == name]
+        if frame.empty:
+            continue
+        per_node = np.zeros(n)
+        per_node[frame["position"].to_numpy()] = frame["ms"].to_numpy()
+        mine = ok[ok["device"] == name]
+        measured = {
+            (int(a), int(b)): float(ms)
+            for a, b, ms in zip(mine["start"], mine["end"], mine["median_ms"], strict=True)
+        }
+        out[name] = DeviceTimes(name, per_node, measured)
+    return out
+
+
+def planned_mask(n_devices: int, m: int) -> np.ndarray:
+    """(D, M, M) segments a partition can give each device: prefixes to the first,
+    suffixes to the last, any to a middle one (the plan's shape)."""
+    mask = np.triu(np.ones((n_devices, m, m), dtype=bool), 1)
+    if n_devices > 1:
+        mask[0, 1:, :] = False
+        mask[-1, :, : m - 1] = False
+    return mask
 
 
 def instance_from_session(
@@ -23,18 +59,22 @@ def instance_from_session(
     bandwidth_mbps: Mapping[str, float] | None = None,
     latency_ms: Mapping[str, float] | None = None,
     sink: str | None = None,
+    extra_candidates: Mapping[int, float | None] | None = None,
 ) -> SegmentInstance:
     """The session as a segment-level instance over its candidates (0 and N added).
 
     Link values: the operator's saved ones, overridden by `bandwidth_mbps`/`latency_ms`
-    ({link name: value}). Segments with no ok measurement are not allowed under the
-    measured model; the estimated table is present when any device has per-node times.
+    ({link name: value}). `extra_candidates` ({position: cut bytes}) are ranked too
+    without being stored. Under the measured model a segment never tried stands in with
+    its estimate (flagged in `stand_in`); one that failed is not allowed. The estimated
+    and layer-sum tables are present for the devices with per-node times.
     """
     ref = session.model()
     n = ref.nodes
     chain = session.chain()
     names = chain.names
-    candidates = sorted({0, n, *session.candidates()})
+    extra = dict(extra_candidates or {})  # position -> cut bytes: ranked, not stored
+    candidates = sorted({0, n, *session.candidates(), *extra})
     index = {p: i for i, p in enumerate(candidates)}
     m, d = len(candidates), len(names)
     check_table_size(d, m, f"session {session.path}")
@@ -43,29 +83,33 @@ def instance_from_session(
     for k in range(d):
         np.fill_diagonal(compute[k], 0.0)
     results = session.results_frame()
-    ok = results[results["status"] == "ok"]
+    tried = results[results["status"].isin(["ok", "error"])]
     dev_index = {name: i for i, name in enumerate(names)}
-    for row in ok.itertuples():
+    attempted = np.zeros((d, m, m), dtype=bool)
+    for row in tried.itertuples():
         i, j = index.get(row.start), index.get(row.end)
         if i is not None and j is not None and row.device in dev_index:
-            compute[dev_index[row.device], i, j] = row.median_ms
+            attempted[dev_index[row.device], i, j] = True
+            if row.status == "ok":
+                compute[dev_index[row.device], i, j] = row.median_ms
 
-    estimated = None
-    times = session.node_times_frame()
-    if not times.empty:
+    estimated = layer_sum = stand_in = None
+    per_device = device_times(session)
+    if per_device:
+        blocks = np.array(candidates)
         estimated = np.full((d, m, m), np.nan)
-        for device, frame in times.groupby("device"):
-            if device not in dev_index:
-                continue
-            per_node = np.zeros(n)
-            per_node[frame["position"].to_numpy()] = frame["ms"].to_numpy()
-            prefix = np.concatenate([[0.0], np.cumsum(per_node)])[candidates]
-            table = prefix[None, :] - prefix[:, None]
-            table[np.tril_indices(m, -1)] = np.nan
-            estimated[dev_index[device]] = table
+        layer_sum = np.full((d, m, m), np.nan)
+        upper = np.triu_indices(m, 1)
+        starts, ends = blocks[upper[0]], blocks[upper[1]]
+        for name, times in per_device.items():
+            k = dev_index[name]
+            layer_sum[k][upper] = times.layer_sum(starts, ends)
+            estimated[k][upper] = fit(CHOSEN, times, blocks)(starts, ends)
+        stand_in = planned_mask(d, m) & ~attempted & np.isfinite(estimated)
+        compute = np.where(stand_in, estimated, compute)
 
     summary = session.summary()
-    cut_bytes = session.candidate_cut_bytes()
+    cut_bytes = {**extra, **session.candidate_cut_bytes()}
     cut_bytes[0] = sum(t.get("bytes") or 0 for t in summary.get("inputs", []))
     cut_bytes[n] = sum(t.get("bytes") or 0 for t in summary.get("outputs", []))
 
@@ -88,6 +132,8 @@ def instance_from_session(
         latency_ms=lat,
         sink=sink_index,
         estimated_ms=estimated,
+        layer_sum_ms=layer_sum,
+        stand_in=stand_in,
     )
 
 

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from backend.solver.costs import (
-    COST_MODELS,
     OBJECTIVES,
     SegmentInstance,
     add_links,
@@ -267,10 +266,13 @@ def _segment_partitions(r: Ranking) -> list[Partition]:
     if tau is None:  # link times given directly: per-transfer times are not meaningful
         tau = np.full_like(r.link_ms, np.nan)
     others: dict[str, np.ndarray] = {}
-    for model in COST_MODELS:
-        if model == "estimated" and inst.estimated_ms is None:
+    for model in ("measured", "estimated"):
+        if not inst.has_cost_model(model):
             continue
-        lat, worst = segment_costs(inst.segment_ms(model), r.link_ms, r.rows)
+        table = inst.segment_ms(model)
+        if model == "measured" and inst.stand_in is not None:  # nothing standing in
+            table = np.where(inst.stand_in, np.inf, table)
+        lat, worst = segment_costs(table, r.link_ms, r.rows)
         others[model] = lat if ranker.objective == "latency" else worst
     out = []
     parts = segment_breakdowns(inst, r.rows, ranker.cost_model, r.link_ms, tau)

@@ -31,6 +31,7 @@ class RankOptions:
     bandwidth: tuple[str, ...] = ()  # LINK=MBPS
     latency: tuple[str, ...] = ()  # LINK=MS
     memory: tuple[str, ...] = ()  # DEVICE=MIB
+    candidates: tuple[str, ...] = ()  # positions or node names ranked too, not stored
     save_links: bool = False  # store the given link values as the session's current ones
 
 
@@ -55,12 +56,17 @@ def priced_session(session: Session, options: RankOptions) -> SegmentInstance:
     names = chain.link_names
     bandwidth = parse_values(options.bandwidth, names, BANDWIDTH)
     latency = parse_values(options.latency, names, LATENCY)
+    extra = extra_candidates(session, options.candidates) if options.candidates else None
     inst = instance_from_session(
-        session, bandwidth_mbps=bandwidth, latency_ms=latency, sink=options.sink
+        session,
+        bandwidth_mbps=bandwidth,
+        latency_ms=latency,
+        sink=options.sink,
+        extra_candidates=extra,
     )
-    if options.cost_model == "estimated" and inst.estimated_ms is None:
+    if options.cost_model != "measured" and not inst.has_cost_model(options.cost_model):
         raise OmdpError(
-            f"session {session.path} has no per-node times for the estimated model",
+            f"session {session.path} has no per-node times for the {options.cost_model} model",
             "profile it again (per-node times are measured with the plan) or use --model measured",
         )
     if options.memory:
@@ -77,6 +83,23 @@ def priced_session(session: Session, options: RankOptions) -> SegmentInstance:
             }
         )
     return inst
+
+
+def extra_candidates(session: Session, specs: tuple[str, ...]) -> dict[int, float | None]:
+    """{position: cut bytes} of candidates named for one ranking (indices or node names),
+    from the session's model (analysed again: the cut bytes of a new position)."""
+    analysis = session_analysis(session)
+    out: dict[int, float | None] = {}
+    for spec in specs:
+        for part in (x.strip() for x in spec.split(",")):
+            p = analysis.resolve(part)
+            if not 0 < p < analysis.n:
+                raise OmdpError(
+                    f"candidate {p} is not inside the model",
+                    f"give a position from 1 to {analysis.n - 1}",
+                )
+            out[p] = analysis.cuts[p].bytes
+    return out
 
 
 def price_session(session: Session) -> SegmentInstance | None:

@@ -60,6 +60,11 @@ def _ms_text(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
+def _estimate_mark(stand_in: bool) -> str:
+    """'~' before a time that stands in for a segment not measured yet."""
+    return "~" if stand_in else ""
+
+
 def _cell(text: str, right: bool) -> Text:
     return Text(text, justify="right" if right else "left")
 
@@ -83,7 +88,7 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("b", "focus_links", "Links", id="partitions.links"),
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
-        Binding("m", "map", "Map", show=False, id="partitions.map"),  # in the palette and help
+        Binding("w", "map", "Map", show=False, id="partitions.map"),  # in the palette and help
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
@@ -101,6 +106,8 @@ class PartitionsScreen(WorkspaceScreen):
             id="partitions.trace_next",
         ),
         Binding("r", "robust", "Robust", id="partitions.robust"),
+        Binding("m", "measure_missing", "Measure ~", id="partitions.measure"),
+        Binding("a", "attribution", "Shares", id="partitions.attribution"),
         Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
         Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
     ]
@@ -118,6 +125,7 @@ class PartitionsScreen(WorkspaceScreen):
         self._shown: list[list[tuple[str, bool]]] = []  # each row's cells as shown
         self._timer: Timer | None = None  # playback ticks
         self._trace_gen = 0  # the newest trace replay asked for
+        self.stand_ins = False  # some row shown stands in estimates for missing segments
 
     def watch_mode_text(self, text: str) -> None:
         self.query_one("#rank-mode", Label).update(text)
@@ -173,6 +181,8 @@ class PartitionsScreen(WorkspaceScreen):
         """Playback keys exist only while a trace is loaded (keeps the footer short)."""
         if action in ("play", "trace_step", "robust", "close_trace"):
             return self.playback is not None
+        if action == "measure_missing":
+            return self.stand_ins
         return True
 
     def on_mount(self) -> None:
@@ -206,10 +216,10 @@ class PartitionsScreen(WorkspaceScreen):
             self.status_text = ""
             chart.show(None, "nothing measured yet: profile on screen 3 first")
             return
-        if ws.cost_model == "estimated" and instance.estimated_ms is None:
+        if not instance.has_cost_model(ws.cost_model):
             ws.set_ranking_options(cost_model="measured")
             self.notify(
-                "no per-node estimates in this session: ranking by measured times",
+                f"no {ws.cost_model} times in this session: ranking by measured times",
                 severity="warning",
             )
             self.mode_text = self._mode_text()
@@ -221,7 +231,9 @@ class PartitionsScreen(WorkspaceScreen):
             chart.show(None, f"cannot rank: {exc}")
             return
         self._fill(ranking)
-        self.status_text = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}"
+        self.status_text = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}" + (
+            " · ~ estimate: m measures" if self.stand_ins else ""
+        )
         self._show_trace()
 
     def _mode_text(self) -> str:
@@ -243,10 +255,11 @@ class PartitionsScreen(WorkspaceScreen):
             cells = [
                 (str(p.rank), False),
                 (",".join(map(str, p.cuts)), False),
-                (_ms_text(p.total_ms), True),
+                (_estimate_mark(p.has_stand_ins) + _ms_text(p.total_ms), True),
             ]
             cells += [
-                (_ms_text(s.compute_ms if s.start != s.end else None), True) for s in p.stages
+                (_estimate_mark(s.stand_in) + _ms_text(s.compute_ms if not s.empty else None), True)
+                for s in p.stages
             ]
             cells += [
                 (_ms_text(xfer if p.transfers else None), True),
@@ -264,6 +277,10 @@ class PartitionsScreen(WorkspaceScreen):
                 table.add_row(*(_cell(*cell) for cell in cells), key=f"r{r}")
         self._shown = rows
         self.row_cuts = [row[1][0] for row in rows]
+        stand_ins = any(p.has_stand_ins for p in self.partitions)
+        if stand_ins != self.stand_ins:
+            self.stand_ins = stand_ins
+            self.refresh_bindings()
         if self.partitions:
             if table.cursor_row != target:
                 table.move_cursor(row=target, animate=False)
@@ -330,6 +347,18 @@ class PartitionsScreen(WorkspaceScreen):
 
     def action_focus_table(self) -> None:
         self.query_one("#topk-table", DataTable).focus()
+
+    def action_attribution(self) -> None:
+        from omdp_tui.screens.attribution import AttributionScreen
+
+        self.app.push_screen(AttributionScreen())
+
+    async def action_measure_missing(self) -> None:
+        """Profile what the ranking only estimates: the plan adds just what is missing."""
+        await self.app.run_action("show('profile')")
+        screen = self.app.screen
+        if screen.check_action("start", ()):
+            await self.app.run_action("start", screen)
 
     def action_export(self) -> None:
         cuts = self.ws.selected_cuts

@@ -445,12 +445,54 @@ PATHS_ARGS = [
     (["-k", "1000000"], "to 100,000"),
     (["--model", "guess"], "invalid choice: 'guess'"),
     (["--objective", "fastest"], "invalid choice: 'fastest'"),
+    (["--candidate", "0"], "candidate 0 is not inside the model"),
+    (["--candidate", "9"], "candidate 9 is not inside the model"),
+    (["--candidate", "4,no_such_node"], "no_such_node"),
+    (["--candidate", "-3"], "position -3 is out of range"),
 ]
 
 
 @pytest.mark.parametrize(("args", "contains"), PATHS_ARGS, ids=ids(PATHS_ARGS))
 def test_bad_paths_arguments(capsys, lab, args, contains):
     expect_rejected(capsys, ["paths", lab / "s.omdp", *args], watch=[lab], contains=contains)
+
+
+ATTRIBUTE_ARGS = [
+    (["--device", "tv"], "unknown device 'tv'"),
+    (["--device", "tv\x1b[2J", "--evaluate"], "unknown device 'tv\\x1b[2J'"),
+    (["--device"], "expected one argument"),
+    (["--evaluate=yes"], "ignored explicit argument"),
+]
+
+
+@pytest.mark.parametrize(("args", "contains"), ATTRIBUTE_ARGS, ids=ids(ATTRIBUTE_ARGS))
+def test_bad_attribute_arguments(capsys, lab, args, contains):
+    expect_rejected(capsys, ["attribute", lab / "s.omdp", *args], watch=[lab], contains=contains)
+
+
+def test_attribute_of_a_missing_session(capsys, lab):
+    expect_rejected(capsys, ["attribute", lab / "nope.omdp"], watch=[lab], contains="nope.omdp")
+
+
+EXPORT_INSTANCE_ARGS = [
+    (["-o", "{lab}/i.json", "--level", "node"], "invalid choice: 'node'"),
+    (["-o", "{lab}/i.json", "--level", "layer"], "device glasses has no attribution"),
+    (["-o", "{lab}/i.json", "--model", "guess"], "invalid choice: 'guess'"),
+    (["-o", "{lab}/i.json", "--bw", "glasses-cloud=5"], "unknown link 'glasses-cloud'"),
+    (["-o", "{lab}/i.json", "--sink", "tv"], "unknown sink device 'tv'"),
+    (["-o", "{lab}"], "is a directory"),
+    (["-o", "{lab}/missing/i.json"], "does not exist"),
+    (["-o", "{lab}/s.omdp"], "it is the session file"),
+    ([], "the following arguments are required: -o/--output"),
+]
+
+
+@pytest.mark.parametrize(("args", "contains"), EXPORT_INSTANCE_ARGS, ids=ids(EXPORT_INSTANCE_ARGS))
+def test_bad_export_instance_arguments(capsys, lab, args, contains):
+    args = [a.format(lab=lab) for a in args]
+    expect_rejected(
+        capsys, ["export-instance", lab / "s.omdp", *args], watch=[lab], contains=contains
+    )
 
 
 def trace_file(folder: Path, text: str | bytes, name: str = "bad.tsv") -> Path:

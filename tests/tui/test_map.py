@@ -20,7 +20,7 @@ BOX = {"links": ["glasses-phone", "phone-cloud"], "ranges": [[0.01, 10.0], [0.01
 
 async def open_map(pilot) -> MapScreen:
     await open_partitions(pilot)
-    await pilot.press("m")
+    await pilot.press("w")
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen.view is not None)
     return app.screen
@@ -83,7 +83,7 @@ async def test_options_and_fixed_links_redraw_the_map(fixed_workspace):
         # a link latency typed on the partitions screen changes every partition's cost
         await pilot.press("c", "escape")
         fixed_workspace.set_link("phone-cloud", latency_ms=80.0)
-        await pilot.press("m")
+        await pilot.press("w")
         screen = app.screen
         await wait_for(pilot, lambda: isinstance(screen, MapScreen) and screen.view is not None)
         before = {r.cuts: r.share for r in first.map.regions}

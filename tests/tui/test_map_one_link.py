@@ -34,7 +34,7 @@ async def test_one_link_map(tiny_path: Path, tmp_path: Path):
     app = OmdpApp(Launch("workspace", prepared=ws))
     async with app.run_test(size=(80, 24)) as pilot:
         await open_partitions(pilot)
-        await pilot.press("m")
+        await pilot.press("w")
         await wait_for(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen.view)
         screen = app.screen
         view = screen.view

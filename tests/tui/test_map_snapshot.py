@@ -26,7 +26,7 @@ def test_map_view(snap_compare, fixed_workspace):
         )
         await app.action_show("partitions")
         await pilot.pause()
-        await pilot.press("m")
+        await pilot.press("w")
         await wait_for(pilot, lambda: isinstance(app.screen, MapScreen) and app.screen.view)
         await pilot.press("left", "left", "up")
         await pilot.pause(0.2)

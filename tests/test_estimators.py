@@ -1,0 +1,222 @@
+"""Estimators of a segment's time, their leave-one-out test, the attribution of a real
+session file, and estimates standing in for segments not measured yet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from models import skip_model
+
+from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.cli import main
+from backend.model.analysis import analyze
+from backend.profiling.plan import build_plan
+from backend.profiling.session import Session
+from backend.solver.estimators import (
+    APPROACHES,
+    CHOSEN,
+    DeviceTimes,
+    block_cover,
+    cover_prefix,
+    fit,
+    leave_one_out,
+)
+from backend.solver.pricing import instance_from_session
+from backend.solver.ranking import top_k
+from backend.usecases.attribution import attribute_session, evaluate_session
+
+NODE_MS = np.array([3.0, 1.0, 2.0, 4.0, 1.5, 2.5, 1.0, 3.5, 2.0])  # per-node times (9 nodes)
+# how each device really runs a segment: rate x layer sum + overhead per segment run
+LAW = {"glasses": (1.3, 0.8), "phone": (0.7, 1.5), "cloud": (1.1, 0.4)}
+CANDIDATES = [2, 4, 6]
+
+
+def true_ms(device: str, a: int, b: int) -> float:
+    rate, overhead = LAW[device]
+    return rate * float(NODE_MS[a:b].sum()) + overhead
+
+
+@pytest.fixture
+def session_file(tmp_path):
+    model = tmp_path / "skip.onnx"
+    onnx.save(skip_model(), model)
+    a = analyze(model)
+    assert a.n == len(NODE_MS)
+    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
+    chain = Chain([DeviceSpec(n) for n in LAW], links)
+    path = tmp_path / "s.omdp"
+    s = Session.create(path, a, chain, CANDIDATES)
+    plan = build_plan(a.n, CANDIDATES, chain.names)
+    s.save_plan(plan)
+    for it in plan.items:
+        ms = true_ms(it.device, it.start, it.end)
+        s.record_result(
+            it.device,
+            (it.start, it.end),
+            load_ms=1.0,
+            samples=[ms] * 5,
+            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
+        )
+    for name in LAW:
+        times = {p: float(t) for p, t in enumerate(NODE_MS)}
+        s.record_node_times(name, times, runtime="onnxruntime", runs=3)
+    s.close()
+    return path
+
+
+def device(name: str, segments) -> DeviceTimes:
+    return DeviceTimes(name, NODE_MS, {(a, b): true_ms(name, a, b) for a, b in segments})
+
+
+BLOCKS = np.array([0, *CANDIDATES, 9])
+PAIRS = [(a, b) for a in BLOCKS for b in BLOCKS if a < b]
+
+
+def test_layer_sum_misses_by_the_device_law_and_the_fits_recover_it():
+    dev = device("phone", PAIRS)
+    a, b = np.array([1, 0, 3]), np.array([8, 9, 5])  # positions that are not candidates
+    truth = np.array([true_ms("phone", x, y) for x, y in zip(a, b, strict=True)])
+    assert not np.allclose(fit("layer-sum", dev, BLOCKS)(a, b), truth, rtol=0.05)
+    assert fit("corrected", dev, BLOCKS)(a, b) == pytest.approx(truth, rel=1e-6)
+
+
+def test_leave_one_out_ranks_the_estimators_on_a_law_with_an_overhead():
+    dev = device("glasses", [(0, int(c)) for c in BLOCKS[1:]])  # a first device: prefixes
+    errors = {a: leave_one_out(a, dev, BLOCKS) for a in APPROACHES}
+    assert all(e.count == 4 for e in errors.values())
+    assert errors["layer-sum"].median_abs_pct > 20  # 1.3 x and 0.8 ms missed
+    assert errors["layer-sum"].median_pct < 0  # always in the same direction
+    assert errors["scaled"].median_abs_pct < errors["layer-sum"].median_abs_pct
+    assert errors["corrected"].median_abs_pct < 1e-6  # the law is what it fits
+    assert errors["corrected"].p90_abs_pct < 1e-6
+
+
+def test_corrected_learns_a_block_that_runs_faster_than_its_layer_sum():
+    """Fusion in block [4, 6) saves 2 ms wherever it runs whole: the block correction
+    learns it from the other segments, a single rate cannot."""
+
+    def fused(a: int, b: int) -> float:
+        return true_ms("phone", a, b) - (2.0 if a <= 4 and b >= 6 else 0.0)
+
+    dev = DeviceTimes("phone", NODE_MS, {(a, b): fused(a, b) for a, b in PAIRS})
+    corrected = leave_one_out("corrected", dev, BLOCKS)
+    scaled = leave_one_out("scaled", dev, BLOCKS)
+    assert corrected.median_abs_pct < 0.5 * scaled.median_abs_pct
+
+
+def test_attribution_shares_add_up_to_the_whole_model_on_every_device(session_file):
+    with Session.open(session_file) as s:
+        found = attribute_session(s)
+    assert [d.device for d in found.devices] == list(LAW)
+    assert found.candidates == [0, *CANDIDATES, 9]
+    for dev in found.devices:
+        assert dev.exact and dev.whole_measured
+        assert sum(b.share_ms for b in dev.blocks) == pytest.approx(true_ms(dev.device, 0, 9))
+        assert [b.layer_sum_ms for b in dev.blocks] == pytest.approx([4.0, 6.0, 4.0, 6.5])
+        # every cut costs the device's per-run overhead (the law's), exactly
+        overheads = [b.cut_overhead_ms for b in dev.blocks[:-1]]
+        assert overheads == pytest.approx([LAW[dev.device][1]] * 3)
+        assert dev.blocks[-1].cut_overhead_ms is None
+    phone = found.devices[1]
+    assert phone.runs_measured == phone.runs == 10  # a middle device measures every run
+    assert not any(b.cut_estimated for b in phone.blocks)
+    glasses = found.devices[0]
+    assert glasses.runs_measured == 4 and all(b.cut_estimated for b in glasses.blocks[:-1])
+
+
+def test_evaluate_picks_out_the_chosen_estimator(session_file):
+    with Session.open(session_file) as s:
+        found = evaluate_session(s, "cloud")
+    by = {e.approach: e for e in found}
+    assert set(by) == set(APPROACHES) and {e.device for e in found} == {"cloud"}
+    assert by[CHOSEN].median_abs_pct <= 0.5 * by["layer-sum"].median_abs_pct
+
+
+def test_cli_attribute_text_and_json(capsys, session_file):
+    assert main(["attribute", str(session_file), "--device", "phone"]) == 0
+    out = capsys.readouterr().out
+    assert "phone: Shapley shares (exact)" in out and "[4, 6)" in out
+    assert "glasses" not in out
+    assert main(["attribute", str(session_file), "--json", "--evaluate"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [d["device"] for d in doc["devices"]] == list(LAW)
+    rows = [e for e in doc["evaluation"] if e["chosen"]]
+    assert [e["approach"] for e in rows] == [CHOSEN] * 3
+
+
+def test_a_new_candidate_ranks_at_once_with_estimates_standing_in(session_file):
+    with Session.open(session_file) as s:
+        s.set_candidates([*CANDIDATES, 5])
+        inst = instance_from_session(s)
+    assert inst.has_stand_ins
+    k = list(inst.candidates).index(5)
+    assert inst.stand_in[0, 0, k] and inst.stand_in[2, k, -1] and inst.stand_in[1, k, -1]
+    assert not inst.stand_in[0, 0, k + 1]  # measured stays measured
+    # the stand-in is the chosen estimate, here the device's law exactly
+    assert inst.compute_ms[0, 0, k] == pytest.approx(true_ms("glasses", 0, 5))
+    parts = top_k(inst, 200, "latency")
+    new = [p for p in parts if 5 in p.cuts]
+    old = [p for p in parts if 5 not in p.cuts and p.cuts != (9, 9)]
+    assert new and all(p.has_stand_ins and p.measured_total_ms is None for p in new)
+    assert old and not any(p.has_stand_ins for p in old)
+    stage = next(s for s in new[0].stages if s.stand_in)
+    assert stage.measured_ms is None and stage.compute_ms > 0
+    assert new[0].to_dict()["has_stand_ins"] is True
+
+
+def test_an_error_is_not_papered_over_by_an_estimate(session_file):
+    with Session.open(session_file) as s:
+        s.set_candidates([*CANDIDATES, 5])
+        s.record_error("phone", (5, 9), "runtime failed")
+        inst = instance_from_session(s)
+    i, j = list(inst.candidates).index(5), inst.n_candidates - 1
+    assert not np.isfinite(inst.compute_ms[1, i, j]) and not inst.stand_in[1, i, j]
+    assert inst.stand_in[1, 0, i]  # the new candidate's other segments still stand in
+
+
+def test_cli_paths_ranks_a_named_candidate_with_flagged_estimates(capsys, session_file):
+    args = ["paths", str(session_file), "-k", "200", "--candidate", "5"]
+    assert main([*args, "--json"]) == 0
+    parts = json.loads(capsys.readouterr().out)
+    new = [p for p in parts if 5 in p["cuts"]]
+    assert new and all(p["has_stand_ins"] for p in new)
+    assert all(not p["has_stand_ins"] for p in parts if 5 not in p["cuts"])
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[0, 5)~" in out and "~ estimate standing in" in out
+    with Session.open(session_file) as s:
+        assert s.candidates() == CANDIDATES  # ranked, not stored
+
+
+def test_cover_prefix_prices_any_segment_as_the_block_cover_does():
+    rng = np.random.default_rng(0)
+    node = rng.uniform(0.1, 1.0, 300)
+    node[40:60] = 0.0  # a block whose per-node times add up to 0: shared by node count
+    blocks = np.unique(np.concatenate([[0, 300, 40, 60], rng.choice(np.arange(1, 300), 30)]))
+    times = DeviceTimes("d", node)
+    per_block = rng.normal(size=len(blocks) - 1)
+    prefix = cover_prefix(times, blocks, per_block)
+    a = rng.integers(0, 300, 400)
+    b = np.maximum(a, rng.integers(0, 301, 400))
+    assert prefix[b] - prefix[a] == pytest.approx(block_cover(times, blocks, a, b) @ per_block)
+
+
+@pytest.mark.parametrize(
+    "measured",
+    [
+        {},
+        {(0, 9): 5.0},
+        {(0, 9): 0.0, (0, 2): 0.0, (0, 4): 0.0},
+        {(0, 9): 5.0, (4, 9): 3.0, (6, 9): 1.0, (2, 9): 4.0},
+    ],
+    ids=["nothing", "whole-only", "all-zero", "suffixes"],
+)
+def test_estimators_stay_finite_and_non_negative_on_thin_data(measured):
+    times = DeviceTimes("d", np.zeros(9), measured)  # per-node times all 0 too
+    for approach in APPROACHES:
+        estimate = fit(approach, times, BLOCKS)(np.array([0, 2, 3]), np.array([9, 4, 8]))
+        assert np.all(np.isfinite(estimate)) and np.all(estimate >= 0), approach
+        assert np.all(np.isfinite(leave_one_out(approach, times, BLOCKS).errors_pct))
