@@ -34,6 +34,7 @@ VERBS: dict[str, str] = {
     "export": "write chosen partitions to JSON (docs/export.md)",
     "devices": "check the chain's devices (SSH, python, packages)",
     "links": "measure link bandwidth and latency",
+    "validate": "run ranked partitions as a chain: measured beside predicted",
     "lab": "emulate the chain on this machine: namespaces, shaped links, sshd (root)",
 }
 UI_VERBS: dict[str, str] = {
