@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 
 from backend.cli.solve import parse_k
 from backend.errors import OmdpError
 from backend.profiling.session import Session
 from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.partition import MAX_K
+from backend.text import shown
 from backend.usecases import validations
 from backend.usecases.validations import ValidateOptions, ValidationEvent
 from backend.validation.report import Validation
@@ -47,10 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:
+    """`1,3` → (1, 3); ranks are whole numbers from 1 to MAX_K."""
     ranks = []
-    for part in filter(None, (t.strip() for t in text.split(","))):
-        if not part.isdigit() or int(part) < 1:
-            raise OmdpError(f"--rank {text!r}: {part!r} is not a rank", "e.g. --rank 1,3")
+    for part in (t.strip() for t in text.split(",")) if text else ():
+        if not re.fullmatch(r"[0-9]{1,7}", part) or not 1 <= int(part) <= MAX_K:
+            raise OmdpError(
+                f"--rank {shown(text, 40)}: {shown(part, 20)} is not a rank from 1 to {MAX_K:,}",
+                "e.g. --rank 1,3",
+            )
         ranks.append(int(part))
     return tuple(ranks)
 

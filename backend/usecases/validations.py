@@ -229,15 +229,9 @@ async def run(
             rank = route.partition.rank
 
             def progress(p: RunProgress, rank: int = rank) -> None:
-                emit(
-                    ValidationEvent(
-                        rank,
-                        "start" if p.phase == "start" else "frames",
-                        p.done,
-                        p.total,
-                        pids=dict(p.pids),
-                    )
-                )
+                if p.phase != "done":  # the use case says done once the report is built
+                    phase = "start" if p.phase == "start" else "frames"
+                    emit(ValidationEvent(rank, phase, p.done, p.total, pids=dict(p.pids)))
 
             try:
                 raw = await run_route(
