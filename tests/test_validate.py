@@ -19,6 +19,7 @@ from models import skip_model
 
 from backend.cli import main
 from backend.device import tensorwire as wire
+from backend.export import read_export
 from backend.profiling import schema
 from backend.profiling.session import Session
 from backend.usecases import validations
@@ -146,7 +147,19 @@ def test_top_k_on_the_cli_and_again_replaces_not_duplicates(session_copy: Path, 
         assert len(s.validations()) == 2  # same partitions, links, configs: replaced
     assert main([*args, "--bw", "glasses-phone=50"]) == 0  # other link values: new rows
     with Session.open(session_copy, check_model=False) as s:
-        assert len(s.validations()) == 4
+        rows = s.validations()
+    assert len(rows) == 4
+    capsys.readouterr()
+    # the export carries them with the partition, both link settings
+    out = session_copy.parent / "p.json"
+    assert main(["export", str(session_copy), "--rank", "1,2", "-o", str(out)]) == 0
+    doc = read_export(out)
+    for part in doc["partitions"]:
+        runs = part["validations"]
+        assert sorted(r["links"][0][0] for r in runs) == [20.0, 50.0]
+        assert all(r["output_ok"] and r["measured"] > 0 for r in runs)
+        stored = [r for r in rows if r["positions"] == [0, *[s["end"] for s in part["segments"]]]]
+        assert sorted(r["measured"] for r in runs) == sorted(r["measured"] for r in stored)
 
 
 def test_throughput_reports_frames_per_second(session_copy: Path):
