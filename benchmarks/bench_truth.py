@@ -1,0 +1,168 @@
+"""How true are the rankings? The top-10 partitions of YOLOv5s (built-in zoo) on a
+three-device chain, each run as a chain (`omdp validate`) and its measured median
+end-to-end latency set beside the ranking's prediction, at two link settings.
+
+The session is profiled on three local devices (one onnxruntime thread each; devices
+sharing CPUs take turns, so each segment is timed alone). Each link setting is then an
+emulated lab (docs/lab.md: network namespaces, sshd per device, TBF-shaped links with
+their latency) built from the same chain with only the links changed, and the session's
+chain is switched to the lab's ssh devices (same names and runtime options: the
+measurements stay valid). The lab's links go up to 300 Mbit/s, so the second setting is
+100/300 rather than 100/1000. Without root (no lab) `--local` runs the same on the local
+devices, where every link is loopback: the transfer predictions then do not describe
+the links and the report says so.
+
+Printed: one row per partition and setting (predicted and measured ms, error), the
+fraction within ±10 %, and Kendall's τ between the predicted and the measured order.
+
+Run: .venv/bin/python benchmarks/bench_truth.py [--frames 10] [--session S] [--local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from backend.chain import load_devices  # noqa: E402
+from backend.cli import main as omdp  # noqa: E402
+from backend.profiling.session import Session  # noqa: E402
+from backend.usecases import validations  # noqa: E402
+from backend.usecases.sessions import change_chain, session_analysis  # noqa: E402
+from backend.usecases.validations import ValidateOptions  # noqa: E402
+from backend.validation.report import Validation  # noqa: E402
+
+SETTINGS = {"20/100": (20, 100), "100/300": (100, 300)}
+LOCAL_SETTINGS = {"20/100": (20, 100), "100/1000": (100, 1000)}
+LATENCY_MS = 2.0
+TOP = 10
+
+
+def chain_toml(bw1: float, bw2: float) -> str:
+    devices = "".join(
+        f'[[device]]\nname = "{n}"\nthreads = 1\n\n' for n in ("glasses", "phone", "cloud")
+    )
+    links = "".join(
+        f'[[link]]\nfrom = "{a}"\nto = "{b}"\nbandwidth_mbps = {bw}\nlatency_ms = {LATENCY_MS}\n\n'
+        for (a, b), bw in zip(
+            itertools.pairwise(("glasses", "phone", "cloud")), (bw1, bw2), strict=True
+        )
+    )
+    return devices + links
+
+
+def profile(folder: Path) -> Path:
+    devices = folder / "local.toml"
+    devices.write_text(chain_toml(20, 100))
+    session = folder / "yolov5s.omdp"
+    t0 = time.perf_counter()
+    code = omdp(
+        [
+            "profile", "yolov5s", "--devices", str(devices), "--auto", "4",
+            "--session", str(session), "--warmup", "2", "--min-runs", "5",
+            "--max-runs", "20", "--max-seconds", "3", "--target-ci", "3",
+        ]
+    )  # fmt: skip
+    assert code == 0, "profiling failed"
+    print(f"profiled in {time.perf_counter() - t0:.0f} s: {session}", file=sys.stderr)
+    return session
+
+
+def validate(session: Path, bw: tuple[float, float], frames: int) -> list[Validation]:
+    links = (f"glasses-phone={bw[0]}", f"phone-cloud={bw[1]}")
+    with Session.open(session, check_model=False) as s:
+        plan = validations.prepare(
+            s, ValidateOptions(top=TOP, frames=frames, warmup=2, bandwidth=links, timeout_s=300)
+        )
+        outcome = asyncio.run(validations.run(plan))
+    for rank, why in outcome.failed.items():
+        print(f"  #{rank} failed: {why}", file=sys.stderr)
+    return outcome.validations
+
+
+def on_lab(session: Path, folder: Path, bw: tuple[float, float], frames: int) -> list[Validation]:
+    """Bring a lab with these links up, switch the session to it, validate, take it down."""
+    from backend.lab import lifecycle
+
+    spec = folder / f"chain-{bw[0]}-{bw[1]}.toml"
+    spec.write_text(chain_toml(*bw))
+    lab = folder / f"lab-{bw[0]}-{bw[1]}"
+    lifecycle.up(spec, lab)
+    try:
+        copy = folder / f"{session.stem}-{bw[0]}-{bw[1]}.omdp"
+        shutil.copy(session, copy)
+        with Session.open(copy, check_model=False) as s:
+            change_chain(s, session_analysis(s), load_devices(lab / "devices.toml")).close()
+        return validate(copy, bw, frames)
+    finally:
+        lifecycle.down(lab)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    pairs = list(itertools.combinations(range(len(a)), 2))
+    score = sum(
+        (1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
+        for i, j in pairs
+    )
+    return score / len(pairs) if pairs else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=10)
+    parser.add_argument("--session", help="a profiled YOLOv5s session to reuse")
+    parser.add_argument("--local", action="store_true", help="local devices (loopback links)")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="omdp-truth-"))
+    session = Path(args.session) if args.session else profile(folder)
+    settings = LOCAL_SETTINGS if args.local else SETTINGS
+    where = "local devices, loopback links" if args.local else "emulated lab, shaped links"
+    print(f"YOLOv5s, glasses → phone → cloud, one thread each; {where}; {args.frames} frames")
+    header = (
+        f"{'links':>9} {'rank':>4} {'cuts':<14} {'pred ms':>9} {'meas ms':>9} {'error':>7}"
+        "  off most at"
+    )
+    print(header)
+    print("-" * len(header))
+    within = total = 0
+    for name, bw in settings.items():
+        t0 = time.perf_counter()
+        runs = (
+            validate(session, bw, args.frames)
+            if args.local
+            else on_lab(session, folder, bw, args.frames)
+        )
+        for v in runs:
+            err = v.error_pct["measured"]
+            ok = err is not None and abs(err) <= 10
+            within += ok
+            total += 1
+            gap = v.gaps[0]
+            cuts = ",".join(map(str, v.positions[1:-1]))
+            print(
+                f"{name:>9} {v.rank:>4} {cuts:<14} {v.predicted['measured']:>9.1f} "
+                f"{v.latency.median:>9.1f} {err:>+6.1f}%{'' if ok else ' *'} "
+                f"{gap.where} {gap.diff_ms:+.1f} ms{'' if v.output.ok else '  OUTPUT WRONG'}"
+            )
+        pred = [v.predicted["measured"] or 0.0 for v in runs]
+        meas = [v.latency.median for v in runs]
+        good = sum(abs(v.error_pct["measured"] or 1e9) <= 10 for v in runs)
+        print(
+            f"{name:>9}: {good}/{len(runs)} "
+            f"within ±10%, Kendall τ {kendall_tau(pred, meas):+.2f}, outputs "
+            f"{'all match' if all(v.output.ok for v in runs) else 'NOT all match'} "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
+    print(f"within ±10%: {within}/{total} = {within / max(total, 1):.0%}")
+
+
+if __name__ == "__main__":
+    main()
