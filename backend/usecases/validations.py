@@ -10,6 +10,7 @@ and the others still run.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 from collections.abc import Callable
@@ -90,9 +91,7 @@ class Outcome:
     failed: dict[int, str]  # rank -> why
 
 
-def prepare(session: Session, options: ValidateOptions) -> ValidationPlan:
-    """Check the options, rank the session, pick the partitions; OmdpError on bad input
-    (nothing has run and nothing is written)."""
+def _check(session: Session, options: ValidateOptions) -> None:
     session.require_writable("store validations")
     check_choice(options.objective, OBJECTIVES, "objective")
     if not 1 <= options.frames <= MAX_FRAMES:
@@ -101,12 +100,17 @@ def prepare(session: Session, options: ValidateOptions) -> ValidationPlan:
         )
     if not 0 <= options.warmup <= MAX_WARMUP:
         raise OmdpError(f"--warmup must be 0..{MAX_WARMUP}, got {options.warmup}")
+
+
+def prepare(session: Session, options: ValidateOptions) -> ValidationPlan:
+    """Check the options, rank the session, pick the partitions; OmdpError on bad input
+    (nothing has run and nothing is written)."""
+    _check(session, options)
     if not options.ranks and not options.top:
         raise OmdpError("no partition chosen", "give --rank R[,R...] and/or --top K")
     if any(r < 1 for r in options.ranks):
         raise OmdpError("ranks start at 1", "e.g. --rank 1,3")
     wanted = max([*options.ranks, options.top or 0])
-    analysis = session_analysis(session)
     ranked = rank_session(
         session,
         RankOptions(
@@ -127,12 +131,22 @@ def prepare(session: Session, options: ValidateOptions) -> ValidationPlan:
             f"choose ranks 1..{len(parts)}" if parts else "profile the session first",
         )
     chosen = sorted({*options.ranks, *range(1, min(options.top or 0, len(parts)) + 1)})
-    names = ranked.instance.devices
-    routes = [route_of(_at(parts, r), names, options.sink) for r in chosen]
     inst = ranked.instance
-    links = [
-        (float(b), float(lat)) for b, lat in zip(inst.bandwidth_mbps, inst.latency_ms, strict=True)
-    ]
+    links = list(zip(inst.bandwidth_mbps.tolist(), inst.latency_ms.tolist(), strict=True))
+    return plan_partitions(session, [_at(parts, r) for r in chosen], links, options)
+
+
+def plan_partitions(
+    session: Session,
+    partitions: list[Partition],
+    links: list[tuple[float, float]],
+    options: ValidateOptions,
+) -> ValidationPlan:
+    """The plan for partitions already ranked (the TUI's) under these link values."""
+    _check(session, options)
+    analysis = session_analysis(session)
+    names = session.chain().names
+    routes = [route_of(p, names, options.sink) for p in partitions]
     inputs = _inputs(analysis, options)
     return ValidationPlan(session, analysis, options, routes, links, inputs)
 
@@ -214,9 +228,10 @@ async def run(
     opts = plan.options
     session, analysis = plan.session, plan.analysis
     cache = opts.cache_dir or model_cache_dir()
-    model_file, sha = put_model(analysis.model_bytes(), cache)
+    # off the event loop: a front-end keeps drawing while the model is serialised and run
+    model_file, sha = await asyncio.to_thread(put_model, analysis.model_bytes(), cache)
     npy = {name: _put_input(name, arr, cache) for name, arr in plan.inputs.items()}
-    want = reference_output(analysis, plan.inputs)
+    want = await asyncio.to_thread(reference_output, analysis, plan.inputs)
     chain = session.chain()
     configs = session.device_configs()
     cut_names = [c.tensors for c in analysis.cuts]

@@ -82,6 +82,7 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("b", "focus_links", "Links", id="partitions.links"),
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
+        Binding("v", "validate", "Validate", id="partitions.validate"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
@@ -352,6 +353,16 @@ class PartitionsScreen(WorkspaceScreen):
         self.app.push_screen(
             TextPrompt("Export the selected partition", "JSON file:", default), write
         )
+
+    def action_validate(self) -> None:
+        """Run the selected partition as a chain (the validation screen shows it live)."""
+        from omdp_tui.screens.validation import ValidationScreen
+
+        chosen = next((p for p in self.partitions if p.cuts == self.ws.selected_cuts), None)
+        if chosen is None:
+            self.notify("select a partition in the table first", severity="warning")
+            return
+        self.app.push_screen(ValidationScreen([chosen]))
 
     # -- trace playback --------------------------------------------------------------------
 
