@@ -282,3 +282,40 @@ def test_a_peer_beyond_its_byte_budget_is_cut_off():
         down.read_frame_body()
     up.close()
     down.close()
+
+
+# -- link models --------------------------------------------------------------------------------
+
+
+def test_the_fitted_link_model_keeps_each_links_measured_efficiency():
+    from backend.solver.link_models import effective_links
+
+    configured = [(20.0, 5.0), (100.0, 1.0)]
+    measured = [(19.0, 5.5), (None, None)]
+    bw, lat = effective_links("typed", [40.0, 100.0], [5.0, 1.0], configured, measured)
+    assert bw.tolist() == [40.0, 100.0] and lat.tolist() == [5.0, 1.0]
+    bw, lat = effective_links("fitted", [40.0, 100.0], [5.0, 1.0], configured, measured)
+    assert bw.tolist() == pytest.approx([38.0, 100.0])  # 95 % of any typed rate
+    assert lat.tolist() == pytest.approx([5.5, 1.0])  # unmeasured: as typed
+
+
+def test_validations_carry_both_link_models_and_rank_with_the_chosen_one(session_copy: Path):
+    with Session.open(session_copy, check_model=False) as s:
+        s.set_link_measurement(0, 10.0, 7.0)  # glasses-phone: half its 20 Mbit/s, +2 ms
+        typed = _plan(s, ranks=(2,), bandwidth=("glasses-phone=40",))
+        fitted = _plan(s, ranks=(2,), bandwidth=("glasses-phone=40",), link_model="fitted")
+        assert typed.links == fitted.links == [(40.0, 5.0), (100.0, 1.0)]  # typed values
+        route = fitted.routes[0]
+        assert any(h.link == "glasses-phone" for h in route.hops)
+        for hop, t_ms, f_ms in zip(
+            route.hops, route.link_ms["typed"], route.link_ms["fitted"], strict=True
+        ):
+            if hop.link == "glasses-phone":
+                assert t_ms == pytest.approx(hop.bytes * 8 / 40e3 + 5.0)
+                assert f_ms == pytest.approx(hop.bytes * 8 / 20e3 + 7.0)
+            assert hop.predicted_ms == pytest.approx(f_ms)  # ranked with the fitted model
+        outcome = asyncio.run(validations.run(fitted))
+    (v,) = outcome.validations
+    assert v.link_model == "fitted" and set(v.by_link_model) == {"typed", "fitted"}
+    assert v.by_link_model["fitted"] == pytest.approx(v.predicted[v.cost_model])
+    assert all(set(h.by_link_model) == {"typed", "fitted"} for h in v.hops)

@@ -13,6 +13,7 @@ from backend.cli.solve import parse_k
 from backend.errors import OmdpError
 from backend.profiling.session import Session
 from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.link_models import LINK_MODELS
 from backend.solver.partition import MAX_K
 from backend.text import shown
 from backend.usecases import validations
@@ -42,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="cost_model", default="measured", choices=COST_MODELS)
     p.add_argument("--objective", default="latency", choices=OBJECTIVES)
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
+    p.add_argument(
+        "--link-model",
+        default="typed",
+        choices=LINK_MODELS,
+        help="how the ranking prices transfers: typed (default) or fitted to `links measure`",
+    )
     p.add_argument("--input-npy", metavar="FILE", help="the model's input (else seeded random)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds any step may take")
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         bandwidth=tuple(args.bandwidth),
         latency=tuple(args.latency),
         sink=args.sink,
+        link_model=args.link_model,
         input_npy=args.input_npy,
         seed=args.seed,
         timeout_s=args.timeout,
@@ -119,6 +127,11 @@ def format_validation(v: Validation) -> str:
         f"  predicted {unit}: measured model {_f(v.predicted['measured'])} "
         f"({_p(v.error_pct['measured'])}), estimated model {_f(v.predicted['estimated'])} "
         f"({_p(v.error_pct['estimated'])})",
+        "  link models: "
+        + ", ".join(
+            f"{m} {_f(x)} ({_p(v.error_by_link_model.get(m))})" for m, x in v.by_link_model.items()
+        )
+        + f" (ranked with {v.link_model})",
         f"  {'stage':<30} {'measured ms':>11} {'pred. meas.':>11} {'pred. est.':>11} {'error':>8}",
     ]
     for s in v.stages:

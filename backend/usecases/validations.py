@@ -11,6 +11,7 @@ and the others still run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 from collections.abc import Callable
@@ -27,7 +28,9 @@ from backend.model.analysis import ModelAnalysis
 from backend.profiling.session import Session
 from backend.remote.models import model_cache_dir, put_model
 from backend.remote.stages import StageFailed, StageLauncher
-from backend.solver.costs import OBJECTIVES, check_choice
+from backend.solver.costs import OBJECTIVES, check_choice, transfer_ms
+from backend.solver.link_models import LINK_MODELS, check_link_model, session_links
+from backend.solver.link_values import BANDWIDTH, LATENCY, parse_values
 from backend.solver.partition import Partition
 from backend.usecases.rankings import RankOptions, rank_session
 from backend.usecases.sessions import session_analysis
@@ -54,6 +57,7 @@ class ValidateOptions:
     bandwidth: tuple[str, ...] = ()
     latency: tuple[str, ...] = ()
     sink: str | None = None
+    link_model: str = "typed"  # the one the ranking prices transfers with
     input_npy: str | None = None  # the model's input (a single-input model), else seeded
     seed: int = 0
     timeout_s: float = 120.0
@@ -94,6 +98,7 @@ class Outcome:
 def _check(session: Session, options: ValidateOptions) -> None:
     session.require_writable("store validations")
     check_choice(options.objective, OBJECTIVES, "objective")
+    check_link_model(options.link_model)
     if not 1 <= options.frames <= MAX_FRAMES:
         raise OmdpError(
             f"--frames must be 1..{MAX_FRAMES}, got {options.frames}", "e.g. --frames 20"
@@ -120,6 +125,7 @@ def prepare(session: Session, options: ValidateOptions) -> ValidationPlan:
             sink=options.sink,
             bandwidth=options.bandwidth,
             latency=options.latency,
+            link_model=options.link_model,
         ),
     )
     parts = ranked.partitions
@@ -131,8 +137,13 @@ def prepare(session: Session, options: ValidateOptions) -> ValidationPlan:
             f"choose ranks 1..{len(parts)}" if parts else "profile the session first",
         )
     chosen = sorted({*options.ranks, *range(1, min(options.top or 0, len(parts)) + 1)})
-    inst = ranked.instance
-    links = list(zip(inst.bandwidth_mbps.tolist(), inst.latency_ms.tolist(), strict=True))
+    names = session.chain().link_names
+    bandwidth = parse_values(options.bandwidth, names, BANDWIDTH)
+    latency = parse_values(options.latency, names, LATENCY)
+    links = [
+        (bandwidth.get(n, bw), latency.get(n, lat))
+        for n, (bw, lat) in zip(names, session.bandwidths(), strict=True)
+    ]
     return plan_partitions(session, [_at(parts, r) for r in chosen], links, options)
 
 
@@ -142,11 +153,24 @@ def plan_partitions(
     links: list[tuple[float, float]],
     options: ValidateOptions,
 ) -> ValidationPlan:
-    """The plan for partitions already ranked (the TUI's) under these link values."""
+    """The plan for partitions already ranked (the TUI's) under these typed link values."""
     _check(session, options)
     analysis = session_analysis(session)
-    names = session.chain().names
-    routes = [route_of(p, names, options.sink) for p in partitions]
+    chain = session.chain()
+    typed_bw, typed_lat = zip(*links, strict=True) if links else ((), ())
+    by_model = {m: session_links(session, m, typed_bw, typed_lat) for m in LINK_MODELS}
+    index = {name: i for i, name in enumerate(chain.link_names)}
+    routes = []
+    for p in partitions:
+        route = route_of(p, chain.names, options.sink)
+        link_ms = {
+            m: [
+                float(transfer_ms(h.bytes, bw[index[h.link]], lat[index[h.link]]))
+                for h in route.hops
+            ]
+            for m, (bw, lat) in by_model.items()
+        }
+        routes.append(dataclasses.replace(route, link_ms=link_ms))
     inputs = _inputs(analysis, options)
     return ValidationPlan(session, analysis, options, routes, links, inputs)
 
@@ -267,7 +291,7 @@ async def run(
                 emit(ValidationEvent(rank, "failed", message=str(exc)))
                 continue
             output = reports.compare_outputs(raw.output, want)
-            validation = reports.build(route, raw, settings, output)
+            validation = reports.build(route, raw, settings, output, opts.link_model)
             key = {
                 "positions": route.positions,
                 "configs": {s.device: configs.get(s.device, "") for s in route.stages},

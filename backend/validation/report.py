@@ -70,6 +70,7 @@ class HopResult:
     error_pct: float | None
     clock_rtt_ms: float
     clock_offset_ms: float
+    by_link_model: dict[str, float] = field(default_factory=dict)  # the prediction per model
 
 
 @dataclass
@@ -120,6 +121,9 @@ class Validation:
     gaps: list[Gap]  # biggest first
     seconds: float
     notes: list[str] = field(default_factory=list)
+    link_model: str = "typed"  # how the ranking priced transfers (backend/solver/link_models)
+    by_link_model: dict[str, float | None] = field(default_factory=dict)  # the objective
+    error_by_link_model: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def measured_value(self) -> float:
@@ -187,6 +191,7 @@ def build(
     run: ChainRun,
     settings: RunSettings,
     output: OutputCheck,
+    link_model: str = "typed",
 ) -> Validation:
     """The validation of one run (see the module docstring)."""
     recs = run.stages
@@ -258,6 +263,7 @@ def build(
                 pct(h.predicted_ms, spread.median),
                 clock[1] * ms,
                 clock[0] * ms,
+                {m: v[j] for m, v in route.link_ms.items()},
             )
         )
     fps = None
@@ -267,7 +273,12 @@ def build(
         span = ends[-1] - ends[first]
         count = settings.total - 1 - first
         fps = count / span if span > 0 and count > 0 else None
-    predicted = {m: _predicted(route, stages, m, settings.objective) for m in COST_MODELS}
+    hop_ms = [h.predicted_ms for h in route.hops]
+    predicted = {m: _predicted(stages, hop_ms, m, settings.objective) for m in COST_MODELS}
+    by_link = {
+        m: _predicted(stages, v, route.partition.cost_model, settings.objective)
+        for m, v in route.link_ms.items()
+    }
     lat = Spread.of(latency)
     measured_value = fps if fps is not None else lat.median
     gaps = [
@@ -306,16 +317,21 @@ def build(
         gaps=gaps,
         seconds=run.seconds,
         notes=notes,
+        link_model=link_model,
+        by_link_model=by_link,
+        error_by_link_model={m: pct(v, measured_value) for m, v in by_link.items()},
     )
 
 
-def _predicted(route: Route, stages: list[StageResult], model: str, objective: str) -> float | None:
-    """The objective under one cost model: Σ stages + Σ hops (ms), or 1000 / the slowest
-    of them (frames/s)."""
+def _predicted(
+    stages: list[StageResult], hop_ms: list[float], model: str, objective: str
+) -> float | None:
+    """The objective under one cost model and these hop times: Σ stages + Σ hops (ms), or
+    1000 / the slowest of them (frames/s)."""
     parts = [s.predicted[model] for s in stages if s.segment is not None]
     if any(v is None for v in parts):
         return None
-    times = [float(v) for v in parts if v is not None] + [h.predicted_ms for h in route.hops]
+    times = [float(v) for v in parts if v is not None] + list(hop_ms)
     if objective == "throughput":
         worst = max(times, default=0.0)
         return 1000.0 / worst if worst > 0 else None

@@ -12,7 +12,7 @@ last computing device would send the output backwards: not run yet.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.errors import OmdpError
 from backend.solver.partition import Partition
@@ -54,6 +54,7 @@ class Route:
     partition: Partition
     stages: list[StagePlan]
     hops: list[Hop]
+    link_ms: dict[str, list[float]] = field(default_factory=dict)  # per link model, per hop
 
     @property
     def positions(self) -> list[int]:

@@ -53,6 +53,7 @@ CASES = [
     (["--rank", "1", "--sink", "moon"], "moon"),
     (["--rank", "1", "--objective", "speed"], "invalid choice"),
     (["--rank", "1", "--model", "guessed"], "invalid choice"),
+    (["--rank", "1", "--link-model", "guessed"], "invalid choice"),
     (["--rank", "1", "--timeout", "0"], "--timeout"),
     (["--rank", "1", "--timeout", "nan"], "--timeout"),
 ]
