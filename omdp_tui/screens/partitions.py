@@ -82,7 +82,7 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("b", "focus_links", "Links", id="partitions.links"),
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
-        Binding("v", "validate", "Validate", id="partitions.validate"),
+        Binding("v", "validate", "Validate", show=False, id="partitions.validate"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
