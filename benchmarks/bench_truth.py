@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
@@ -43,7 +44,7 @@ from backend.profiling.session import Session  # noqa: E402
 from backend.usecases import validations  # noqa: E402
 from backend.usecases.sessions import change_chain, session_analysis  # noqa: E402
 from backend.usecases.validations import ValidateOptions  # noqa: E402
-from backend.validation.report import Validation  # noqa: E402
+from backend.validation.report import Validation, pct  # noqa: E402
 
 SETTINGS = {"20/100": (20, 100), "100/300": (100, 300)}
 LOCAL_SETTINGS = {"20/100": (20, 100), "100/1000": (100, 1000)}
@@ -156,6 +157,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     summary = []
+    parts: list[Validation] = []
     for name, bw in settings.items():
         t0 = time.perf_counter()
         runs = (
@@ -173,6 +175,7 @@ def main() -> None:
                 f"{v.latency.median:>8.1f} {_p(e_typed):>9} {_p(e_fitted):>7}  "
                 f"{gap.where} {gap.diff_ms:+.1f} ms{'' if v.output.ok else '  OUTPUT WRONG'}"
             )
+        parts.extend(runs)
         meas = [v.latency.median for v in runs]
         for model in ("typed", "fitted"):
             errs = [v.error_by_link_model.get(model) for v in runs]
@@ -185,6 +188,20 @@ def main() -> None:
             f"({time.perf_counter() - t0:.0f} s)"
         )
     print()
+    # each part on its own: the links under each link model, the compute stages, hand-off
+    hops = [h for v in parts for h in v.hops]
+    for model in ("typed", "fitted"):
+        errs = [abs(pct(h.by_link_model[model], h.measured.median) or 0.0) for h in hops]
+        print(f"links, {model:>6}: median |error| {median(errs):.1f}% over {len(errs)} transfers")
+    comp = [
+        abs(pct(s.predicted["measured"], s.measured.median) or 0.0)
+        for v in parts
+        for s in v.stages
+        if s.measured is not None and s.predicted["measured"] is not None
+    ]
+    print(f"compute stages: median |error| {median(comp):.1f}% over {len(comp)} stages")
+    handoff = [v.handoff.median for v in parts]
+    print(f"hand-off: median {median(handoff):.1f} ms per frame (predicted 0)")
     for model in ("typed", "fitted"):
         rows = [r for r in summary if r[1] == model]
         good, total = sum(r[2] for r in rows), sum(r[3] for r in rows)

@@ -117,6 +117,11 @@ def test_a_relay_chain_computes_the_model_and_is_stored(session_copy: Path):
         assert v.latency.median == pytest.approx(parts + v.handoff.median, rel=0.5)
         assert v.handoff.median > -0.5
         assert len(v.warmup_ms) == 2 and v.frames == 6
+        assert [f["frame"] for f in v.per_frame] == [2, 3, 4, 5, 6, 7]
+        assert v.latency.median == pytest.approx(
+            float(np.median([f["end_to_end"] for f in v.per_frame]))
+        )
+        assert all(f["compute"][1] is None and len(f["transfer"]) == 2 for f in v.per_frame)
         predicted = route.partition.latency_ms
         assert v.predicted["measured"] == pytest.approx(predicted)
         assert v.error_pct["measured"] == pytest.approx(
@@ -319,3 +324,15 @@ def test_validations_carry_both_link_models_and_rank_with_the_chosen_one(session
     assert v.link_model == "fitted" and set(v.by_link_model) == {"typed", "fitted"}
     assert v.by_link_model["fitted"] == pytest.approx(v.predicted[v.cost_model])
     assert all(set(h.by_link_model) == {"typed", "fitted"} for h in v.hops)
+
+
+def test_the_output_goes_on_to_a_sink_after_the_last_computing_device(session_copy: Path):
+    with Session.open(session_copy, check_model=False) as s:
+        plan = _plan(s, top=30, sink="cloud")
+        to_sink = [r for r in plan.routes if r.stages[-1].role == "sink"]
+        assert to_sink, [r.positions for r in plan.routes]
+        plan = dataclasses.replace(plan, routes=to_sink[:1])
+        outcome = asyncio.run(validations.run(plan))
+    (v,) = outcome.validations
+    assert v.output.ok and v.stages[-1].device == "cloud" and v.stages[-1].measured is None
+    assert v.hops[-1].dst == "cloud" and v.hops[-1].position == v.positions[-1]

@@ -236,12 +236,19 @@ def reference_output(
     analysis: ModelAnalysis, inputs: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """The full model's output on this machine (onnxruntime, default options)."""
-    runner = runtimes.load(analysis.model_bytes(), runtimes.RuntimeConfig())
     try:
-        values = runner.run(inputs)
-        return dict(zip(runner.output_names(), values, strict=True))
-    finally:
-        runner.close()
+        runner = runtimes.load(analysis.model_bytes(), runtimes.RuntimeConfig())
+        try:
+            values = runner.run(inputs)
+            return dict(zip(runner.output_names(), values, strict=True))
+        finally:
+            runner.close()
+    except Exception as exc:  # the runtime's own errors: one line, what and where
+        raise OmdpError(
+            f"cannot compute the full model's output on this machine to check the chain's: "
+            f"{runtimes.clean_message(exc)}",
+            "install onnxruntime here (the check runs the whole model once)",
+        ) from None
 
 
 async def run(
@@ -286,7 +293,7 @@ async def run(
                     settings=settings,
                     on_progress=progress,
                 )
-            except (StageFailed, OmdpError) as exc:
+            except (StageFailed, OmdpError, OSError) as exc:  # OSError: a stage did not start
                 outcome.failed[rank] = str(exc)
                 emit(ValidationEvent(rank, "failed", message=str(exc)))
                 continue

@@ -121,6 +121,7 @@ class Validation:
     gaps: list[Gap]  # biggest first
     seconds: float
     notes: list[str] = field(default_factory=list)
+    per_frame: list[dict[str, Any]] = field(default_factory=list)  # counted frames, ms
     link_model: str = "typed"  # how the ranking priced transfers (backend/solver/link_models)
     by_link_model: dict[str, float | None] = field(default_factory=dict)  # the objective
     error_by_link_model: dict[str, float | None] = field(default_factory=dict)
@@ -317,6 +318,15 @@ def build(
         gaps=gaps,
         seconds=run.seconds,
         notes=notes,
+        per_frame=[
+            {
+                "frame": k,
+                "end_to_end": latency[i],
+                "compute": [c[i] if c else None for c in compute],
+                "transfer": [t[i] for t in transfer],
+            }
+            for i, k in enumerate(counted)
+        ],
         link_model=link_model,
         by_link_model=by_link,
         error_by_link_model={m: pct(v, measured_value) for m, v in by_link.items()},

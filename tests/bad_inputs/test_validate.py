@@ -51,6 +51,7 @@ CASES = [
     (["--rank", "1", "--bw", "glasses-phone=fast"], "glasses-phone"),
     (["--rank", "1", "--latency", "glasses-phone=-3"], "glasses-phone"),
     (["--rank", "1", "--sink", "moon"], "moon"),
+    (["--top", "5", "--sink", "glasses"], "not supported"),  # the output sent backwards
     (["--rank", "1", "--objective", "speed"], "invalid choice"),
     (["--rank", "1", "--model", "guessed"], "invalid choice"),
     (["--rank", "1", "--link-model", "guessed"], "invalid choice"),
