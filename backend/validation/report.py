@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from backend.solver.costs import COST_MODELS
 from backend.validation.route import Route
 from backend.validation.runner import ChainRun, RunSettings
 
 OUTPUT_RTOL = 1e-3  # relative to the output's largest magnitude: runtimes round differently
-COST_MODELS = ("measured", "estimated")
 
 
 @dataclass(frozen=True)
