@@ -200,6 +200,13 @@ def main() -> None:
         if s.measured is not None and s.predicted["measured"] is not None
     ]
     print(f"compute stages: median |error| {median(comp):.1f}% over {len(comp)} stages")
+    timed = [s for v in parts for s in v.stages if s.measured is not None and s.solo is not None]
+    stale = [abs(pct(s.predicted["measured"], s.solo.median) or 0.0) for s in timed]
+    chained = [abs(pct(s.measured.median, s.solo.median) or 0.0) for s in timed]
+    print(
+        f"  of which: profile vs the segment alone just before the run: median |diff| "
+        f"{median(stale):.1f}%; in the chain vs alone: {median(chained):.1f}%"
+    )
     handoff = [v.handoff.median for v in parts]
     print(f"hand-off: median {median(handoff):.1f} ms per frame (predicted 0)")
     for model in ("typed", "fitted"):

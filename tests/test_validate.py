@@ -109,6 +109,10 @@ def test_a_relay_chain_computes_the_model_and_is_stored(session_copy: Path):
         assert [h.predicted_ms for h in v.hops] == [h.predicted_ms for h in route.hops]
         assert v.hops[0].bytes == v.hops[1].bytes > 0
         assert v.stages[1].measured is None and v.stages[1].role == "relay"
+        # each computing segment was also timed alone, one device at a time, before frames
+        assert v.stages[0].solo is not None and v.stages[2].solo is not None
+        assert v.stages[1].solo is None
+        assert [e.phase for e in events[:3]] == ["start", "solo", "solo"]
         assert all(st.measured.median > 0 for st in (v.stages[0], v.stages[2]))
         # end to end holds every stage and hop: what is left (hand-off) is small and ≥ 0
         parts = sum(st.measured.median for st in v.stages if st.measured) + sum(

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
 def _progress(e: ValidationEvent) -> None:
     if e.phase == "start":
         print(f"#{e.rank}: starting the chain", file=sys.stderr)
+    elif e.phase == "solo":
+        print(f"#{e.rank}: timing a segment alone", file=sys.stderr)
     elif e.phase == "frames" and (e.done == e.total or e.done % 10 == 0):
         print(f"#{e.rank}: {e.done}/{e.total} frames", file=sys.stderr)
 
@@ -132,7 +134,8 @@ def format_validation(v: Validation) -> str:
             f"{m} {_f(x)} ({_p(v.error_by_link_model.get(m))})" for m, x in v.by_link_model.items()
         )
         + f" (ranked with {v.link_model})",
-        f"  {'stage':<30} {'measured ms':>11} {'pred. meas.':>11} {'pred. est.':>11} {'error':>8}",
+        f"  {'stage':<30} {'measured ms':>11} {'pred. meas.':>11} {'pred. est.':>11} "
+        f"{'error':>8} {'alone ms':>9}",
     ]
     for s in v.stages:
         seg = f"[{s.segment[0]}, {s.segment[1]})" if s.segment else s.role
@@ -140,7 +143,8 @@ def format_validation(v: Validation) -> str:
         meas = f"{s.measured.median:.2f}" if s.measured else "-"
         lines.append(
             f"  {label:<30} {meas:>11} {_f(s.predicted['measured']):>11} "
-            f"{_f(s.predicted['estimated']):>11} {_p(s.error_pct[v.cost_model]):>8}"
+            f"{_f(s.predicted['estimated']):>11} {_p(s.error_pct[v.cost_model]):>8} "
+            f"{_f(s.solo.median if s.solo else None):>9}"
         )
     for h in v.hops:
         label = f"link {h.link}" + (" (loopback)" if h.loopback else "")

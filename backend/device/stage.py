@@ -15,9 +15,11 @@ Every step is stamped with this host's monotonic clock and reported per frame; t
 puts the clocks together (backend/validation/report.py).
 
 Events: `hello`, `listening` {side, port}, `loaded` {load_ms, runtime}, `clock` {offset_s,
-rtt_s} (of the downstream link), `ready`, `frame` {i, start, recv, compute, send, end},
+rtt_s} (of the downstream link), `ready`, `solo` {ms} (the segment timed alone, when
+asked), `frame` {i, start, recv, compute, send, end},
 `output` {t} + bytes (final stage), `done`, or `error` {message, phase} and exit 1.
-Control lines: `peers` {up, down} (where to connect), `go` (the source runs one frame:
+Control lines: `peers` {up, down} (where to connect), `solo` (time the segment alone,
+before the frames), `go` (the source runs one frame:
 the latency objective) or `run` (it runs them all: the throughput objective). EOF on stdin
 means the lab is gone: the stage exits at once.
 """
@@ -87,6 +89,7 @@ class StageJob:
         if self.mode not in MODES:
             raise JobError(f"mode must be one of {', '.join(MODES)}")
         self.clock_rounds = _count(d, "clock_rounds", 1, 1000)
+        self.solo_runs = _count(d, "solo_runs", 0, 1000)
         self.budget = _count(d, "budget", 0, 1 << 44)
         self.timeout = float(d.get("timeout") or 60.0)
         self.cpus = d.get("cpus")
@@ -135,6 +138,7 @@ class Stage:
         self.up: wire.Link | None = None
         self.down: wire.Link | None = None
         self.go: queue.Queue = queue.Queue()
+        self.solo_feeds: dict[str, np.ndarray] = {}
 
     # -- output --------------------------------------------------------------------------
 
@@ -177,6 +181,10 @@ class Stage:
             a, b = job.segment
             data = index.segment_bytes(a, b, inputs=cuts[a], outputs=cuts[b])
             self.runner = runtimes.load(data, config)
+            self.solo_feeds = {
+                name: runtimes.random_tensor(runtimes.tensor_spec(index.value_info[name]), 0)
+                for name in cuts[a]
+            }
             self.emit(
                 {
                     "type": "loaded",
@@ -311,9 +319,25 @@ class Stage:
                 word = line.strip().strip('"')
                 if word in ("go", "run"):
                     self.go.put(word)
+                elif word == "solo":
+                    self._solo()
         except (OSError, ValueError):
             pass
         os._exit(3)
+
+    def _solo(self) -> None:
+        """Time the segment alone, now, on random inputs of its shapes (one run to warm
+        up): what the device does at this moment without the chain around it. The lab
+        asks one stage at a time, before the frames."""
+        times = []
+        if self.runner is not None:
+            feeds = {**self.solo_feeds, **self.feeds}
+            for k in range(self.job.solo_runs + 1):
+                t0 = wire.clock()
+                self.runner.run({n: feeds[n] for n in self.solo_feeds})
+                if k:
+                    times.append((wire.clock() - t0) * 1e3)
+        self.emit({"type": "solo", "ms": times})
 
     def _receive(self, incoming: queue.Queue) -> None:
         assert self.up is not None

@@ -39,6 +39,7 @@ EVENT_TYPES: dict[str, dict[str, type]] = {
     "loaded": {"load_ms": float, "runtime": dict},
     "clock": {"offset_s": float, "rtt_s": float},
     "ready": {},
+    "solo": {"ms": list},
     "frame": {"i": int},
     "output": {"t": list},
     "done": {},
@@ -70,6 +71,10 @@ def _check(obj: Any, device: str) -> dict[str, Any]:
             ok = math.isfinite(float(value))  # type: ignore[arg-type]
         if not ok:
             raise StageFailed(device, f"the stage's {obj['type']} event has a bad {key}")
+    if obj["type"] == "solo" and not all(
+        type(v) in (int, float) and math.isfinite(v) and v >= 0 for v in obj["ms"][:1000]
+    ):
+        raise StageFailed(device, "the stage's solo times are malformed")
     if obj["type"] == "frame":
         for key in ("start", "recv", "end"):
             if key in obj and not _stamp(obj[key]):

@@ -81,7 +81,7 @@ class ValidationEvent:
     """Progress for the front-ends: one partition's phase and frames."""
 
     rank: int
-    phase: str  # start | frames | done | failed
+    phase: str  # start | solo (segments timed alone) | frames | done | failed
     done: int = 0
     total: int = 0
     message: str = ""
@@ -276,7 +276,7 @@ async def run(
 
             def progress(p: RunProgress, rank: int = rank) -> None:
                 if p.phase != "done":  # the use case says done once the report is built
-                    phase = "start" if p.phase == "start" else "frames"
+                    phase = p.phase if p.phase in ("start", "solo") else "frames"
                     emit(ValidationEvent(rank, phase, p.done, p.total, pids=dict(p.pids)))
 
             try:

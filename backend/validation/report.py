@@ -55,6 +55,7 @@ class StageResult:
     error_pct: dict[str, float | None]
     load_ms: float | None = None
     runtime: dict[str, Any] | None = None
+    solo: Spread | None = None  # the segment alone on the device, just before the frames
 
 
 @dataclass
@@ -245,6 +246,7 @@ def build(
                 {m: pct(v, spread.median) if spread else None for m, v in pred.items()},
                 r.load_ms,
                 r.runtime,
+                Spread.of(r.solo_ms) if r.solo_ms else None,
             )
         )
     hops = []
@@ -300,6 +302,21 @@ def build(
     if any(run.loopback):
         names = ", ".join(h.link for h in hops if h.loopback)
         notes.append(f"link {names}: loopback on this machine, not the link the values describe")
+    for st in stages:
+        profiled = st.predicted.get(route.partition.cost_model)
+        if st.solo is None or st.measured is None or not profiled:
+            continue
+        stale, chained = pct(profiled, st.solo.median), pct(st.measured.median, st.solo.median)
+        if stale is not None and abs(stale) > 10:
+            notes.append(
+                f"compute {st.device}: profiled {profiled:.1f} ms, alone now {st.solo.median:.1f} "
+                f"ms ({stale:+.0f}%): the device runs at another speed than when profiled"
+                + (
+                    f"; in the chain {st.measured.median:.1f} ms ({chained:+.0f}% of alone)"
+                    if chained is not None
+                    else ""
+                )
+            )
     return Validation(
         rank=route.partition.rank,
         positions=route.positions,

@@ -40,6 +40,7 @@ class RunSettings:
     objective: str = "latency"  # one frame at a time; "throughput": back to back
     clock_rounds: int = 16
     timeout_s: float = 120.0
+    solo_runs: int = 5  # each segment also timed alone, one device at a time, before frames
 
     @property
     def total(self) -> int:
@@ -55,6 +56,7 @@ class StageRecord:
     load_ms: float | None = None
     runtime: dict[str, Any] | None = None
     clock: tuple[float, float] | None = None  # (next stage's clock - this one's, rtt), s
+    solo_ms: list[float] = field(default_factory=list)  # its segment alone, just before
     frames: dict[int, dict[str, Any]] = field(default_factory=dict)
     done: bool = False  # said `done` (the final stage: after its output)
 
@@ -73,7 +75,7 @@ class RunProgress:
 
     done: int
     total: int
-    phase: str  # "start" | "frames" | "done"
+    phase: str  # "start" | "solo" | "frames" | "done"
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -136,6 +138,7 @@ async def run_route(
             "warmup": settings.warmup,
             "mode": settings.objective,
             "clock_rounds": settings.clock_rounds,
+            "solo_runs": settings.solo_runs,
             "budget": (max(budgets, default=0) + HEADER_BYTES) * total + (1 << 20),
             "timeout": settings.timeout_s,
             "cpus": spec.cpus if spec.kind == "local" else None,
@@ -187,6 +190,13 @@ async def run_route(
             i, ev = await next_event()
             if ev["type"] == "ready":
                 ready.add(i)
+        if settings.solo_runs:
+            for i, plan in enumerate(route.stages):
+                if plan.segment is not None:
+                    report(RunProgress(0, total, "solo"))
+                    await stages[i].send("solo")
+                    while not records[i].solo_ms:
+                        await next_event()
         pids = {r.device: r.pid for r in records if r.pid is not None}
         final = records[-1]
         source = stages[0]
@@ -250,6 +260,8 @@ def _record(record: StageRecord, ev: dict[str, Any]) -> None:
     elif kind == "loaded":
         record.load_ms = float(ev["load_ms"])
         record.runtime = ev["runtime"]
+    elif kind == "solo":
+        record.solo_ms = [float(x) for x in ev["ms"]]
     elif kind == "clock":
         record.clock = (float(ev["offset_s"]), float(ev["rtt_s"]))
     elif kind == "frame":

@@ -176,6 +176,9 @@ class ValidationScreen(WorkspaceScreen):
         key = str(e.rank)
         if e.phase == "start":
             table.update_cell(key, "status", "starting")
+        elif e.phase == "solo":
+            table.update_cell(key, "status", "alone")
+            self._status(f"#{e.rank}: timing each segment alone, one device at a time")
         elif e.phase == "frames":
             table.update_cell(key, "status", f"{e.done}/{e.total}")
             self._status(f"#{e.rank}: frame {e.done} of {e.total}")
