@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rank", default="", metavar="R[,R...]", help="ranks to run, e.g. 1,3")
     p.add_argument("--top", metavar="K", help="also the K best partitions")
     p.add_argument("--frames", type=int, default=20, help="counted frames (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="warm-up frames, not counted (3)")
+    p.add_argument(
+        "--warmup", type=int, default=3, help="warm-up frames, reported, not counted (3)"
+    )
     p.add_argument(
         "--bw",
         "--bandwidth",
@@ -40,8 +42,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--latency", action="append", default=[], metavar="LINK=MS", help="a link's latency"
     )
-    p.add_argument("--model", dest="cost_model", default="measured", choices=COST_MODELS)
-    p.add_argument("--objective", default="latency", choices=OBJECTIVES)
+    p.add_argument(
+        "--model",
+        dest="cost_model",
+        default="measured",
+        choices=COST_MODELS,
+        help="the cost model that ranks (both are reported)",
+    )
+    p.add_argument(
+        "--objective",
+        default="latency",
+        choices=OBJECTIVES,
+        help="latency: one frame at a time (default); throughput: frames back to back",
+    )
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
     p.add_argument(
         "--link-model",
