@@ -83,6 +83,7 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
         Binding("v", "validate", "Validate", show=False, id="partitions.validate"),
+        Binding("V", "validate_all", "Validate top K", show=False, id="partitions.validate_all"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
@@ -363,6 +364,15 @@ class PartitionsScreen(WorkspaceScreen):
             self.notify("select a partition in the table first", severity="warning")
             return
         self.app.push_screen(ValidationScreen([chosen]))
+
+    def action_validate_all(self) -> None:
+        """Run every partition of the table as a chain, one after the other."""
+        from omdp_tui.screens.validation import ValidationScreen
+
+        if not self.partitions:
+            self.notify("no partition to validate yet", severity="warning")
+            return
+        self.app.push_screen(ValidationScreen(list(self.partitions)))
 
     # -- trace playback --------------------------------------------------------------------
 

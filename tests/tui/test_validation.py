@@ -43,6 +43,23 @@ async def test_validate_the_selected_partition_live(fixed_workspace):
         assert app.screen is screen and table.row_count == 10
 
 
+async def test_validate_the_whole_table(fixed_workspace):
+    fixed_workspace.set_ranking_options(k=2)
+    app = OmdpApp(Launch("workspace", prepared=fixed_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_partitions(pilot)
+        await pilot.press("V")
+        await wait_for(pilot, lambda: isinstance(app.screen, ValidationScreen))
+        table = app.screen.query_one("#validation-table", DataTable)
+        assert table.row_count == 2
+        await wait_for(
+            pilot,
+            lambda: [str(table.get_cell(k, "status")) for k in ("1", "2")] == ["done", "done"],
+            timeout=120,
+        )
+    assert len(fixed_workspace.session.validations()) == 2
+
+
 def test_bars_scale_and_the_verdict_is_shown():
     assert bar(5, 10, 4) == "██  " and bar(10, 10, 4) == "████" and bar(0, 10, 4) == "    "
     assert bar(1, 8, 1) == "▏"
