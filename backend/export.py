@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,11 @@ def build_export(
     model_path: str | None = None,
     sha256: str | None = None,
     builtin: str | None = None,
+    validations: Mapping[tuple[int, ...], Sequence[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The export document for `partitions` (already ranked) of `analysis`'s model."""
+    """The export document for `partitions` (already ranked) of `analysis`'s model.
+    `validations`: chained runs stored for a partition (by its positions p_0..p_D), added
+    to it when there are any."""
     if not partitions:
         raise OmdpError("there is no partition to export", "rank partitions first")
     return {
@@ -63,7 +66,7 @@ def build_export(
         "devices": [dict(d) for d in devices],
         "links": [dict(lk) for lk in links],
         "assumptions": {"cost_model": cost_model, "objective": objective, "sink": sink},
-        "partitions": [_partition(analysis, p) for p in partitions],
+        "partitions": [_partition(analysis, p, validations or {}) for p in partitions],
     }
 
 
@@ -71,7 +74,9 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
-def _partition(a: ModelAnalysis, p: Partition) -> dict[str, Any]:
+def _partition(
+    a: ModelAnalysis, p: Partition, validations: Mapping[tuple[int, ...], Sequence[dict[str, Any]]]
+) -> dict[str, Any]:
     segments = []
     for s in p.stages:
         own = [i for i in range(s.start, s.end) if not a.nodes[i].static]
@@ -104,7 +109,7 @@ def _partition(a: ModelAnalysis, p: Partition) -> dict[str, Any]:
                 "transfer_ms": _finite(t.ms),
             }
         )
-    return {
+    out = {
         "rank": p.rank,
         "total_ms": _finite(p.total_ms),
         "latency_ms": _finite(p.latency_ms),
@@ -116,6 +121,10 @@ def _partition(a: ModelAnalysis, p: Partition) -> dict[str, Any]:
         "segments": segments,
         "cuts": cuts,
     }
+    runs = validations.get((0, *p.cuts, a.n))
+    if runs:
+        out["validations"] = [dict(v) for v in runs]
+    return out
 
 
 def write_export(
@@ -298,3 +307,9 @@ def validate(doc: Any, where: str = "export") -> None:
                 "a cut lies outside the model",
             )
             _need(isinstance(cut.get("tensors"), list), at, "a cut has no tensor list")
+        runs = part.get("validations", [])
+        _need(
+            isinstance(runs, list) and all(isinstance(v, dict) for v in runs),
+            at,
+            "'validations' is not a list of objects",
+        )

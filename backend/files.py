@@ -159,9 +159,18 @@ def check_writable(path: str | os.PathLike[str], example: str = "out.json") -> P
 
 
 def read_text(path: str | os.PathLike[str], what: str, limit: int, fix: str) -> str:
-    """A small text file the user gives (devices, instance, trace): a regular file, at
-    most `limit` bytes (read no further: a FIFO or /dev/zero cannot hang us), UTF-8.
-    Every problem is one OmdpError naming the file as `what` and saying `fix`."""
+    """A small text file the user gives (devices, instance, trace): `read_bytes`, UTF-8."""
+    data = read_bytes(path, what, limit, fix)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise OmdpError(f"{path} is not a text file (byte {exc.start} is not UTF-8)", fix) from None
+
+
+def read_bytes(path: str | os.PathLike[str], what: str, limit: int, fix: str) -> bytes:
+    """A file the user gives: a regular file, at most `limit` bytes (read no further: a
+    FIFO or /dev/zero cannot hang us). Every problem is one OmdpError naming the file as
+    `what` and saying `fix`."""
     p = Path(path)
     try:
         mode = os.stat(p).st_mode
@@ -180,7 +189,4 @@ def read_text(path: str | os.PathLike[str], what: str, limit: int, fix: str) -> 
         raise os_error(exc, p, f"read the {what}") from None
     if len(data) > limit:
         raise OmdpError(f"{p} is larger than {limit >> 20} MiB, the limit for a {what}", fix)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise OmdpError(f"{p} is not a text file (byte {exc.start} is not UTF-8)", fix) from None
+    return data

@@ -30,7 +30,16 @@ from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 from backend.solver.costs import SegmentInstance
 from backend.solver.ranking import Partition, Ranker, Ranking
-from backend.usecases import attribution, candidates, exports, plans, rankings, runs, sessions
+from backend.usecases import (
+    attribution,
+    candidates,
+    exports,
+    plans,
+    rankings,
+    runs,
+    sessions,
+    validations,
+)
 from backend.usecases.traces import TraceReplay, replay_trace
 
 if TYPE_CHECKING:  # the device use cases load asyncssh: only when a device is reached
@@ -400,6 +409,39 @@ class Workspace:
             [x.latency_ms for x in self.links],
             path,
         )
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def validation_plan(
+        self, partitions: list[Partition], frames: int = 20
+    ) -> validations.ValidationPlan:
+        """Run these partitions as a chain under the link values they were ranked with."""
+        options = validations.ValidateOptions(
+            frames=frames, objective=self.objective, cost_model=self.cost_model
+        )
+        links = [(x.bandwidth_mbps, x.latency_ms) for x in self.links]
+        return validations.plan_partitions(self.session, partitions, links, options)
+
+    async def validate(
+        self,
+        plan: validations.ValidationPlan,
+        on_event: Callable[[validations.ValidationEvent], None],
+    ) -> validations.Outcome:
+        return await validations.run(plan, on_event)
+
+    def stored_validation(self, cuts: tuple[int, ...]) -> dict[str, Any] | None:
+        """The newest stored validation of this partition under the current link values
+        and objective (its report), if any."""
+        positions = [0, *cuts, self.analysis.n]
+        links = [[x.bandwidth_mbps, x.latency_ms] for x in self.links]
+        rows = [
+            r
+            for r in self.session.validations()
+            if r["positions"] == positions
+            and r["links"] == links
+            and r["objective"] == self.objective
+        ]
+        return rows[-1]["report"] if rows else None
 
     # -- traces --------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ VERBS: dict[str, str] = {
     "export-instance": "write a session as an instance file (segment or layer level)",
     "devices": "check the chain's devices (SSH, python, packages)",
     "links": "measure link bandwidth and latency",
+    "validate": "run ranked partitions as a chain: measured beside predicted",
     "lab": "emulate the chain on this machine: namespaces, shaped links, sshd (root)",
 }
 UI_VERBS: dict[str, str] = {

@@ -8,11 +8,13 @@ import json
 from backend.cli.solve import format_table, parse_k
 from backend.profiling.session import Session
 from backend.solver.costs import COST_MODEL_HELP, COST_MODELS, OBJECTIVES
+from backend.solver.link_models import LINK_MODELS
 from backend.usecases.rankings import RankOptions, rank_session
 
 
-def add_ranking_args(p: argparse.ArgumentParser) -> None:
-    """Link values, cost model and objective: shared by paths, trace and export."""
+def add_ranking_args(p: argparse.ArgumentParser, link_model: bool = True) -> None:
+    """Link values, cost model and objective: shared by paths, trace and export (the
+    link model where the verb ranks through `ranking_options`)."""
     p.add_argument("session", help="session file (see `omdp sessions`)")
     p.add_argument(
         "--bw",
@@ -44,6 +46,14 @@ def add_ranking_args(p: argparse.ArgumentParser) -> None:
         help="latency (sum of stages, default) or throughput (slowest stage)",
     )
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
+    if link_model:
+        p.add_argument(
+            "--link-model",
+            default="typed",
+            choices=LINK_MODELS,
+            help="transfers at the typed link values (default) or fitted to `links measure` "
+            "data where the session has it (docs/validation.md)",
+        )
     p.add_argument(
         "--memory",
         action="append",
@@ -88,6 +98,7 @@ def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
         memory=tuple(args.memory),
         save_links=getattr(args, "save", False),
         candidates=tuple(getattr(args, "candidates", ())),
+        link_model=args.link_model,
     )
 
 

@@ -17,7 +17,7 @@ from backend.usecases.traces import replay_session
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trace")
-    add_ranking_args(p)
+    add_ranking_args(p, link_model=False)
     p.add_argument(
         "--trace",
         action="append",

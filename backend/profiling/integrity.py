@@ -176,6 +176,20 @@ def _rules(n: int) -> dict[str, list[Rule]]:
             Rule("created_at", *text),
         ],
         "ui_state": [Rule("key", *text), Rule("value", JSON, "JSON")],
+        "validations": [
+            Rule("positions", json_list(), "a JSON list"),
+            Rule("configs", JSON_OBJECT, "a JSON object"),
+            Rule("links", json_list(), "a JSON list"),
+            Rule("objective", _in(("latency", "throughput")), "latency / throughput"),
+            Rule("cost_model", *text),
+            Rule("frames", INT + " AND {c} >= 1", "a count ≥ 1"),
+            Rule("measured", NUM + " AND {c} >= 0", "a finite number ≥ 0"),
+            Rule("predicted", *num, nullable=True),
+            Rule("error_pct", *num, nullable=True),
+            Rule("output_ok", INT + " AND {c} IN (0, 1)", "0 or 1"),
+            Rule("report", JSON_OBJECT, "a JSON object"),
+            Rule("created_at", *text),
+        ],
     }
 
 

@@ -13,7 +13,27 @@ import sqlite3
 APP_ID = "omdp-session"
 SUFFIX = ".omdp"
 
-SQL = """
+VALIDATIONS_SQL = """
+CREATE TABLE validations (           -- chained runs of a partition (omdp validate)
+    id INTEGER PRIMARY KEY,
+    positions TEXT NOT NULL,        -- JSON [p_0 .. p_D]: the partition
+    configs TEXT NOT NULL,          -- JSON {device: RuntimeConfig.key()} of the devices run
+    links TEXT NOT NULL,            -- JSON [[Mbit/s, ms], ...]: the link values predicted with
+    objective TEXT NOT NULL,        -- latency | throughput
+    cost_model TEXT NOT NULL,       -- the model that ranked it
+    frames INTEGER NOT NULL,
+    measured REAL NOT NULL,         -- median end-to-end ms, or frames/s (throughput)
+    predicted REAL,                 -- the same under the ranking's cost model
+    error_pct REAL,                 -- (predicted - measured) / measured, %
+    output_ok INTEGER NOT NULL,     -- 1: the chain's output matched the full model's
+    report TEXT NOT NULL,           -- JSON: per stage and link, measured beside predicted
+    created_at TEXT NOT NULL,
+    UNIQUE (positions, configs, links, objective)
+);
+"""  # version 4
+
+SQL = (
+    """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE model (
@@ -126,12 +146,16 @@ CREATE TABLE partitions (
 );
 CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + VALIDATIONS_SQL
+)
 
 
 # Each later version's changes to a file of the version before: additive only (new tables;
 # new columns that are nullable or have a default), so an older session opens whole after
 # `upgrade` and keeps every row. `SQL` above is always the newest schema in full.
-UPGRADES: dict[int, str] = {}
+UPGRADES: dict[int, str] = {
+    4: VALIDATIONS_SQL,
+}
 VERSION = max(UPGRADES, default=1)
 
 

@@ -913,6 +913,45 @@ class Session:
             )
         return out
 
+    # -- validations (chained runs of a partition) -----------------------------------------------
+
+    def save_validation(self, key: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
+        """Store one validation, replacing an earlier one of the same partition under the
+        same configurations, link values and objective. `key`: positions, configs, links,
+        objective; `summary`: cost_model, frames, measured, predicted, error_pct,
+        output_ok, report (a JSON-ready dict)."""
+        with self._writing("store a validation"):
+            self.conn.execute(
+                "INSERT OR REPLACE INTO validations (positions, configs, links, objective, "
+                "cost_model, frames, measured, predicted, error_pct, output_ok, report, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _json(list(key["positions"])),
+                    _json(dict(key["configs"])),
+                    _json([list(v) for v in key["links"]]),
+                    key["objective"],
+                    summary["cost_model"],
+                    summary["frames"],
+                    summary["measured"],
+                    summary["predicted"],
+                    summary["error_pct"],
+                    int(bool(summary["output_ok"])),
+                    _json(summary["report"]),
+                    _now(),
+                ),
+            )
+
+    def validations(self) -> list[dict[str, Any]]:
+        """Every stored validation, oldest first, JSON columns decoded."""
+        out = []
+        for r in self.conn.execute("SELECT * FROM validations ORDER BY id"):
+            row = dict(r)
+            for col in ("positions", "configs", "links", "report"):
+                row[col] = json.loads(row[col])
+            row["output_ok"] = bool(row["output_ok"])
+            out.append(row)
+        return out
+
     def get_ui_state(self, key: str | None = None, default: Any = None) -> Any:
         """All UI state as a dict, or one value."""
         if key is None:

@@ -74,6 +74,7 @@ def _document(
     return build_export(
         analysis,
         partitions,
+        validations=stored_validations(session),
         devices=export_devices(chain),
         links=export_links(chain, bandwidth_mbps, latency_ms),
         cost_model=cost_model,
@@ -83,6 +84,52 @@ def _document(
         sha256=ref.sha256,
         builtin=ref.builtin,
     )
+
+
+def stored_validations(session: Session) -> dict[tuple[int, ...], list[dict[str, Any]]]:
+    """The session's validations under its devices' current configurations, by partition
+    positions, as the export shows them: what was run, measured beside predicted."""
+    configs = session.device_configs()
+    out: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+    for row in session.validations():
+        if any(configs.get(d) != c for d, c in row["configs"].items()):
+            continue  # measured under other runtime options
+        rep = row["report"]
+        out.setdefault(tuple(row["positions"]), []).append(
+            {
+                "objective": row["objective"],
+                "cost_model": row["cost_model"],
+                "links": row["links"],
+                "frames": row["frames"],
+                "measured": row["measured"],
+                "predicted": row["predicted"],
+                "error_pct": row["error_pct"],
+                "output_ok": row["output_ok"],
+                "verdict": rep.get("verdict"),
+                "latency_ms": rep.get("latency"),
+                "stages": [
+                    {
+                        "device": st["device"],
+                        "role": st["role"],
+                        "measured_ms": (st["measured"] or {}).get("median"),
+                        "predicted_ms": st["predicted"],
+                    }
+                    for st in rep.get("stages", [])
+                ],
+                "hops": [
+                    {
+                        "link": h["link"],
+                        "position": h["position"],
+                        "loopback": h["loopback"],
+                        "measured_ms": h["measured"]["median"],
+                        "predicted_ms": h["predicted_ms"],
+                    }
+                    for h in rep.get("hops", [])
+                ],
+                "created_at": row["created_at"],
+            }
+        )
+    return out
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from backend.errors import OmdpError
 from backend.profiling.session import Session
 from backend.solver.costs import SegmentInstance
+from backend.solver.link_models import session_links
 from backend.solver.link_values import BANDWIDTH, LATENCY, MEMORY, parse_values
 from backend.solver.pricing import instance_from_session, memory_needs
 from backend.solver.ranking import Partition, top_k
@@ -33,6 +34,7 @@ class RankOptions:
     memory: tuple[str, ...] = ()  # DEVICE=MIB
     candidates: tuple[str, ...] = ()  # positions or node names ranked too, not stored
     save_links: bool = False  # store the given link values as the session's current ones
+    link_model: str = "typed"  # how link values become transfer times (solver.link_models)
 
 
 @dataclass
@@ -69,6 +71,9 @@ def priced_session(session: Session, options: RankOptions) -> SegmentInstance:
             f"session {session.path} has no per-node times for the {options.cost_model} model",
             "profile it again (per-node times are measured with the plan) or use --model measured",
         )
+    if options.link_model != "typed":
+        bw, lat = session_links(session, options.link_model, inst.bandwidth_mbps, inst.latency_ms)
+        inst = dataclasses.replace(inst, bandwidth_mbps=bw, latency_ms=lat)
     if options.memory:
         limits = parse_values(options.memory, chain.names, MEMORY, "device")
         inst = dataclasses.replace(

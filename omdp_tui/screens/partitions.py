@@ -89,6 +89,8 @@ class PartitionsScreen(WorkspaceScreen):
         Binding("k", "focus_k", "K", id="partitions.k"),
         Binding("e", "export", "Export", id="partitions.export"),
         Binding("w", "map", "Map", show=False, id="partitions.map"),  # in the palette and help
+        Binding("v", "validate", "Validate", show=False, id="partitions.validate"),
+        Binding("V", "validate_all", "Validate top K", show=False, id="partitions.validate_all"),
         Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
         Binding("p", "play", "Play/pause", id="partitions.trace_play"),
         Binding(
@@ -386,6 +388,25 @@ class PartitionsScreen(WorkspaceScreen):
         self.app.push_screen(
             TextPrompt("Export the selected partition", "JSON file:", default), write
         )
+
+    def action_validate(self) -> None:
+        """Run the selected partition as a chain (the validation screen shows it live)."""
+        from omdp_tui.screens.validation import ValidationScreen
+
+        chosen = next((p for p in self.partitions if p.cuts == self.ws.selected_cuts), None)
+        if chosen is None:
+            self.notify("select a partition in the table first", severity="warning")
+            return
+        self.app.push_screen(ValidationScreen([chosen]))
+
+    def action_validate_all(self) -> None:
+        """Run every partition of the table as a chain, one after the other."""
+        from omdp_tui.screens.validation import ValidationScreen
+
+        if not self.partitions:
+            self.notify("no partition to validate yet", severity="warning")
+            return
+        self.app.push_screen(ValidationScreen(list(self.partitions)))
 
     # -- trace playback --------------------------------------------------------------------
 
