@@ -340,3 +340,13 @@ def test_the_output_goes_on_to_a_sink_after_the_last_computing_device(session_co
     (v,) = outcome.validations
     assert v.output.ok and v.stages[-1].device == "cloud" and v.stages[-1].measured is None
     assert v.hops[-1].dst == "cloud" and v.hops[-1].position == v.positions[-1]
+
+
+def test_a_partition_ranked_by_layer_sums_is_predicted_by_that_model_too(session_copy: Path):
+    with Session.open(session_copy, check_model=False) as s:
+        plan = _plan(s, ranks=(1,), cost_model="layer-sum")
+        outcome = asyncio.run(validations.run(plan))
+    (v,) = outcome.validations
+    assert v.cost_model == "layer-sum"
+    assert {"measured", "estimated", "layer-sum"} <= set(v.predicted)
+    assert v.predicted["layer-sum"] == pytest.approx(plan.routes[0].partition.total_ms)

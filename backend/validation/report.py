@@ -236,6 +236,7 @@ def build(
     for p, r, c in zip(route.stages, recs, compute, strict=True):
         spread = Spread.of(c) if c else None
         pred = {"measured": p.measured_ms, "estimated": p.estimated_ms}
+        pred.setdefault(route.partition.cost_model, p.ranked_ms)
         stages.append(
             StageResult(
                 p.device,
@@ -277,7 +278,8 @@ def build(
         count = settings.total - 1 - first
         fps = count / span if span > 0 and count > 0 else None
     hop_ms = [h.predicted_ms for h in route.hops]
-    predicted = {m: _predicted(stages, hop_ms, m, settings.objective) for m in COST_MODELS}
+    models = [m for m in COST_MODELS if stages and m in stages[0].predicted]
+    predicted = {m: _predicted(stages, hop_ms, m, settings.objective) for m in models}
     by_link = {
         m: _predicted(stages, v, route.partition.cost_model, settings.objective)
         for m, v in route.link_ms.items()

@@ -29,6 +29,7 @@ class StagePlan:
     final: bool
     measured_ms: float | None  # the ranking's prediction of its compute time, per model
     estimated_ms: float | None
+    ranked_ms: float  # under the cost model that ranked the partition (another, e.g. layer-sum)
 
     @property
     def role(self) -> str:
@@ -95,6 +96,7 @@ def route_of(partition: Partition, devices: Sequence[str], sink: str | None = No
                 final=final,
                 measured_ms=s.measured_ms if not s.empty else 0.0,
                 estimated_ms=s.estimated_ms if not s.empty else 0.0,
+                ranked_ms=s.compute_ms if not s.empty else 0.0,
             )
         )
         if not final:
