@@ -190,7 +190,7 @@ class Agent:
             feeds = self._feeds(job, index, index.inputs, ins)
             runner = runtimes.load(whole, config)
             values = runner.run(feeds)
-            result = dict(zip(runner.output_names(), values, strict=True))
+            result = dict(zip(runner.output_names(), values))
             runner.close()
             return {**feeds, **{k: np.array(v) for k, v in result.items()}}
         except Exception as exc:

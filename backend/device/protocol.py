@@ -24,7 +24,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Tuple, Union
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 << 20  # a result of 10^5 samples or the node times of a 10^5-node model
@@ -34,11 +34,18 @@ MAX_ITEMS = 1 << 20  # segments in one job
 MAX_MS = 1e9  # about 11 days: any time above is not a measurement
 MAX_PLAIN_ITEMS = 4096  # scalars in a free-form mapping (host facts, runtime options)
 
-Segment = tuple[int, int]
+Segment = Tuple[int, int]  # typing's alias: devices run Python 3.8
 
 PHASES = ("inputs", "load", "timing", "node_times", "paused")
 ERROR_KINDS = ("extract", "inputs", "load", "run", "job", "node_times")
 STOP_REASONS = ("ci", "max_runs", "max_seconds")
+# numpy dtype of each ONNX TensorProto data type (fixed by the ONNX standard), so a device
+# without onnx can make inputs for the segments the lab cut
+TENSOR_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
+    15: "complex128",
+}  # fmt: skip
 STAT_FIELDS = (
     "count", "median", "p10", "p90", "mean", "std", "min", "max", "ci_low", "ci_high", "rel_ci"
 )  # fmt: skip
@@ -306,7 +313,7 @@ class Done:
     seconds: float
 
 
-Event = Hello | AgentProgress | Result | SegmentError | NodeTimes | Done
+Event = Union[Hello, AgentProgress, Result, SegmentError, NodeTimes, Done]
 _NAMES: dict[type, str] = {
     Hello: "hello",
     AgentProgress: "progress",

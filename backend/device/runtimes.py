@@ -32,14 +32,18 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import onnx
+
+try:
+    import onnx
+except ImportError:  # a device without onnx runs the segments the lab cut (segments mode)
+    onnx = None  # type: ignore[assignment]
 
 if __package__:
     from .probe import host_facts as _probe_facts
-    from .protocol import TimingSettings
+    from .protocol import TENSOR_DTYPES, TimingSettings
 else:  # plain files side by side on a device
     from probe import host_facts as _probe_facts  # type: ignore[no-redef]
-    from protocol import TimingSettings  # type: ignore[no-redef]
+    from protocol import TENSOR_DTYPES, TimingSettings  # type: ignore[no-redef]
 
 RUNTIMES = ("onnxruntime", "openvino")
 # The options each runtime takes (besides `name`): the one list the devices file, the
@@ -221,7 +225,7 @@ def versions() -> dict[str, str | None]:
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "onnx": onnx.__version__,
+        "onnx": onnx.__version__ if onnx is not None else None,
         "onnxruntime": _dist_version("onnxruntime"),
         "openvino": _dist_version("openvino"),
     }
@@ -250,7 +254,16 @@ class TensorSpec:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(self.elem_type))
+        return np_dtype(self.elem_type)
+
+
+def np_dtype(elem_type: int) -> np.dtype:
+    """The numpy dtype of an ONNX tensor type, from the protocol's table (no onnx needed,
+    the same in every onnx release)."""
+    name = TENSOR_DTYPES.get(elem_type)
+    if name is None:
+        raise ValueError(f"ONNX tensor type {elem_type} has no numpy equivalent")
+    return np.dtype(name)
 
 
 def tensor_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
@@ -384,19 +397,49 @@ class OrtRunner(Runner):
         self.session = None
 
 
+@dataclass(frozen=True)
+class OvApi:
+    """The OpenVINO API at hand: 2023.1+ exports it from `openvino`, 2022.x only from
+    `openvino.runtime`, whose `infer` takes no sharing flags and whose `read_model` takes
+    the bytes themselves."""
+
+    module: Any
+    core: Any
+    legacy: bool
+
+    def version(self) -> str:
+        return str(self.module.get_version())
+
+    def read_model(self, model: bytes) -> Any:
+        return self.core.read_model(model if self.legacy else io.BytesIO(model))
+
+    def infer(self, request: Any, feeds: dict[str, np.ndarray]) -> Any:
+        if self.legacy:
+            return request.infer(feeds)
+        return request.infer(feeds, share_inputs=True, share_outputs=True)
+
+
 @functools.lru_cache(maxsize=1)
-def _ov_core():
+def ov_api() -> OvApi:
     # `import openvino` imports its model converter, whose telemetry forks a sender that
     # tries the network (none here) and then blocks interpreter exit. We only need the
     # runtime: hide the converter so the import skips it (openvino guards it with
     # try/except ImportError).
     if "openvino" not in sys.modules:
-        sys.modules.setdefault("openvino.tools.ovc", None)
+        sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[arg-type]
     try:
         import openvino
     except ImportError as exc:
         raise RuntimeUnavailable("openvino is not installed on this device") from exc
-    return openvino, openvino.Core()
+    if hasattr(openvino, "Core"):
+        return OvApi(openvino, openvino.Core(), False)
+    try:
+        import openvino.runtime as legacy
+    except ImportError as exc:
+        raise RuntimeUnavailable(
+            "this openvino has neither openvino.Core nor openvino.runtime (need 2022.1+)"
+        ) from exc
+    return OvApi(legacy, legacy.Core(), True)
 
 
 def ov_properties(config: RuntimeConfig, perf_count: bool = False) -> dict[str, Any]:
@@ -414,16 +457,17 @@ class OvRunner(Runner):
     runtime = "openvino"
 
     def __init__(self, model: bytes, config: RuntimeConfig, perf_count: bool = False):
-        ov, core = _ov_core()
+        self.api = api = ov_api()
+        core = api.core
         if config.ov_device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
             raise RuntimeUnavailable(
                 f"OpenVINO device '{config.ov_device}' is not available "
                 f"(available: {', '.join(core.available_devices)})"
             )
-        self.version = ov.get_version()
+        self.version = api.version()
         self.options = config.options()
         t0 = time.perf_counter()
-        ov_model = core.read_model(io.BytesIO(model))
+        ov_model = api.read_model(model)
         self.compiled = core.compile_model(
             ov_model, config.ov_device, ov_properties(config, perf_count)
         )
@@ -435,7 +479,7 @@ class OvRunner(Runner):
             self.options["effective_precision"] = getattr(hint, "to_string", hint.__str__)()
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        res = self.request.infer(feeds, share_inputs=True, share_outputs=True)
+        res = self.api.infer(self.request, feeds)
         return [res[o] for o in self.compiled.outputs]
 
     def output_names(self) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -333,7 +334,7 @@ class Profiler:
             return SshAgentTransport(target, on_status=lambda m: self._emit(Notice(device.name, m)))
         from backend.remote.local import LocalTransport
 
-        return LocalTransport(self.cache_dir)
+        return LocalTransport(self.cache_dir, python=device.python or sys.executable)
 
     def _emit(self, event: JobEvent) -> None:
         if self.on_event is not None:

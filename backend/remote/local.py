@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ class LocalTransport:
     whole group, whatever the program started)."""
 
     def __init__(self, cache_dir: str | os.PathLike[str], python: str = sys.executable):
+        """`python`: the interpreter command (a device's `python`, e.g. a venv's)."""
         self.cache_dir = str(cache_dir)
         self.python = python
         self.description = "local agent"
@@ -44,7 +46,7 @@ class LocalTransport:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )
-        argv = [self.python, "-m", "backend.device.agent", "--cache", self.cache_dir]
+        argv = [*shlex.split(self.python), "-m", "backend.device.agent", "--cache", self.cache_dir]
         self.process = process = await LocalProcess.start(argv, env=env)
         self.description = f"local agent pid {process.pid}"
         self._drain = asyncio.create_task(self._stderr.drain(process.read_stderr))
