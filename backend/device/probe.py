@@ -32,6 +32,15 @@ DISTS = {
     ],
     "openvino": ["openvino"],
 }
+# The oldest device stack OMDP supports and tests (docs/devices.md): what Ubuntu 20.04 /
+# Debian 11 boards can install. `devices check` says when a device has older.
+OLDEST_SUPPORTED = {
+    "python": (3, 8),
+    "numpy": (1, 21),
+    "onnx": (1, 12),
+    "onnxruntime": (1, 12),
+    "openvino": (2022, 3),
+}
 CPUINFO_KEYS = ("model name", "Hardware", "Model", "cpu model")
 
 
