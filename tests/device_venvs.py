@@ -15,11 +15,11 @@ from backend.files import cache_root
 
 PYTHON = (3, 8)
 # The oldest device stack docs/devices.md states (backend.device.probe.OLDEST_SUPPORTED);
-# protobuf is onnx 1.12's own pin.
+# protobuf: the oldest onnx 1.13 takes.
 OLDEST_STACK = (
     "numpy==1.21.6",
-    "onnx==1.12.0",
-    "protobuf==3.20.1",
+    "onnx==1.13.1",
+    "protobuf==3.20.3",
     "onnxruntime==1.12.1",
     "openvino==2022.3.0",
 )

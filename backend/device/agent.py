@@ -29,16 +29,31 @@ import numpy as np
 
 if __package__:  # backend.device.agent, or python -m backend.device.agent
     from . import cache as model_cache
-    from . import nodes, runtimes, segments
     from . import protocol as proto
+    from . import runtimes
 else:  # plain files copied side by side on a device
     import cache as model_cache  # type: ignore[no-redef]
-    import nodes  # type: ignore[no-redef]
     import protocol as proto  # type: ignore[no-redef]
     import runtimes  # type: ignore[no-redef]
-    import segments  # type: ignore[no-redef]
 
-AGENT_VERSION = "2"
+try:  # cutting the graph needs onnx; without it the lab cuts (segments mode)
+    if __package__:
+        from . import nodes, segments
+    else:
+        import nodes  # type: ignore[no-redef]
+        import segments  # type: ignore[no-redef]
+except ImportError:
+    nodes = segments = None  # type: ignore[assignment]
+
+AGENT_VERSION = "3"
+
+
+def mode() -> str:
+    """"model" when this device can cut the segments itself exactly as the lab does, else
+    "segments": the lab sends each segment cut (see docs/devices.md)."""
+    if segments is None or segments.cutting_problem() is not None:
+        return "segments"
+    return "model"
 
 
 # -- the agent -------------------------------------------------------------------------------
@@ -76,6 +91,7 @@ class Agent:
                 os.getpid(),
                 runtimes.versions(),
                 runtimes.host_facts(),
+                mode(),
             )
         )
 
@@ -108,9 +124,10 @@ class Agent:
                     config.threads = len(job.cpus)
             if self.cache_dir is None:
                 raise ValueError("the agent was started without --cache: it has no model cache")
-            path = model_cache.cached_model(self.cache_dir, job.model_sha256, job.model_path)
-            model, lazy = segments.load_lazy(str(path))
-            index = segments.prepare(model, job.input_shapes, lazy)
+            if job.parts:
+                source: Source = PartSource(self.cache_dir, job)
+            else:
+                source = ModelSource(self.cache_dir, job)
         except Exception as exc:  # the job cannot start at all: say why and finish
             self.emit(
                 proto.SegmentError(
@@ -122,40 +139,41 @@ class Agent:
             return done
 
         total = len(job.items)
-        cuts = index.all_crossings()
-        feeds_cache = self._intermediates(job, index, cuts, config, total)
+        if isinstance(source, ModelSource):
+            source.cache = self._intermediates(job, source.index, source.cuts, config, total)
+        elif job.inputs == "prefix":
+            self.emit(
+                proto.SegmentError(
+                    None,
+                    "real intermediate inputs need onnx on the device (this one runs the "
+                    "segments the lab cut): using random ones",
+                    "inputs",
+                )
+            )
         for i, (a, b) in enumerate(job.items):
             self._wait_if_paused(i, total)
             if self.stop.is_set():
                 break
-            ok = self._measure(index, cuts, a, b, config, job, feeds_cache, i, total)
+            ok = self._measure(source, a, b, config, job, i, total)
             if ok is None:
                 break  # stopped mid-segment: nothing recorded for it
             completed += ok
             errors += not ok
         if job.node_times_runs > 0 and not self.stop.is_set():
-            self._node_times(index, cuts, config, job, feeds_cache, total)
+            if isinstance(source, ModelSource):
+                self._node_times(source, config, job, total)
+            else:
+                self.emit(
+                    proto.SegmentError(
+                        None,
+                        "per-node times need onnx on the device (this one runs the segments "
+                        "the lab cut); the measured cost model is complete without them",
+                        "node_times",
+                    )
+                )
         done = proto.Done(completed, errors, self.stop.is_set(), time.perf_counter() - t0)
         self.emit(done)
         return done
-
-    def _feeds(
-        self,
-        job: proto.Job,
-        index: segments.GraphIndex,
-        names: list[str],
-        cache: dict[str, np.ndarray] | None,
-    ) -> dict[str, np.ndarray]:
-        feeds = {}
-        for name in names:
-            if cache is not None and name in cache:
-                feeds[name] = cache[name]
-            else:
-                vi = index.value_info.get(name)
-                if vi is None:
-                    raise ValueError(f"tensor '{name}' has no known type or shape")
-                feeds[name] = runtimes.random_tensor(runtimes.tensor_spec(vi), job.seed)
-        return feeds
 
     def _intermediates(
         self,
@@ -187,7 +205,7 @@ class Agent:
             whole = index.extract(0, index.n)
             extra = [t for t in needed if t not in index.outputs]
             whole.graph.output.extend(index.value_info[t] for t in extra)
-            feeds = self._feeds(job, index, index.inputs, ins)
+            feeds = model_feeds(job, index, index.inputs, ins)
             runner = runtimes.load(whole, config)
             values = runner.run(feeds)
             result = dict(zip(runner.output_names(), values))
@@ -207,13 +225,11 @@ class Agent:
 
     def _measure(
         self,
-        index: segments.GraphIndex,
-        cuts: list[list[str]],
+        source: Source,
         a: int,
         b: int,
         config: runtimes.RuntimeConfig,
         job: proto.Job,
-        cache: dict[str, np.ndarray] | None,
         i: int,
         total: int,
     ) -> bool | None:
@@ -223,9 +239,9 @@ class Agent:
         runner = None
         try:
             self.emit(proto.AgentProgress(i, total, seg, "load"))
-            model = index.segment_bytes(a, b, inputs=cuts[a], outputs=cuts[b])
+            model = source.model(a, b)
             phase = "inputs"
-            feeds = self._feeds(job, index, cuts[a], cache)
+            feeds = source.feeds(a, b)
             phase = "load"
             runner = runtimes.load(model, config)
             if self.stop.is_set():
@@ -260,19 +276,14 @@ class Agent:
         return True
 
     def _node_times(
-        self,
-        index: segments.GraphIndex,
-        cuts: list[list[str]],
-        config: runtimes.RuntimeConfig,
-        job: proto.Job,
-        cache: dict[str, np.ndarray] | None,
-        total: int,
+        self, source: ModelSource, config: runtimes.RuntimeConfig, job: proto.Job, total: int
     ) -> None:
+        index, cuts = source.index, source.cuts
         self.emit(proto.AgentProgress(total, total, (0, index.n), "node_times"))
         try:
             positions = index.segment_nodes(0, index.n, cuts[index.n])
             whole = nodes.renamed_for_profiling(index.extract(0, index.n), positions)
-            feeds = self._feeds(job, index, cuts[0], cache)
+            feeds = source.feeds(0, index.n)
             prof = nodes.profile_nodes(
                 whole.SerializeToString(), feeds, config, job.node_times_runs
             )
@@ -296,6 +307,84 @@ class Agent:
             else:
                 times[pos] = times.get(pos, 0.0) + ms
         self.emit(proto.NodeTimes(prof.runtime, prof.runs, times, unattributed, prof.total_ms))
+
+
+# -- where segments come from -------------------------------------------------------------------
+
+
+def model_feeds(
+    job: proto.Job,
+    index: segments.GraphIndex,
+    names: list[str],
+    cache: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Values for these tensors: real ones from the prefix run, else seeded random ones."""
+    feeds = {}
+    for name in names:
+        if cache is not None and name in cache:
+            feeds[name] = cache[name]
+        else:
+            vi = index.value_info.get(name)
+            if vi is None:
+                raise ValueError(f"tensor '{name}' has no known type or shape")
+            feeds[name] = runtimes.random_tensor(runtimes.tensor_spec(vi), job.seed)
+    return feeds
+
+
+class Source:
+    """A segment's model bytes and input values (the two modes differ only here)."""
+
+    def model(self, a: int, b: int) -> bytes:
+        raise NotImplementedError
+
+    def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class ModelSource(Source):
+    """Model mode: the whole model from the cache, cut here as the lab cuts it."""
+
+    def __init__(self, cache_dir: Path, job: proto.Job):
+        if segments is None:
+            raise ValueError(
+                "this device has no onnx, so it cannot cut the model: the lab sends it the "
+                "segments cut (segments mode) when its hello says so"
+            )
+        path = model_cache.cached_model(cache_dir, job.model_sha256, job.model_path)
+        model, lazy = segments.load_lazy(str(path))
+        self.job = job
+        self.index = segments.prepare(model, job.input_shapes, lazy)
+        self.cuts = self.index.all_crossings()
+        self.cache: dict[str, np.ndarray] | None = None  # real cut tensors (prefix mode)
+
+    def model(self, a: int, b: int) -> bytes:
+        return self.index.segment_bytes(a, b, inputs=self.cuts[a], outputs=self.cuts[b])
+
+    def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        return model_feeds(self.job, self.index, self.cuts[a], self.cache)
+
+
+class PartSource(Source):
+    """Segments mode: each segment as the lab cut it, from the cache by its hash; inputs
+    seeded per tensor name exactly as in model mode, so both modes time the same thing."""
+
+    def __init__(self, cache_dir: Path, job: proto.Job):
+        self.cache_dir = cache_dir
+        self.job = job
+        self.parts = {p.segment: p for p in job.parts}
+
+    def model(self, a: int, b: int) -> bytes:
+        part = self.parts[(a, b)]
+        path = model_cache.cached_model(self.cache_dir, part.sha256, part.path)
+        return path.read_bytes()
+
+    def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        return {
+            t.name: runtimes.random_tensor(
+                runtimes.TensorSpec(t.name, tuple(t.shape), t.elem_type), self.job.seed
+            )
+            for t in self.parts[(a, b)].inputs
+        }
 
 
 # -- process entry -----------------------------------------------------------------------------

@@ -37,7 +37,7 @@ DISTS = {
 OLDEST_SUPPORTED = {
     "python": (3, 8),
     "numpy": (1, 21),
-    "onnx": (1, 12),
+    "onnx": (1, 13),
     "onnxruntime": (1, 12),
     "openvino": (2022, 3),
 }

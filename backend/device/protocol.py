@@ -186,6 +186,52 @@ class TimingSettings:
         return t
 
 
+MODES = ("model", "segments")
+
+
+@dataclass
+class TensorInfo:
+    """An input of a segment the lab cut: what the agent needs to make its values."""
+
+    name: str
+    shape: list[int]
+    elem_type: int  # ONNX TensorProto data type (TENSOR_DTYPES)
+
+
+@dataclass
+class Part:
+    """A segment the lab cut (segments mode, for a device without onnx): its file in the
+    agent's model cache by content hash, and its inputs."""
+
+    segment: Segment
+    sha256: str
+    inputs: list[TensorInfo]
+    path: str | None = None  # where to copy it from into the cache (a local agent)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Part:
+        d = _fields_of(_mapping(d, "a part"), cls, "part")
+        if not re.fullmatch(r"[0-9a-f]{64}", str(d["sha256"])):
+            raise ProtocolError(f"a part's sha256 must be 64 hex digits: {_show(d['sha256'])}")
+        if d.get("path") is not None:
+            _text(d["path"], "a part's path", 4096)
+        if type(d["inputs"]) is not list or len(d["inputs"]) > MAX_PLAIN_ITEMS:
+            raise ProtocolError("a part's inputs must be a list")
+        inputs = []
+        for t in d["inputs"]:
+            t = _fields_of(_mapping(t, "a part input"), TensorInfo, "part input")
+            if type(t["shape"]) is not list or len(t["shape"]) > 64:
+                raise ProtocolError(f"the shape of part input {_show(t['name'])} must be a list")
+            inputs.append(
+                TensorInfo(
+                    _text(t["name"], "a part input name", 4096),
+                    [_int(dim, "a dim", 0, 2**40) for dim in t["shape"]],
+                    _int(t["elem_type"], "an elem_type", 1, 64),
+                )
+            )
+        return cls(_segment(d["segment"], "a part"), d["sha256"], inputs, d.get("path"))
+
+
 @dataclass
 class Job:
     """Everything the agent needs; one JSON line."""
@@ -201,10 +247,13 @@ class Job:
     npy: dict[str, str] = field(default_factory=dict)  # model input -> .npy file (prefix)
     node_times_runs: int = 0  # > 0: also profile the whole model per node
     cpus: list[int] | None = None  # pin the agent to these CPUs
+    parts: list[Part] = field(default_factory=list)  # segments mode: the lab's cut segments
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["items"] = [list(i) for i in self.items]
+        for part in d["parts"]:
+            part["segment"] = list(part["segment"])
         return d
 
     def to_line(self) -> str:
@@ -243,6 +292,15 @@ class Job:
                 raise ProtocolError("cpus must be a non-empty list of CPU numbers")
             for c in cpus:
                 _int(c, "a cpu", 0, 1 << 20)
+        parts = d.get("parts", [])
+        if type(parts) is not list or len(parts) > MAX_ITEMS:
+            raise ProtocolError(f"parts must be a list of at most {MAX_ITEMS} segments")
+        d["parts"] = [Part.from_dict(p) for p in parts]
+        if d["parts"]:
+            cut = {p.segment for p in d["parts"]}
+            lacking = [list(i) for i in d["items"] if i not in cut]
+            if lacking:
+                raise ProtocolError(f"no part for item(s) {lacking[:3]} of a segments-mode job")
         return cls(**d)
 
 
@@ -267,6 +325,7 @@ class Hello:
     pid: int
     versions: dict[str, str | None]
     host: dict[str, Any]
+    mode: str = "model"  # "model": the agent cuts the segments; "segments": the lab does
 
 
 @dataclass
@@ -353,6 +412,7 @@ def _hello(d: dict[str, Any]) -> Hello:
         _int(d["pid"], "pid", 0, 2**31),
         versions,
         _plain(_mapping(d["host"], "host", 256), "host"),
+        _choice(d.get("mode", "model"), "mode", MODES),
     )
 
 

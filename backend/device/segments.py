@@ -16,6 +16,7 @@ the nodes that compute them.
 from __future__ import annotations
 
 import heapq
+import importlib.util
 import mmap
 import os
 from collections.abc import Iterable, Iterator
@@ -703,6 +704,14 @@ def _evaluate(model: ModelProto, positions: list[int], feeds: dict, small: dict)
     except Exception:  # an op the reference evaluator lacks: leave the graph as it is
         return {}
     return {n.output[0]: v for n, v in zip(nodes, outs) if hasattr(v, "size")}
+
+
+def cutting_problem() -> str | None:
+    """Why this onnx cannot prepare a model exactly as the lab does (None: it can): the
+    shape folding in `prepare` runs onnx's reference evaluator, new in onnx 1.13."""
+    if importlib.util.find_spec("onnx.reference") is None:
+        return f"onnx {onnx.__version__} has no onnx.reference (1.13+ has)"
+    return None
 
 
 def prepare(
