@@ -29,10 +29,11 @@ import numpy as np
 
 if __package__:  # backend.device.agent, or python -m backend.device.agent
     from . import cache as model_cache
+    from . import probe, runtimes
     from . import protocol as proto
-    from . import runtimes
 else:  # plain files copied side by side on a device
     import cache as model_cache  # type: ignore[no-redef]
+    import probe  # type: ignore[no-redef]
     import protocol as proto  # type: ignore[no-redef]
     import runtimes  # type: ignore[no-redef]
 
@@ -49,7 +50,7 @@ AGENT_VERSION = "3"
 
 
 def mode() -> str:
-    """"model" when this device can cut the segments itself exactly as the lab does, else
+    """ "model" when this device can cut the segments itself exactly as the lab does, else
     "segments": the lab sends each segment cut (see docs/devices.md)."""
     if segments is None or segments.cutting_problem() is not None:
         return "segments"
@@ -124,6 +125,7 @@ class Agent:
                     config.threads = len(job.cpus)
             if self.cache_dir is None:
                 raise ValueError("the agent was started without --cache: it has no model cache")
+            runtimes.check_available(config)  # a missing provider fails before any timing
             if job.parts:
                 source: Source = PartSource(self.cache_dir, job)
             else:
@@ -248,7 +250,14 @@ class Agent:
                 return None
             phase = "run"
             self.emit(proto.AgentProgress(i, total, seg, "timing"))
-            timing = runtimes.time_runner(runner, feeds, job.timing, self.stop.is_set)
+            cpus = job.cpus or sorted(os.sched_getaffinity(0))
+            conditions: dict[str, dict] = {}
+
+            def before() -> None:
+                conditions["before"] = probe.snapshot(cpus)
+
+            timing = runtimes.time_runner(runner, feeds, job.timing, self.stop.is_set, before)
+            conditions["after"] = probe.snapshot(cpus)
         except runtimes.Stopped:
             return None
         except Exception as exc:
@@ -261,7 +270,12 @@ class Agent:
         finally:
             if runner is not None:
                 runner.close()
-        info = {"name": runner.runtime, "version": runner.version, "options": runner.options}
+        info = {
+            "name": runner.runtime,
+            "version": runner.version,
+            "options": runner.options,
+            "device": runner.used,
+        }
         self.emit(
             proto.Result(
                 seg,
@@ -271,6 +285,7 @@ class Agent:
                 timing.stop,
                 info,
                 timing.warmup_ms,
+                {k: v for k, v in conditions.items() if v},  # nothing where /sys shows nothing
             )
         )
         return True

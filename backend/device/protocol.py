@@ -343,8 +343,10 @@ class Result:
     samples: list[float]
     stats: dict[str, float | None]  # runtimes.Stats fields
     stop: str  # why timing stopped: one of STOP_REASONS
-    runtime: dict[str, Any]  # name, version, options actually used
+    runtime: dict[str, Any]  # name, version, options and device/provider actually used
     warmup_ms: list[float] = field(default_factory=list)
+    # temperature and CPU frequency before and after the timed runs (probe.snapshot)
+    conditions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -444,7 +446,16 @@ def _result(d: dict[str, Any]) -> Result:
         _choice(d["stop"], "stop", STOP_REASONS),
         runtime,
         _samples(d.get("warmup_ms", []), "warmup_ms", 10**6),
+        _conditions(d.get("conditions", {})),
     )
+
+
+def _conditions(value: Any) -> dict[str, Any]:
+    d = _mapping(value, "conditions", 2)
+    for key, snap in d.items():
+        _choice(key, "a conditions key", ("before", "after"))
+        _plain(_mapping(snap, f"conditions {key}", 32), f"conditions {key}", depth=1)
+    return d
 
 
 def _error(d: dict[str, Any]) -> SegmentError:

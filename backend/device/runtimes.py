@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 import zlib
@@ -316,6 +317,7 @@ class Runner:
     version: str | None
     load_ms: float
     options: dict[str, Any]
+    used: str  # the execution provider / OpenVINO device that actually ran it
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -383,6 +385,7 @@ class OrtRunner(Runner):
         self.session = ort.InferenceSession(model, so, providers=providers)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._outputs = [o.name for o in self.session.get_outputs()]
+        self.used = self.session.get_providers()[0]  # the first provider the session took
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self._outputs, feeds)
@@ -459,11 +462,7 @@ class OvRunner(Runner):
     def __init__(self, model: bytes, config: RuntimeConfig, perf_count: bool = False):
         self.api = api = ov_api()
         core = api.core
-        if config.ov_device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
-            raise RuntimeUnavailable(
-                f"OpenVINO device '{config.ov_device}' is not available "
-                f"(available: {', '.join(core.available_devices)})"
-            )
+        _ov_device_check(core, config.ov_device)
         self.version = api.version()
         self.options = config.options()
         t0 = time.perf_counter()
@@ -474,6 +473,9 @@ class OvRunner(Runner):
         self.request = self.compiled.create_infer_request()
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._outputs = [o.get_any_name() for o in self.compiled.outputs]
+        self.used = config.ov_device
+        with contextlib.suppress(Exception):  # AUTO/MULTI: the devices it compiled for
+            self.used = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
         with contextlib.suppress(Exception):
             hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
             self.options["effective_precision"] = getattr(hint, "to_string", hint.__str__)()
@@ -488,6 +490,25 @@ class OvRunner(Runner):
     def close(self) -> None:
         self.request = None
         self.compiled = None
+
+
+def check_available(config: RuntimeConfig) -> None:
+    """RuntimeUnavailable, naming what this device has, when the configured runtime,
+    execution provider or OpenVINO device is not here: the job fails before any timing."""
+    if config.name == "onnxruntime":
+        _ort_providers(_ort(), config)
+    elif config.name == "openvino":
+        _ov_device_check(ov_api().core, config.ov_device)
+
+
+def _ov_device_check(core: Any, device: str) -> None:
+    available = list(core.available_devices)
+    wanted = {d.split(".")[0] for d in re.split(r"[:,]", device) if d}
+    wanted -= {"AUTO", "MULTI", "HETERO", "BATCH"}  # virtual devices over the real ones
+    if not wanted <= {d.split(".")[0] for d in available}:
+        raise RuntimeUnavailable(
+            f"OpenVINO device '{device}' is not available (available: {', '.join(available)})"
+        )
 
 
 def load(model: bytes | onnx.ModelProto, config: RuntimeConfig) -> Runner:
@@ -530,8 +551,10 @@ def time_runner(
     feeds: dict[str, np.ndarray],
     settings: TimingSettings,
     should_stop: Callable[[], bool] | None = None,
+    warmed_up: Callable[[], None] | None = None,
 ) -> Timing:
-    """Warm up, then time single runs until the median is known precisely enough."""
+    """Warm up, then time single runs until the median is known precisely enough.
+    `warmed_up` is called between the two (outside the timed region)."""
     t_start = time.perf_counter()
     clock = time.perf_counter_ns
     warm: list[float] = []
@@ -541,6 +564,8 @@ def time_runner(
         warm.append((clock() - t0) / 1e6)
         if should_stop and should_stop():
             raise Stopped
+    if warmed_up is not None:
+        warmed_up()
     samples: list[float] = []
     t_timed = time.perf_counter()
     stop = "max_runs"

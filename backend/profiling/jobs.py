@@ -27,6 +27,7 @@ from typing import Any
 
 from backend.chain import Chain, DeviceSpec, cpu_set
 from backend.device import protocol as proto
+from backend.device.probe import throttle_reason
 from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 from backend.profiling import plan
@@ -55,6 +56,7 @@ class Measured:
     load_ms: float | None = None
     message: str | None = None
     measurement_id: int | None = None
+    throttled: str | None = None  # why its numbers cannot be trusted (hot, slow CPU)
 
 
 @dataclass
@@ -230,6 +232,7 @@ class ProfileOptions:
     node_times_runs: int = 5  # 0: skip per-node profiling
     share_cpus: bool = False
     retry_errors: bool = False
+    retry_throttled: bool = False  # measure segments flagged as throttled again
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings)
 
 
@@ -355,7 +358,11 @@ class Profiler:
         """Measure `items` (default: what the session's plan still misses)."""
         t0 = time.monotonic()
         if items is None:
-            items = self.session.missing(self.session.plan_items(), self.options.retry_errors)
+            items = self.session.missing(
+                self.session.plan_items(),
+                self.options.retry_errors,
+                self.options.retry_throttled,
+            )
         by_device: dict[str, list[PlanItem]] = {n: [] for n in self.chain.names}
         for it in items:
             by_device[it.device].append(it)
@@ -515,6 +522,9 @@ class Profiler:
             elif isinstance(ev, proto.AgentProgress):
                 self._emit(Progress(name, st.done, st.total, self._eta(name), ev.phase, ev.segment))
             elif isinstance(ev, proto.Result):
+                conditions = inert_data(ev.conditions)
+                throttled = throttle_reason(conditions)
+                used = ev.runtime.get("device")
                 mid = self.session.record_result(
                     name,
                     ev.segment,
@@ -525,6 +535,9 @@ class Profiler:
                     stop=ev.stop,
                     run=run_id,
                     config=config_key,
+                    used=inert(used) if isinstance(used, str) else None,
+                    conditions=conditions,
+                    throttled=throttled,
                 )
                 st.done += 1
                 m = Measured(
@@ -536,6 +549,7 @@ class Profiler:
                     ev.load_ms,
                     None,
                     mid,
+                    throttled,
                 )
                 self._emit(m)
                 self._emit(
