@@ -186,3 +186,25 @@ def test_without_sys_files_a_measurement_records_no_conditions(
     assert out.returncode == 0, out.stderr
     rows = measurements(db)
     assert rows and all(r[5] is None and r[6] is None for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "says"),
+    [
+        ({"during": {}}, "a conditions key must be one of before, after"),
+        ({"after": {"temp_c": float("inf")}}, "non-finite"),
+        ({"after": {"temp_c": {"deeper": 1}}}, "must be plain data"),
+        ({"after": {f"k{i}": 1 for i in range(40)}}, "at most 32 entries"),
+    ],
+)
+def test_conditions_a_device_sends_are_checked_like_any_line(conditions, says):
+    line = {
+        "type": "result", "segment": [0, 4], "load_ms": 1.0, "samples": [1.0],
+        "stats": {"count": 1, "median": 1.0}, "stop": "max_runs",
+        "runtime": {"name": "onnxruntime"}, "conditions": conditions,
+    }  # fmt: skip
+    from backend.device import protocol as proto
+
+    text = json.dumps(line).replace("Infinity", "1e999")
+    with pytest.raises(proto.ProtocolError, match=says):
+        proto.decode(text)
