@@ -52,9 +52,7 @@ def test_a_device_without_onnx_profiles_the_same_job_within_noise(tmp_path):
     path, sha = put_model(model.read_bytes(), cache)
     job = Job(sha, ITEMS, {"name": "onnxruntime"}, TIMING, model_path=str(path))
 
-    runs = [
-        asyncio.run(run_job(python, job, cache)) for python in (with_onnx, without, with_onnx)
-    ]
+    runs = [asyncio.run(run_job(python, job, cache)) for python in (with_onnx, without, with_onnx)]
     (hello_a, first, _), (hello_b, segmented, notes), (_, again, _) = runs
     assert hello_a.mode == "model" and hello_a.versions["onnx"] == "1.13.1"
     assert hello_b.mode == "segments" and hello_b.versions["onnx"] is None

@@ -290,10 +290,35 @@ def _exit_with_stdin():
     t.start()
 
 
+def accelerators(runtime):
+    """(the execution providers / OpenVINO devices `runtime` has here, or [], and why
+    not when it cannot say). Imports the runtime: only the one the device uses."""
+    try:
+        if runtime == "onnxruntime":
+            import onnxruntime
+
+            return list(onnxruntime.get_available_providers()), None
+        if runtime == "openvino":
+            # its model converter's telemetry blocks exit without a network: not needed
+            sys.modules.setdefault("openvino.tools.ovc", None)
+            import openvino
+
+            core = getattr(openvino, "Core", None)
+            if core is None:  # 2022.x: the API lives in openvino.runtime
+                from openvino.runtime import Core as core
+            return list(core().available_devices), None
+    except Exception as exc:
+        return [], f"{type(exc).__name__}: {str(exc)[:300]}"
+    return [], None
+
+
 def main(argv):
     if argv[:1] == ["--exit-with-stdin"]:
         argv = argv[1:]
         _exit_with_stdin()
+    runtime = None
+    if argv[:1] == ["--runtime"]:
+        runtime, argv = argv[1], argv[2:]
     out = {
         "executable": sys.executable,
         "version_info": list(sys.version_info[:3]),
@@ -301,6 +326,11 @@ def main(argv):
     out.update(host_facts())
     out.update(workdir_facts(argv[0] if argv else "."))
     out["packages"] = packages()
+    if runtime:
+        found, error = accelerators(runtime)
+        out["accelerators"] = {runtime: found}
+        out["accelerator_error"] = error
+    out.update(cpu_state())
     sys.stdout.write(MARK + json.dumps(out) + "\n")
     sys.stdout.flush()
     return 0

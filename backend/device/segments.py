@@ -144,6 +144,8 @@ PROTOBUF_LIMIT = 2**31 - 1  # the largest message protobuf reads
 def _varint(buf, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
+        if pos >= len(buf):
+            raise ValueError("the file is truncated (a number runs past its end)")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
