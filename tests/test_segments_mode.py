@@ -17,22 +17,57 @@ from backend.model import zoo
 from backend.remote.local import LocalTransport
 from backend.remote.models import put_model
 
-pytestmark = pytest.mark.slow
-
 TIMING = TimingSettings(warmup=3, min_runs=20, max_runs=200, max_seconds=1.5)
 ITEMS = [(0, 24), (24, 137), (137, 259), (0, 259)]
 
 
-async def run_job(python: str, job: Job, cache: Path) -> tuple[proto.Hello, dict, list]:
+def test_the_lab_cuts_what_an_agent_cuts_and_the_agent_runs_it_in_segments_mode(tmp_path):
+    """In process (this Python has onnx, the job brings the parts): each part is the
+    segment the agent would cut, byte for byte, and per-node times come back too."""
+    import io
+
+    from backend.device import agent, segments
+    from backend.remote.parts import cut_parts
+
+    model = zoo.build_to("yolov5n", tmp_path / "yolov5n.onnx")
+    path, sha = put_model(model.read_bytes(), tmp_path / "cache")
+    timing = TimingSettings(warmup=1, min_runs=3, max_runs=5, max_seconds=0.3)
+    job = Job(sha, ITEMS, {"name": "onnxruntime"}, timing, model_path=str(path), node_times_runs=1)
+    cut = cut_parts(path, job, tmp_path / "cache")
+    whole, lazy = segments.load_lazy(str(path))
+    index = segments.prepare(whole, None, lazy)
+    cuts = index.all_crossings()
+    for part in cut.parts:
+        a, b = part.segment
+        assert (tmp_path / "cache" / f"{part.sha256}.onnx").read_bytes() == index.segment_bytes(
+            a, b, inputs=cuts[a], outputs=cuts[b]
+        )
+        assert [t.name for t in part.inputs] == cuts[a]
+    assert cut.profile_part is not None and cut.profile_part.segment == (0, index.n)
+
+    sent = Job.from_dict(proto.parse_line(cut.to_line()))  # as the agent reads it
+    out = io.StringIO()
+    agent.Agent(out, tmp_path / "cache").run(sent)
+    events = [proto.decode(line) for line in out.getvalue().splitlines()]
+    results = {e.segment for e in events if isinstance(e, proto.Result)}
+    assert results == set(ITEMS), [e for e in events if isinstance(e, proto.SegmentError)]
+    (node_times,) = [e for e in events if isinstance(e, proto.NodeTimes)]
+    assert len(node_times.times) > index.n // 2  # most nodes got a time, by position
+    assert max(node_times.times) < index.n
+
+
+async def run_job(python: str, job: Job, cache: Path) -> tuple[proto.Hello, dict, list, dict]:
     transport = LocalTransport(cache, python=python)
     await transport.start(job)
-    hello, medians, notes = None, {}, []
+    hello, medians, notes, nodes = None, {}, [], {}
     try:
         while (event := await asyncio.wait_for(transport.next_event(), 300)) is not None:
             if isinstance(event, proto.Hello):
                 hello = event
             elif isinstance(event, proto.Result):
                 medians[event.segment] = event.stats["median"]
+            elif isinstance(event, proto.NodeTimes):
+                nodes = event.times
             elif isinstance(event, proto.SegmentError):
                 notes.append((event.kind, event.message))
             elif isinstance(event, proto.Done):
@@ -40,9 +75,10 @@ async def run_job(python: str, job: Job, cache: Path) -> tuple[proto.Hello, dict
     finally:
         await transport.finish(5)
     assert hello is not None
-    return hello, medians, notes
+    return hello, medians, notes, nodes
 
 
+@pytest.mark.slow
 def test_a_device_without_onnx_profiles_the_same_job_within_noise(tmp_path):
     with_onnx = device_python(OLDEST_STACK)
     without = device_python(WITHOUT_ONNX)
@@ -50,15 +86,17 @@ def test_a_device_without_onnx_profiles_the_same_job_within_noise(tmp_path):
     zoo.build_to("yolov5n", model)
     cache = tmp_path / "cache"
     path, sha = put_model(model.read_bytes(), cache)
-    job = Job(sha, ITEMS, {"name": "onnxruntime"}, TIMING, model_path=str(path))
+    job = Job(sha, ITEMS, {"name": "onnxruntime"}, TIMING, model_path=str(path), node_times_runs=2)
 
     runs = [asyncio.run(run_job(python, job, cache)) for python in (with_onnx, without, with_onnx)]
-    (hello_a, first, _), (hello_b, segmented, notes), (_, again, _) = runs
+    (hello_a, first, _, nodes_a), (hello_b, segmented, notes, nodes_b), (_, again, _, _) = runs
     assert hello_a.mode == "model" and hello_a.versions["onnx"] == "1.13.1"
     assert hello_b.mode == "segments" and hello_b.versions["onnx"] is None
     assert set(segmented) == set(ITEMS), notes
     # each distinct segment went into the cache once, under its own hash, beside the model
-    assert len(list(cache.glob("*.onnx"))) == 1 + len(ITEMS)
+    # and the whole model renamed for per-node profiling
+    assert len(list(cache.glob("*.onnx"))) == 1 + len(ITEMS) + 1
+    assert set(nodes_b) == set(nodes_a)  # per-node times for the same positions
     for seg in ITEMS:
         low = min(first[seg], again[seg]) / 1.5
         high = max(first[seg], again[seg]) * 1.5

@@ -234,6 +234,11 @@ class _Printer:
             self.text(
                 f"[{event.device}] agent up on {h.get('hostname')} ({h.get('cpu')}), "
                 f"{event.total} segments to measure"
+                + (
+                    " (segments mode: no onnx there, the lab cut them)"
+                    if event.mode == "segments"
+                    else ""
+                )
             )
         elif isinstance(event, jobs.Progress) and event.last is not None:
             m = event.last

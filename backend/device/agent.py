@@ -23,28 +23,28 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import Dict, TextIO, Tuple
 
 import numpy as np
 
 if __package__:  # backend.device.agent, or python -m backend.device.agent
     from . import cache as model_cache
-    from . import probe, runtimes
+    from . import nodes, probe, runtimes
     from . import protocol as proto
 else:  # plain files copied side by side on a device
     import cache as model_cache  # type: ignore[no-redef]
+    import nodes  # type: ignore[no-redef]
     import probe  # type: ignore[no-redef]
     import protocol as proto  # type: ignore[no-redef]
     import runtimes  # type: ignore[no-redef]
 
 try:  # cutting the graph needs onnx; without it the lab cuts (segments mode)
     if __package__:
-        from . import nodes, segments
+        from . import segments
     else:
-        import nodes  # type: ignore[no-redef]
         import segments  # type: ignore[no-redef]
 except ImportError:
-    nodes = segments = None  # type: ignore[assignment]
+    segments = None  # type: ignore[assignment]
 
 AGENT_VERSION = "3"
 
@@ -162,17 +162,7 @@ class Agent:
             completed += ok
             errors += not ok
         if job.node_times_runs > 0 and not self.stop.is_set():
-            if isinstance(source, ModelSource):
-                self._node_times(source, config, job, total)
-            else:
-                self.emit(
-                    proto.SegmentError(
-                        None,
-                        "per-node times need onnx on the device (this one runs the segments "
-                        "the lab cut); the measured cost model is complete without them",
-                        "node_times",
-                    )
-                )
+            self._node_times(source, config, job, total)
         done = proto.Done(completed, errors, self.stop.is_set(), time.perf_counter() - t0)
         self.emit(done)
         return done
@@ -291,28 +281,24 @@ class Agent:
         return True
 
     def _node_times(
-        self, source: ModelSource, config: runtimes.RuntimeConfig, job: proto.Job, total: int
+        self, source: Source, config: runtimes.RuntimeConfig, job: proto.Job, total: int
     ) -> None:
-        index, cuts = source.index, source.cuts
-        self.emit(proto.AgentProgress(total, total, (0, index.n), "node_times"))
+        whole: Segment | None = None
         try:
-            positions = index.segment_nodes(0, index.n, cuts[index.n])
-            whole = nodes.renamed_for_profiling(index.extract(0, index.n), positions)
-            feeds = source.feeds(0, index.n)
-            prof = nodes.profile_nodes(
-                whole.SerializeToString(), feeds, config, job.node_times_runs
-            )
+            whole = source.whole()
+            self.emit(proto.AgentProgress(total, total, whole, "node_times"))
+            model, feeds, producers = source.profiled()
+            prof = nodes.profile_nodes(model, feeds, config, job.node_times_runs)
         except Exception as exc:
             self.emit(
                 proto.SegmentError(
-                    (0, index.n),
+                    whole,
                     runtimes.clean_message(exc),
                     "node_times",
                     traceback.format_exc(limit=3),
                 )
             )
             return
-        producers = {o: p for p, n in enumerate(index.nodes) for o in n.output if o}
         times: dict[int, float] = {}
         unattributed = 0.0
         for name, ms in prof.kernels.items():
@@ -346,13 +332,27 @@ def model_feeds(
     return feeds
 
 
+Segment = proto.Segment
+Profiled = Tuple[bytes, Dict[str, np.ndarray], Dict[str, int]]
+
+
 class Source:
-    """A segment's model bytes and input values (the two modes differ only here)."""
+    """A segment's model bytes and input values, and the whole model for per-node times
+    (the two modes differ only here)."""
 
     def model(self, a: int, b: int) -> bytes:
         raise NotImplementedError
 
     def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def whole(self) -> Segment:
+        """[0, N): the segment the per-node profile covers."""
+        raise NotImplementedError
+
+    def profiled(self) -> Profiled:
+        """The whole model with node k named `omdp_n<position>`, its inputs, and the
+        position producing each tensor (kernels named after tensors map back through it)."""
         raise NotImplementedError
 
 
@@ -378,6 +378,16 @@ class ModelSource(Source):
     def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
         return model_feeds(self.job, self.index, self.cuts[a], self.cache)
 
+    def whole(self) -> Segment:
+        return (0, self.index.n)
+
+    def profiled(self) -> Profiled:
+        index, n = self.index, self.index.n
+        positions = index.segment_nodes(0, n, self.cuts[n])
+        renamed = nodes.renamed_for_profiling(index.extract(0, n), positions)
+        producers = {o: p for p, node in enumerate(index.nodes) for o in node.output if o}
+        return renamed.SerializeToString(), self.feeds(0, n), producers
+
 
 class PartSource(Source):
     """Segments mode: each segment as the lab cut it, from the cache by its hash; inputs
@@ -394,12 +404,28 @@ class PartSource(Source):
         return path.read_bytes()
 
     def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        return self._random(self.parts[(a, b)])
+
+    def _random(self, part: proto.Part) -> dict[str, np.ndarray]:
         return {
             t.name: runtimes.random_tensor(
                 runtimes.TensorSpec(t.name, tuple(t.shape), t.elem_type), self.job.seed
             )
-            for t in self.parts[(a, b)].inputs
+            for t in part.inputs
         }
+
+    def _profile_part(self) -> proto.Part:
+        if self.job.profile_part is None:
+            raise ValueError("the lab sent no whole model to profile per node")
+        return self.job.profile_part
+
+    def whole(self) -> Segment:
+        return self._profile_part().segment
+
+    def profiled(self) -> Profiled:
+        part = self._profile_part()
+        path = model_cache.cached_model(self.cache_dir, part.sha256, part.path)
+        return path.read_bytes(), self._random(part), dict(self.job.producers)
 
 
 # -- process entry -----------------------------------------------------------------------------

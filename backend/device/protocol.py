@@ -248,11 +248,15 @@ class Job:
     node_times_runs: int = 0  # > 0: also profile the whole model per node
     cpus: list[int] | None = None  # pin the agent to these CPUs
     parts: list[Part] = field(default_factory=list)  # segments mode: the lab's cut segments
+    # segments mode with per-node times: the whole model, nodes renamed for profiling, and
+    # the position that produces each tensor
+    profile_part: Part | None = None
+    producers: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["items"] = [list(i) for i in self.items]
-        for part in d["parts"]:
+        for part in d["parts"] + ([d["profile_part"]] if d["profile_part"] else []):
             part["segment"] = list(part["segment"])
         return d
 
@@ -296,6 +300,11 @@ class Job:
         if type(parts) is not list or len(parts) > MAX_ITEMS:
             raise ProtocolError(f"parts must be a list of at most {MAX_ITEMS} segments")
         d["parts"] = [Part.from_dict(p) for p in parts]
+        if d.get("profile_part") is not None:
+            d["profile_part"] = Part.from_dict(d["profile_part"])
+        producers = _mapping(d.get("producers", {}), "producers", MAX_ITEMS)
+        for name, position in producers.items():
+            _int(position, f"the producer of {_show(name)}")
         if d["parts"]:
             cut = {p.segment for p in d["parts"]}
             lacking = [list(i) for i in d["items"] if i not in cut]

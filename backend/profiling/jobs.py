@@ -65,6 +65,7 @@ class DeviceStarted:
     total: int
     host: dict[str, Any]
     versions: dict[str, Any]
+    mode: str = "model"  # "segments": the lab cut the segments (no onnx there)
 
 
 @dataclass
@@ -518,7 +519,7 @@ class Profiler:
                 st.started = time.monotonic()
                 hello = inert_data(asdict(ev))
                 self.session.record_hello(run_id, hello)
-                self._emit(DeviceStarted(name, st.total, hello["host"], hello["versions"]))
+                self._emit(DeviceStarted(name, st.total, hello["host"], hello["versions"], ev.mode))
             elif isinstance(ev, proto.AgentProgress):
                 self._emit(Progress(name, st.done, st.total, self._eta(name), ev.phase, ev.segment))
             elif isinstance(ev, proto.Result):

@@ -14,29 +14,46 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from backend.device import segments
+from backend.device import nodes, segments
 from backend.device.protocol import Hello, Job, Part, ProtocolError, TensorInfo, decode
 from backend.device.runtimes import tensor_spec
 from backend.errors import OmdpError
 from backend.remote.models import put_model
 
 
-def cut_parts(model_path: str | os.PathLike[str], job: Job, cache: Path) -> list[Part]:
-    """One Part per distinct segment of the job, its file written to `cache` (0600, by
-    hash; an existing verified file is kept). Each part's `path` is that file."""
+def cut_parts(model_path: str | os.PathLike[str], job: Job, cache: Path) -> Job:
+    """The job with one Part per distinct segment (and, when it asks for per-node times,
+    the whole model with its nodes renamed for profiling and each tensor's producer),
+    each file written to `cache` (0600, by hash; a verified file is kept) and named by
+    the part's `path`."""
     model, lazy = segments.load_lazy(str(model_path))
     index = segments.prepare(model, job.input_shapes, lazy)
     cuts = index.all_crossings()
-    parts = []
-    for a, b in dict.fromkeys(job.items):
-        data = index.segment_bytes(a, b, inputs=cuts[a], outputs=cuts[b])
+
+    def part(a: int, b: int, data: bytes) -> Part:
         path, sha = put_model(data, cache)
         inputs = []
         for name in cuts[a]:
             spec = tensor_spec(index.value_info[name])
             inputs.append(TensorInfo(name, list(spec.shape), spec.elem_type))
-        parts.append(Part((a, b), sha, inputs, str(path)))
-    return parts
+        return Part((a, b), sha, inputs, str(path))
+
+    parts = [
+        part(a, b, index.segment_bytes(a, b, inputs=cuts[a], outputs=cuts[b]))
+        for a, b in dict.fromkeys(job.items)
+    ]
+    if job.node_times_runs <= 0:
+        return replace(job, parts=parts)
+    n = index.n
+    positions = index.segment_nodes(0, n, cuts[n])
+    whole = nodes.renamed_for_profiling(index.extract(0, n), positions)
+    producers = {o: p for p, node in enumerate(index.nodes) for o in node.output if o}
+    return replace(
+        job,
+        parts=parts,
+        profile_part=part(0, n, whole.SerializeToString()),
+        producers=producers,
+    )
 
 
 def hello_mode(line: str) -> str | None:
@@ -57,9 +74,8 @@ async def segments_job(job: Job, cache: Path) -> Job:
             "profile from a session whose model file is at hand",
         )
     try:
-        parts = await asyncio.to_thread(cut_parts, job.model_path, job, cache)
+        return await asyncio.to_thread(cut_parts, job.model_path, job, cache)
     except (OSError, ValueError) as exc:
         raise OmdpError(
             f"cannot cut the segments for a device without onnx: {exc}", "check the model file"
         ) from None
-    return replace(job, parts=parts)

@@ -29,7 +29,6 @@ from backend.device.protocol import (
     Hello,
     Job,
     NodeTimes,
-    Part,
     ProtocolError,
     Result,
     Segment,
@@ -143,7 +142,7 @@ class SshAgentTransport:
         self._pump: asyncio.Task[None] | None = None
         self._spawned = asyncio.Event()
         self._error: Exception | None = None
-        self._parts: dict[Segment, Part] | None = None  # cut once (segments mode)
+        self._cut: Job | None = None  # the job with its parts, cut once (segments mode)
         self.model_path: str | None = None  # the lab's copy of the model (to upload/cut)
 
     # -- connection and files ----------------------------------------------------------------
@@ -202,18 +201,25 @@ class SshAgentTransport:
                     self.model_path or "", job.model_sha256, "models", ".onnx"
                 )
                 return job
-            if self._parts is None:
-                cut = await segments_job(
+            if self._cut is None:  # once per job: a resumed sub-job reuses it
+                self._cut = await segments_job(
                     replace(job, model_path=self.model_path), model_cache_dir()
                 )
-                self._parts = {p.segment: p for p in cut.parts}
-            parts = [self._parts[seg] for seg in dict.fromkeys(job.items)]
-            for part in parts:
+            cut = self._cut
+            by_segment = {p.segment: p for p in cut.parts}
+            parts = [by_segment[seg] for seg in dict.fromkeys(job.items)]
+            whole = cut.profile_part if job.node_times_runs > 0 else None
+            for part in [*parts, *([whole] if whole else [])]:
                 await self.store.ensure_file(part.path or "", part.sha256, "models", ".onnx")
         except (asyncssh.Error, OSError) as exc:
             self.drop()
             raise await classify(self.target, exc) from None
-        return replace(job, parts=[replace(p, path=None) for p in parts])
+        return replace(
+            job,
+            parts=[replace(p, path=None) for p in parts],
+            profile_part=replace(whole, path=None) if whole else None,
+            producers=cut.producers if whole else {},
+        )
 
     def agent_command(self, agent_dir: str) -> str:
         assert self.store is not None
