@@ -76,3 +76,36 @@ def test_python_3_8_with_the_oldest_stack_profiles_yolov5n_on_both_runtimes(
         }
         assert all(v.startswith("2022.3") for v in used), used
         assert not session.node_times_frame().empty  # per-node times on 2022.x too
+
+
+def test_a_model_newer_than_the_device_runtime_fails_that_device_before_any_timing(
+    tmp_path, oldest_python
+):
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    save(model, str(tmp_path / "new.onnx"))
+    (tmp_path / "devices.toml").write_text(
+        f'[[device]]\nname = "old"\npython = "{oldest_python}"\n'
+    )
+    env = {**os.environ, "OMDP_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-m", "omdp_tui.main", "profile", str(tmp_path / "new.onnx"),
+         "--devices", str(tmp_path / "devices.toml"), "--session", str(tmp_path / "s.omdp"),
+         "--json", *FAST],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode != 0
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert not [e for e in events if e.get("event") == "measured"]
+    assert events[-1]["failed"]["old"].startswith(
+        "the model is opset 18, IR 9; onnxruntime 1.12.1 there runs up to opset 17, IR 8 — "
+        "export the model at opset <= 17 (IR <= 8), or install onnxruntime >= 1.15 there"
+    )

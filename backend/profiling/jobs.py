@@ -34,6 +34,7 @@ from backend.profiling import plan
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 from backend.profiling.watchdog import Overrun, Watch, WatchdogSettings
+from backend.remote import compat
 from backend.remote.transport import AgentTransport
 from backend.text import inert, inert_data
 
@@ -275,6 +276,7 @@ class Profiler:
         self._speeds: _Speeds | None = None
         self._running = asyncio.Event()
         self._running.set()
+        self._model_versions: tuple[int, int] | None = None  # (opset, IR), read when needed
 
     # -- control ---------------------------------------------------------------------------
 
@@ -470,6 +472,29 @@ class Profiler:
             with contextlib.suppress(Exception):
                 self.session.finish_run(run_id, status, st.failed or message)
 
+    def _runtime_problem(self, device: DeviceSpec, versions: dict[str, Any]) -> str | None:
+        """Why this device's runtime cannot read the model (an opset or IR version newer
+        than its onnxruntime reads), with the fix; None when it can or nobody knows."""
+        if device.runtime != "onnxruntime":
+            return None
+        if self._model_versions is None:
+            from backend.device.segments import load_lazy
+
+            try:
+                model, _ = load_lazy(self.model_path)
+            except (OSError, ValueError):
+                self._model_versions = (0, 0)
+            else:
+                opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+                self._model_versions = (opsets.get("ai.onnx", 0), model.ir_version)
+        opset, ir = self._model_versions
+        version = versions.get("onnxruntime")
+        problem = compat.opset_problem(version if isinstance(version, str) else None, opset, ir)
+        if problem is None:
+            return None
+        need = compat.ort_upgrade_for(opset, ir)
+        return f"{problem}, or install onnxruntime >= {need or 'the latest'} there"
+
     async def _next(self, transport: AgentTransport, watch: Watch) -> proto.Event | None:
         """The transport's next event, or Overrun when the device's step runs out of time
         (time spent paused does not count; after a cancel the wait is short)."""
@@ -520,6 +545,9 @@ class Profiler:
                 hello = inert_data(asdict(ev))
                 self.session.record_hello(run_id, hello)
                 self._emit(DeviceStarted(name, st.total, hello["host"], hello["versions"], ev.mode))
+                problem = self._runtime_problem(device, ev.versions)
+                if problem is not None:  # it would fail at load: say why before any timing
+                    return "failed", problem
             elif isinstance(ev, proto.AgentProgress):
                 self._emit(Progress(name, st.done, st.total, self._eta(name), ev.phase, ev.segment))
             elif isinstance(ev, proto.Result):

@@ -264,24 +264,15 @@ def _judge_opset(
     python: str,
 ) -> None:
     """A model newer than this onnxruntime reads fails at load: say so now, with the fix."""
-    limits = compat.ort_limits(version)
-    if limits is None or wants.opset is None:
+    if wants.opset is None:
         return
-    max_opset, max_ir = limits
-    ir = wants.ir or 0
-    if wants.opset <= max_opset and ir <= max_ir:
+    problem = compat.opset_problem(version, wants.opset, wants.ir or 0)
+    if problem is None:
         return
-    need = compat.ort_upgrade_for(wants.opset, ir)
-    upgrade = (
-        install_prefix(f"{python} -m pip install 'onnxruntime>={need}'")
-        if need
-        else install_prefix(f"{python} -m pip install --upgrade onnxruntime")
-    )
-    check.problems.append(
-        f"device '{check.name}': the model is opset {wants.opset}, IR {ir}; onnxruntime "
-        f"{version} there runs up to opset {max_opset}, IR {max_ir} — export the model at "
-        f"opset <= {max_opset} (IR <= {max_ir}), or upgrade: {upgrade}"
-    )
+    need = compat.ort_upgrade_for(wants.opset, wants.ir or 0)
+    spec = f"'onnxruntime>={need}'" if need else "--upgrade onnxruntime"
+    upgrade = install_prefix(f"{python} -m pip install {spec}")
+    check.problems.append(f"device '{check.name}': {problem}, or upgrade: {upgrade}")
 
 
 def _probe_failure(name: str, python: str, status: int | None, stderr: str) -> str:

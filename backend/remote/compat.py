@@ -81,3 +81,16 @@ def ort_upgrade_for(opset: int, ir: int) -> str | None:
         if opset <= max_opset and ir <= max_ir:
             return ".".join(map(str, release))
     return None
+
+
+def opset_problem(version: str | None, opset: int, ir: int) -> str | None:
+    """Why this onnxruntime cannot read a model of that opset and IR version, with the
+    fix on the model's side (None: it can, or its limits are not known)."""
+    limits = ort_limits(version)
+    if limits is None or (opset <= limits[0] and ir <= limits[1]):
+        return None
+    return (
+        f"the model is opset {opset}, IR {ir}; onnxruntime {version} there runs up to opset "
+        f"{limits[0]}, IR {limits[1]} — export the model at opset <= {limits[0]} "
+        f"(IR <= {limits[1]})"
+    )
