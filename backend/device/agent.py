@@ -50,8 +50,8 @@ AGENT_VERSION = "3"
 
 
 def mode() -> str:
-    """ "model" when this device can cut the segments itself exactly as the lab does, else
-    "segments": the lab sends each segment cut (see docs/devices.md)."""
+    """This agent's mode: `model` when it can cut the segments itself exactly as the lab
+    does, else `segments`: the lab sends each segment cut (see docs/devices.md)."""
     if segments is None or segments.cutting_problem() is not None:
         return "segments"
     return "model"
@@ -240,7 +240,7 @@ class Agent:
                 return None
             phase = "run"
             self.emit(proto.AgentProgress(i, total, seg, "timing"))
-            cpus = job.cpus or sorted(os.sched_getaffinity(0))
+            cpus = job.cpus or _affinity()
             conditions: dict[str, dict] = {}
 
             def before() -> None:
@@ -308,6 +308,14 @@ class Agent:
             else:
                 times[pos] = times.get(pos, 0.0) + ms
         self.emit(proto.NodeTimes(prof.runtime, prof.runs, times, unattributed, prof.total_ms))
+
+
+def _affinity() -> list[int] | None:
+    """The CPUs this process may run on (None where the OS does not say: all)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
 
 
 # -- where segments come from -------------------------------------------------------------------
