@@ -47,10 +47,12 @@ async def check_device(device: DeviceSpec, source: str | None = None) -> DeviceA
         return DeviceAnswer(False, "; ".join(check.problems) or "not reachable")
     if isinstance(target, SshTarget):
         f = check.facts
+        risks = f.get("flag_risks") or []
         return DeviceAnswer(
             True,
             f"python {f.get('python', '?')} · {f.get('cores', '?')} cores "
-            f"· {(f.get('packages') or {}).get(device.runtime, '?')}",
+            f"· {device.runtime} {(f.get('packages') or {}).get(device.runtime, '?')} "
+            f"· {f.get('mode', '?')} mode" + (f" · may be flagged: {risks[0]}" if risks else ""),
         )
     return await agent_hello(python=target.python)
 
