@@ -101,3 +101,27 @@ def test_a_device_without_onnx_profiles_the_same_job_within_noise(tmp_path):
         low = min(first[seg], again[seg]) / 1.5
         high = max(first[seg], again[seg]) * 1.5
         assert low <= segmented[seg] <= high, (seg, first[seg], segmented[seg], again[seg])
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"parts": [{"segment": [0, 4], "sha256": "x", "inputs": []}]}, "64 hex digits"),
+        ({"parts": [{"segment": [0, 2], "sha256": "a" * 64, "inputs": []}]}, "no part for item"),
+        (
+            {"parts": [{"segment": [0, 4], "sha256": "a" * 64, "inputs": [
+                {"name": "x", "shape": [1], "elem_type": 0}]}]},
+            "an elem_type must be an integer in 1..64",
+        ),
+        (
+            {"parts": [{"segment": [0, 4], "sha256": "a" * 64, "inputs": [], "extra": 1}]},
+            "unknown field",
+        ),
+        ({"producers": {"t": -1}}, "the producer of"),
+        ({"profile_part": {"segment": [0, 4], "sha256": "a" * 64}}, "lacks field(s): inputs"),
+    ],
+)  # fmt: skip
+def test_a_segments_mode_job_that_is_not_one_is_refused(change, says):
+    job = {"model_sha256": "0" * 64, "items": [[0, 4]], "runtime": {"name": "onnxruntime"}}
+    with pytest.raises(proto.ProtocolError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        Job.from_dict({**job, **change})
