@@ -88,19 +88,22 @@ def test_a_device_without_onnx_profiles_the_same_job_within_noise(tmp_path):
     path, sha = put_model(model.read_bytes(), cache)
     job = Job(sha, ITEMS, {"name": "onnxruntime"}, TIMING, model_path=str(path), node_times_runs=2)
 
-    runs = [asyncio.run(run_job(python, job, cache)) for python in (with_onnx, without, with_onnx)]
-    (hello_a, first, _, nodes_a), (hello_b, segmented, notes, nodes_b), (_, again, _, _) = runs
+    # alternate the two devices; each one's best median per segment is the one least
+    # disturbed by whatever else this machine runs
+    order = (with_onnx, without, with_onnx, without)
+    runs = [asyncio.run(run_job(python, job, cache)) for python in order]
+    (hello_a, _, _, nodes_a), (hello_b, _, notes, nodes_b) = runs[:2]
     assert hello_a.mode == "model" and hello_a.versions["onnx"] == "1.13.1"
     assert hello_b.mode == "segments" and hello_b.versions["onnx"] is None
-    assert set(segmented) == set(ITEMS), notes
+    assert all(set(r[1]) == set(ITEMS) for r in runs), notes
     # each distinct segment went into the cache once, under its own hash, beside the model
     # and the whole model renamed for per-node profiling
     assert len(list(cache.glob("*.onnx"))) == 1 + len(ITEMS) + 1
     assert set(nodes_b) == set(nodes_a)  # per-node times for the same positions
     for seg in ITEMS:
-        low = min(first[seg], again[seg]) / 1.5
-        high = max(first[seg], again[seg]) * 1.5
-        assert low <= segmented[seg] <= high, (seg, first[seg], segmented[seg], again[seg])
+        model_mode = min(r[1][seg] for r in runs[0::2])
+        segments_mode = min(r[1][seg] for r in runs[1::2])
+        assert model_mode / 1.5 <= segments_mode <= model_mode * 1.5, (seg, runs)
 
 
 @pytest.mark.parametrize(

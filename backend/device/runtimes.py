@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.metadata
 import io
 import json
 import math
@@ -41,9 +40,11 @@ except ImportError:  # a device without onnx runs the segments the lab cut (segm
 
 if __package__:
     from .probe import host_facts as _probe_facts
+    from .probe import packages as _probe_packages
     from .protocol import TENSOR_DTYPES, TimingSettings
 else:  # plain files side by side on a device
     from probe import host_facts as _probe_facts  # type: ignore[no-redef]
+    from probe import packages as _probe_packages  # type: ignore[no-redef]
     from protocol import TENSOR_DTYPES, TimingSettings  # type: ignore[no-redef]
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -214,21 +215,16 @@ def summarize(samples: list[float], confidence: float = 0.95) -> Stats:
 # -- host and versions -----------------------------------------------------------------------
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def versions() -> dict[str, str | None]:
     """Versions of python and the packages the agent needs, without importing runtimes."""
+    found = _probe_packages()
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "onnx": onnx.__version__ if onnx is not None else None,
-        "onnxruntime": _dist_version("onnxruntime"),
-        "openvino": _dist_version("openvino"),
+        # whichever build is installed (onnxruntime-gpu, onnxruntime-openvino, ...)
+        "onnxruntime": found.get("onnxruntime"),
+        "openvino": found.get("openvino"),
     }
 
 

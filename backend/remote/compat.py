@@ -39,6 +39,8 @@ def version_tuple(text: str | None) -> tuple[int, ...] | None:
 
 def agent_mode(onnx_version: str | None) -> tuple[str, str]:
     """The mode the agent will use with this onnx, and why in words."""
+    if onnx_version == "?":  # installed under a distribution name the probe does not know
+        return "model", "onnx of unknown version: the agent says at start if it cannot cut"
     v = version_tuple(onnx_version)
     if v is None:
         return "segments", "no onnx: the lab cuts each segment and uploads it once"
