@@ -43,7 +43,8 @@ NAME_FORBIDDEN = "/\\="  # path separators (file names) and '=' (LINK=VALUE argu
 
 ORT_ONLY = tuple(k for k in RUNTIME_OPTIONS["onnxruntime"] if k not in RUNTIME_OPTIONS["openvino"])
 OV_ONLY = tuple(k for k in RUNTIME_OPTIONS["openvino"] if k not in RUNTIME_OPTIONS["onnxruntime"])
-SSH_ONLY = SSH_FIELDS
+# `python` also applies to local devices: another interpreter or venv of this machine
+SSH_ONLY = tuple(k for k in SSH_FIELDS if k != "python")
 
 
 @dataclass
@@ -424,6 +425,9 @@ def _device(src: _Text, k: int, raw: Any, previous: list[DeviceSpec]) -> DeviceS
     for key in SSH_ONLY:
         if key in raw and kind != "ssh":
             raise src.fail(line_of(key), f'{who}: {key} only applies to kind = "ssh" (remove it)')
+    python = raw.get("python")
+    if python is not None and (not python.strip() or not python.isprintable()):
+        raise src.fail(line_of("python"), f"{who}: python must be an interpreter command")
     for key, top in (("threads", MAX_THREADS), ("inter_threads", MAX_THREADS), ("port", 65535)):
         if key in raw and not 1 <= raw[key] <= top:
             bound = "at least 1" if raw[key] < 1 else f"at most {top}"

@@ -79,8 +79,11 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
 
     res = run(omdp("results", str(db), "--csv"), tmp_path)
     lines = res.stdout.strip().splitlines()
-    assert lines[0] == "device,start,end,median_ms,p10_ms,p90_ms,samples,status"
-    assert len(lines) == 19 and all(line.endswith(",ok") for line in lines[1:])
+    assert lines[0] == "device,start,end,median_ms,p10_ms,p90_ms,samples,status,used,throttled"
+    assert len(lines) == 19
+    for line in lines[1:]:  # what ran each segment; none throttled (this machine shows none)
+        used = "CPU" if line.startswith("phone") else "CPUExecutionProvider"
+        assert line.endswith(f",ok,{used},"), line
     assert lines[1].startswith("glasses,0,4,")
     rows = json.loads(run(omdp("results", str(db), "--json"), tmp_path).stdout)
     assert len(rows) == 18 and rows[-1]["device"] == "cloud" and rows[-1]["end"] == 20
@@ -339,8 +342,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
 def test_a_device_that_measures_nothing_fails_the_run(
     tmp_path, tiny_model_path, capsys, monkeypatch
 ):
-    """Every segment failed on `solo` (an execution provider that is not installed): the
-    run exits non-zero, and that configuration is not counted as finished."""
+    """`solo` asks for an execution provider that is not installed: its job fails before
+    any timing, naming the providers that are; the run exits non-zero, and that
+    configuration is not counted as finished."""
     monkeypatch.setenv("OMDP_CACHE_DIR", str(tmp_path / "cache"))
     devices = tmp_path / "d.toml"
     devices.write_text(
@@ -363,9 +367,15 @@ def test_a_device_that_measures_nothing_fails_the_run(
         *FAST,
     ]
     assert main(args) == 1
-    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert "measured nothing: all 3 segments failed" in summary["failed"]["solo"]
-    assert "CUDAExecutionProvider" in summary["failed"]["solo"]
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    summary = events[-1]
+    assert "provider(s) CUDAExecutionProvider not available" in summary["failed"]["solo"]
+    assert "(installed: " in summary["failed"]["solo"]
+    assert "CPUExecutionProvider" in summary["failed"]["solo"]
+    timed = [e for e in events if e.get("device") == "solo" and e.get("phase") == "timing"]
+    assert timed == [] and not [
+        e for e in events if e.get("event") == "measured" and e.get("device") == "solo"
+    ]
     assert (summary["done"], summary["total"]) == (3, 6)
     assert main(args) == 1  # not finished: measured again, and still failing
     plan = json.loads(capsys.readouterr().out.splitlines()[0])

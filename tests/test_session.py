@@ -718,3 +718,24 @@ def test_an_older_session_read_only_is_upgraded_in_memory_never_on_disk(session,
     assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.name)) == [
         path.name
     ]
+
+
+def test_a_schema_1_session_gains_the_device_conditions_columns_and_keeps_its_rows(session):
+    """A file written before schema 3 (no `used`, `conditions`, `throttled`) opens upgraded;
+    its measurements stay, unflagged, and a throttled one can then be recorded."""
+    session.record_result("glasses", (0, 4), load_ms=1.0, samples=[2.0, 2.0], stats=STATS)
+    with session.conn:
+        for column in ("used", "conditions", "throttled"):
+            session.conn.execute(f"ALTER TABLE measurements DROP COLUMN {column}")
+        session.conn.execute("UPDATE schema_version SET version = 1")
+    path = session.path
+    session.close()
+    with Session.open(path, check_model=False) as s:
+        assert s.conn.execute("SELECT version FROM schema_version").fetchone()[0] >= 3
+        row = s.results_frame().query("device == 'glasses' and start == 0 and end == 4")
+        assert row["median_ms"].item() == 2.0 and row["throttled"].isna().all()
+        s.record_result(
+            "glasses", (0, 9), load_ms=1.0, samples=[3.0], stats=STATS, used="CPU",
+            conditions={"after": {"freq_ratio": 0.5}}, throttled="CPU 0 at 50%",
+        )  # fmt: skip
+        assert s.missing(s.plan_items(), retry_throttled=True) != s.missing(s.plan_items())

@@ -22,7 +22,6 @@ from backend.export import read_export
 from backend.model.analysis import analyze
 from backend.profiling.session import Session
 from backend.remote.links import ChainLinks, LinkMeasurement
-from backend.remote.local import LocalTransport
 from backend.solver.ranking import Ranker
 from backend.usecases import demo, devices, exports, plans, rankings, runs, sessions, traces
 from backend.usecases.candidates import CandidateChoice, choose
@@ -467,12 +466,9 @@ def test_a_local_device_answers_with_its_agents_hello(cache_dir: Path):
     assert not list(cache_dir.glob("*.tmp"))
 
 
-def test_a_local_agent_that_cannot_start_is_reported(tmp_path: Path, monkeypatch):
+def test_a_local_agent_that_cannot_start_is_reported(tmp_path: Path):
     missing = str(tmp_path / "no-python")
-    monkeypatch.setattr(
-        devices, "LocalTransport", lambda cache: LocalTransport(cache, python=missing)
-    )
-    answer = asyncio.run(devices.agent_hello(tmp_path))
+    answer = asyncio.run(devices.agent_hello(tmp_path, python=missing))
     assert not answer.ok and answer.detail.startswith("agent did not start:")
 
 

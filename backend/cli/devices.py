@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds each device's probe may take before it is stopped (default 60)",
     )
+    c.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="also check that each runtime reads this model's opset and IR version "
+        "(an ONNX file, a session, or a built-in model)",
+    )
     c.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     c.set_defaults(func=run_check)
 
@@ -75,11 +81,44 @@ def _short(text: Any, width: int = 32) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+PACKAGES = ("numpy", "onnx", "onnxruntime", "openvino")
+
+
+def _detail(c: DeviceCheck) -> list[str]:
+    """What a device has and how the agent will use it, in a few lines under its name."""
+    f = c.facts
+    if not f:
+        return []
+    pk = f.get("packages") or {}
+    lines = [
+        f"{c.name}: python {f.get('python', '-')} ({f.get('executable', '-')}) · "
+        + " · ".join(
+            f"{k} {pk.get(k) or '-'}" for k in ("numpy", "onnx", "onnxruntime", "openvino")
+        )
+    ]
+    if f.get("mode"):
+        lines.append(f"  mode      {f['mode']}: {f.get('mode_reason', '')}")
+    for runtime, names in (f.get("accelerators") or {}).items():
+        kind = "providers" if runtime == "onnxruntime" else "devices"
+        lines.append(f"  {kind:<9} {runtime}: {', '.join(names) or 'none'}")
+    temp = f.get("temp_c")
+    lines.append(
+        f"  cpu       {f.get('cpu', '-')} · {f.get('cores', '-')} cores · governor "
+        f"{f.get('governor') or '-'} · {f'{temp:g} °C' if temp is not None else 'no temperature'}"
+    )
+    free = human_bytes(f["free_bytes"]) if f.get("free_bytes") is not None else "-"
+    lines.append(f"  free      {free} in {f.get('workdir', '-')}")
+    risks = f.get("flag_risks") or []
+    lines.append(f"  flagged   {'; '.join(risks) if risks else 'no reason seen now'}")
+    return lines
+
+
 def format_checks(checks: list[DeviceCheck]) -> str:
     rows = []
     for c in checks:
         f = c.facts
         pk = f.get("packages") or {}
+        runtime = c.runtime or "-"
         rows.append(
             [
                 c.name,
@@ -88,50 +127,38 @@ def format_checks(checks: list[DeviceCheck]) -> str:
                 "ok" if c.ok else "PROBLEM",
                 c.host_key,
                 f.get("python", "-"),
-                pk.get("numpy") or "-",
-                pk.get("onnx") or "-",
-                pk.get("onnxruntime") or "-",
-                pk.get("openvino") or "-",
-                _short(f.get("cpu")),
-                f.get("cores", "-"),
+                f.get("mode", "-"),
+                f"{runtime} {pk.get(runtime) or '-'}" if c.runtime else "-",
                 human_bytes(f["free_bytes"]) if f.get("free_bytes") else "-",
                 f"{c.seconds:.2f}",
             ]
         )
     headers = [
-        "device",
-        "kind",
-        "address",
-        "status",
-        "host key",
-        "python",
-        "numpy",
-        "onnx",
-        "onnxruntime",
-        "openvino",
-        "cpu",
-        "cores",
-        "free",
+        "device", "kind", "address", "status", "host key", "python", "mode", "runtime", "free",
         "s",
-    ]
-    return table(rows, headers, "lllllllllllrrr")
+    ]  # fmt: skip
+    details = [line for c in checks for line in _detail(c)]
+    return "\n".join([table(rows, headers, "llllllllrr"), "", *details])
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from backend.remote.checks import check_all
+    from backend import chain as devices
+    from backend.usecases.devices import check_chain, model_versions
 
     if not 0 < args.timeout <= 3600:  # also refuses nan and inf
         raise OmdpError(
             f"--timeout must be in (0, 3600] seconds, got {args.timeout:g}", "e.g. --timeout 60"
         )
-    inv = load_inventory(args.inventory)
-    targets = [(t, inv.runtimes.get(t.name)) for t in inv.targets]
-    checks = asyncio.run(check_all(targets, args.timeout))
+    chain = devices.load_devices(args.inventory)
+    model = model_versions(args.model) if args.model else None
+    checks = asyncio.run(check_chain(chain, args.timeout, model))
     if args.json:
         emit_json([c.to_dict() for c in checks])
     else:
         print(format_checks(checks))
     for c in checks:
+        for note in c.notes:
+            print(f"omdp: warning: {note}", file=sys.stderr)
         for problem in c.problems:
             print(f"omdp: error: {problem}", file=sys.stderr)
     return 0 if all(c.ok for c in checks) else 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from backend.cli.solve import format_table, parse_k
 from backend.profiling.session import Session
@@ -105,8 +106,11 @@ def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
 def run(args: argparse.Namespace) -> int:
     k = parse_k(args.k)
     with Session.open(args.session, check_model=False) as session:
-        parts = rank_session(session, ranking_options(args, k)).partitions
+        ranked = rank_session(session, ranking_options(args, k))
+        parts = ranked.partitions
         done, total = session.progress()
+    for line in ranked.warnings:
+        print(f"omdp: warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in parts], indent=2))
         return 0

@@ -81,6 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run local devices that share CPUs at the same time (faster, noisier)",
     )
     o.add_argument("--retry-errors", action="store_true", help="measure failed segments again")
+    o.add_argument(
+        "--retry-throttled",
+        action="store_true",
+        help="measure again the segments flagged as throttled (hot or slowed-down CPU)",
+    )
     o.add_argument("--cache", help="model cache folder for the agents")
     o.add_argument("--dry-run", action="store_true", help="show the plan, measure nothing")
     p.set_defaults(func=run)
@@ -229,6 +234,11 @@ class _Printer:
             self.text(
                 f"[{event.device}] agent up on {h.get('hostname')} ({h.get('cpu')}), "
                 f"{event.total} segments to measure"
+                + (
+                    " (segments mode: no onnx there, the lab cut them)"
+                    if event.mode == "segments"
+                    else ""
+                )
             )
         elif isinstance(event, jobs.Progress) and event.last is not None:
             m = event.last
@@ -236,8 +246,10 @@ class _Printer:
             eta = f", ETA {event.eta_s:.0f} s" if event.eta_s is not None else ""
             head = f"[{event.device} {event.done}/{event.total}{eta}] [{a}, {b})"
             if m.status == "ok":
+                flag = f" [THROTTLED: {m.throttled}]" if m.throttled else ""
                 self.text(
                     f"{head} {m.median_ms:.3f} ms median, {m.samples} runs, load {m.load_ms:.0f} ms"
+                    f"{flag}"
                 )
             else:
                 self.text(f"{head} error: {m.message}")
@@ -317,6 +329,7 @@ def _profile(args, opened, npy, chain, timing, printer) -> int:
         node_times_runs=args.node_times,
         share_cpus=args.share_cpus,
         retry_errors=args.retry_errors,
+        retry_throttled=args.retry_throttled,
         cache_dir=Path(args.cache) if args.cache else None,
     )
     planned = plan_run(session, opened.analysis, chain, opened.candidates, settings)

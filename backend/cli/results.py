@@ -6,7 +6,10 @@ import argparse
 import json
 import math
 
-COLUMNS = ["device", "start", "end", "median_ms", "p10_ms", "p90_ms", "samples", "status"]
+COLUMNS = [
+    "device", "start", "end", "median_ms", "p10_ms", "p90_ms", "samples", "status", "used",
+    "throttled",
+]  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
             print("no measurements yet")
             return 0
         shown = frame[[*COLUMNS, "message"]].copy()
+        # a throttled measurement is flagged, its reason shown where an error would be
+        flagged = shown["throttled"].notna() & shown["message"].isna()
+        shown.loc[flagged, "message"] = shown.loc[flagged, "throttled"]
+        shown["throttled"] = shown["throttled"].notna().map({True: "FLAG", False: ""})
+        shown = shown.rename(columns={"throttled": "flag"})
         shown["message"] = shown["message"].fillna("").str.slice(0, 60)
         print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
     return 0

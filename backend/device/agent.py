@@ -23,22 +23,38 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import Dict, TextIO, Tuple
 
 import numpy as np
 
 if __package__:  # backend.device.agent, or python -m backend.device.agent
     from . import cache as model_cache
-    from . import nodes, runtimes, segments
+    from . import nodes, probe, runtimes
     from . import protocol as proto
 else:  # plain files copied side by side on a device
     import cache as model_cache  # type: ignore[no-redef]
     import nodes  # type: ignore[no-redef]
+    import probe  # type: ignore[no-redef]
     import protocol as proto  # type: ignore[no-redef]
     import runtimes  # type: ignore[no-redef]
-    import segments  # type: ignore[no-redef]
 
-AGENT_VERSION = "2"
+try:  # cutting the graph needs onnx; without it the lab cuts (segments mode)
+    if __package__:
+        from . import segments
+    else:
+        import segments  # type: ignore[no-redef]
+except ImportError:
+    segments = None  # type: ignore[assignment]
+
+AGENT_VERSION = "3"
+
+
+def mode() -> str:
+    """This agent's mode: `model` when it can cut the segments itself exactly as the lab
+    does, else `segments`: the lab sends each segment cut (see docs/devices.md)."""
+    if segments is None or segments.cutting_problem() is not None:
+        return "segments"
+    return "model"
 
 
 # -- the agent -------------------------------------------------------------------------------
@@ -76,6 +92,7 @@ class Agent:
                 os.getpid(),
                 runtimes.versions(),
                 runtimes.host_facts(),
+                mode(),
             )
         )
 
@@ -108,9 +125,11 @@ class Agent:
                     config.threads = len(job.cpus)
             if self.cache_dir is None:
                 raise ValueError("the agent was started without --cache: it has no model cache")
-            path = model_cache.cached_model(self.cache_dir, job.model_sha256, job.model_path)
-            model, lazy = segments.load_lazy(str(path))
-            index = segments.prepare(model, job.input_shapes, lazy)
+            runtimes.check_available(config)  # a missing provider fails before any timing
+            if job.parts:
+                source: Source = PartSource(self.cache_dir, job)
+            else:
+                source = ModelSource(self.cache_dir, job)
         except Exception as exc:  # the job cannot start at all: say why and finish
             self.emit(
                 proto.SegmentError(
@@ -122,40 +141,31 @@ class Agent:
             return done
 
         total = len(job.items)
-        cuts = index.all_crossings()
-        feeds_cache = self._intermediates(job, index, cuts, config, total)
+        if isinstance(source, ModelSource):
+            source.cache = self._intermediates(job, source.index, source.cuts, config, total)
+        elif job.inputs == "prefix":
+            self.emit(
+                proto.SegmentError(
+                    None,
+                    "real intermediate inputs need onnx on the device (this one runs the "
+                    "segments the lab cut): using random ones",
+                    "inputs",
+                )
+            )
         for i, (a, b) in enumerate(job.items):
             self._wait_if_paused(i, total)
             if self.stop.is_set():
                 break
-            ok = self._measure(index, cuts, a, b, config, job, feeds_cache, i, total)
+            ok = self._measure(source, a, b, config, job, i, total)
             if ok is None:
                 break  # stopped mid-segment: nothing recorded for it
             completed += ok
             errors += not ok
         if job.node_times_runs > 0 and not self.stop.is_set():
-            self._node_times(index, cuts, config, job, feeds_cache, total)
+            self._node_times(source, config, job, total)
         done = proto.Done(completed, errors, self.stop.is_set(), time.perf_counter() - t0)
         self.emit(done)
         return done
-
-    def _feeds(
-        self,
-        job: proto.Job,
-        index: segments.GraphIndex,
-        names: list[str],
-        cache: dict[str, np.ndarray] | None,
-    ) -> dict[str, np.ndarray]:
-        feeds = {}
-        for name in names:
-            if cache is not None and name in cache:
-                feeds[name] = cache[name]
-            else:
-                vi = index.value_info.get(name)
-                if vi is None:
-                    raise ValueError(f"tensor '{name}' has no known type or shape")
-                feeds[name] = runtimes.random_tensor(runtimes.tensor_spec(vi), job.seed)
-        return feeds
 
     def _intermediates(
         self,
@@ -187,10 +197,10 @@ class Agent:
             whole = index.extract(0, index.n)
             extra = [t for t in needed if t not in index.outputs]
             whole.graph.output.extend(index.value_info[t] for t in extra)
-            feeds = self._feeds(job, index, index.inputs, ins)
+            feeds = model_feeds(job, index, index.inputs, ins)
             runner = runtimes.load(whole, config)
             values = runner.run(feeds)
-            result = dict(zip(runner.output_names(), values, strict=True))
+            result = dict(zip(runner.output_names(), values))
             runner.close()
             return {**feeds, **{k: np.array(v) for k, v in result.items()}}
         except Exception as exc:
@@ -207,13 +217,11 @@ class Agent:
 
     def _measure(
         self,
-        index: segments.GraphIndex,
-        cuts: list[list[str]],
+        source: Source,
         a: int,
         b: int,
         config: runtimes.RuntimeConfig,
         job: proto.Job,
-        cache: dict[str, np.ndarray] | None,
         i: int,
         total: int,
     ) -> bool | None:
@@ -223,16 +231,23 @@ class Agent:
         runner = None
         try:
             self.emit(proto.AgentProgress(i, total, seg, "load"))
-            model = index.segment_bytes(a, b, inputs=cuts[a], outputs=cuts[b])
+            model = source.model(a, b)
             phase = "inputs"
-            feeds = self._feeds(job, index, cuts[a], cache)
+            feeds = source.feeds(a, b)
             phase = "load"
             runner = runtimes.load(model, config)
             if self.stop.is_set():
                 return None
             phase = "run"
             self.emit(proto.AgentProgress(i, total, seg, "timing"))
-            timing = runtimes.time_runner(runner, feeds, job.timing, self.stop.is_set)
+            cpus = job.cpus or _affinity()
+            conditions: dict[str, dict] = {}
+
+            def before() -> None:
+                conditions["before"] = probe.snapshot(cpus)
+
+            timing = runtimes.time_runner(runner, feeds, job.timing, self.stop.is_set, before)
+            conditions["after"] = probe.snapshot(cpus)
         except runtimes.Stopped:
             return None
         except Exception as exc:
@@ -245,7 +260,12 @@ class Agent:
         finally:
             if runner is not None:
                 runner.close()
-        info = {"name": runner.runtime, "version": runner.version, "options": runner.options}
+        info = {
+            "name": runner.runtime,
+            "version": runner.version,
+            "options": runner.options,
+            "device": runner.used,
+        }
         self.emit(
             proto.Result(
                 seg,
@@ -255,38 +275,30 @@ class Agent:
                 timing.stop,
                 info,
                 timing.warmup_ms,
+                {k: v for k, v in conditions.items() if v},  # nothing where /sys shows nothing
             )
         )
         return True
 
     def _node_times(
-        self,
-        index: segments.GraphIndex,
-        cuts: list[list[str]],
-        config: runtimes.RuntimeConfig,
-        job: proto.Job,
-        cache: dict[str, np.ndarray] | None,
-        total: int,
+        self, source: Source, config: runtimes.RuntimeConfig, job: proto.Job, total: int
     ) -> None:
-        self.emit(proto.AgentProgress(total, total, (0, index.n), "node_times"))
+        whole: Segment | None = None
         try:
-            positions = index.segment_nodes(0, index.n, cuts[index.n])
-            whole = nodes.renamed_for_profiling(index.extract(0, index.n), positions)
-            feeds = self._feeds(job, index, cuts[0], cache)
-            prof = nodes.profile_nodes(
-                whole.SerializeToString(), feeds, config, job.node_times_runs
-            )
+            whole = source.whole()
+            self.emit(proto.AgentProgress(total, total, whole, "node_times"))
+            model, feeds, producers = source.profiled()
+            prof = nodes.profile_nodes(model, feeds, config, job.node_times_runs)
         except Exception as exc:
             self.emit(
                 proto.SegmentError(
-                    (0, index.n),
+                    whole,
                     runtimes.clean_message(exc),
                     "node_times",
                     traceback.format_exc(limit=3),
                 )
             )
             return
-        producers = {o: p for p, n in enumerate(index.nodes) for o in n.output if o}
         times: dict[int, float] = {}
         unattributed = 0.0
         for name, ms in prof.kernels.items():
@@ -296,6 +308,132 @@ class Agent:
             else:
                 times[pos] = times.get(pos, 0.0) + ms
         self.emit(proto.NodeTimes(prof.runtime, prof.runs, times, unattributed, prof.total_ms))
+
+
+def _affinity() -> list[int] | None:
+    """The CPUs this process may run on (None where the OS does not say: all)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+# -- where segments come from -------------------------------------------------------------------
+
+
+def model_feeds(
+    job: proto.Job,
+    index: segments.GraphIndex,
+    names: list[str],
+    cache: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Values for these tensors: real ones from the prefix run, else seeded random ones."""
+    feeds = {}
+    for name in names:
+        if cache is not None and name in cache:
+            feeds[name] = cache[name]
+        else:
+            vi = index.value_info.get(name)
+            if vi is None:
+                raise ValueError(f"tensor '{name}' has no known type or shape")
+            feeds[name] = runtimes.random_tensor(runtimes.tensor_spec(vi), job.seed)
+    return feeds
+
+
+Segment = proto.Segment
+Profiled = Tuple[bytes, Dict[str, np.ndarray], Dict[str, int]]
+
+
+class Source:
+    """A segment's model bytes and input values, and the whole model for per-node times
+    (the two modes differ only here)."""
+
+    def model(self, a: int, b: int) -> bytes:
+        raise NotImplementedError
+
+    def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def whole(self) -> Segment:
+        """[0, N): the segment the per-node profile covers."""
+        raise NotImplementedError
+
+    def profiled(self) -> Profiled:
+        """The whole model with node k named `omdp_n<position>`, its inputs, and the
+        position producing each tensor (kernels named after tensors map back through it)."""
+        raise NotImplementedError
+
+
+class ModelSource(Source):
+    """Model mode: the whole model from the cache, cut here as the lab cuts it."""
+
+    def __init__(self, cache_dir: Path, job: proto.Job):
+        if segments is None:
+            raise ValueError(
+                "this device has no onnx, so it cannot cut the model: the lab sends it the "
+                "segments cut (segments mode) when its hello says so"
+            )
+        path = model_cache.cached_model(cache_dir, job.model_sha256, job.model_path)
+        model, lazy = segments.load_lazy(str(path))
+        self.job = job
+        self.index = segments.prepare(model, job.input_shapes, lazy)
+        self.cuts = self.index.all_crossings()
+        self.cache: dict[str, np.ndarray] | None = None  # real cut tensors (prefix mode)
+
+    def model(self, a: int, b: int) -> bytes:
+        return self.index.segment_bytes(a, b, inputs=self.cuts[a], outputs=self.cuts[b])
+
+    def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        return model_feeds(self.job, self.index, self.cuts[a], self.cache)
+
+    def whole(self) -> Segment:
+        return (0, self.index.n)
+
+    def profiled(self) -> Profiled:
+        index, n = self.index, self.index.n
+        positions = index.segment_nodes(0, n, self.cuts[n])
+        renamed = nodes.renamed_for_profiling(index.extract(0, n), positions)
+        producers = {o: p for p, node in enumerate(index.nodes) for o in node.output if o}
+        return renamed.SerializeToString(), self.feeds(0, n), producers
+
+
+class PartSource(Source):
+    """Segments mode: each segment as the lab cut it, from the cache by its hash; inputs
+    seeded per tensor name exactly as in model mode, so both modes time the same thing."""
+
+    def __init__(self, cache_dir: Path, job: proto.Job):
+        self.cache_dir = cache_dir
+        self.job = job
+        self.parts = {p.segment: p for p in job.parts}
+
+    def model(self, a: int, b: int) -> bytes:
+        part = self.parts[(a, b)]
+        path = model_cache.cached_model(self.cache_dir, part.sha256, part.path)
+        return path.read_bytes()
+
+    def feeds(self, a: int, b: int) -> dict[str, np.ndarray]:
+        return self._random(self.parts[(a, b)])
+
+    def _random(self, part: proto.Part) -> dict[str, np.ndarray]:
+        return {
+            t.name: runtimes.random_tensor(
+                runtimes.TensorSpec(t.name, tuple(t.shape), t.elem_type), self.job.seed
+            )
+            for t in part.inputs
+        }
+
+    def _profile_part(self) -> proto.Part:
+        if self.job.profile_part is None:
+            raise ValueError("the lab sent no whole model to profile per node")
+        return self.job.profile_part
+
+    def whole(self) -> Segment:
+        return self._profile_part().segment
+
+    def profiled(self) -> Profiled:
+        part = self._profile_part()
+        path = model_cache.cached_model(self.cache_dir, part.sha256, part.path)
+        return path.read_bytes(), self._random(part), dict(self.job.producers)
 
 
 # -- process entry -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Tuple, Union
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 << 20  # a result of 10^5 samples or the node times of a 10^5-node model
@@ -34,11 +34,18 @@ MAX_ITEMS = 1 << 20  # segments in one job
 MAX_MS = 1e9  # about 11 days: any time above is not a measurement
 MAX_PLAIN_ITEMS = 4096  # scalars in a free-form mapping (host facts, runtime options)
 
-Segment = tuple[int, int]
+Segment = Tuple[int, int]  # typing's alias: devices run Python 3.8
 
 PHASES = ("inputs", "load", "timing", "node_times", "paused")
 ERROR_KINDS = ("extract", "inputs", "load", "run", "job", "node_times")
 STOP_REASONS = ("ci", "max_runs", "max_seconds")
+# numpy dtype of each ONNX TensorProto data type (fixed by the ONNX standard), so a device
+# without onnx can make inputs for the segments the lab cut
+TENSOR_DTYPES = {
+    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
+    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
+    15: "complex128",
+}  # fmt: skip
 STAT_FIELDS = (
     "count", "median", "p10", "p90", "mean", "std", "min", "max", "ci_low", "ci_high", "rel_ci"
 )  # fmt: skip
@@ -179,6 +186,52 @@ class TimingSettings:
         return t
 
 
+MODES = ("model", "segments")
+
+
+@dataclass
+class TensorInfo:
+    """An input of a segment the lab cut: what the agent needs to make its values."""
+
+    name: str
+    shape: list[int]
+    elem_type: int  # ONNX TensorProto data type (TENSOR_DTYPES)
+
+
+@dataclass
+class Part:
+    """A segment the lab cut (segments mode, for a device without onnx): its file in the
+    agent's model cache by content hash, and its inputs."""
+
+    segment: Segment
+    sha256: str
+    inputs: list[TensorInfo]
+    path: str | None = None  # where to copy it from into the cache (a local agent)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Part:
+        d = _fields_of(_mapping(d, "a part"), cls, "part")
+        if not re.fullmatch(r"[0-9a-f]{64}", str(d["sha256"])):
+            raise ProtocolError(f"a part's sha256 must be 64 hex digits: {_show(d['sha256'])}")
+        if d.get("path") is not None:
+            _text(d["path"], "a part's path", 4096)
+        if type(d["inputs"]) is not list or len(d["inputs"]) > MAX_PLAIN_ITEMS:
+            raise ProtocolError("a part's inputs must be a list")
+        inputs = []
+        for t in d["inputs"]:
+            t = _fields_of(_mapping(t, "a part input"), TensorInfo, "part input")
+            if type(t["shape"]) is not list or len(t["shape"]) > 64:
+                raise ProtocolError(f"the shape of part input {_show(t['name'])} must be a list")
+            inputs.append(
+                TensorInfo(
+                    _text(t["name"], "a part input name", 4096),
+                    [_int(dim, "a dim", 0, 2**40) for dim in t["shape"]],
+                    _int(t["elem_type"], "an elem_type", 1, 64),
+                )
+            )
+        return cls(_segment(d["segment"], "a part"), d["sha256"], inputs, d.get("path"))
+
+
 @dataclass
 class Job:
     """Everything the agent needs; one JSON line."""
@@ -194,10 +247,17 @@ class Job:
     npy: dict[str, str] = field(default_factory=dict)  # model input -> .npy file (prefix)
     node_times_runs: int = 0  # > 0: also profile the whole model per node
     cpus: list[int] | None = None  # pin the agent to these CPUs
+    parts: list[Part] = field(default_factory=list)  # segments mode: the lab's cut segments
+    # segments mode with per-node times: the whole model, nodes renamed for profiling, and
+    # the position that produces each tensor
+    profile_part: Part | None = None
+    producers: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["items"] = [list(i) for i in self.items]
+        for part in d["parts"] + ([d["profile_part"]] if d["profile_part"] else []):
+            part["segment"] = list(part["segment"])
         return d
 
     def to_line(self) -> str:
@@ -236,6 +296,20 @@ class Job:
                 raise ProtocolError("cpus must be a non-empty list of CPU numbers")
             for c in cpus:
                 _int(c, "a cpu", 0, 1 << 20)
+        parts = d.get("parts", [])
+        if type(parts) is not list or len(parts) > MAX_ITEMS:
+            raise ProtocolError(f"parts must be a list of at most {MAX_ITEMS} segments")
+        d["parts"] = [Part.from_dict(p) for p in parts]
+        if d.get("profile_part") is not None:
+            d["profile_part"] = Part.from_dict(d["profile_part"])
+        producers = _mapping(d.get("producers", {}), "producers", MAX_ITEMS)
+        for name, position in producers.items():
+            _int(position, f"the producer of {_show(name)}")
+        if d["parts"]:
+            cut = {p.segment for p in d["parts"]}
+            lacking = [list(i) for i in d["items"] if i not in cut]
+            if lacking:
+                raise ProtocolError(f"no part for item(s) {lacking[:3]} of a segments-mode job")
         return cls(**d)
 
 
@@ -260,6 +334,7 @@ class Hello:
     pid: int
     versions: dict[str, str | None]
     host: dict[str, Any]
+    mode: str = "model"  # "model": the agent cuts the segments; "segments": the lab does
 
 
 @dataclass
@@ -277,8 +352,10 @@ class Result:
     samples: list[float]
     stats: dict[str, float | None]  # runtimes.Stats fields
     stop: str  # why timing stopped: one of STOP_REASONS
-    runtime: dict[str, Any]  # name, version, options actually used
+    runtime: dict[str, Any]  # name, version, options and device/provider actually used
     warmup_ms: list[float] = field(default_factory=list)
+    # temperature and CPU frequency before and after the timed runs (probe.snapshot)
+    conditions: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,7 +383,7 @@ class Done:
     seconds: float
 
 
-Event = Hello | AgentProgress | Result | SegmentError | NodeTimes | Done
+Event = Union[Hello, AgentProgress, Result, SegmentError, NodeTimes, Done]
 _NAMES: dict[type, str] = {
     Hello: "hello",
     AgentProgress: "progress",
@@ -346,6 +423,7 @@ def _hello(d: dict[str, Any]) -> Hello:
         _int(d["pid"], "pid", 0, 2**31),
         versions,
         _plain(_mapping(d["host"], "host", 256), "host"),
+        _choice(d.get("mode", "model"), "mode", MODES),
     )
 
 
@@ -377,7 +455,16 @@ def _result(d: dict[str, Any]) -> Result:
         _choice(d["stop"], "stop", STOP_REASONS),
         runtime,
         _samples(d.get("warmup_ms", []), "warmup_ms", 10**6),
+        _conditions(d.get("conditions", {})),
     )
+
+
+def _conditions(value: Any) -> dict[str, Any]:
+    d = _mapping(value, "conditions", 2)
+    for key, snap in d.items():
+        _choice(key, "a conditions key", ("before", "after"))
+        _plain(_mapping(snap, f"conditions {key}", 32), f"conditions {key}", depth=1)
+    return d
 
 
 def _error(d: dict[str, Any]) -> SegmentError:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.metadata
 import io
 import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 import zlib
@@ -32,14 +32,20 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import onnx
+
+try:
+    import onnx
+except ImportError:  # a device without onnx runs the segments the lab cut (segments mode)
+    onnx = None  # type: ignore[assignment]
 
 if __package__:
     from .probe import host_facts as _probe_facts
-    from .protocol import TimingSettings
+    from .probe import packages as _probe_packages
+    from .protocol import TENSOR_DTYPES, TimingSettings
 else:  # plain files side by side on a device
     from probe import host_facts as _probe_facts  # type: ignore[no-redef]
-    from protocol import TimingSettings  # type: ignore[no-redef]
+    from probe import packages as _probe_packages  # type: ignore[no-redef]
+    from protocol import TENSOR_DTYPES, TimingSettings  # type: ignore[no-redef]
 
 RUNTIMES = ("onnxruntime", "openvino")
 # The options each runtime takes (besides `name`): the one list the devices file, the
@@ -209,21 +215,16 @@ def summarize(samples: list[float], confidence: float = 0.95) -> Stats:
 # -- host and versions -----------------------------------------------------------------------
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def versions() -> dict[str, str | None]:
     """Versions of python and the packages the agent needs, without importing runtimes."""
+    found = _probe_packages()
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": _dist_version("onnxruntime"),
-        "openvino": _dist_version("openvino"),
+        "onnx": onnx.__version__ if onnx is not None else None,
+        # whichever build is installed (onnxruntime-gpu, onnxruntime-openvino, ...)
+        "onnxruntime": found.get("onnxruntime"),
+        "openvino": found.get("openvino"),
     }
 
 
@@ -250,7 +251,16 @@ class TensorSpec:
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(self.elem_type))
+        return np_dtype(self.elem_type)
+
+
+def np_dtype(elem_type: int) -> np.dtype:
+    """The numpy dtype of an ONNX tensor type, from the protocol's table (no onnx needed,
+    the same in every onnx release)."""
+    name = TENSOR_DTYPES.get(elem_type)
+    if name is None:
+        raise ValueError(f"ONNX tensor type {elem_type} has no numpy equivalent")
+    return np.dtype(name)
 
 
 def tensor_spec(vi: onnx.ValueInfoProto) -> TensorSpec:
@@ -303,6 +313,7 @@ class Runner:
     version: str | None
     load_ms: float
     options: dict[str, Any]
+    used: str  # the execution provider / OpenVINO device that actually ran it
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -370,6 +381,7 @@ class OrtRunner(Runner):
         self.session = ort.InferenceSession(model, so, providers=providers)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._outputs = [o.name for o in self.session.get_outputs()]
+        self.used = self.session.get_providers()[0]  # the first provider the session took
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self._outputs, feeds)
@@ -384,19 +396,49 @@ class OrtRunner(Runner):
         self.session = None
 
 
+@dataclass(frozen=True)
+class OvApi:
+    """The OpenVINO API at hand: 2023.1+ exports it from `openvino`, 2022.x only from
+    `openvino.runtime`, whose `infer` takes no sharing flags and whose `read_model` takes
+    the bytes themselves."""
+
+    module: Any
+    core: Any
+    legacy: bool
+
+    def version(self) -> str:
+        return str(self.module.get_version())
+
+    def read_model(self, model: bytes) -> Any:
+        return self.core.read_model(model if self.legacy else io.BytesIO(model))
+
+    def infer(self, request: Any, feeds: dict[str, np.ndarray]) -> Any:
+        if self.legacy:
+            return request.infer(feeds)
+        return request.infer(feeds, share_inputs=True, share_outputs=True)
+
+
 @functools.lru_cache(maxsize=1)
-def _ov_core():
+def ov_api() -> OvApi:
     # `import openvino` imports its model converter, whose telemetry forks a sender that
     # tries the network (none here) and then blocks interpreter exit. We only need the
     # runtime: hide the converter so the import skips it (openvino guards it with
     # try/except ImportError).
     if "openvino" not in sys.modules:
-        sys.modules.setdefault("openvino.tools.ovc", None)
+        sys.modules.setdefault("openvino.tools.ovc", None)  # type: ignore[arg-type]
     try:
         import openvino
     except ImportError as exc:
         raise RuntimeUnavailable("openvino is not installed on this device") from exc
-    return openvino, openvino.Core()
+    if hasattr(openvino, "Core"):
+        return OvApi(openvino, openvino.Core(), False)
+    try:
+        import openvino.runtime as legacy
+    except ImportError as exc:
+        raise RuntimeUnavailable(
+            "this openvino has neither openvino.Core nor openvino.runtime (need 2022.1+)"
+        ) from exc
+    return OvApi(legacy, legacy.Core(), True)
 
 
 def ov_properties(config: RuntimeConfig, perf_count: bool = False) -> dict[str, Any]:
@@ -414,28 +456,28 @@ class OvRunner(Runner):
     runtime = "openvino"
 
     def __init__(self, model: bytes, config: RuntimeConfig, perf_count: bool = False):
-        ov, core = _ov_core()
-        if config.ov_device.split(".")[0] not in {d.split(".")[0] for d in core.available_devices}:
-            raise RuntimeUnavailable(
-                f"OpenVINO device '{config.ov_device}' is not available "
-                f"(available: {', '.join(core.available_devices)})"
-            )
-        self.version = ov.get_version()
+        self.api = api = ov_api()
+        core = api.core
+        _ov_device_check(core, config.ov_device)
+        self.version = api.version()
         self.options = config.options()
         t0 = time.perf_counter()
-        ov_model = core.read_model(io.BytesIO(model))
+        ov_model = api.read_model(model)
         self.compiled = core.compile_model(
             ov_model, config.ov_device, ov_properties(config, perf_count)
         )
         self.request = self.compiled.create_infer_request()
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._outputs = [o.get_any_name() for o in self.compiled.outputs]
+        self.used = config.ov_device
+        with contextlib.suppress(Exception):  # AUTO/MULTI: the devices it compiled for
+            self.used = ",".join(self.compiled.get_property("EXECUTION_DEVICES"))
         with contextlib.suppress(Exception):
             hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
             self.options["effective_precision"] = getattr(hint, "to_string", hint.__str__)()
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        res = self.request.infer(feeds, share_inputs=True, share_outputs=True)
+        res = self.api.infer(self.request, feeds)
         return [res[o] for o in self.compiled.outputs]
 
     def output_names(self) -> list[str]:
@@ -444,6 +486,25 @@ class OvRunner(Runner):
     def close(self) -> None:
         self.request = None
         self.compiled = None
+
+
+def check_available(config: RuntimeConfig) -> None:
+    """RuntimeUnavailable, naming what this device has, when the configured runtime,
+    execution provider or OpenVINO device is not here: the job fails before any timing."""
+    if config.name == "onnxruntime":
+        _ort_providers(_ort(), config)
+    elif config.name == "openvino":
+        _ov_device_check(ov_api().core, config.ov_device)
+
+
+def _ov_device_check(core: Any, device: str) -> None:
+    available = list(core.available_devices)
+    wanted = {d.split(".")[0] for d in re.split(r"[:,]", device) if d}
+    wanted -= {"AUTO", "MULTI", "HETERO", "BATCH"}  # virtual devices over the real ones
+    if not wanted <= {d.split(".")[0] for d in available}:
+        raise RuntimeUnavailable(
+            f"OpenVINO device '{device}' is not available (available: {', '.join(available)})"
+        )
 
 
 def load(model: bytes | onnx.ModelProto, config: RuntimeConfig) -> Runner:
@@ -486,8 +547,10 @@ def time_runner(
     feeds: dict[str, np.ndarray],
     settings: TimingSettings,
     should_stop: Callable[[], bool] | None = None,
+    warmed_up: Callable[[], None] | None = None,
 ) -> Timing:
-    """Warm up, then time single runs until the median is known precisely enough."""
+    """Warm up, then time single runs until the median is known precisely enough.
+    `warmed_up` is called between the two (outside the timed region)."""
     t_start = time.perf_counter()
     clock = time.perf_counter_ns
     warm: list[float] = []
@@ -497,6 +560,8 @@ def time_runner(
         warm.append((clock() - t0) / 1e6)
         if should_stop and should_stop():
             raise Stopped
+    if warmed_up is not None:
+        warmed_up()
     samples: list[float] = []
     t_timed = time.perf_counter()
     stop = "max_runs"

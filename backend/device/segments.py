@@ -16,6 +16,7 @@ the nodes that compute them.
 from __future__ import annotations
 
 import heapq
+import importlib.util
 import mmap
 import os
 from collections.abc import Iterable, Iterator
@@ -85,7 +86,7 @@ def topological_order(graph: GraphProto) -> list[int]:
     uses = [node_uses(n) for n in graph.node]
     seen = set(available)
     valid = True
-    for n, u in zip(graph.node, uses, strict=True):
+    for n, u in zip(graph.node, uses):
         if any(name not in seen for name in u):
             valid = False
             break
@@ -143,6 +144,8 @@ PROTOBUF_LIMIT = 2**31 - 1  # the largest message protobuf reads
 def _varint(buf, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
+        if pos >= len(buf):
+            raise ValueError("the file is truncated (a number runs past its end)")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -289,7 +292,7 @@ class GraphIndex:
         static = set(initializers) | {t.name for t in g.sparse_initializer}
         static_producer: dict[str, int] = {}
         producer = {name: -1 for name in inputs}
-        for pos, (node, u) in enumerate(zip(nodes, uses, strict=True)):
+        for pos, (node, u) in enumerate(zip(nodes, uses)):
             is_static = (node.op_type == "Constant" and node.domain in ("", "ai.onnx")) or (
                 bool(u)
                 and node.op_type not in _NONDETERMINISTIC
@@ -529,9 +532,16 @@ def itemsize(elem_type: int) -> int:
     if elem_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
         return 0
     try:
-        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize
+        return np.dtype(_np_type(elem_type)).itemsize
     except (KeyError, TypeError, ValueError):
         return 1
+
+
+def _np_type(elem_type: int) -> np.dtype:
+    convert = getattr(onnx.helper, "tensor_dtype_to_np_dtype", None)  # onnx 1.13+
+    if convert is None:
+        return np.dtype(getattr(onnx, "mapping").TENSOR_TYPE_TO_NP_TYPE[elem_type])  # noqa: B009
+    return np.dtype(convert(elem_type))
 
 
 def tensor_nbytes(t: onnx.TensorProto) -> int:
@@ -695,7 +705,15 @@ def _evaluate(model: ModelProto, positions: list[int], feeds: dict, small: dict)
         outs = ReferenceEvaluator(m).run(None, {t: feeds[t] for t in needed if t in feeds})
     except Exception:  # an op the reference evaluator lacks: leave the graph as it is
         return {}
-    return {n.output[0]: v for n, v in zip(nodes, outs, strict=True) if hasattr(v, "size")}
+    return {n.output[0]: v for n, v in zip(nodes, outs) if hasattr(v, "size")}
+
+
+def cutting_problem() -> str | None:
+    """Why this onnx cannot prepare a model exactly as the lab does (None: it can): the
+    shape folding in `prepare` runs onnx's reference evaluator, new in onnx 1.13."""
+    if importlib.util.find_spec("onnx.reference") is None:
+        return f"onnx {onnx.__version__} has no onnx.reference (1.13+ has)"
+    return None
 
 
 def prepare(

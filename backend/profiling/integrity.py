@@ -147,6 +147,9 @@ def _rules(n: int) -> dict[str, list[Rule]]:
             Rule("run", INT, "a run id", nullable=True),
             Rule("created_at", *text),
             Rule("updated_at", *text),
+            Rule("used", *text, nullable=True),
+            Rule("conditions", JSON_OBJECT, "a JSON object", nullable=True),
+            Rule("throttled", *text, nullable=True),
         ],
         "node_profiles": [
             Rule("device", *text),

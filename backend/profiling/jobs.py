@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,12 +27,14 @@ from typing import Any
 
 from backend.chain import Chain, DeviceSpec, cpu_set
 from backend.device import protocol as proto
+from backend.device.probe import throttle_reason
 from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 from backend.profiling import plan
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 from backend.profiling.watchdog import Overrun, Watch, WatchdogSettings
+from backend.remote import compat
 from backend.remote.transport import AgentTransport
 from backend.text import inert, inert_data
 
@@ -54,6 +57,7 @@ class Measured:
     load_ms: float | None = None
     message: str | None = None
     measurement_id: int | None = None
+    throttled: str | None = None  # why its numbers cannot be trusted (hot, slow CPU)
 
 
 @dataclass
@@ -62,6 +66,7 @@ class DeviceStarted:
     total: int
     host: dict[str, Any]
     versions: dict[str, Any]
+    mode: str = "model"  # "segments": the lab cut the segments (no onnx there)
 
 
 @dataclass
@@ -229,6 +234,7 @@ class ProfileOptions:
     node_times_runs: int = 5  # 0: skip per-node profiling
     share_cpus: bool = False
     retry_errors: bool = False
+    retry_throttled: bool = False  # measure segments flagged as throttled again
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings)
 
 
@@ -270,6 +276,7 @@ class Profiler:
         self._speeds: _Speeds | None = None
         self._running = asyncio.Event()
         self._running.set()
+        self._model_versions: tuple[int, int] | None = None  # (opset, IR), read when needed
 
     # -- control ---------------------------------------------------------------------------
 
@@ -333,7 +340,7 @@ class Profiler:
             return SshAgentTransport(target, on_status=lambda m: self._emit(Notice(device.name, m)))
         from backend.remote.local import LocalTransport
 
-        return LocalTransport(self.cache_dir)
+        return LocalTransport(self.cache_dir, python=device.python or sys.executable)
 
     def _emit(self, event: JobEvent) -> None:
         if self.on_event is not None:
@@ -354,7 +361,11 @@ class Profiler:
         """Measure `items` (default: what the session's plan still misses)."""
         t0 = time.monotonic()
         if items is None:
-            items = self.session.missing(self.session.plan_items(), self.options.retry_errors)
+            items = self.session.missing(
+                self.session.plan_items(),
+                self.options.retry_errors,
+                self.options.retry_throttled,
+            )
         by_device: dict[str, list[PlanItem]] = {n: [] for n in self.chain.names}
         for it in items:
             by_device[it.device].append(it)
@@ -461,6 +472,29 @@ class Profiler:
             with contextlib.suppress(Exception):
                 self.session.finish_run(run_id, status, st.failed or message)
 
+    def _runtime_problem(self, device: DeviceSpec, versions: dict[str, Any]) -> str | None:
+        """Why this device's runtime cannot read the model (an opset or IR version newer
+        than its onnxruntime reads), with the fix; None when it can or nobody knows."""
+        if device.runtime != "onnxruntime":
+            return None
+        if self._model_versions is None:
+            from backend.device.segments import load_lazy
+
+            try:
+                model, _ = load_lazy(self.model_path)
+            except (OSError, ValueError):
+                self._model_versions = (0, 0)
+            else:
+                opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+                self._model_versions = (opsets.get("ai.onnx", 0), model.ir_version)
+        opset, ir = self._model_versions
+        version = versions.get("onnxruntime")
+        problem = compat.opset_problem(version if isinstance(version, str) else None, opset, ir)
+        if problem is None:
+            return None
+        need = compat.ort_upgrade_for(opset, ir)
+        return f"{problem}, or install onnxruntime >= {need or 'the latest'} there"
+
     async def _next(self, transport: AgentTransport, watch: Watch) -> proto.Event | None:
         """The transport's next event, or Overrun when the device's step runs out of time
         (time spent paused does not count; after a cancel the wait is short)."""
@@ -510,10 +544,16 @@ class Profiler:
                 st.started = time.monotonic()
                 hello = inert_data(asdict(ev))
                 self.session.record_hello(run_id, hello)
-                self._emit(DeviceStarted(name, st.total, hello["host"], hello["versions"]))
+                self._emit(DeviceStarted(name, st.total, hello["host"], hello["versions"], ev.mode))
+                problem = self._runtime_problem(device, ev.versions)
+                if problem is not None:  # it would fail at load: say why before any timing
+                    return "failed", problem
             elif isinstance(ev, proto.AgentProgress):
                 self._emit(Progress(name, st.done, st.total, self._eta(name), ev.phase, ev.segment))
             elif isinstance(ev, proto.Result):
+                conditions = inert_data(ev.conditions)
+                throttled = throttle_reason(conditions)
+                used = ev.runtime.get("device")
                 mid = self.session.record_result(
                     name,
                     ev.segment,
@@ -524,6 +564,9 @@ class Profiler:
                     stop=ev.stop,
                     run=run_id,
                     config=config_key,
+                    used=inert(used) if isinstance(used, str) else None,
+                    conditions=conditions,
+                    throttled=throttled,
                 )
                 st.done += 1
                 m = Measured(
@@ -535,6 +578,7 @@ class Profiler:
                     ev.load_ms,
                     None,
                     mid,
+                    throttled,
                 )
                 self._emit(m)
                 self._emit(

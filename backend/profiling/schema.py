@@ -110,6 +110,9 @@ CREATE TABLE measurements (
     run INTEGER REFERENCES runs(id),
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    used TEXT,                      -- the execution provider / OpenVINO device that ran it
+    conditions TEXT,                -- JSON: temperature, CPU frequency before/after timing
+    throttled TEXT,                 -- why its numbers cannot be trusted (hot, slow CPU)
     UNIQUE (device, seg_start, seg_end, config)
 );
 CREATE TABLE samples (
@@ -154,6 +157,11 @@ CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # new columns that are nullable or have a default), so an older session opens whole after
 # `upgrade` and keeps every row. `SQL` above is always the newest schema in full.
 UPGRADES: dict[int, str] = {
+    3: """
+ALTER TABLE measurements ADD COLUMN used TEXT;
+ALTER TABLE measurements ADD COLUMN conditions TEXT;
+ALTER TABLE measurements ADD COLUMN throttled TEXT;
+""",
     4: VALIDATIONS_SQL,
 }
 VERSION = max(UPGRADES, default=1)

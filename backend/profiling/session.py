@@ -61,6 +61,8 @@ RESULT_COLUMNS = [
     "measurement_id",
     "updated_at",
     "config",
+    "used",  # the execution provider / OpenVINO device that ran it
+    "throttled",  # why the numbers cannot be trusted (hot or slowed-down CPU), else None
 ]
 
 __all__ = [
@@ -576,16 +578,19 @@ class Session:
         ]
         return sorted(items, key=lambda it: (order.get(it.device, 0), it.start, it.end))
 
-    def _done_keys(self, retry_errors: bool) -> set[tuple[str, int, int]]:
+    def _done_keys(
+        self, retry_errors: bool, retry_throttled: bool = False
+    ) -> set[tuple[str, int, int]]:
         """Finished (device, start, end) under the current configurations. An error counts
         as finished only where the same device and configuration measured something: a
         configuration in which every segment failed (a runtime that is not installed) is
-        spoiled, not finished, and is measured again."""
+        spoiled, not finished, and is measured again. With `retry_throttled`, a
+        measurement flagged as throttled is not finished either."""
         configs = self.device_configs()
         rows = [
             r
             for r in self.conn.execute(
-                "SELECT device, seg_start, seg_end, config, status FROM measurements "
+                "SELECT device, seg_start, seg_end, config, status, throttled FROM measurements "
                 "WHERE status IN ('ok', 'error')"
             )
             if configs.get(r[0]) == r[3]
@@ -594,7 +599,8 @@ class Session:
         return {
             (r[0], r[1], r[2])
             for r in rows
-            if r[4] == "ok" or (not retry_errors and r[0] in measured)
+            if (r[4] == "ok" and not (retry_throttled and r[5]))
+            or (r[4] == "error" and not retry_errors and r[0] in measured)
         }
 
     def spoiled(self) -> dict[str, str]:
@@ -615,13 +621,16 @@ class Session:
         return {d: m for d, m in first.items() if d not in ok}
 
     def missing(
-        self, plan: Plan | Iterable[PlanItem], retry_errors: bool = False
+        self,
+        plan: Plan | Iterable[PlanItem],
+        retry_errors: bool = False,
+        retry_throttled: bool = False,
     ) -> list[PlanItem]:
         """Plan items with no finished measurement under the device's current config
         (errors count as finished unless `retry_errors`, or unless the configuration is
-        spoiled: see `_done_keys`)."""
+        spoiled; throttled ones unless `retry_throttled`: see `_done_keys`)."""
         items = plan.items if isinstance(plan, Plan) else list(plan)
-        done = self._done_keys(retry_errors)
+        done = self._done_keys(retry_errors, retry_throttled)
         return [it for it in items if (it.device, it.start, it.end) not in done]
 
     def progress(self) -> tuple[int, int]:
@@ -674,9 +683,13 @@ class Session:
         stop: str | None = None,
         run: int | None = None,
         config: str | None = None,
+        used: str | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        throttled: str | None = None,
     ) -> int | None:
         """Commit one measurement and all its samples in one transaction. Returns its id,
-        or None when an ok measurement already exists (it is kept, never overwritten)."""
+        or None when an ok measurement already exists (it is kept, never overwritten,
+        unless it was flagged `throttled`: a new measurement replaces that one)."""
         cfg = config or self.device_configs()[device]
         now = _now()
         a, b = segment
@@ -684,15 +697,17 @@ class Session:
             row = self.conn.execute(
                 "INSERT INTO measurements (device, seg_start, seg_end, config, status, message, "
                 "load_ms, median_ms, p10_ms, p90_ms, mean_ms, std_ms, rel_ci, samples, stop, "
-                "stats, runtime, run, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "stats, runtime, run, created_at, updated_at, used, conditions, throttled) "
+                f"VALUES (?, ?, ?, ?, 'ok', NULL, {', '.join('?' * 17)}) "
                 "ON CONFLICT(device, seg_start, seg_end, config) DO UPDATE SET "
                 "status='ok', message=NULL, load_ms=excluded.load_ms, "
                 "median_ms=excluded.median_ms, p10_ms=excluded.p10_ms, p90_ms=excluded.p90_ms, "
                 "mean_ms=excluded.mean_ms, std_ms=excluded.std_ms, rel_ci=excluded.rel_ci, "
                 "samples=excluded.samples, stop=excluded.stop, stats=excluded.stats, "
-                "runtime=excluded.runtime, run=excluded.run, updated_at=excluded.updated_at "
-                "WHERE measurements.status <> 'ok' RETURNING id",
+                "runtime=excluded.runtime, run=excluded.run, updated_at=excluded.updated_at, "
+                "used=excluded.used, conditions=excluded.conditions, throttled=excluded.throttled "
+                "WHERE measurements.status <> 'ok' OR measurements.throttled IS NOT NULL "
+                "RETURNING id",
                 (
                     device,
                     a,
@@ -712,6 +727,9 @@ class Session:
                     run,
                     now,
                     now,
+                    used,
+                    _json(dict(conditions)) if conditions else None,
+                    throttled,
                 ),
             ).fetchone()
             if row is None:
@@ -822,6 +840,8 @@ class Session:
                     "measurement_id": r["id"],
                     "updated_at": r["updated_at"],
                     "config": r["config"],
+                    "used": r["used"],
+                    "throttled": r["throttled"],
                 }
             )
         for it in self.plan_items():

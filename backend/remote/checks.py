@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.device.probe import OLDEST_SUPPORTED
+from backend.remote import compat
 from backend.remote.errors import RemoteError
 from backend.remote.process import DeviceProcess, LineReader, LineTooLong, StderrTail
 from backend.remote.target import LocalTarget, SshTarget
@@ -26,10 +29,22 @@ from backend.text import inert, inert_data
 PROBE_FILE = Path(__file__).resolve().parents[1] / "device" / "probe.py"
 PROBE_MARK = "OMDP-PROBE "
 PROBE_TIMEOUT_S = 60.0
-MIN_PYTHON = (3, 10)  # segments.py uses zip(strict=True)
-REQUIRED_PACKAGES = ("numpy", "onnx")
+MIN_PYTHON = OLDEST_SUPPORTED["python"]  # the device package keeps to Python 3.8
+REQUIRED_PACKAGES = ("numpy",)  # onnx only for model mode: without it the lab cuts
 RUNTIME_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 MAX_ANSWER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What the chain will ask of a device: its runtime and the providers / OpenVINO
+    device it names, and the model's opset and IR version (when a model is given)."""
+
+    runtime: str | None = None
+    providers: tuple[str, ...] = ()
+    ov_device: str | None = None
+    opset: int | None = None
+    ir: int | None = None
 
 
 @dataclass
@@ -41,8 +56,10 @@ class DeviceCheck:
     address: str
     reachable: bool = False
     host_key: str = "-"  # "trusted" | "unknown" | "changed" | "revoked" | "-" (local)
+    runtime: str | None = None  # the runtime the device is configured with
     facts: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, not stopping a run
     seconds: float = 0.0
 
     @property
@@ -98,6 +115,11 @@ def parse_answer(line: str) -> dict[str, Any]:
             "packages",
             "cores",
             "usable_cores",
+            "accelerators",
+            "accelerator_error",
+            "governor",
+            "temp_c",
+            "flag_risks",
         }
     )
     _want(not unknown, "the answer", "the probe's fields only", unknown[:3])
@@ -120,6 +142,26 @@ def parse_answer(line: str) -> dict[str, Any]:
     for name, v in packages.items():
         _want(name in ("numpy", "onnx", "onnxruntime", "openvino"), "packages", "known", name)
         _want(v is None or _is_text(v, 200), f"packages.{name}", "a version or null", v)
+    found = facts.get("accelerators", {})
+    _want(type(found) is dict and len(found) <= 2, "accelerators", "an object", found)
+    for name, names in found.items():
+        _want(name in RUNTIME_PACKAGES, "accelerators", "a runtime's", name)
+        _want(
+            type(names) is list and len(names) <= 64 and all(_is_text(n, 200) for n in names),
+            f"accelerators.{name}", "a list of names", names,
+        )  # fmt: skip
+    for key in ("accelerator_error", "governor"):
+        _want(facts.get(key) is None or _is_text(facts.get(key), 400), key, "text", facts.get(key))
+    temp = facts.get("temp_c")
+    _want(
+        temp is None or (type(temp) in (int, float) and -100 <= temp <= 400),
+        "temp_c", "degrees Celsius", temp,
+    )  # fmt: skip
+    risks = facts.get("flag_risks", [])
+    _want(
+        type(risks) is list and len(risks) <= 16 and all(_is_text(r, 400) for r in risks),
+        "flag_risks", "a list of text", risks,
+    )  # fmt: skip
     return dict(inert_data(facts))
 
 
@@ -130,11 +172,12 @@ def _no_constant(name: str) -> Any:
 def _judge(
     check: DeviceCheck,
     facts: dict[str, Any],
-    runtime: str | None,
+    wants: Wants,
     install_prefix: Callable[[str], str],
     python: str,
 ) -> None:
-    """Turn probe facts into problems with the exact fix for this device."""
+    """Turn probe facts into problems (and notes) with the exact fix for this device."""
+    runtime = wants.runtime
     check.facts = facts
     version = tuple(facts["version_info"])
     if version < MIN_PYTHON:
@@ -158,6 +201,78 @@ def _judge(
         check.problems.append(
             f"device '{check.name}': {python} lacks {', '.join(missing)} — install: {cmd}"
         )
+    facts["mode"], facts["mode_reason"] = compat.agent_mode(packages.get("onnx"))
+    old = compat.too_old(packages) if version >= MIN_PYTHON else []
+    if old:
+        check.notes.append(
+            f"device '{check.name}': older than the oldest supported stack ({', '.join(old)})"
+            " — untested there; upgrade if it fails"
+        )
+    _judge_accelerators(check, facts, wants, install_prefix, python)
+    if runtime == "onnxruntime" and wants.opset is not None:
+        _judge_opset(check, packages.get("onnxruntime"), wants, install_prefix, python)
+    for risk in facts.get("flag_risks", []):
+        check.notes.append(f"device '{check.name}': measurements may be flagged: {risk}")
+
+
+def _judge_accelerators(
+    check: DeviceCheck,
+    facts: dict[str, Any],
+    wants: Wants,
+    install_prefix: Callable[[str], str],
+    python: str,
+) -> None:
+    """The providers / OpenVINO device the device is configured with must be there."""
+    runtime = wants.runtime
+    if runtime not in RUNTIME_PACKAGES or not facts["packages"].get(runtime):
+        return
+    if facts.get("accelerator_error"):
+        check.problems.append(
+            f"device '{check.name}': {runtime} does not load there "
+            f"({facts['accelerator_error']}) — reinstall it: "
+            f"{install_prefix(f'{python} -m pip install --force-reinstall {runtime}')}"
+        )
+        return
+    have = (facts.get("accelerators") or {}).get(runtime)
+    if have is None:
+        return
+    if runtime == "onnxruntime":
+        lacking = [p for p in wants.providers or ("CPUExecutionProvider",) if p not in have]
+        if lacking:
+            check.problems.append(
+                f"device '{check.name}': provider(s) {', '.join(lacking)} not available there "
+                f"(available: {', '.join(have) or 'none'}) — install the onnxruntime build "
+                "that has them, or change `providers`"
+            )
+    else:
+        device = wants.ov_device or "CPU"
+        real = {d.split(".")[0] for d in re.split(r"[:,]", device) if d}
+        real -= {"AUTO", "MULTI", "HETERO", "BATCH"}
+        if not real <= {d.split(".")[0] for d in have}:
+            check.problems.append(
+                f"device '{check.name}': OpenVINO device '{device}' not available there "
+                f"(available: {', '.join(have) or 'none'}) — install its driver or change "
+                "`ov_device`"
+            )
+
+
+def _judge_opset(
+    check: DeviceCheck,
+    version: str | None,
+    wants: Wants,
+    install_prefix: Callable[[str], str],
+    python: str,
+) -> None:
+    """A model newer than this onnxruntime reads fails at load: say so now, with the fix."""
+    if wants.opset is None:
+        return
+    problem = compat.opset_problem(version, wants.opset, wants.ir or 0)
+    if problem is None:
+        return
+    need = compat.ort_upgrade_for(wants.opset, wants.ir or 0)
+    spec = f"'onnxruntime>={need}'" if need else "--upgrade onnxruntime"
+    upgrade = install_prefix(f"{python} -m pip install {spec}")
+    check.problems.append(f"device '{check.name}': {problem}, or upgrade: {upgrade}")
 
 
 def _probe_failure(name: str, python: str, status: int | None, stderr: str) -> str:
@@ -173,9 +288,11 @@ def _probe_failure(name: str, python: str, status: int | None, stderr: str) -> s
 # -- running the probe -----------------------------------------------------------------------
 
 
-def probe_args(workdir: str) -> list[str]:
-    """What follows the interpreter: the probe's source and its arguments."""
-    return ["-c", PROBE_FILE.read_text(), "--exit-with-stdin", workdir]
+def probe_args(workdir: str, runtime: str | None = None) -> list[str]:
+    """What follows the interpreter: the probe's source and its arguments (with the
+    runtime whose providers / devices it should list)."""
+    asked = ["--runtime", runtime] if runtime in RUNTIME_PACKAGES else []
+    return ["-c", PROBE_FILE.read_text(), "--exit-with-stdin", *asked, workdir]
 
 
 async def _run_probe(
@@ -183,7 +300,7 @@ async def _run_probe(
     process: DeviceProcess,
     python: str,
     timeout: float,
-    runtime: str | None,
+    wants: Wants,
     install_prefix: Callable[[str], str],
 ) -> None:
     """Read the probe's answer within `timeout` s (killing it after that) and judge it."""
@@ -235,20 +352,25 @@ async def _run_probe(
             f"`python` ({python}) a real Python interpreter?"
         )
         return
-    _judge(check, facts, runtime, install_prefix, python)
+    _judge(check, facts, wants, install_prefix, python)
+
+
+def _wants(runtime: str | Wants | None) -> Wants:
+    return runtime if isinstance(runtime, Wants) else Wants(runtime)
 
 
 async def check_ssh(
-    target: SshTarget, runtime: str | None = None, timeout: float = PROBE_TIMEOUT_S
+    target: SshTarget, runtime: str | Wants | None = None, timeout: float = PROBE_TIMEOUT_S
 ) -> DeviceCheck:
     """Connect, verify the host key, run the probe; problems carry their fix."""
+    wants = _wants(runtime)
     import asyncssh
 
     from backend.remote.connection import HOST_KEY_STATES, classify, connect
     from backend.remote.process import SshProcess
 
     t0 = time.perf_counter()
-    check = DeviceCheck(target.name, "ssh", target.label)
+    check = DeviceCheck(target.name, "ssh", target.label, runtime=wants.runtime)
     try:
         conn = await connect(target)
     except RemoteError as exc:
@@ -259,9 +381,10 @@ async def check_ssh(
     check.reachable, check.host_key = True, "trusted"
     try:
         # The work dir goes quoted; the probe expands `~` itself, on the device.
-        command = f"{target.python_cmd} {shlex.join(probe_args(target.workdir))}"
+        args = probe_args(target.workdir, wants.runtime)
+        command = f"{target.python_cmd} {shlex.join(args)}"
         process = await SshProcess.start(conn, command)
-        await _run_probe(check, process, target.python, timeout, runtime, target.remote_command)
+        await _run_probe(check, process, target.python, timeout, wants, target.remote_command)
     except (asyncssh.Error, OSError) as exc:
         check.problems.append(str(await classify(target, exc)))
     finally:
@@ -271,33 +394,36 @@ async def check_ssh(
 
 
 async def check_local(
-    target: LocalTarget, runtime: str | None = None, timeout: float = PROBE_TIMEOUT_S
+    target: LocalTarget, runtime: str | Wants | None = None, timeout: float = PROBE_TIMEOUT_S
 ) -> DeviceCheck:
     """The same probe as a subprocess on this machine."""
+    wants = _wants(runtime)
     from backend.remote.process import LocalProcess
 
     t0 = time.perf_counter()
-    check = DeviceCheck(target.name, "local", "local", reachable=True)
+    check = DeviceCheck(target.name, "local", "local", reachable=True, runtime=wants.runtime)
     python = shlex.join(target.python_argv)
     try:
-        process = await LocalProcess.start([*target.python_argv, *probe_args(target.workdir)])
+        process = await LocalProcess.start(
+            [*target.python_argv, *probe_args(target.workdir, wants.runtime)]
+        )
     except FileNotFoundError:
         check.problems.append(_probe_failure(target.name, python, 127, "not found"))
     except OSError as exc:
         check.problems.append(f"device '{target.name}': the probe failed: {inert(exc)}")
     else:
-        await _run_probe(check, process, python, timeout, runtime, lambda cmd: cmd)
+        await _run_probe(check, process, python, timeout, wants, lambda cmd: cmd)
     check.seconds = time.perf_counter() - t0
     return check
 
 
 async def check_all(
-    targets: list[tuple[SshTarget | LocalTarget, str | None]],
+    targets: Sequence[tuple[SshTarget | LocalTarget, str | Wants | None]],
     timeout: float = PROBE_TIMEOUT_S,
 ) -> list[DeviceCheck]:
     """Every device in parallel, in the given (chain) order."""
 
-    async def one(target: SshTarget | LocalTarget, runtime: str | None) -> DeviceCheck:
+    async def one(target: SshTarget | LocalTarget, runtime: str | Wants | None) -> DeviceCheck:
         if isinstance(target, SshTarget):
             return await check_ssh(target, runtime, timeout)
         return await check_local(target, runtime, timeout)

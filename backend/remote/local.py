@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from backend.device.protocol import (
     decode,
     name_of,
 )
+from backend.remote.parts import hello_mode, segments_job
 from backend.remote.process import LineReader, LineTooLong, LocalProcess, StderrTail
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +32,7 @@ class LocalTransport:
     whole group, whatever the program started)."""
 
     def __init__(self, cache_dir: str | os.PathLike[str], python: str = sys.executable):
+        """`python`: the interpreter command (a device's `python`, e.g. a venv's)."""
         self.cache_dir = str(cache_dir)
         self.python = python
         self.description = "local agent"
@@ -38,13 +41,14 @@ class LocalTransport:
         self._conversation: Conversation | None = None
         self._stderr = StderrTail()
         self._drain: asyncio.Task[None] | None = None
+        self._job: Job | None = None  # to send once the agent said hello
 
     async def _spawn(self) -> LocalProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )
-        argv = [self.python, "-m", "backend.device.agent", "--cache", self.cache_dir]
+        argv = [*shlex.split(self.python), "-m", "backend.device.agent", "--cache", self.cache_dir]
         self.process = process = await LocalProcess.start(argv, env=env)
         self.description = f"local agent pid {process.pid}"
         self._drain = asyncio.create_task(self._stderr.drain(process.read_stderr))
@@ -52,9 +56,11 @@ class LocalTransport:
         return process
 
     async def start(self, job: Job) -> None:
-        process = await self._spawn()
+        """Start the agent; the job is sent once its hello says which mode it runs in
+        (`next_event`), with the segments cut here for a device in segments mode."""
+        await self._spawn()
         self._conversation = Conversation(job)
-        await process.write(job.to_line().encode() + b"\n")
+        self._job = job
 
     async def hello(self, timeout: float) -> Hello:
         """Start the agent with no job: it says hello (versions, host facts), and exits
@@ -89,9 +95,19 @@ class LocalTransport:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise ProtocolError("a line that is not UTF-8 text") from None
+            if self._job is not None:
+                await self._send_job(line)
             event = self._conversation.feed(line)
             if event is not None:
                 return event
+
+    async def _send_job(self, first_line: str) -> None:
+        """The job, after the agent's first line (its hello, in a mode)."""
+        job, self._job = self._job, None
+        assert job is not None and self.process is not None
+        if hello_mode(first_line) == "segments":
+            job = await segments_job(job, Path(self.cache_dir))
+        await self.process.write(job.to_line().encode() + b"\n")
 
     async def control(self, command: str) -> None:
         if self.process is not None:

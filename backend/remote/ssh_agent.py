@@ -37,6 +37,8 @@ from backend.device.protocol import (
 from backend.files import file_sha256
 from backend.remote.connection import classify, connect
 from backend.remote.errors import RemoteError
+from backend.remote.models import model_cache_dir
+from backend.remote.parts import hello_mode, segments_job
 from backend.remote.process import LineReader, LineTooLong, SshProcess, StderrTail
 from backend.remote.store import RemoteStore, UploadStats, device_bundle
 from backend.remote.target import SshTarget
@@ -140,6 +142,8 @@ class SshAgentTransport:
         self._pump: asyncio.Task[None] | None = None
         self._spawned = asyncio.Event()
         self._error: Exception | None = None
+        self._cut: Job | None = None  # the job with its parts, cut once (segments mode)
+        self.model_path: str | None = None  # the lab's copy of the model (to upload/cut)
 
     # -- connection and files ----------------------------------------------------------------
 
@@ -172,11 +176,11 @@ class SshAgentTransport:
         self.conn = self.store = None
 
     async def prepare(self, job: Job) -> tuple[str, Job]:
-        """Upload what is missing; the agent folder and the job as the device sees it."""
+        """Upload what is missing but the model (which waits for the agent's hello: see
+        `upload_model`); the agent folder and the job as the device sees it."""
         _, store = await self._ensure()
         try:
             agent_dir = await store.ensure_bundle(device_bundle())
-            await store.ensure_file(job.model_path or "", job.model_sha256, "models", ".onnx")
             npy = {}
             for name, local in (job.npy or {}).items():
                 digest = await asyncio.to_thread(file_sha256, local)
@@ -184,7 +188,38 @@ class SshAgentTransport:
         except (asyncssh.Error, OSError) as exc:
             self.drop()
             raise await classify(self.target, exc) from None
+        self.model_path = job.model_path or self.model_path
         return agent_dir, replace(job, model_path=None, npy=npy)
+
+    async def upload_model(self, job: Job, mode: str | None) -> Job:
+        """The whole model (model mode), or each segment the lab cut, once by content hash
+        (segments mode: a device without onnx); the job as the device sees it."""
+        assert self.store is not None
+        try:
+            if mode != "segments":
+                await self.store.ensure_file(
+                    self.model_path or "", job.model_sha256, "models", ".onnx"
+                )
+                return job
+            if self._cut is None:  # once per job: a resumed sub-job reuses it
+                self._cut = await segments_job(
+                    replace(job, model_path=self.model_path), model_cache_dir()
+                )
+            cut = self._cut
+            by_segment = {p.segment: p for p in cut.parts}
+            parts = [by_segment[seg] for seg in dict.fromkeys(job.items)]
+            whole = cut.profile_part if job.node_times_runs > 0 else None
+            for part in [*parts, *([whole] if whole else [])]:
+                await self.store.ensure_file(part.path or "", part.sha256, "models", ".onnx")
+        except (asyncssh.Error, OSError) as exc:
+            self.drop()
+            raise await classify(self.target, exc) from None
+        return replace(
+            job,
+            parts=[replace(p, path=None) for p in parts],
+            profile_part=replace(whole, path=None) if whole else None,
+            producers=cut.producers if whole else {},
+        )
 
     def agent_command(self, agent_dir: str) -> str:
         assert self.store is not None
@@ -216,10 +251,14 @@ class SshAgentTransport:
         conversation = Conversation(remote_job, noise=BANNER_LINES)
         reader = LineReader(process.read, MAX_LINE_BYTES)
         done = False
+        unsent: Job | None = remote_job  # sent once the hello said the agent's mode
         try:
-            await process.write(remote_job.to_line().encode() + b"\n")
             while (raw := await reader.readline()) is not None:
-                event = conversation.feed(raw.decode("utf-8", "replace"))
+                line = raw.decode("utf-8", "replace")
+                if unsent is not None and (mode := hello_mode(line)) is not None:
+                    sent, unsent = await self.upload_model(unsent, mode), None
+                    await process.write(sent.to_line().encode() + b"\n")
+                event = conversation.feed(line)
                 if event is not None:
                     done = isinstance(event, Done)
                     yield event

@@ -174,7 +174,7 @@ def target_from_spec(spec: Any, source: str | None = None) -> SshTarget | LocalT
     """The probe/transport target of a `backend.chain.DeviceSpec` (types already checked
     there; the ssh fields are validated here, errors at `source:line`)."""
     if spec.kind != "ssh":
-        return LocalTarget(spec.name)
+        return LocalTarget(spec.name, python=spec.python or sys.executable)
     table = {"name": spec.name}
     for key in SSH_FIELDS:
         value = getattr(spec, key, None)

@@ -8,14 +8,16 @@ hello: what it would profile with. Links are measured one at a time
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from backend.chain import Chain, DeviceSpec
 from backend.device.linkhelper import LinkSettings
 from backend.device.protocol import ProtocolError
+from backend.errors import OmdpError
 from backend.profiling.session import Session
-from backend.remote.checks import check_local, check_ssh
+from backend.remote.checks import DeviceCheck, Wants, check_all, check_local, check_ssh
 from backend.remote.links import ChainLinks, measure_chain
 from backend.remote.local import LocalTransport
 from backend.remote.models import model_cache_dir
@@ -38,26 +40,28 @@ async def check_device(device: DeviceSpec, source: str | None = None) -> DeviceA
     and report its hello. `source` names where the device was defined (for errors)."""
     target = target_from_spec(device, source)
     if isinstance(target, SshTarget):
-        check = await check_ssh(target, device.runtime)
+        check = await check_ssh(target, device_wants(device))
     else:
-        check = await check_local(target, device.runtime)
+        check = await check_local(target, device_wants(device))
     if not check.ok:
         return DeviceAnswer(False, "; ".join(check.problems) or "not reachable")
     if isinstance(target, SshTarget):
         f = check.facts
+        risks = f.get("flag_risks") or []
         return DeviceAnswer(
             True,
             f"python {f.get('python', '?')} · {f.get('cores', '?')} cores "
-            f"· {(f.get('packages') or {}).get(device.runtime, '?')}",
+            f"· {device.runtime} {(f.get('packages') or {}).get(device.runtime, '?')} "
+            f"· {f.get('mode', '?')} mode" + (f" · may be flagged: {risks[0]}" if risks else ""),
         )
-    return await agent_hello()
+    return await agent_hello(python=target.python)
 
 
 async def agent_hello(
-    cache_dir: Path | None = None, timeout: float = HELLO_TIMEOUT_S
+    cache_dir: Path | None = None, timeout: float = HELLO_TIMEOUT_S, python: str | None = None
 ) -> DeviceAnswer:
     """Start the local agent the way a run does, with no job: it says hello and exits."""
-    transport = LocalTransport(cache_dir or model_cache_dir())
+    transport = LocalTransport(cache_dir or model_cache_dir(), python=python or sys.executable)
     try:
         hello = await transport.hello(timeout)
     except TimeoutError:
@@ -70,9 +74,68 @@ async def agent_hello(
     runtimes = ", ".join(f"{k} {v[k]}" for k in RUNTIME_PACKAGES if v.get(k))
     return DeviceAnswer(
         True,
-        f"{runtimes or 'no runtime'} · {h.get('cores', '?')} cores · "
+        f"{runtimes or 'no runtime'} · {h.get('cores', '?')} cores · {hello.mode} mode · "
         f"agent {hello.agent} (pid {hello.pid}) said hello",
     )
+
+
+@dataclass(frozen=True)
+class ModelVersions:
+    """The ONNX opset (default domain) and IR version a model needs from a runtime."""
+
+    opset: int
+    ir: int
+
+
+def model_versions(model: str) -> ModelVersions:
+    """The opset and IR version of a built-in model, an ONNX file, or a session's model
+    (its weights are not read)."""
+    from backend.device.segments import load_lazy
+    from backend.model import zoo
+    from backend.usecases.sessions import builtin_models, peek_model
+
+    if model in builtin_models():
+        proto = zoo.build(model)
+    else:
+        path = Path(model)
+        if path.suffix == ".omdp":
+            ref = peek_model(path)
+            if ref.builtin:
+                return model_versions(ref.builtin)
+            if not ref.path:
+                raise OmdpError(f"session {model} names no model file", "give --model FILE")
+            path = Path(ref.path)
+        try:
+            proto, _ = load_lazy(str(path))
+        except (OSError, ValueError) as exc:
+            raise OmdpError(
+                f"cannot read the model {path}: {exc}",
+                "give an ONNX file, a session, or a built-in model "
+                f"({', '.join(builtin_models())})",
+            ) from None
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    return ModelVersions(opsets.get("ai.onnx", 0), proto.ir_version)
+
+
+def device_wants(device: DeviceSpec, model: ModelVersions | None = None) -> Wants:
+    """What running `device`'s jobs will ask of it."""
+    return Wants(
+        device.runtime,
+        tuple(device.providers or ()),
+        device.ov_device,
+        model.opset if model else None,
+        model.ir if model else None,
+    )
+
+
+async def check_chain(
+    chain: Chain, timeout: float, model: ModelVersions | None = None
+) -> list[DeviceCheck]:
+    """Probe every device of the chain at once (`omdp devices check`): what it has, the
+    mode its agent will use, its providers / devices, CPU state, and problems with fixes
+    (a provider it lacks, a model opset its runtime cannot read, ...)."""
+    targets = [(target_from_spec(d, chain.source), device_wants(d, model)) for d in chain.devices]
+    return await check_all(targets, timeout)
 
 
 def chain_targets(chain: Chain) -> list[SshTarget | LocalTarget]:

@@ -43,12 +43,36 @@ class Ranked:
 
     instance: SegmentInstance
     partitions: list[Partition]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def throttle_warnings(session: Session, partitions: list[Partition]) -> list[str]:
+    """One line per measured segment a ranked partition uses that was timed while its
+    device throttled (hot, or its CPU below its maximum frequency): its time is suspect."""
+    frame = session.results_frame()
+    flagged = frame[frame["status"].eq("ok") & frame["throttled"].notna()]
+    suspect = {(r.device, r.start, r.end): r.throttled for r in flagged.itertuples()}
+    lines = []
+    for (device, a, b), reason in suspect.items():
+        ranks = [
+            p.rank
+            for p in partitions
+            if any((s.device, s.start, s.end) == (device, a, b) for s in p.stages)
+        ]
+        if ranks:
+            lines.append(
+                f"{device} [{a}, {b}) was timed while throttled ({reason}); used by "
+                f"partition(s) {', '.join(f'#{r}' for r in ranks)}: re-measure it with "
+                "`omdp profile ... --retry-throttled`"
+            )
+    return lines
 
 
 def rank_session(session: Session, options: RankOptions) -> Ranked:
     """The session's instance under the options' link values, and its top K."""
     inst = priced_session(session, options)
-    return Ranked(inst, top_k(inst, options.k, options.objective, cost_model=options.cost_model))
+    parts = top_k(inst, options.k, options.objective, cost_model=options.cost_model)
+    return Ranked(inst, parts, throttle_warnings(session, parts))
 
 
 def priced_session(session: Session, options: RankOptions) -> SegmentInstance:

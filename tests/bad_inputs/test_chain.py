@@ -131,6 +131,7 @@ CASES = [
     ("identity-on-local", device('identity = "~/.ssh/id"'), "identity only applies"),
     ("timeout-on-local", device("connect_timeout = 5"), "connect_timeout only applies"),
     ("address-on-local", device('address = "10.0.0.2"'), "address only applies"),
+    ("python-blank-on-local", device('python = "  "'), "python must be an interpreter command"),
     (
         "ssh-port-huge",
         device('kind = "ssh"', 'host = "h"', "port = 1180591620717411303424"),

@@ -140,6 +140,28 @@ def test_a_bad_probe_timeout_is_refused(capsys, inv: Path, value: str):
     expect_rejected(capsys, ["devices", "check", path, "--timeout", value], watch=[inv])
 
 
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("no-such.onnx", "cannot read the model"),
+        ("a folder", "cannot read the model"),
+        ("random bytes", "cannot read the model"),
+        ("empty", "cannot read the model"),
+    ],
+)
+def test_a_model_to_check_against_that_is_not_one_is_refused(capsys, inv: Path, model, says):
+    path = inv / "devices.toml"
+    path.write_text(LOCAL)
+    target = {"a folder": inv, "no-such.onnx": inv / "no-such.onnx"}.get(model, inv / "m.onnx")
+    if model == "random bytes":
+        target.write_bytes(bytes(range(256)) * 40)
+    elif model == "empty":
+        target.write_bytes(b"")
+    expect_rejected(
+        capsys, ["devices", "check", path, "--model", target], watch=[inv], contains=says
+    )
+
+
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "2000", "0.01", "lots"])
 def test_a_bad_payload_size_is_refused(capsys, inv: Path, value: str):
     path = inv / "devices.toml"
@@ -194,7 +216,7 @@ PROBES = {
     ),
     "an old python": (
         'say("OMDP-PROBE " + json.dumps(dict(FACTS, version_info=[3, 6, 9], python="3.6.9")))',
-        "the agent needs 3.10+",
+        "the agent needs 3.8+",
     ),
     "a python that hangs": ("time.sleep(300)", "did not answer within 1 s"),
 }

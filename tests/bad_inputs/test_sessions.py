@@ -227,6 +227,16 @@ DAMAGES = [
         "measurements.median_ms",
     ),
     (
+        "conditions-not-json",
+        sql("UPDATE measurements SET conditions = 'hot' WHERE id = 1"),
+        "measurements.conditions",
+    ),
+    (
+        "throttled-bytes",
+        sql("UPDATE measurements SET throttled = x'ff00' WHERE id = 1"),
+        "measurements.throttled",
+    ),
+    (
         "measurement-unknown-device",
         sql("UPDATE measurements SET device = 'moon' WHERE id = 1"),
         "measurements.device",

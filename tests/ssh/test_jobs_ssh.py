@@ -3,9 +3,11 @@ a real session, a dropped connection resumed, a dead device reported while other
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
+import pytest
 
 from backend.chain import Chain, DeviceSpec
 from backend.device.protocol import TimingSettings
@@ -116,4 +118,60 @@ async def test_profiler_cancel_stops_ssh_agents(ssh_lab: SshLab):
     assert summary.stopped and summary.failed == {}
     assert 1 <= summary.measured < len(session.plan_items())
     assert processes_matching(str(ssh_lab.tmp / "phone-work")) == []  # guard and agent gone
+    session.close()
+
+
+@pytest.mark.slow
+async def test_an_ssh_device_without_onnx_gets_each_segment_once_not_the_model(ssh_lab: SshLab):
+    from device_venvs import WITHOUT_ONNX, device_python
+
+    python = device_python(WITHOUT_ONNX)
+    phone = ssh_lab.device("phone")
+    model = ssh_lab.tmp / "small.onnx"
+    small = chain_model()
+    small.ir_version = 8  # what onnxruntime 1.12 reads (opset 17 too)
+    onnx.save(small, str(model))
+    profiler, session = profiler_for(ssh_lab, model, {"phone": phone})
+    profiler.transport_factory = lambda spec: (
+        SshAgentTransport(phone.target(python=python), RetryPolicy(attempts=2, base_s=0.05))
+        if spec.kind == "ssh"
+        else LocalTransport(ssh_lab.tmp / "local-cache")
+    )
+    summary = await profiler.run()
+    frame = session.results_frame()
+    assert summary.failed == {} and summary.errors == 0, list(frame["message"])
+    assert set(frame["status"]) == {"ok"}
+    hello = json.loads(session.runs_frame().set_index("device").loc["phone", "hello"])
+    assert hello["mode"] == "segments" and hello["versions"]["onnx"] is None
+    phone_items = [it for it in session.plan_items() if it.device == "phone"]
+    uploaded = {p.stem for p in (ssh_lab.tmp / "phone-work" / "models").glob("*.onnx")}
+    assert len(uploaded) == len(phone_items)  # one file per segment ...
+    assert file_sha256(model) not in uploaded  # ... and never the whole model
+    session.close()
+
+
+@pytest.mark.slow
+async def test_yolov5n_over_ssh_on_python_3_8_with_the_oldest_stack(ssh_lab: SshLab):
+    from device_venvs import OLDEST_STACK, device_python
+
+    from backend.model import zoo
+
+    python = device_python(OLDEST_STACK)
+    phone = ssh_lab.device("phone")
+    model = zoo.build_to("yolov5n", ssh_lab.tmp / "yolov5n.onnx")
+    profiler, session = profiler_for(ssh_lab, model, {"phone": phone})
+    profiler.options.node_times_runs = 1
+    profiler.transport_factory = lambda spec: (
+        SshAgentTransport(phone.target(python=python), RetryPolicy(attempts=2, base_s=0.05))
+        if spec.kind == "ssh"
+        else LocalTransport(ssh_lab.tmp / "local-cache")
+    )
+    summary = await profiler.run()
+    frame = session.results_frame()
+    assert summary.failed == {} and summary.errors == 0, list(frame["message"])
+    assert set(frame["status"]) == {"ok"} and len(frame) == len(session.plan_items())
+    hello = json.loads(session.runs_frame().set_index("device").loc["phone", "hello"])
+    assert hello["versions"]["python"].startswith("3.8.") and hello["mode"] == "model"
+    assert hello["versions"]["onnxruntime"] == "1.12.1"
+    assert not session.node_times_frame().query("device == 'phone'").empty
     session.close()
