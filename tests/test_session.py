@@ -14,6 +14,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from old_sessions import make_version
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
@@ -724,10 +725,7 @@ def test_a_schema_1_session_gains_the_device_conditions_columns_and_keeps_its_ro
     """A file written before schema 3 (no `used`, `conditions`, `throttled`) opens upgraded;
     its measurements stay, unflagged, and a throttled one can then be recorded."""
     session.record_result("glasses", (0, 4), load_ms=1.0, samples=[2.0, 2.0], stats=STATS)
-    with session.conn:
-        for column in ("used", "conditions", "throttled"):
-            session.conn.execute(f"ALTER TABLE measurements DROP COLUMN {column}")
-        session.conn.execute("UPDATE schema_version SET version = 1")
+    make_version(session.conn, 1)
     path = session.path
     session.close()
     with Session.open(path, check_model=False) as s:

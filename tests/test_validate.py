@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 from models import skip_model
+from old_sessions import make_version
 
 from backend.cli import main
 from backend.device import tensorwire as wire
@@ -217,9 +218,7 @@ def test_an_older_session_gains_the_validations_table(session_copy: Path):
     import sqlite3
 
     conn = sqlite3.connect(session_copy)
-    conn.execute("DROP TABLE validations")
-    conn.execute("UPDATE schema_version SET version = 1")
-    conn.commit()
+    make_version(conn, 1)
     conn.close()
     with Session.open(session_copy, check_model=False) as s:
         assert s.validations() == []

@@ -303,7 +303,7 @@ class Stage:
             threads[-1].join()
         if job.final:
             outs = [np.ascontiguousarray(last[n]) for n in job.sends]
-            specs = [[n, a.dtype.str, list(a.shape), a.nbytes] for n, a in zip(job.sends, outs)]  # noqa: B905 (3.8)
+            specs = [[n, a.dtype.str, list(a.shape), a.nbytes] for n, a in zip(job.sends, outs)]
             self.emit({"type": "output", "t": specs}, outs)
         self.emit({"type": "done"})
 

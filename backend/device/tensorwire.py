@@ -175,7 +175,7 @@ def accept(srv: socket.socket, token: bytes, timeout: float, budget: int) -> Lin
     srv.settimeout(timeout)
     try:
         conn, _ = srv.accept()
-    except socket.timeout:  # noqa: UP041 (an OSError, not TimeoutError, before 3.10)
+    except socket.timeout:
         raise TimeoutError(f"no connection from the neighbour within {timeout:g} s") from None
     finally:
         srv.close()
