@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.cli.format import emit_json, human_bytes, table
+from backend import units
+from backend.cli.format import emit_json, table
 from backend.errors import OmdpError
 from backend.remote.target import LocalTarget, SshTarget, target_from_spec
 
@@ -94,7 +95,7 @@ def format_checks(checks: list[DeviceCheck]) -> str:
                 pk.get("openvino") or "-",
                 _short(f.get("cpu")),
                 f.get("cores", "-"),
-                human_bytes(f["free_bytes"]) if f.get("free_bytes") else "-",
+                units.size(f["free_bytes"]) if f.get("free_bytes") else "-",
                 f"{c.seconds:.2f}",
             ]
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from backend.cli.format import human_bytes
+from backend import units
 from backend.errors import OmdpError
 from backend.solver.costs import COST_MODELS, OBJECTIVES, Instance, LayerInstance, check_choice
 from backend.solver.instance_io import load_instance
@@ -130,5 +130,5 @@ def format_table(parts: list[Partition]) -> str:
 
 
 def _transfer_text(t: Transfer) -> str:
-    size = "" if t.bytes is None else f" {human_bytes(t.bytes)}"
+    size = "" if t.bytes is None else f" {units.size(t.bytes)}"
     return f"{t.src}->{t.dst} @{t.position}{size} {t.ms:.2f} ms"

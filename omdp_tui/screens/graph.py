@@ -16,24 +16,52 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Select
 
+from backend import fit, units
+from backend.model.analysis import ModelAnalysis
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import NumberPrompt
-from omdp_tui.units import nbytes, shape, si
 from omdp_tui.widgets.cut_chart import CutChart
 from omdp_tui.widgets.node_details import NodeDetails, describe_node
 
 ALL_OPS = "*"
-# (key, label, width): 8 columns + 2 cells of padding each fit 78 columns (80 − scrollbar).
-COLUMNS = (
-    ("mark", "    #", 5),
-    ("name", "name", 14),
-    ("op", "op", 7),
-    ("shape", "output", 12),
-    ("bytes", "bytes", 5),
-    ("flops", "FLOPs", 5),
-    ("params", "param", 5),
-    ("cut", "cut→", 5),
-)
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
+PADDING = 2  # each column's cell padding
+MIN_NAME = 12
+WANT_NAME = 16  # below this, the output's bytes leave the table (the details show them)
+MAX_SHAPE = 18
+MAX_OP = 10
+# Columns whose width never changes: (key, label, width). Sizes fit their numbers in any
+# magnitude (`units` shrinks precision to the width); name, op and output shape are sized
+# from the model (`columns`).
+FIXED = {
+    "mark": ("    #", 5),
+    "bytes": ("bytes", 7),
+    "flops": ("FLOPs", 5),
+    "params": ("param", 5),
+    "cut": ("cut→", 7),
+}
+
+
+def columns(analysis: ModelAnalysis) -> list[tuple[str, str, int]]:
+    """(key, label, width) of the node table: the output shape and the op get the room
+    their longest value needs (up to a cap: longer ones are marked with …), the name
+    gets the rest, so a model's shapes are shown whole at 80 columns. When names would
+    get fewer than 16 cells, the output's bytes column makes room for them."""
+    shapes = [units.shape(n.outputs[0].shape) if n.outputs else "?" for n in analysis.nodes]
+    shape_w = min(MAX_SHAPE, max([6, *map(fit.cells, shapes)]))
+    op_w = min(MAX_OP, max([2, *(fit.cells(n.op) for n in analysis.nodes)]))
+    names = max([4, *(fit.cells(n.name) for n in analysis.nodes)])
+    keys = list(FIXED)
+    for drop in ((), ("bytes",)):
+        keys = [k for k in FIXED if k not in drop]
+        fixed = sum(FIXED[k][1] + PADDING for k in keys)
+        name_w = TABLE_ROOM - fixed - (shape_w + op_w + 3 * PADDING)
+        if name_w >= min(WANT_NAME, names):
+            break
+    name_w = min(max(MIN_NAME, name_w), names)
+    cols = [("mark", *FIXED["mark"]), ("name", "name", name_w), ("op", "op", op_w)]
+    cols.append(("shape", "output", shape_w))
+    return cols + [(k, *FIXED[k]) for k in keys if k != "mark"]
 
 
 def _num(text: str) -> Text:
@@ -42,6 +70,7 @@ def _num(text: str) -> Text:
 
 class GraphScreen(WorkspaceScreen):
     NAME = "graph"
+    widths: dict[str, int]  # column key → width, set on mount
     BINDINGS: ClassVar = [
         Binding("m", "toggle_candidate", "Mark cut", id="graph.mark"),
         Binding("a", "auto_select", "Auto-pick k", id="graph.auto"),
@@ -74,7 +103,9 @@ class GraphScreen(WorkspaceScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#node-table", DataTable)
-        for key, label, width in COLUMNS:
+        self.widths = {}
+        for key, label, width in columns(self.ws.analysis):
+            self.widths[key] = width
             table.add_column(label, key=key, width=width)
         analysis = self.ws.analysis
         chart = self.query_one(CutChart)
@@ -105,16 +136,21 @@ class GraphScreen(WorkspaceScreen):
         a = self.ws.analysis
         node = a.nodes[i]
         out = node.outputs[0] if node.outputs else None
-        return (
+        w = self.widths
+        row: list[str | Text] = [
             self._mark(i),
-            node.name,
-            node.op,
-            shape(out.shape if out else None),
-            _num(nbytes(sum(o.bytes or 0 for o in node.outputs))),
-            _num(si(node.flops)),
-            _num(si(node.params)),
-            _num(nbytes(a.cuts[i + 1].bytes)),
-        )
+            fit.node_name(node.name, w["name"], node.op),
+            fit.end(node.op, w["op"]),
+            fit.middle(units.shape(out.shape if out else None), w["shape"]),
+        ]
+        if "bytes" in w:
+            row.append(_num(units.size(sum(o.bytes or 0 for o in node.outputs), w["bytes"])))
+        row += [
+            _num(units.count(node.flops, w["flops"])),
+            _num(units.count(node.params, w["params"])),
+            _num(units.size(a.cuts[i + 1].bytes, w["cut"])),
+        ]
+        return tuple(row)
 
     def _mark(self, i: int) -> str:
         return f"{'◆' if (i + 1) in self.ws.candidates else ' '}{i:>4}"

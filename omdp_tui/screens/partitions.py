@@ -7,7 +7,8 @@ top-K table (K rows) and the bar chart of the highlighted partition.
 
 from __future__ import annotations
 
-import math
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,15 +22,17 @@ from textual.reactive import var
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label
 
+from backend import fit, units
 from backend.errors import OmdpError
 from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.partition import Stage
 from backend.solver.ranking import Partition, Ranking
 from omdp_tui.messages import TraceLoaded
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
 from omdp_tui.screens.form import Field, FormDialog
 from omdp_tui.widgets.path_chart import PathChart
-from omdp_tui.widgets.step_input import StepInput, fmt
+from omdp_tui.widgets.step_input import StepInput
 from omdp_tui.widgets.trace_bar import TraceBar
 from omdp_tui.workspace import LinkSetting, Playback, TraceInputs, load_trace
 
@@ -40,23 +43,65 @@ MAX_LATENCY = 10_000.0  # ms
 MAX_K = 100
 
 
-def _short_stage(name: str) -> str:
-    """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone'."""
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
+PADDING = 2  # each column's cell padding
+MS_W = 7  # a time column: '1,234.5' never needs more (units.ms shrinks to fit)
+STAGE_MS_W = 5  # a device's compute time beside its segment: '324.0', '1234'
+MIN_BOTTLENECK = 9
+
+
+@dataclass(frozen=True)
+class TopKLayout:
+    """How the top-K table fits its room: one column per device (its segment, and its
+    compute time when there is room), the bottleneck when there is room (the chart
+    below always names it), device names abbreviated the same way everywhere."""
+
+    device_w: int
+    with_ms: bool
+    bottleneck_w: int  # 0: no bottleneck column
+    short: dict[str, str]  # device → its name in headers and cells
+
+    @property
+    def abbreviated(self) -> bool:
+        return any(k != v for k, v in self.short.items())
+
+
+def topk_layout(devices: list[str], n: int, room: int = TABLE_ROOM) -> TopKLayout:
+    seg_w = len(f"[{n - 1},{n})")  # the widest segment text
+    fixed = 2 + MS_W + 6 + PADDING * 3  # rank, total, xfer
+    d = max(1, len(devices))
+    longest = max((len(x) for x in devices), default=1)
+    for with_ms in (True, False):
+        cell = seg_w + (1 + STAGE_MS_W if with_ms else 0)
+        device_w = max(cell, min(longest, cell + 3))
+        left = room - fixed - d * (device_w + PADDING)
+        if left - PADDING >= MIN_BOTTLENECK or (not with_ms and left >= 0):
+            bottleneck_w = left - PADDING if left - PADDING >= MIN_BOTTLENECK else 0
+            return TopKLayout(device_w, with_ms, bottleneck_w, fit.abbreviations(devices, device_w))
+    device_w = max(3, (room - fixed) // d - PADDING)  # many devices: give what there is
+    return TopKLayout(device_w, False, 0, fit.abbreviations(devices, device_w))
+
+
+def _segment(stage: Stage) -> str:
+    return "–" if stage.empty else f"[{stage.start},{stage.end})"
+
+
+def _short_stage(name: str, short: dict[str, str]) -> str:
+    """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone' (abbreviated)."""
     if name.startswith("compute "):
-        return name[len("compute ") :]
+        device = name[len("compute ") :]
+        return short.get(device, device)
     if name.startswith("link "):
-        return name[len("link ") :].replace("-", "→", 1)
+        link = name[len("link ") :]
+        for a, b in itertools.pairwise(short):
+            if link == f"{a}-{b}":
+                return f"{short[a]}→{short[b]}"
+        return link.replace("-", "→", 1)
     return name
 
 
-def _ms_text(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    if value < 1:
-        return f"{value:.3f}"
-    if value < 1000:
-        return f"{value:.1f}"
-    return f"{value:,.0f}"
+def _ms_text(value: float | None, width: int | None = None) -> str:
+    return units.ms(value, width)
 
 
 def _cell(text: str, right: bool) -> Text:
@@ -112,7 +157,8 @@ class PartitionsScreen(WorkspaceScreen):
         super().__init__()
         self.playback: Playback | None = None  # the trace being replayed
         self.partitions: list[Partition] = []  # the ranking shown, best first
-        self.row_cuts: list[str] = []  # each row's cuts as shown ("3,7")
+        self.row_cuts: list[str] = []  # each row's cuts ("3,7")
+        self.topk = TopKLayout(7, False, 0, {})  # set on mount, for the chain
         self._shown: list[list[tuple[str, bool]]] = []  # each row's cells as shown
         self._timer: Timer | None = None  # playback ticks
         self._trace_gen = 0  # the newest trace replay asked for
@@ -128,7 +174,7 @@ class PartitionsScreen(WorkspaceScreen):
         with Vertical(id="links-box"):
             for i, link in enumerate(self.ws.links):
                 with Horizontal(classes="link-row"):
-                    yield Label(link.name, classes="link-name")
+                    yield Label(self._link_label(link.name), classes="link-name")
                     yield LinkField(
                         link.name,
                         "bandwidth",
@@ -156,16 +202,31 @@ class PartitionsScreen(WorkspaceScreen):
             yield Label("", id="rank-mode")
             yield Label("", id="rank-status")
         yield DataTable(id="topk-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", id="device-legend")
         yield PathChart(id="path-chart")
         yield TraceBar(id="trace-bar")
         yield from self.compose_footer()
+
+    def _link_label(self, name: str) -> str:
+        """'glasses→phone', with the devices abbreviated to fit the 16-cell label."""
+        devices = self.ws.devices
+        for a, b in itertools.pairwise(devices):
+            if name == f"{a}-{b}":
+                short = fit.abbreviations(devices, 7)
+                whole = f"{a}→{b}"
+                return whole if len(whole) <= 16 else f"{short[a]}→{short[b]}"
+        return fit.middle(name, 16)
 
     @staticmethod
     def _measured(link: LinkSetting) -> str:
         if link.measured_bandwidth_mbps is None:
             return "measured: –"
-        lat = "" if link.measured_latency_ms is None else f" {fmt(link.measured_latency_ms)}ms"
-        return f"measured: {fmt(round(link.measured_bandwidth_mbps, 1))}{lat}"
+        lat = (
+            ""
+            if link.measured_latency_ms is None
+            else f" {units.ms_unit(link.measured_latency_ms)}"
+        )
+        return f"measured: {units.mbps(link.measured_bandwidth_mbps)}{lat}"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Playback keys exist only while a trace is loaded (keeps the footer short)."""
@@ -175,13 +236,17 @@ class PartitionsScreen(WorkspaceScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#topk-table", DataTable)
+        lay = self.topk = topk_layout(self.ws.devices, self.ws.analysis.n)
         table.add_column("#", key="rank", width=2)
-        table.add_column("cuts", key="cuts", width=10)
-        table.add_column(Text("total", justify="right"), key="total", width=7)
+        table.add_column(Text("total", justify="right"), key="total", width=MS_W)
         for d, name in enumerate(self.ws.devices):
-            table.add_column(Text(name[:7], justify="right"), key=f"dev{d}", width=7)
+            table.add_column(Text(lay.short[name]), key=f"dev{d}", width=lay.device_w)
         table.add_column(Text("xfer", justify="right"), key="xfer", width=6)
-        table.add_column("bottleneck", key="bottleneck", width=13)
+        if lay.bottleneck_w:
+            table.add_column("bottleneck", key="bottleneck", width=lay.bottleneck_w)
+        legend = self.query_one("#device-legend", Label)
+        legend.display = lay.abbreviated
+        legend.update("devices: " + " → ".join(self.ws.devices))
         self.rerank()
         table.focus()
 
@@ -230,6 +295,7 @@ class PartitionsScreen(WorkspaceScreen):
         updated in place: no row is added or removed, so no layout pass (the costly part
         of a keystroke); otherwise the rows are rebuilt."""
         table = self.query_one("#topk-table", DataTable)
+        lay = self.topk
         self.partitions = ranking.partitions() if ranking is not None else []
         keep = self.ws.selected_cuts
         rows = []
@@ -238,18 +304,13 @@ class PartitionsScreen(WorkspaceScreen):
             if p.cuts == keep:
                 target = row
             xfer = sum(t.ms for t in p.transfers)
-            cells = [
-                (str(p.rank), False),
-                (",".join(map(str, p.cuts)), False),
-                (_ms_text(p.total_ms), True),
-            ]
-            cells += [
-                (_ms_text(s.compute_ms if s.start != s.end else None), True) for s in p.stages
-            ]
-            cells += [
-                (_ms_text(xfer if p.transfers else None), True),
-                (_short_stage(p.bottleneck), False),
-            ]
+            cells = [(str(p.rank), False), (_ms_text(p.total_ms, MS_W), True)]
+            cells += [(self._stage_text(s), False) for s in p.stages]
+            cells.append((_ms_text(xfer if p.transfers else None, 6), True))
+            if lay.bottleneck_w:
+                cells.append(
+                    (fit.end(_short_stage(p.bottleneck, lay.short), lay.bottleneck_w), False)
+                )
             rows.append(cells)
         if len(rows) == len(self._shown) and table.row_count == len(rows):
             for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
@@ -261,13 +322,22 @@ class PartitionsScreen(WorkspaceScreen):
             for r, cells in enumerate(rows):
                 table.add_row(*(_cell(*cell) for cell in cells), key=f"r{r}")
         self._shown = rows
-        self.row_cuts = [row[1][0] for row in rows]
+        self.row_cuts = [",".join(map(str, p.cuts)) for p in self.partitions]
         if self.partitions:
             if table.cursor_row != target:
                 table.move_cursor(row=target, animate=False)
             self._select(self.partitions[target])
         else:
             self.query_one(PathChart).show(None, "no feasible partition for these links")
+
+    def _stage_text(self, stage: Stage) -> str:
+        """'[0,24) 12.3' (or only '[0,24)' when the room is short); '–' when idle."""
+        lay = self.topk
+        if not lay.with_ms or stage.empty:
+            return _segment(stage)
+        seg_w = lay.device_w - STAGE_MS_W - 1
+        ms = _ms_text(stage.compute_ms, STAGE_MS_W)
+        return f"{_segment(stage):<{seg_w}} {ms:>{STAGE_MS_W}}"
 
     def _select(self, partition: Partition) -> None:
         self.query_one(PathChart).show(partition)

@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, RichLog
 
+from backend import fit, units
 from backend.errors import OmdpError
 from backend.profiling import jobs
 from backend.profiling.plan import PlanItem
@@ -28,7 +29,8 @@ from omdp_tui.batching import pump
 from omdp_tui.messages import ProfileBatch, ProfileDone
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog
-from omdp_tui.units import duration
+
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
 
 
 def segment_key(a: int, b: int) -> str:
@@ -74,11 +76,11 @@ class ProfileScreen(WorkspaceScreen):
         with Vertical(id="progress-box"):
             for i, device in enumerate(self.ws.devices):
                 with Horizontal(classes="progress-row"):
-                    yield Label(device[:10], classes="progress-name")
+                    yield Label(fit.middle(device, 10), classes="progress-name")
                     yield ProgressBar(id=f"bar-{i}", show_eta=False, show_percentage=False)
                     yield Label("", id=f"state-{i}", classes="progress-state")
         yield DataTable(id="timing-table", cursor_type="row", zebra_stripes=True)
-        yield RichLog(id="profile-log", max_lines=500, wrap=False, markup=False)
+        yield RichLog(id="profile-log", max_lines=500, wrap=True, markup=False)
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
@@ -119,9 +121,13 @@ class ProfileScreen(WorkspaceScreen):
         arrive (segments a device does not run stay blank)."""
         table = self.query_one("#timing-table", DataTable)
         table.clear(columns=True)
-        table.add_column("segment", key="segment", width=10)
+        n = self.ws.analysis.n
+        seg_w = max(7, len(f"[{n - 1},{n})"))
+        table.add_column("segment", key="segment", width=seg_w)
+        cell_w = max(11, min(14, (TABLE_ROOM - seg_w - 2) // max(1, len(self.ws.devices)) - 2))
+        short = fit.abbreviations(self.ws.devices, cell_w)
         for d, device in enumerate(self.ws.devices):
-            table.add_column(Text(device[:11], justify="right"), key=f"d{d}", width=11)
+            table.add_column(Text(short[device], justify="right"), key=f"d{d}", width=cell_w)
         plan = self.ws.plan()
         planned = {(it.device, it.start, it.end) for it in plan}
         results = self.ws.results()
@@ -142,7 +148,7 @@ class ProfileScreen(WorkspaceScreen):
             f"{len(plan) - len(missing)}/{len(plan)} measured"
         )
         if missing and self.profiler is None:
-            text += f"; ~{duration(ws.estimate_seconds(missing))} to go (s starts)"
+            text += f"; ~{units.duration(ws.estimate_seconds(missing))} to go (s starts)"
         self.query_one("#plan-summary", Label).update(text)
         for i, device in enumerate(ws.devices):
             total = sum(it.device == device for it in plan)
@@ -272,7 +278,9 @@ class ProfileScreen(WorkspaceScreen):
             self._set_state(p.device, f"{base + p.done}/{base + p.total} paused")
             return
         seg = f"[{p.segment[0]},{p.segment[1]})" if p.segment else p.phase
-        self._set_state(p.device, f"{base + p.done}/{base + p.total} ETA {duration(p.eta_s)} {seg}")
+        self._set_state(
+            p.device, f"{base + p.done}/{base + p.total} ETA {units.duration(p.eta_s)} {seg}"
+        )
 
     def _set_state(self, device: str, text: str) -> None:
         if device in self.ws.devices:
