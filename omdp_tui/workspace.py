@@ -25,12 +25,13 @@ from backend.chain import Chain, DeviceSpec, LinkSpec, link_name
 from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis
+from backend.profiling import noise
 from backend.profiling.jobs import Profiler, RunFinished
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 from backend.solver.costs import SegmentInstance
 from backend.solver.ranking import Partition, Ranker, Ranking
-from backend.usecases import candidates, exports, plans, rankings, runs, sessions
+from backend.usecases import candidates, exports, plans, rankings, remeasure, runs, sessions
 from backend.usecases.traces import TraceReplay, replay_trace
 
 if TYPE_CHECKING:  # the device use cases load asyncssh: only when a device is reached
@@ -98,6 +99,8 @@ class Workspace:
         )
         self.profiling = False  # a Profiler holds the session: no save-as, no chain change
         self.instance: SegmentInstance | None = None
+        self.noisy: set[tuple[str, int, int]] = set()  # (device, a, b) whose CI missed
+        self.noise_target = noise.target_of(session.get_meta("timing"))
         self._ranker: Ranker | None = None
         self._stale = True  # measurements or candidates changed since `instance`
 
@@ -319,6 +322,14 @@ class Workspace:
     def measurements_changed(self) -> None:
         self._stale = True
 
+    def remeasure(self, target: remeasure.Target) -> list[PlanItem]:
+        """Move the chosen measurements into the session's history: the next run (s)
+        measures them again."""
+        self._not_while_profiling("re-measure")
+        items = remeasure.remeasure(self.session, self.plan(), target)
+        self._stale = True
+        return items
+
     # -- ranking -------------------------------------------------------------------------------
 
     def current_instance(self) -> SegmentInstance | None:
@@ -328,6 +339,8 @@ class Workspace:
             self._stale = False
             self._ranker = None
             self.instance = rankings.price_session(self.session)
+            self.noise_target = noise.target_of(self.session.get_meta("timing"))
+            self.noisy = noise.noisy_keys(self.session)
         return self.instance
 
     def ranker(self) -> Ranker | None:

@@ -666,16 +666,18 @@ def test_a_configuration_where_every_segment_failed_is_not_finished(session):
 
 @pytest.fixture
 def newer_schema(monkeypatch):
-    """This OMDP as if its schema had grown by one table and one column since v1."""
+    """This OMDP as if its schema had grown by one table and one column since the
+    version that wrote the file."""
     from backend.profiling import schema
 
     step = (
         "CREATE TABLE later (id INTEGER PRIMARY KEY, note TEXT);\n"
         "ALTER TABLE partitions ADD COLUMN label TEXT;"
     )
+    newer = schema.VERSION + 1
     monkeypatch.setattr(schema, "SQL", schema.SQL + step)
-    monkeypatch.setattr(schema, "UPGRADES", {2: step})
-    monkeypatch.setattr(schema, "VERSION", 2)
+    monkeypatch.setattr(schema, "UPGRADES", {**schema.UPGRADES, newer: step})
+    monkeypatch.setattr(schema, "VERSION", newer)
     schema.columns.cache_clear()
     yield schema
     schema.columns.cache_clear()
@@ -693,7 +695,8 @@ def _old_file(session) -> Path:
 def test_an_older_session_is_upgraded_in_place_keeping_its_rows(session, newer_schema):
     path = _old_file(session)
     with Session.open(path, check_model=False) as s:
-        assert s.conn.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+        version = s.conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        assert version == newer_schema.VERSION
         assert s.conn.execute("SELECT positions, label FROM partitions").fetchall()[0][:] == (
             "[0, 3]",
             None,

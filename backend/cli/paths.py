@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from backend.cli.solve import format_table, parse_k
+from backend.cli.solve import format_table, parse_k, uses_noisy
+from backend.profiling import noise
 from backend.profiling.session import Session
 from backend.solver.costs import COST_MODELS, OBJECTIVES
 from backend.usecases.rankings import RankOptions, rank_session
@@ -86,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     with Session.open(args.session, check_model=False) as session:
         parts = rank_session(session, ranking_options(args, k)).partitions
         done, total = session.progress()
+        noisy = noise.noisy_keys(session)
     if args.json:
-        print(json.dumps([p.to_dict() for p in parts], indent=2))
+        print(json.dumps([{**p.to_dict(), "noisy": uses_noisy(p, noisy)} for p in parts], indent=2))
         return 0
     print(
         f"{args.session}: {done}/{total} segments measured; {args.cost_model} times, "
@@ -96,5 +98,11 @@ def run(args: argparse.Namespace) -> int:
     if not parts:
         print("no feasible partition yet: profile the session first (`omdp profile`)")
         return 0
-    print(format_table(parts))
+    print(format_table(parts, noisy))
+    flagged = sorted({c for p in parts for c in uses_noisy(p, noisy)})
+    if flagged:
+        print(
+            f"\n! uses a noisy measurement (CI missed its target): {', '.join(flagged)}; "
+            "`omdp profile ... --remeasure noisy` measures them again"
+        )
     return 0

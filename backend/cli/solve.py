@@ -101,8 +101,20 @@ def describe_instance(
     return f"{path}: {what}, chain {chain}{links}; objective {objective} ({cost_model})"
 
 
-def format_table(parts: list[Partition]) -> str:
-    """Aligned table: rank, total, [latency], one column per device, transfers."""
+def uses_noisy(p: Partition, noisy: set[tuple[str, int, int]]) -> list[str]:
+    """The stages of `p` whose time comes from a noisy measurement ('phone [2, 5)')."""
+    if p.cost_model != "measured":
+        return []
+    return [
+        f"{s.device} [{s.start}, {s.end})"
+        for s in p.stages
+        if not s.empty and (s.device, s.start, s.end) in noisy
+    ]
+
+
+def format_table(parts: list[Partition], noisy: set[tuple[str, int, int]] = frozenset()) -> str:
+    """Aligned table: rank, total, [latency], one column per device, transfers. A rank
+    marked ! uses a noisy measurement (its segment is marked too)."""
     throughput = parts[0].objective == "throughput"
     header = ["rank", "total ms"]
     if throughput:
@@ -110,10 +122,17 @@ def format_table(parts: list[Partition]) -> str:
     header += [s.device for s in parts[0].stages] + ["transfers"]
     rows = []
     for p in parts:
-        row = [str(p.rank), f"{p.total_ms:.3f}"]
+        flagged = bool(uses_noisy(p, noisy))
+        row = [f"{p.rank}{'!' if flagged else ' '}", f"{p.total_ms:.3f}"]
         if throughput:
             row += [f"{p.latency_ms:.3f}", p.bottleneck]
-        row += ["-" if s.empty else f"[{s.start}, {s.end})" for s in p.stages]
+        row += [
+            "-"
+            if s.empty
+            else f"[{s.start}, {s.end})"
+            + ("!" if flagged and (s.device, s.start, s.end) in noisy else "")
+            for s in p.stages
+        ]
         row.append("; ".join(_transfer_text(t) for t in p.transfers) or "-")
         rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

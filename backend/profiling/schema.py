@@ -125,13 +125,71 @@ CREATE TABLE partitions (
     created_at TEXT NOT NULL
 );
 CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE measurement_history (  -- measurements replaced by a re-measure, kept whole
+    id INTEGER PRIMARY KEY,
+    measurement INTEGER NOT NULL,   -- the id it had in measurements
+    device TEXT NOT NULL,
+    seg_start INTEGER NOT NULL,
+    seg_end INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    median_ms REAL,
+    p10_ms REAL,
+    p90_ms REAL,
+    rel_ci REAL,
+    samples INTEGER NOT NULL DEFAULT 0,
+    stop TEXT,
+    stats TEXT,                     -- JSON runtimes.Stats
+    runtime TEXT,                   -- JSON
+    run INTEGER,
+    created_at TEXT NOT NULL,
+    retired_at TEXT NOT NULL,
+    reason TEXT                     -- why it was measured again: noisy | device | segment | cell
+);
+CREATE TABLE history_samples (
+    history INTEGER NOT NULL REFERENCES measurement_history(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ms REAL NOT NULL,
+    PRIMARY KEY (history, seq)
+) WITHOUT ROWID;
 """
 
 
 # Each later version's changes to a file of the version before: additive only (new tables;
 # new columns that are nullable or have a default), so an older session opens whole after
 # `upgrade` and keeps every row. `SQL` above is always the newest schema in full.
-UPGRADES: dict[int, str] = {}
+UPGRADES: dict[int, str] = {
+    2: """CREATE TABLE measurement_history (  -- measurements replaced by a re-measure, kept whole
+    id INTEGER PRIMARY KEY,
+    measurement INTEGER NOT NULL,   -- the id it had in measurements
+    device TEXT NOT NULL,
+    seg_start INTEGER NOT NULL,
+    seg_end INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    median_ms REAL,
+    p10_ms REAL,
+    p90_ms REAL,
+    rel_ci REAL,
+    samples INTEGER NOT NULL DEFAULT 0,
+    stop TEXT,
+    stats TEXT,                     -- JSON runtimes.Stats
+    runtime TEXT,                   -- JSON
+    run INTEGER,
+    created_at TEXT NOT NULL,
+    retired_at TEXT NOT NULL,
+    reason TEXT                     -- why it was measured again: noisy | device | segment | cell
+);
+CREATE TABLE history_samples (
+    history INTEGER NOT NULL REFERENCES measurement_history(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ms REAL NOT NULL,
+    PRIMARY KEY (history, seq)
+) WITHOUT ROWID;
+""",
+}
 VERSION = max(UPGRADES, default=1)
 
 

@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Input, Label
 
 from backend import fit, units
 from backend.errors import OmdpError
+from backend.profiling import noise
 from backend.solver.costs import COST_MODELS, OBJECTIVES
 from backend.solver.partition import Stage
 from backend.solver.ranking import Partition, Ranking
@@ -68,7 +69,7 @@ class TopKLayout:
 
 def topk_layout(devices: list[str], n: int, room: int = TABLE_ROOM) -> TopKLayout:
     seg_w = len(f"[{n - 1},{n})")  # the widest segment text
-    fixed = 2 + MS_W + 6 + PADDING * 3  # rank, total, xfer
+    fixed = 3 + MS_W + 6 + PADDING * 3  # rank (and its noisy mark), total, xfer
     d = max(1, len(devices))
     longest = max((len(x) for x in devices), default=1)
     for with_ms in (True, False):
@@ -152,6 +153,7 @@ class PartitionsScreen(WorkspaceScreen):
     # costs a layout pass), which is what a var's watcher gives.
     mode_text: var[str] = var("", init=False)
     status_text: var[str | Text] = var("", init=False)
+    noise_text: var[str] = var("", init=False)
 
     def __init__(self) -> None:
         super().__init__()
@@ -168,6 +170,11 @@ class PartitionsScreen(WorkspaceScreen):
 
     def watch_status_text(self, text: str | Text) -> None:
         self.query_one("#rank-status", Label).update(text)
+
+    def watch_noise_text(self, text: str) -> None:
+        label = self.query_one("#noise-note", Label)
+        label.update(text)
+        label.display = bool(text)
 
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
@@ -203,6 +210,7 @@ class PartitionsScreen(WorkspaceScreen):
             yield Label("", id="rank-status")
         yield DataTable(id="topk-table", cursor_type="row", zebra_stripes=True)
         yield Label("", id="device-legend")
+        yield Label("", id="noise-note")
         yield PathChart(id="path-chart")
         yield TraceBar(id="trace-bar")
         yield from self.compose_footer()
@@ -237,7 +245,7 @@ class PartitionsScreen(WorkspaceScreen):
     def on_mount(self) -> None:
         table = self.query_one("#topk-table", DataTable)
         lay = self.topk = topk_layout(self.ws.devices, self.ws.analysis.n)
-        table.add_column("#", key="rank", width=2)
+        table.add_column("#", key="rank", width=3)
         table.add_column(Text("total", justify="right"), key="total", width=MS_W)
         for d, name in enumerate(self.ws.devices):
             table.add_column(Text(lay.short[name]), key=f"dev{d}", width=lay.device_w)
@@ -304,8 +312,10 @@ class PartitionsScreen(WorkspaceScreen):
             if p.cuts == keep:
                 target = row
             xfer = sum(t.ms for t in p.transfers)
-            cells = [(str(p.rank), False), (_ms_text(p.total_ms, MS_W), True)]
-            cells += [(self._stage_text(s), False) for s in p.stages]
+            noisy = self._noisy_stages(p)
+            rank = f"{p.rank}{noise.MARK}" if noisy else str(p.rank)
+            cells = [(rank, False), (_ms_text(p.total_ms, MS_W), True)]
+            cells += [(self._stage_text(s, s in noisy), False) for s in p.stages]
             cells.append((_ms_text(xfer if p.transfers else None, 6), True))
             if lay.bottleneck_w:
                 cells.append(
@@ -330,17 +340,33 @@ class PartitionsScreen(WorkspaceScreen):
         else:
             self.query_one(PathChart).show(None, "no feasible partition for these links")
 
-    def _stage_text(self, stage: Stage) -> str:
-        """'[0,24) 12.3' (or only '[0,24)' when the room is short); '–' when idle."""
+    def _noisy_stages(self, p: Partition) -> list[Stage]:
+        """The stages of `p` priced from a noisy measurement (measured cost model)."""
+        if p.cost_model != "measured" or not self.ws.noisy:
+            return []
+        return [s for s in p.stages if not s.empty and (s.device, s.start, s.end) in self.ws.noisy]
+
+    def _stage_text(self, stage: Stage, noisy: bool = False) -> str:
+        """'[0,24) 12.3' (or only '[0,24)' when the room is short); '–' when idle; a
+        noisy measurement ends with !."""
         lay = self.topk
+        mark = noise.MARK if noisy else ""
         if not lay.with_ms or stage.empty:
-            return _segment(stage)
+            return fit.end(_segment(stage) + mark, lay.device_w)
         seg_w = lay.device_w - STAGE_MS_W - 1
-        ms = _ms_text(stage.compute_ms, STAGE_MS_W)
+        ms = _ms_text(stage.compute_ms, STAGE_MS_W - len(mark)) + mark
         return f"{_segment(stage):<{seg_w}} {ms:>{STAGE_MS_W}}"
 
     def _select(self, partition: Partition) -> None:
         self.query_one(PathChart).show(partition)
+        noisy = self._noisy_stages(partition)
+        self.noise_text = (
+            f"{noise.MARK} uses a noisy measurement: "
+            + ", ".join(f"{s.device} [{s.start},{s.end})" for s in noisy)
+            + " — r on the profile screen (3) measures it again"
+            if noisy
+            else ""
+        )
         self.ws.select_partition(partition)
 
     @on(DataTable.RowHighlighted, "#topk-table")

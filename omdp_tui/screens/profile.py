@@ -23,12 +23,12 @@ from textual.widgets import DataTable, Label, ProgressBar, RichLog
 
 from backend import fit, units
 from backend.errors import OmdpError
-from backend.profiling import jobs
+from backend.profiling import jobs, noise
 from backend.profiling.plan import PlanItem
 from omdp_tui.batching import pump
 from omdp_tui.messages import ProfileBatch, ProfileDone
 from omdp_tui.screens.base import WorkspaceScreen
-from omdp_tui.screens.dialogs import ErrorDialog
+from omdp_tui.screens.dialogs import ChoiceDialog, ErrorDialog
 
 TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
 
@@ -37,9 +37,12 @@ def segment_key(a: int, b: int) -> str:
     return f"{a}:{b}"
 
 
-def timing_cell(row: dict[str, Any] | None, planned: bool = True) -> Text:
-    """'12.3 ±4%': median ms and half the p10–p90 spread relative to it; ✗ for an error,
-    · for planned but not measured yet, blank when the device does not run it."""
+def timing_cell(
+    row: dict[str, Any] | None, planned: bool = True, noisy: bool = False, width: int = 11
+) -> Text:
+    """'12.3 ±4%': median ms and half the p10–p90 spread relative to it; '74.5 ±135%!'
+    when its CI missed the target (noisy); ✗ for an error, · for planned but not measured
+    yet, blank when the device does not run it."""
     if row is None:
         return Text("·" if planned else "", justify="right", style="dim")
     if row.get("status") == "error":
@@ -49,8 +52,12 @@ def timing_cell(row: dict[str, Any] | None, planned: bool = True) -> Text:
         return Text("·", justify="right", style="dim")
     p10, p90 = row.get("p10_ms"), row.get("p90_ms")
     spread = (p90 - p10) / 2 / med * 100 if med > 0 and p10 == p10 and p90 == p90 else 0.0
-    digits = 3 if med < 1 else 1
-    return Text(f"{med:.{digits}f} ±{spread:.0f}%", justify="right")
+    mark = noise.MARK if noisy else ""
+    ms = units.ms(med, width - len(f" ±{spread:.0f}%{mark}"))
+    text = f"{ms} ±{spread:.0f}%{mark}"
+    if len(text) > width:  # a huge spread: the median and the mark matter more
+        text = f"{units.ms(med, width - 1 - len(mark))}±{mark}"
+    return Text(text, justify="right", style="bold yellow" if noisy else "")
 
 
 class ProfileScreen(WorkspaceScreen):
@@ -59,6 +66,7 @@ class ProfileScreen(WorkspaceScreen):
         Binding("s", "start", "Start", id="profile.start"),
         Binding("p", "pause", "Pause/resume", id="profile.pause"),
         Binding("x", "cancel", "Cancel", id="profile.cancel"),
+        Binding("r", "remeasure", "Re-measure", id="profile.remeasure"),
         Binding("l", "focus_log", "Log", id="profile.log"),
         Binding("escape", "focus_table", "Table", show=False, id="profile.table"),
     ]
@@ -68,6 +76,7 @@ class ProfileScreen(WorkspaceScreen):
         self.profiler: jobs.Profiler | None = None  # while a run is going
         self.paused = False
         self.base: dict[str, int] = {}  # per device: plan items measured before this run
+        self.cell_w = 11  # a timing cell's width (set with the table's columns)
         self._chain: list[str] = []  # the devices the progress rows were built for
 
     def compose(self) -> ComposeResult:
@@ -79,7 +88,7 @@ class ProfileScreen(WorkspaceScreen):
                     yield Label(fit.middle(device, 10), classes="progress-name")
                     yield ProgressBar(id=f"bar-{i}", show_eta=False, show_percentage=False)
                     yield Label("", id=f"state-{i}", classes="progress-state")
-        yield DataTable(id="timing-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="timing-table", cursor_type="cell", zebra_stripes=True)
         yield RichLog(id="profile-log", max_lines=500, wrap=True, markup=False)
         yield from self.compose_footer()
 
@@ -110,7 +119,7 @@ class ProfileScreen(WorkspaceScreen):
         running = self.profiler is not None
         if action in ("pause", "cancel"):
             return running
-        if action == "start":
+        if action in ("start", "remeasure"):
             return not running
         return True
 
@@ -126,17 +135,23 @@ class ProfileScreen(WorkspaceScreen):
         table.add_column("segment", key="segment", width=seg_w)
         cell_w = max(11, min(14, (TABLE_ROOM - seg_w - 2) // max(1, len(self.ws.devices)) - 2))
         short = fit.abbreviations(self.ws.devices, cell_w)
+        self.cell_w = cell_w
         for d, device in enumerate(self.ws.devices):
             table.add_column(Text(short[device], justify="right"), key=f"d{d}", width=cell_w)
         plan = self.ws.plan()
         planned = {(it.device, it.start, it.end) for it in plan}
         results = self.ws.results()
+        self.ws.current_instance()  # the noisy set, up to date
         for a, b in sorted({(it.start, it.end) for it in plan}):
             cells: list[Any] = [f"[{a},{b})"]
             for device in self.ws.devices:
-                row = results.get((device, a, b))
-                cells.append(timing_cell(row, (device, a, b) in planned))
+                key = (device, a, b)
+                cells.append(self._cell(results.get(key), key in planned, key))
             table.add_row(*cells, key=segment_key(a, b))
+
+    def _cell(self, row: dict[str, Any] | None, planned: bool, key: tuple[str, int, int]) -> Text:
+        noisy = row is not None and noise.is_noisy(row, self.ws.noise_target)
+        return timing_cell(row, planned, noisy, self.cell_w)
 
     def _show_plan(self) -> None:
         ws = self.ws
@@ -260,9 +275,8 @@ class ProfileScreen(WorkspaceScreen):
                 key = segment_key(*event.segment)
                 if key in table.rows and event.device in self.ws.devices:
                     col = f"d{self.ws.devices.index(event.device)}"
-                    table.update_cell(
-                        key, col, timing_cell(rows.get((event.device, *event.segment)))
-                    )
+                    cell = (event.device, *event.segment)
+                    table.update_cell(key, col, self._cell(rows.get(cell), True, cell))
         for progress in latest.values():
             self._draw_progress(progress)
 
@@ -318,6 +332,79 @@ class ProfileScreen(WorkspaceScreen):
         if self.profiler is not None:
             self.profiler.cancel()
             self.log_line("cancelling: what is measured stays in the session")
+
+    # -- re-measuring ------------------------------------------------------------------------
+
+    def _highlighted_cell(self) -> tuple[str | None, tuple[int, int] | None]:
+        """(device, segment) under the cursor (device None on the segment column)."""
+        table = self.query_one("#timing-table", DataTable)
+        if table.row_count == 0:
+            return None, None
+        keys = table.coordinate_to_cell_key(table.cursor_coordinate)
+        a, b = (int(x) for x in str(keys.row_key.value).split(":"))
+        col = str(keys.column_key.value)
+        device = self.ws.devices[int(col[1:])] if col.startswith("d") else None
+        return device, (a, b)
+
+    def action_remeasure(self) -> None:
+        """Offer the highlighted cell, its segment on every device, its device, or every
+        noisy measurement; the choice is measured again at once (earlier results stay
+        in the session's history)."""
+        from backend.usecases.remeasure import Target
+
+        self.ws.current_instance()
+        device, seg = self._highlighted_cell()
+        results = self.ws.results()
+        choices: list[tuple[str, Target, str]] = []
+        if device and seg and (device, *seg) in results:
+            choices.append(
+                ("cell", Target("cell", device, seg), f"this cell: {device} [{seg[0]},{seg[1]})")
+            )
+        if seg:
+            choices.append(
+                (
+                    "segment",
+                    Target("segment", None, seg),
+                    f"segment [{seg[0]},{seg[1]}) on every device",
+                )
+            )
+        if device:
+            choices.append(("device", Target("device", device), f"every segment on {device}"))
+        n = len(self.ws.noisy)
+        choices.append(("noisy", Target("noisy"), f"all noisy measurements ({n})"))
+        targets = {key: target for key, target, _ in choices}
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            try:
+                items = self.ws.remeasure(targets[key])
+            except (OmdpError, sqlite3.Error) as exc:
+                self.app.push_screen(ErrorDialog("Cannot re-measure", str(exc)))
+                return
+            if not items:
+                self.notify(
+                    f"nothing to re-measure: no measured cell is {targets[key].describe()}",
+                    severity="warning",
+                )
+                return
+            self.log_line(
+                f"re-measuring {len(items)}: {targets[key].describe()} "
+                "(earlier results kept in the history)"
+            )
+            self._build_table()
+            self._show_plan()
+            self.action_start()
+
+        self.app.push_screen(
+            ChoiceDialog(
+                "Measure again",
+                [(key, label) for key, _, label in choices],
+                f"{noise.MARK} marks a noisy result: its CI missed the "
+                f"{self.ws.noise_target * 100:g}% target",
+            ),
+            chosen,
+        )
 
     def action_focus_log(self) -> None:
         self.query_one(RichLog).focus()
