@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Set as AbstractSet
 
 from backend import units
 from backend.errors import OmdpError
@@ -101,7 +102,7 @@ def describe_instance(
     return f"{path}: {what}, chain {chain}{links}; objective {objective} ({cost_model})"
 
 
-def uses_noisy(p: Partition, noisy: set[tuple[str, int, int]]) -> list[str]:
+def uses_noisy(p: Partition, noisy: AbstractSet[tuple[str, int, int]]) -> list[str]:
     """The stages of `p` whose time comes from a noisy measurement ('phone [2, 5)')."""
     if p.cost_model != "measured":
         return []
@@ -112,7 +113,9 @@ def uses_noisy(p: Partition, noisy: set[tuple[str, int, int]]) -> list[str]:
     ]
 
 
-def format_table(parts: list[Partition], noisy: set[tuple[str, int, int]] = frozenset()) -> str:
+def format_table(
+    parts: list[Partition], noisy: AbstractSet[tuple[str, int, int]] = frozenset()
+) -> str:
     """Aligned table: rank, total, [latency], one column per device, transfers. A rank
     marked ! uses a noisy measurement (its segment is marked too)."""
     throughput = parts[0].objective == "throughput"
