@@ -116,6 +116,8 @@ class OmdpApp(App[int]):
         Binding("4", "show('partitions')", "Partitions", show=False, id="screen.partitions"),
         Binding("ctrl+s", "save_as", "Save as", show=False, id="session.save_as"),
         Binding("q", "quit", "Quit", show=False, id="app.quit"),
+        Binding("question_mark", "help", "Help", show=False, id="app.help"),
+        Binding("f1", "help", "Help", show=False, priority=True, id="app.help_f1"),
     ]
 
     def __init__(self, launch: Launch | None = None) -> None:
@@ -232,6 +234,16 @@ class OmdpApp(App[int]):
         if action in ("show", "save_as"):
             return self.workspace is not None
         return True
+
+    def action_help(self) -> None:
+        """Every key of the current screen, from its bindings."""
+        from omdp_tui.screens.help import HelpScreen, screen_keys
+
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        title = getattr(screen, "NAME", "") or type(screen).__name__.removesuffix("Screen")
+        self.push_screen(HelpScreen(title.capitalize(), screen_keys(screen)))
 
     async def action_show(self, name: str) -> None:
         if self.workspace is not None and name in SCREEN_NAMES:

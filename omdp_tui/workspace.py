@@ -103,6 +103,7 @@ class Workspace:
         self.noise_target = noise.target_of(session.get_meta("timing"))
         self._ranker: Ranker | None = None
         self._stale = True  # measurements or candidates changed since `instance`
+        self._progress = (0, 0)  # (measured, planned), with `instance`
 
     # -- naming --------------------------------------------------------------------------------
 
@@ -311,6 +312,30 @@ class Workspace:
         """Wall time to measure `items` (devices sharing CPUs take turns)."""
         return plans.estimate(self.session, self.analysis, self.chain, items, self.timing).seconds
 
+    def progress(self) -> tuple[int, int]:
+        """(measured, planned) segments; cached with the priced instance (per keystroke)."""
+        self.current_instance()
+        return self._progress
+
+    def cpu_waits(self) -> dict[str, list[str]]:
+        """Device → the earlier devices it shares CPUs with: it measures after them."""
+        return plans.cpu_waits(self.chain)
+
+    def empty_reason(self) -> str:
+        """Why no partition can be ranked yet, and what to do: the real cause."""
+        plan = self.plan()
+        missing = self.missing()
+        if not plan:
+            return "no plan yet: add devices on screen 2"
+        if len(missing) == len(plan):
+            return "nothing measured yet: s on the profile screen (3) measures the plan"
+        if missing:
+            return (
+                f"{len(plan) - len(missing)} of {len(plan)} segments measured: no partition "
+                "can be priced yet — s on the profile screen (3) measures the rest"
+            )
+        return "no feasible partition for these links: check the link values (b)"
+
     def plan_run(self) -> runs.PlannedRun:
         """Save the plan; what is left of it, ready for `PlannedRun.profiler`."""
         settings = runs.RunSettings(timing=self.timing, node_times_runs=self.node_times_runs)
@@ -341,6 +366,8 @@ class Workspace:
             self.instance = rankings.price_session(self.session)
             self.noise_target = noise.target_of(self.session.get_meta("timing"))
             self.noisy = noise.noisy_keys(self.session)
+            plan = self.plan()
+            self._progress = (len(plan) - len(self.missing()), len(plan))
         return self.instance
 
     def ranker(self) -> Ranker | None:

@@ -79,13 +79,45 @@ def link_label(name: str, devices: list[str], width: int) -> str:
 class DevicesScreen(WorkspaceScreen):
     NAME = "devices"
     BINDINGS: ClassVar = [
-        Binding("a", "add", "Add", id="devices.add"),
-        Binding("e,enter", "edit", "Edit", key_display="e", id="devices.edit"),
-        Binding("delete,x", "remove", "Remove", key_display="x", id="devices.remove"),
-        Binding("K", "move(-1)", "Move up", id="devices.up"),
-        Binding("J", "move(1)", "Move down", id="devices.down"),
-        Binding("c", "check", "Check all", id="devices.check"),
-        Binding("l", "measure_links", "Measure links", id="devices.measure_links"),
+        Binding(
+            "a", "add", "Add", id="devices.add", tooltip="add a device at the end of the chain"
+        ),
+        Binding(
+            "e,enter",
+            "edit",
+            "Edit",
+            key_display="e",
+            id="devices.edit",
+            tooltip="edit the highlighted device",
+        ),
+        Binding(
+            "delete,x",
+            "remove",
+            "Remove",
+            key_display="x",
+            id="devices.remove",
+            tooltip="remove the highlighted device (before anything is measured)",
+        ),
+        Binding(
+            "K", "move(-1)", "Move up", id="devices.up", tooltip="move the device up the chain"
+        ),
+        Binding(
+            "J", "move(1)", "Move down", id="devices.down", tooltip="move the device down the chain"
+        ),
+        Binding(
+            "c",
+            "check",
+            "Check all",
+            id="devices.check",
+            tooltip="check every device (a local one starts its agent)",
+        ),
+        Binding(
+            "l",
+            "measure_links",
+            "Measure links",
+            id="devices.measure_links",
+            tooltip="measure every link's bandwidth and latency",
+        ),
     ]
 
     def __init__(self) -> None:

@@ -64,6 +64,14 @@ def columns(analysis: ModelAnalysis) -> list[tuple[str, str, int]]:
     return cols + [(k, *FIXED[k]) for k in keys if k != "mark"]
 
 
+class NodeTable(DataTable):
+    """The node table keeps its cursor row in view when its size changes: a resumed
+    session moves the cursor before the screen's layout gives the table its height."""
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._scroll_cursor_into_view)
+
+
 def _num(text: str) -> Text:
     return Text(text, justify="right")
 
@@ -71,14 +79,64 @@ def _num(text: str) -> Text:
 class GraphScreen(WorkspaceScreen):
     NAME = "graph"
     widths: dict[str, int]  # column key → width, set on mount
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cleared: list[int] | None = None  # what x cleared, until u or another change
+
     BINDINGS: ClassVar = [
-        Binding("m", "toggle_candidate", "Mark cut", id="graph.mark"),
-        Binding("a", "auto_select", "Auto-pick k", id="graph.auto"),
-        Binding("x", "clear_candidates", "Clear", id="graph.clear"),
-        Binding("slash", "focus_search", "Search", key_display="/", id="graph.search"),
-        Binding("o", "focus_op", "Op filter", id="graph.op"),
-        Binding("n", "next_candidate", "Next cand.", id="graph.next"),
-        Binding("escape", "focus_table", "Table", show=False, id="graph.table"),
+        Binding(
+            "m",
+            "toggle_candidate",
+            "Mark cut",
+            id="graph.mark",
+            tooltip="mark or unmark the cut after the highlighted node as a candidate",
+        ),
+        Binding(
+            "a",
+            "auto_select",
+            "Auto-pick k",
+            id="graph.auto",
+            tooltip="let the analysis pick k small, spread-out cuts",
+        ),
+        Binding(
+            "x",
+            "clear_candidates",
+            "Clear",
+            id="graph.clear",
+            tooltip="clear every candidate (u undoes)",
+        ),
+        Binding(
+            "u",
+            "undo_clear",
+            "Undo clear",
+            id="graph.undo",
+            tooltip="bring back the candidates x cleared",
+        ),
+        Binding(
+            "slash",
+            "focus_search",
+            "Search",
+            key_display="/",
+            id="graph.search",
+            tooltip="search nodes by name or op",
+        ),
+        Binding("o", "focus_op", "Op filter", id="graph.op", tooltip="show only nodes of one op"),
+        Binding(
+            "n",
+            "next_candidate",
+            "Next cand.",
+            id="graph.next",
+            tooltip="jump to the next candidate",
+        ),
+        Binding(
+            "escape",
+            "focus_table",
+            "Table",
+            show=False,
+            id="graph.table",
+            tooltip="back to the table",
+        ),
     ]
 
     def compose(self) -> ComposeResult:
@@ -94,7 +152,7 @@ class GraphScreen(WorkspaceScreen):
                 id="graph-op",
             )
         with Horizontal(id="graph-body"):
-            yield DataTable(id="node-table", cursor_type="row", zebra_stripes=True)
+            yield NodeTable(id="node-table", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="graph-details"):
                 yield NodeDetails(id="node-details")
         with Vertical(id="graph-chart-box"):
@@ -240,7 +298,9 @@ class GraphScreen(WorkspaceScreen):
                 severity="warning",
             )
         self.ws.toggle_candidate(position)
+        self.cleared = None
         self._refresh_marks([index])
+        self.refresh_bindings()
 
     def _refresh_marks(self, indices: list[int]) -> None:
         table = self.query_one("#node-table", DataTable)
@@ -271,10 +331,31 @@ class GraphScreen(WorkspaceScreen):
             chosen,
         )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "undo_clear":
+            return self.cleared is not None
+        if action == "clear_candidates":
+            return bool(self.ws.candidates)
+        return True
+
     def action_clear_candidates(self) -> None:
         before = list(self.ws.candidates)
+        if not before:
+            return
         self.ws.set_candidates([])
+        self.cleared = before
         self._refresh_marks([p - 1 for p in before])
+        self.refresh_bindings()
+        self.notify(f"cleared {len(before)} candidates: u brings them back", timeout=8)
+
+    def action_undo_clear(self) -> None:
+        if self.cleared is None:
+            return
+        restored, self.cleared = self.cleared, None
+        self.ws.set_candidates(restored)
+        self._refresh_marks([p - 1 for p in restored])
+        self.refresh_bindings()
+        self.notify(f"{len(restored)} candidates back")
 
     def action_next_candidate(self) -> None:
         cands = sorted(self.ws.candidates)

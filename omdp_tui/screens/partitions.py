@@ -123,19 +123,52 @@ class LinkField(StepInput):
 class PartitionsScreen(WorkspaceScreen):
     NAME = "partitions"
     BINDINGS: ClassVar = [
-        Binding("c", "cycle_cost_model", "Cost", id="partitions.cost_model"),
-        Binding("o", "cycle_objective", "Objective", id="partitions.objective"),
-        Binding("b", "focus_links", "Links", id="partitions.links"),
-        Binding("k", "focus_k", "K", id="partitions.k"),
-        Binding("e", "export", "Export", id="partitions.export"),
-        Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
-        Binding("p", "play", "Play/pause", id="partitions.trace_play"),
+        Binding(
+            "c",
+            "cycle_cost_model",
+            "Cost",
+            id="partitions.cost_model",
+            tooltip="cost model: measured segment times or estimated from per-node times",
+        ),
+        Binding(
+            "o",
+            "cycle_objective",
+            "Objective",
+            id="partitions.objective",
+            tooltip="objective: latency (sum of stages) or throughput (slowest stage)",
+        ),
+        Binding(
+            "b",
+            "focus_links",
+            "Links",
+            id="partitions.links",
+            tooltip="edit link values (↑/↓ step ×1.25, shift ×2)",
+        ),
+        Binding("k", "focus_k", "K", id="partitions.k", tooltip="how many partitions to rank (K)"),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            id="partitions.export",
+            tooltip="export the highlighted partition (JSON)",
+        ),
+        Binding(
+            "t",
+            "load_trace",
+            "Trace",
+            id="partitions.trace_load",
+            tooltip="replay a bandwidth trace on one link",
+        ),
+        Binding(
+            "p", "play", "Play/pause", id="partitions.trace_play", tooltip="play or pause the trace"
+        ),
         Binding(
             "left_square_bracket",
             "trace_step(-1)",
             "Step back",
             key_display="[",
             id="partitions.trace_back",
+            tooltip="one trace step back",
         ),
         Binding(
             "right_square_bracket",
@@ -143,10 +176,30 @@ class PartitionsScreen(WorkspaceScreen):
             "Step",
             key_display="]",
             id="partitions.trace_next",
+            tooltip="one trace step on",
         ),
-        Binding("r", "robust", "Robust", id="partitions.robust"),
-        Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
-        Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
+        Binding(
+            "r",
+            "robust",
+            "Robust",
+            id="partitions.robust",
+            tooltip="highlight the robust choice over the whole trace",
+        ),
+        Binding(
+            "x",
+            "close_trace",
+            "End trace",
+            id="partitions.trace_close",
+            tooltip="end the trace replay",
+        ),
+        Binding(
+            "escape",
+            "focus_table",
+            "Table",
+            show=False,
+            id="partitions.table",
+            tooltip="back to the table",
+        ),
     ]
 
     # Shown in the option row; a label is updated only when its text changes (an update
@@ -275,7 +328,7 @@ class PartitionsScreen(WorkspaceScreen):
             table.clear()
             self._shown = []
             self.status_text = ""
-            chart.show(None, "nothing measured yet: profile on screen 3 first")
+            chart.show(None, ws.empty_reason())
             return
         if ws.cost_model == "estimated" and instance.estimated_ms is None:
             ws.set_ranking_options(cost_model="measured")
@@ -292,7 +345,9 @@ class PartitionsScreen(WorkspaceScreen):
             chart.show(None, f"cannot rank: {exc}")
             return
         self._fill(ranking)
-        self.status_text = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}"
+        shown = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}"
+        done, total = ws.progress()
+        self.status_text = shown if done == total else f"{shown} · only {done}/{total} measured"
         self._show_trace()
 
     def _mode_text(self) -> str:
@@ -338,7 +393,7 @@ class PartitionsScreen(WorkspaceScreen):
                 table.move_cursor(row=target, animate=False)
             self._select(self.partitions[target])
         else:
-            self.query_one(PathChart).show(None, "no feasible partition for these links")
+            self.query_one(PathChart).show(None, self.ws.empty_reason())
 
     def _noisy_stages(self, p: Partition) -> list[Stage]:
         """The stages of `p` priced from a noisy measurement (measured cost model)."""
@@ -426,11 +481,16 @@ class PartitionsScreen(WorkspaceScreen):
         cuts = self.ws.selected_cuts
         chosen = next((p for p in self.partitions if p.cuts == cuts), None)
         if chosen is None:
-            self.notify(
-                "select a partition in the table first (the robust choice must be in "
-                "the top K to export it)",
-                severity="warning",
-            )
+            if not self.partitions:
+                self.notify(f"no partition to export: {self.ws.empty_reason()}", severity="warning")
+            elif self.playback is not None:
+                self.notify(
+                    "select a partition in the table first (the robust choice must be in "
+                    "the top K to export it: raise K with k)",
+                    severity="warning",
+                )
+            else:
+                self.notify("select a partition in the table first", severity="warning")
             return
 
         def write(path: str | None) -> None:
@@ -453,9 +513,7 @@ class PartitionsScreen(WorkspaceScreen):
 
     def action_load_trace(self) -> None:
         if self.ws.current_instance() is None:
-            self.notify(
-                "nothing measured yet: profile first, then replay a trace", severity="warning"
-            )
+            self.notify(f"no trace to replay yet: {self.ws.empty_reason()}", severity="warning")
             return
         last = self.ws.get_ui("partitions.trace") or {}
         names = [x.name for x in self.ws.links]

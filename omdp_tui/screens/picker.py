@@ -11,9 +11,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Static
+from textual.widgets import DataTable, Input, Label, LoadingIndicator, Static
 
 from backend.usecases.sessions import builtin_models, recent_sessions
+from omdp_tui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from omdp_tui.app import OmdpApp
@@ -55,7 +56,7 @@ class PickerScreen(Screen):
             )
             yield Label("Recent sessions (Enter resumes):")
             yield DataTable(id="picker-recent", cursor_type="row")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#picker-recent", DataTable)

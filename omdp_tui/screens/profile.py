@@ -63,12 +63,49 @@ def timing_cell(
 class ProfileScreen(WorkspaceScreen):
     NAME = "profile"
     BINDINGS: ClassVar = [
-        Binding("s", "start", "Start", id="profile.start"),
-        Binding("p", "pause", "Pause/resume", id="profile.pause"),
-        Binding("x", "cancel", "Cancel", id="profile.cancel"),
-        Binding("r", "remeasure", "Re-measure", id="profile.remeasure"),
-        Binding("l", "focus_log", "Log", id="profile.log"),
-        Binding("escape", "focus_table", "Table", show=False, id="profile.table"),
+        Binding(
+            "s",
+            "start",
+            "Start",
+            id="profile.start",
+            tooltip="profile what is missing (results are saved as they arrive)",
+        ),
+        Binding(
+            "p",
+            "pause",
+            "Pause/resume",
+            id="profile.pause",
+            tooltip="pause or resume (agents finish their current segment)",
+        ),
+        Binding(
+            "x",
+            "cancel",
+            "Cancel",
+            id="profile.cancel",
+            tooltip="cancel: what is measured stays in the session",
+        ),
+        Binding(
+            "r",
+            "remeasure",
+            "Re-measure",
+            id="profile.remeasure",
+            tooltip="measure again: this cell, its segment, its device or all noisy (!)",
+        ),
+        Binding(
+            "l",
+            "focus_log",
+            "Log",
+            id="profile.log",
+            tooltip="open the log (Esc goes back to the table)",
+        ),
+        Binding(
+            "escape",
+            "focus_table",
+            "Table",
+            show=False,
+            id="profile.table",
+            tooltip="back to the table",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -162,6 +199,11 @@ class ProfileScreen(WorkspaceScreen):
             f"Plan: {len(ws.candidates)} candidates → {parts} segments; "
             f"{len(plan) - len(missing)}/{len(plan)} measured"
         )
+        if not ws.candidates:
+            text = (
+                f"Plan: no candidates yet, so only the whole model ({parts} segments) — "
+                "mark split points on the Graph screen (1, then m or a)"
+            )
         if missing and self.profiler is None:
             text += f"; ~{units.duration(ws.estimate_seconds(missing))} to go (s starts)"
         self.query_one("#plan-summary", Label).update(text)
@@ -209,6 +251,14 @@ class ProfileScreen(WorkspaceScreen):
             + (" (+ per-node times)" if run.needs_node_times else "")
         )
         self._show_plan()
+        for device, first in ws.cpu_waits().items():
+            total = sum(it.device == device for it in run.plan.items)
+            self._set_state(
+                device,
+                f"{self.base.get(device, 0)}/{total} waiting for "
+                + " and ".join(first)
+                + " (same CPUs)",
+            )
         self.refresh_bindings()
         self._profile(profiler, todo, events)
 
@@ -407,7 +457,17 @@ class ProfileScreen(WorkspaceScreen):
         )
 
     def action_focus_log(self) -> None:
-        self.query_one(RichLog).focus()
+        """Open the log over most of the screen (Esc or l gives the table its room back)."""
+        if self.has_class("-log-open"):
+            self.action_focus_table()
+            return
+        self.add_class("-log-open")
+        log = self.query_one(RichLog)
+        log.border_title = "log · Esc or l returns to the table"
+        log.focus()
+        log.scroll_end(animate=False)
 
     def action_focus_table(self) -> None:
+        self.remove_class("-log-open")
+        self.query_one(RichLog).border_title = ""
         self.query_one("#timing-table", DataTable).focus()
