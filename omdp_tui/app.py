@@ -80,6 +80,7 @@ class Launch:
         """What the engine opens for this launch (reads the devices file, if any)."""
         from backend.chain import load_devices
         from backend.profiling.session import default_path
+        from backend.profiling.sessionfile import present
 
         if self.kind == "demo":
             request = demo.demo_request(
@@ -93,10 +94,29 @@ class Launch:
             assert self.session is not None, "a session launch names its file"
             return OpenRequest(Path(self.session), input_shapes=self.input_shapes, chain=chain)
         model = self.model or demo.MODEL
-        path = Path(self.session) if self.session else default_path(model, sessions.sessions_dir())
+        notes = []
+        if self.session:
+            path = Path(self.session)
+        else:
+            path = default_path(model, sessions.sessions_dir())
+            if self.devices is not None:
+                path, note = sessions.session_for_chain(path, chain, self.devices.stem)
+                notes += [note] if note else []
+        if chain is None and not present(path):
+            notes.append(
+                "new session on one local device ('local'): add devices on screen 2, "
+                "or start with omdp tui MODEL --devices devices.toml"
+            )
+        elif chain is not None and not present(path):
+            notes.append(f"new session on the devices in {self.devices}")
         return OpenRequest(
-            path, model, self.input_shapes, chain=chain, new=NewSession(auto_candidates=None)
-        )  # the operator picks them
+            path,
+            model,
+            self.input_shapes,
+            chain=chain,
+            new=NewSession(auto_candidates=None),  # the operator picks them
+            notes=notes,
+        )
 
 
 class OmdpApp(App[int]):
@@ -190,6 +210,7 @@ class OmdpApp(App[int]):
     async def _opened(self, message: WorkspaceOpened) -> None:
         """Create or resume the session here: its connection belongs to this thread."""
         ws = message.workspace
+        notes = [] if isinstance(ws, Workspace) else ws.request.notes
         if not isinstance(ws, Workspace):
             try:
                 ws = open_workspace(ws)
@@ -203,6 +224,8 @@ class OmdpApp(App[int]):
         self.workspace.on_save_error = self._save_failed
         start = self.workspace.get_ui("screen", "graph")
         await self.switch_mode(start if start in SCREEN_NAMES else "graph")
+        for note in notes:
+            self.notify(note, title="Session", timeout=12)
 
     def _save_failed(self, error: str) -> None:
         self.notify(error, title="Not saved", severity="error", timeout=10)

@@ -1029,6 +1029,11 @@ def list_sessions(folder: str | os.PathLike = DEFAULT_FOLDER) -> list[SessionInf
     return sorted((_info(p) for p in paths), key=lambda s: s.modified, reverse=True)
 
 
+def session_infos(paths: Iterable[str | os.PathLike]) -> list[SessionInfo]:
+    """What `list_sessions` says of each file, for files anywhere (the recent index)."""
+    return [_info(Path(p)) for p in paths]
+
+
 def _info(p: Path) -> SessionInfo:
     mtime = 0.0
     for f in (p, p.with_name(p.name + "-wal")):
