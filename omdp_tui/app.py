@@ -20,6 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from backend.chain import Chain
@@ -38,6 +39,7 @@ from omdp_tui.themes import DEFAULT_THEME, load_themes
 from omdp_tui.workspace import Workspace, open_workspace
 
 SCREEN_NAMES = ("graph", "devices", "profile", "partitions")
+SAVE_INTERVAL_S = 0.5  # what a keystroke changed reaches the session file within this
 
 
 @dataclass
@@ -144,6 +146,7 @@ class OmdpApp(App[int]):
         super().__init__()
         self.launch = launch or Launch()
         self.workspace: Workspace | None = None
+        self._saver: Timer | None = None  # flushes the workspace's pending writes
         found = load_themes()
         self.theme_errors = found.errors
         for theme in found.themes.values():
@@ -220,12 +223,28 @@ class OmdpApp(App[int]):
             except Exception as exc:  # sqlite errors, engine bugs: a dialog, not a crash
                 self.post_message(WorkspaceFailed(f"{type(exc).__name__}: {exc}"))
                 return
+        if self.workspace is not None and self.workspace is not ws:
+            self.workspace.flush()
         self.workspace = ws
         self.workspace.on_save_error = self._save_failed
+        if self._saver is None:
+            self._saver = self.set_interval(SAVE_INTERVAL_S, self.flush)
         start = self.workspace.get_ui("screen", "graph")
         await self.switch_mode(start if start in SCREEN_NAMES else "graph")
         for note in notes:
             self.notify(note, title="Session", timeout=12)
+
+    def flush(self) -> None:
+        """Write what keystrokes changed (debounced; see Workspace.flush)."""
+        if self.workspace is not None and self.workspace.unsaved:
+            self.workspace.flush()
+
+    def on_unmount(self) -> None:
+        self.flush()
+
+    async def action_quit(self) -> None:
+        self.flush()
+        self.exit()
 
     def _save_failed(self, error: str) -> None:
         self.notify(error, title="Not saved", severity="error", timeout=10)
@@ -333,5 +352,8 @@ def _check_save_path(text: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Entry point for `omdp`, `omdp tui` and `omdp demo` (see omdp_tui.main)."""
     app = OmdpApp(Launch.from_args(args))
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        app.flush()  # a crash too: what was typed is saved
     return int(result or 0) if app.return_code in (None, 0) else app.return_code or 1

@@ -4,8 +4,10 @@ It holds what the screens show (the analysis, the chain, the operator's link val
 ranking options, the selected partition, the UI keys) and turns each intent into a call
 to the engine's use cases (`backend.usecases`), which the CLI calls too: the workflows
 live there, this module only keeps the UI's state in step with them. Every change goes
-straight into the session file (autosave): a crash or a dropped SSH connection loses
-nothing. It never imports textual.
+into the session file (autosave): candidates and devices at once, what changes on every
+keystroke (link values, ranking options, the selected partition, UI keys) on the next
+`flush` — the app flushes every half second, on quit and on a crash, so at most half a
+second of typing is at risk if the process is killed. It never imports textual.
 
 Threads: the session's SQLite connection belongs to the event loop's thread, so the
 workspace is created and used there; workers get plain values or the ranker.
@@ -80,6 +82,7 @@ class Workspace:
         self.model_ref = model_ref
         self.session = session
         self.on_save_error: Callable[[str], None] | None = None
+        self._pending: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self.ui: dict[str, Any] = session.get_ui_state() or {}
         self.candidates: list[int] = session.candidates()
         self.chain: Chain = session.chain()
@@ -136,12 +139,29 @@ class Workspace:
                     "change is kept in memory; ctrl+s saves elsewhere"
                 )
 
+    def _later(self, key: str, write: Callable[..., Any], *args: Any) -> None:
+        """Save on the next `flush` (a keystroke's worth of UI state: a SQLite commit per
+        key would cost more than the re-ranking). The app flushes every half second and
+        on exit; the newest value of each key wins."""
+        self._pending[key] = (write, args)
+
+    def flush(self) -> None:
+        """Write what `_later` kept (idempotent; cheap when nothing is pending)."""
+        pending, self._pending = self._pending, {}
+        for write, args in pending.values():
+            self._guard(write, *args)
+
+    @property
+    def unsaved(self) -> bool:
+        return bool(self._pending)
+
     def save_as(self, path: Path) -> None:
         """Copy the session to `path` and continue in the copy."""
         path = Path(path)
         if path.resolve() == self.session_path.resolve():
             return
         self._not_while_profiling("save the session under another name")
+        self.flush()
         copy = sessions.copy_session(self.session, path)
         self.session.close()
         self.session = copy
@@ -154,7 +174,7 @@ class Workspace:
     def set_ui(self, key: str, value: Any) -> None:
         if self.ui.get(key) != value:
             self.ui[key] = value
-            self._guard(self.session.set_ui_state, key, value)
+            self._later(f"ui {key}", self.session.set_ui_state, key, value)
 
     # -- candidates ----------------------------------------------------------------------------
 
@@ -234,6 +254,7 @@ class Workspace:
         self._not_while_profiling("change the devices")
         if not chain:
             raise OmdpError("the chain needs at least one device", "add another first")
+        self.flush()  # the session may be made again: nothing typed may stay behind
         typed = {x.name: x for x in self.links}
         links = []
         for a, b in itertools.pairwise(chain):
@@ -264,7 +285,18 @@ class Workspace:
             link.bandwidth_mbps = float(bandwidth_mbps)
         if latency_ms is not None:
             link.latency_ms = float(latency_ms)
-        self._save_links()
+        self._later(
+            "links",
+            self.session.set_bandwidths,
+            {i: (x.bandwidth_mbps, x.latency_ms) for i, x in enumerate(self.links)},
+        )
+
+    def adopt_measured_links(self) -> list[str]:
+        """The measured link values become the ones the ranking uses (where measured)."""
+        self.flush()
+        changed = rankings.adopt_measured_links(self.session)
+        self._load_links()
+        return changed
 
     async def check_device(self, device: DeviceSpec) -> DeviceAnswer:
         """Reach one device; a local one also starts its agent and says hello."""
@@ -284,6 +316,7 @@ class Workspace:
         """Put measured values beside the typed ones; what could not be is said."""
         from backend.usecases import devices as chain_devices
 
+        self.flush()  # the typed values are read back with the measured ones
         problems = [*found.failures, *chain_devices.store_link_measurements(self.session, found)]
         self._load_links()
         return problems
@@ -419,7 +452,7 @@ class Workspace:
                 objective=partition.objective,
                 cost_model=partition.cost_model,
             )
-        self._guard(self.session.save_partitions, [entry])
+        self._later("selected", self.session.save_partitions, [entry])
 
     # -- export --------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from backend import units
 from backend.cli.solve import format_table, parse_k, uses_noisy
 from backend.profiling import noise
 from backend.profiling.session import Session
 from backend.solver.costs import COST_MODELS, OBJECTIVES
-from backend.usecases.rankings import RankOptions, rank_session
+from backend.usecases.rankings import RankOptions, links_in_use, rank_session
 
 
 def add_ranking_args(p: argparse.ArgumentParser) -> None:
@@ -43,6 +44,11 @@ def add_ranking_args(p: argparse.ArgumentParser) -> None:
         default="latency",
         choices=OBJECTIVES,
         help="latency (sum of stages, default) or throughput (slowest stage)",
+    )
+    p.add_argument(
+        "--measured-links",
+        action="store_true",
+        help="use the measured link values where measured (--bw/--latency still win)",
     )
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
     p.add_argument(
@@ -79,13 +85,16 @@ def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
         latency=tuple(args.latency),
         memory=tuple(args.memory),
         save_links=getattr(args, "save", False),
+        measured_links=getattr(args, "measured_links", False),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     k = parse_k(args.k)
+    options = ranking_options(args, k)
     with Session.open(args.session, check_model=False) as session:
-        parts = rank_session(session, ranking_options(args, k)).partitions
+        links = links_in_use(session, options)
+        parts = rank_session(session, options).partitions
         done, total = session.progress()
         noisy = noise.noisy_keys(session)
     if args.json:
@@ -95,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
         f"{args.session}: {done}/{total} segments measured; {args.cost_model} times, "
         f"{args.objective} objective"
     )
+    for link in links:
+        print(
+            f"link {link.name}: {units.mbps(link.bandwidth_mbps)} ({link.bandwidth_from}), "
+            f"{units.ms_unit(link.latency_ms)} ({link.latency_from})"
+        )
     if not parts:
         print("no feasible partition yet: profile the session first (`omdp profile`)")
         return 0

@@ -1,8 +1,10 @@
 """What a plan asks and how long measuring it takes: the one estimator.
 
-The estimate is per device (FLOPs over a speed: earlier measurements on that device, else
-its configured GFLOP/s, else a default; see `backend.profiling.plan.estimate`), then as
-wall time: local devices sharing CPUs measure one at a time unless `share_cpus`.
+The estimate is per device (FLOPs over a speed, times the runs a segment takes, plus its
+load time: learnt from this session's measurements, else from the same device's earlier
+sessions — `backend.profiling.calibration` — else its configured GFLOP/s and guesses; see
+`backend.profiling.plan.estimate`), then as wall time: local devices sharing CPUs measure
+one at a time unless `share_cpus`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from backend.chain import Chain
 from backend.device.protocol import TimingSettings
 from backend.model.analysis import ModelAnalysis
-from backend.profiling import plan
+from backend.profiling import calibration, plan
 from backend.profiling.jobs import cpu_claims, wall_seconds
 from backend.profiling.plan import Plan, PlanItem
 from backend.profiling.session import Session
@@ -25,7 +27,7 @@ class TimeEstimate:
 
     seconds: float  # wall time
     per_device: dict[str, float]  # each device's own time: the profiler's first ETAs
-    from_measurements: bool  # some speed came from this session's measurements
+    from_measurements: bool  # some device's rate came from measurements (here or earlier)
 
 
 def build(analysis: ModelAnalysis, chain: Chain, candidates: Sequence[int]) -> Plan:
@@ -43,11 +45,29 @@ def estimate(
 ) -> TimeEstimate:
     """Seconds to measure `items` on `chain` under `timing`."""
     flops_of = plan.segment_flops([n.flops for n in analysis.nodes])
-    measured = plan.speeds_from_measurements(session.results_frame().to_dict("records"), flops_of)
+    rates = {
+        **calibration.remembered(chain),
+        **calibration.from_rows(session.results_frame().to_dict("records"), flops_of),
+    }
     configured = {d.name: d.gflops for d in chain.devices if d.gflops}
-    est = plan.estimate(items, flops_of, timing, configured, measured)
+    est = plan.estimate(
+        items,
+        flops_of,
+        timing,
+        configured,
+        {d: r.gflops for d, r in rates.items()},
+        {d: r.runs for d, r in rates.items()},
+        {d: r.overhead_s for d, r in rates.items()},
+    )
     seconds = wall_seconds(est.per_device, cpu_claims(chain, share_cpus), chain.names)
-    return TimeEstimate(seconds, est.per_device, bool(measured))
+    return TimeEstimate(seconds, est.per_device, bool(rates))
+
+
+def learn(session: Session, chain: Chain) -> None:
+    """Keep what this session's measurements say of its devices, for later estimates."""
+    flops_of = plan.segment_flops(session.model().node_flops)
+    rows = session.results_frame().to_dict("records")
+    calibration.remember(chain, calibration.from_rows(rows, flops_of))
 
 
 def cpu_waits(chain: Chain, share_cpus: bool = False) -> dict[str, list[str]]:

@@ -117,4 +117,6 @@ def claim(session: Session) -> contextlib.AbstractContextManager[object]:
 async def run_plan(profiler: jobs.Profiler, todo: Sequence[PlanItem]) -> jobs.RunFinished:
     """Measure `todo` with `profiler`, holding its session for the whole run."""
     with claim(profiler.session):
-        return await profiler.run(todo)
+        finished = await profiler.run(todo)
+    plans.learn(profiler.session, profiler.chain)
+    return finished

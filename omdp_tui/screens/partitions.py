@@ -32,6 +32,7 @@ from omdp_tui.messages import TraceLoaded
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
 from omdp_tui.screens.form import Field, FormDialog
+from omdp_tui.widgets.fast_table import FastTable
 from omdp_tui.widgets.path_chart import PathChart
 from omdp_tui.widgets.step_input import StepInput
 from omdp_tui.widgets.trace_bar import TraceBar
@@ -101,6 +102,10 @@ def _short_stage(name: str, short: dict[str, str]) -> str:
     return name
 
 
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+
+
 def _ms_text(value: float | None, width: int | None = None) -> str:
     return units.ms(value, width)
 
@@ -145,6 +150,13 @@ class PartitionsScreen(WorkspaceScreen):
             tooltip="edit link values (↑/↓ step ×1.25, shift ×2)",
         ),
         Binding("k", "focus_k", "K", id="partitions.k", tooltip="how many partitions to rank (K)"),
+        Binding(
+            "m",
+            "adopt_measured",
+            "Use measured",
+            id="partitions.adopt_measured",
+            tooltip="rank with the measured link values (where measured) instead of the typed",
+        ),
         Binding(
             "e",
             "export",
@@ -261,7 +273,7 @@ class PartitionsScreen(WorkspaceScreen):
             yield StepInput(self.ws.k, 1, MAX_K, integer=True, what="K", id="rank-k")
             yield Label("", id="rank-mode")
             yield Label("", id="rank-status")
-        yield DataTable(id="topk-table", cursor_type="row", zebra_stripes=True)
+        yield FastTable(id="topk-table", cursor_type="row", zebra_stripes=True)
         yield Label("", id="device-legend")
         yield Label("", id="noise-note")
         yield PathChart(id="path-chart")
@@ -280,14 +292,46 @@ class PartitionsScreen(WorkspaceScreen):
 
     @staticmethod
     def _measured(link: LinkSetting) -> str:
+        """What was measured, and whether the ranking uses it ('= in use') or the typed
+        values (m adopts the measured ones)."""
         if link.measured_bandwidth_mbps is None:
-            return "measured: –"
-        lat = (
-            ""
-            if link.measured_latency_ms is None
-            else f" {units.ms_unit(link.measured_latency_ms)}"
+            return "measured: – (l on screen 2)"
+        lat = ""
+        if link.measured_latency_ms is not None:
+            lat = f" {units.ms_unit(link.measured_latency_ms)}"
+        used = _same(link.bandwidth_mbps, link.measured_bandwidth_mbps) and (
+            link.measured_latency_ms is None or _same(link.latency_ms, link.measured_latency_ms)
         )
-        return f"measured: {units.mbps(link.measured_bandwidth_mbps)}{lat}"
+        mark = "= in use" if used else "m uses"
+        return f"{mark}: {units.mbps(link.measured_bandwidth_mbps)}{lat}"
+
+    def _refresh_measured(self) -> None:
+        for label, link in zip(self.query(".link-measured"), self.ws.links, strict=False):
+            assert isinstance(label, Label)
+            label.update(self._measured(link))
+
+    def action_adopt_measured(self) -> None:
+        if not any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
+            self.notify(
+                "no measured links yet: l on the devices screen (2) measures them",
+                severity="warning",
+            )
+            return
+        changed = self.ws.adopt_measured_links()
+        for i, link in enumerate(self.ws.links):
+            bw = self.query_one(f"#bw-{i}", StepInput)
+            lat = self.query_one(f"#lat-{i}", StepInput)
+            with bw.prevent(Input.Changed), lat.prevent(Input.Changed):
+                bw.value = units.fixed(link.bandwidth_mbps, 4, True)
+                lat.value = units.fixed(link.latency_ms, 4, True)
+        self._refresh_measured()
+        self.rerank()
+        self._reanalyse_trace()
+        self.notify(
+            f"ranking with measured values on {', '.join(changed)}"
+            if changed
+            else "the measured values are already in use"
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Playback keys exist only while a trace is loaded (keeps the footer short)."""
@@ -446,6 +490,8 @@ class PartitionsScreen(WorkspaceScreen):
                 self.ws.set_link(field.link, bandwidth_mbps=value)
             else:
                 self.ws.set_link(field.link, latency_ms=value)
+            if any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
+                self._refresh_measured()
             self._reanalyse_trace()
         else:
             self.ws.set_ranking_options(k=int(value))

@@ -61,7 +61,7 @@ class PickerScreen(Screen):
             tooltip="go to the recent sessions (Enter resumes one)",
         ),
         Binding(
-            "ctrl+d", "demo", "Demo", id="picker.demo", tooltip="open the demo (YOLOv5n, 3 devices)"
+            "f2", "demo", "Demo", id="picker.demo", tooltip="open the demo (YOLOv5n, 3 devices)"
         ),
         Binding("ctrl+q", "app.quit", "Quit", id="picker.quit", tooltip="quit"),
     ]

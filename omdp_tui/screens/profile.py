@@ -114,6 +114,7 @@ class ProfileScreen(WorkspaceScreen):
         self.paused = False
         self.base: dict[str, int] = {}  # per device: plan items measured before this run
         self.cell_w = 11  # a timing cell's width (set with the table's columns)
+        self.etas: dict[str, float] = {}  # per device, its newest ETA while a run goes
         self._chain: list[str] = []  # the devices the progress rows were built for
 
     def compose(self) -> ComposeResult:
@@ -206,6 +207,9 @@ class ProfileScreen(WorkspaceScreen):
             )
         if missing and self.profiler is None:
             text += f"; ~{units.duration(ws.estimate_seconds(missing))} to go (s starts)"
+        elif self.profiler is not None and self.etas:
+            # refined live: each device's ETA from its own pace so far
+            text += f"; ~{units.duration(max(self.etas.values()))} left"
         self.query_one("#plan-summary", Label).update(text)
         for i, device in enumerate(ws.devices):
             total = sum(it.device == device for it in plan)
@@ -239,6 +243,7 @@ class ProfileScreen(WorkspaceScreen):
             self.notify("everything in the plan is measured: see the partitions screen (4)")
             return
         todo = run.todo
+        self.etas = {}
         self.profiler = profiler
         ws.profiling = True
         self.paused = False
@@ -329,6 +334,10 @@ class ProfileScreen(WorkspaceScreen):
                     table.update_cell(key, col, self._cell(rows.get(cell), True, cell))
         for progress in latest.values():
             self._draw_progress(progress)
+            if progress.eta_s is not None:
+                self.etas[progress.device] = progress.eta_s
+        if latest:
+            self._show_plan()
 
     def _draw_progress(self, p: jobs.Progress) -> None:
         if p.device not in self.ws.devices:
