@@ -23,6 +23,9 @@ def hbar(value: float, top: float, width: int) -> str:
     return "█" * full + (EIGHTHS[part] if part else "")
 
 
+MAX_ROWS = 7  # its height at most at 80×24 (app.tcss)
+
+
 class PathChart(Widget):
     """Shows a `backend.solver.ranking.Partition` (or a message when there is none)."""
 
@@ -91,6 +94,8 @@ class PathChart(Widget):
                 for a, b in zip(p.stages, p.stages[1:], strict=False)
             ):
                 rows.append((f"→ {t.dst}", t.ms, f"X({t.position})", "transfer"))
+        if len(rows) > MAX_ROWS:  # many devices: idle ones make room (the table shows them)
+            rows = [r for r in rows if not (r[3] == "compute" and r[2] == "idle")]
         return rows
 
     def get_content_height(self, container, viewport, width: int) -> int:

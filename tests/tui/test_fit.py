@@ -59,3 +59,51 @@ def test_the_check_catches_a_silent_cut():
             return cut_cells(app)
 
     assert asyncio.run(run()) == ["table cell '123456' in 4"]
+
+
+@pytest.mark.asyncio
+async def test_five_devices_every_ranked_row_is_reachable(long_workspace):
+    """K=10 partitions of five devices at 80×24: each row reachable with ↓ and shown in
+    view; each device's segment in its own column; the legend names every device."""
+    from textual.widgets import DataTable
+
+    app = OmdpApp(Launch("workspace", prepared=long_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.workspace is not None)
+        await app.action_show("partitions")
+        await pilot.pause(0.1)
+        screen = app.screen
+        table = screen.query_one("#topk-table", DataTable)
+        assert table.row_count == 10
+        text = screen_text(app)
+        for name in long_workspace.devices:
+            assert name in text  # the legend
+        assert "[0,2)" in text and "[2,10)" in text  # per-device segments, not cut lists
+        for row in range(1, 10):
+            await pilot.press("down")
+            top = round(table.scroll_offset.y)
+            visible = table.scrollable_content_region.height - 1
+            assert table.cursor_row == row and top <= row < top + visible
+            assert long_workspace.selected_cuts == screen.partitions[row].cuts
+
+
+@pytest.mark.asyncio
+async def test_typed_values_are_saved_on_quit_and_within_a_second(fixed_workspace):
+    from omdp_tui.widgets.step_input import StepInput
+
+    ws = fixed_workspace
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.workspace is not None)
+        await app.action_show("partitions")
+        await pilot.pause(0.1)
+        await pilot.press("b", "up")
+        typed = float(app.screen.query_one("#bw-0", StepInput).value)
+        assert typed != 20.0 and ws.links[0].bandwidth_mbps == typed
+        assert ws.session.bandwidths()[0][0] == 20.0  # not on every keystroke
+        await pilot.pause(0.8)
+        assert ws.session.bandwidths()[0][0] == typed  # within the save interval
+        await pilot.press("up", "up")
+        last = ws.links[0].bandwidth_mbps
+        await pilot.press("escape", "q")  # quit at once: flushed on the way out
+    assert ws.session.bandwidths()[0][0] == last != typed
