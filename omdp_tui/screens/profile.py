@@ -202,8 +202,9 @@ class ProfileScreen(WorkspaceScreen):
         )
         if not ws.candidates:
             text = (
-                f"Plan: no candidates yet, so only the whole model ({parts} segments) — "
-                "mark split points on the Graph screen (1, then m or a)"
+                f"Plan: no candidates yet, so only the whole model ({len(plan)} segment"
+                f"{'s' * (len(plan) != 1)}) — mark split points on the Graph screen (1, then "
+                "m or a)"
             )
         if missing and self.profiler is None:
             text += f"; ~{units.duration(ws.estimate_seconds(missing))} to go (s starts)"

@@ -614,3 +614,14 @@ def test_profile_refuses_another_chain_without_touching_the_session(valid, tmp_p
         watch=[tmp_path],
         contains="glasses → phone → cloud",
     )
+
+
+def test_measured_links_without_measurements_say_how_to_measure(tmp_path, capsys):
+    session = make_session(tmp_path)
+    line = expect_rejected(
+        capsys,
+        ["paths", session, "--measured-links"],
+        watch=[tmp_path],
+        contains="has no measured links",
+    )
+    assert "omdp links measure" in line
