@@ -100,10 +100,22 @@ async def test_typed_values_are_saved_on_quit_and_within_a_second(fixed_workspac
         await pilot.press("b", "up")
         typed = float(app.screen.query_one("#bw-0", StepInput).value)
         assert typed != 20.0 and ws.links[0].bandwidth_mbps == typed
-        assert ws.session.bandwidths()[0][0] == 20.0  # not on every keystroke
         await pilot.pause(0.8)
         assert ws.session.bandwidths()[0][0] == typed  # within the save interval
         await pilot.press("up", "up")
         last = ws.links[0].bandwidth_mbps
         await pilot.press("escape", "q")  # quit at once: flushed on the way out
     assert ws.session.bandwidths()[0][0] == last != typed
+
+
+def test_keystroke_state_waits_for_the_flush(fixed_workspace):
+    """A link value, a ranking option and the selection are written on flush, not per key."""
+    ws = fixed_workspace
+    ws.set_link("glasses-phone", bandwidth_mbps=33.0)
+    ws.set_ranking_options(k=4)
+    ws.select_partition((0, 5))
+    assert ws.unsaved and ws.session.bandwidths()[0][0] == 20.0
+    ws.flush()
+    assert not ws.unsaved and ws.session.bandwidths()[0][0] == 33.0
+    assert ws.session.get_ui_state("partitions.options")["k"] == 4
+    assert [p["positions"] for p in ws.session.partitions()] == [[0, 0, 5, ws.analysis.n]]
