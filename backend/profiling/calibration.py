@@ -81,7 +81,7 @@ def remembered(chain: Chain) -> dict[str, DeviceRate]:
             known = json.loads(f.read(MAX_BYTES))
     except (OSError, ValueError):
         return {}
-    out = {}
+    out: dict[str, DeviceRate] = {}
     for device in chain.devices:
         entry = known.get(identity(device)) if isinstance(known, dict) else None
         with contextlib.suppress(TypeError, ValueError):
@@ -106,6 +106,43 @@ def remember(chain: Chain, rates: Mapping[str, DeviceRate]) -> None:
     for device in chain.devices:
         if device.name in rates:
             known[identity(device)] = asdict(rates[device.name])
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(known, indent=1) + "\n")
+
+
+PACE_RANGE = (0.5, 4.0)  # a run's pace beyond this is an accident, not the chain
+
+
+def _chain_key(chain: Chain) -> str:
+    return "pace:" + " → ".join(identity(d) for d in chain.devices)
+
+
+def pace(chain: Chain) -> float:
+    """Real run time over the time the rates predict, learnt from this chain's last run
+    (1.0 when unknown)."""
+    try:
+        with open(recent.state_dir() / FILE, "rb") as f:
+            known = json.loads(f.read(MAX_BYTES))
+    except (OSError, ValueError):
+        return 1.0
+    value = known.get(_chain_key(chain)) if isinstance(known, dict) else None
+    if isinstance(value, int | float) and PACE_RANGE[0] <= value <= PACE_RANGE[1]:
+        return float(value)
+    return 1.0
+
+
+def remember_pace(chain: Chain, value: float) -> None:
+    """Keep the chain's last pace (clamped to PACE_RANGE; best effort)."""
+    path = recent.state_dir() / FILE
+    try:
+        with open(path, "rb") as f:
+            known = json.loads(f.read(MAX_BYTES))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    known[_chain_key(chain)] = min(PACE_RANGE[1], max(PACE_RANGE[0], float(value)))
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(known, indent=1) + "\n")

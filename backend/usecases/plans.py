@@ -9,7 +9,7 @@ one at a time unless `share_cpus`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from backend.chain import Chain
@@ -45,6 +45,18 @@ def estimate(
 ) -> TimeEstimate:
     """Seconds to measure `items` on `chain` under `timing`."""
     flops_of = plan.segment_flops([n.flops for n in analysis.nodes])
+    return _estimate(session, flops_of, chain, items, timing, share_cpus, True)
+
+
+def _estimate(
+    session: Session,
+    flops_of: Callable[[int, int], int],
+    chain: Chain,
+    items: Sequence[PlanItem],
+    timing: TimingSettings,
+    share_cpus: bool,
+    paced: bool,
+) -> TimeEstimate:
     rates = {
         **calibration.remembered(chain),
         **calibration.from_rows(session.results_frame().to_dict("records"), flops_of),
@@ -59,15 +71,30 @@ def estimate(
         {d: r.runs for d, r in rates.items()},
         {d: r.overhead_s for d, r in rates.items()},
     )
-    seconds = wall_seconds(est.per_device, cpu_claims(chain, share_cpus), chain.names)
-    return TimeEstimate(seconds, est.per_device, bool(rates))
+    pace = calibration.pace(chain) if paced else 1.0
+    per_device = {d: t * pace for d, t in est.per_device.items()}
+    seconds = wall_seconds(per_device, cpu_claims(chain, share_cpus), chain.names)
+    return TimeEstimate(seconds, per_device, bool(rates))
 
 
-def learn(session: Session, chain: Chain) -> None:
-    """Keep what this session's measurements say of its devices, for later estimates."""
+def learn(
+    session: Session,
+    chain: Chain,
+    done: Sequence[PlanItem] = (),
+    seconds: float = 0.0,
+    timing: TimingSettings | None = None,
+    share_cpus: bool = False,
+) -> None:
+    """Keep what this session's measurements say of its devices, for later estimates:
+    their rates, and — when a run measured `done` in `seconds` — how the chain's real
+    pace compares with what those rates predict (agents starting, machines busy)."""
     flops_of = plan.segment_flops(session.model().node_flops)
     rows = session.results_frame().to_dict("records")
     calibration.remember(chain, calibration.from_rows(rows, flops_of))
+    if done and seconds > 0 and timing is not None:
+        predicted = _estimate(session, flops_of, chain, done, timing, share_cpus, False)
+        if predicted.seconds > 0:
+            calibration.remember_pace(chain, seconds / predicted.seconds)
 
 
 def cpu_waits(chain: Chain, share_cpus: bool = False) -> dict[str, list[str]]:

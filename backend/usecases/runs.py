@@ -118,5 +118,13 @@ async def run_plan(profiler: jobs.Profiler, todo: Sequence[PlanItem]) -> jobs.Ru
     """Measure `todo` with `profiler`, holding its session for the whole run."""
     with claim(profiler.session):
         finished = await profiler.run(todo)
-    plans.learn(profiler.session, profiler.chain)
+    measured = [it for it in todo if not finished.stopped]
+    plans.learn(
+        profiler.session,
+        profiler.chain,
+        measured if finished.measured and not finished.failed else [],
+        finished.seconds,
+        profiler.options.timing,
+        profiler.options.share_cpus,
+    )
     return finished
