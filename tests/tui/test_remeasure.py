@@ -65,3 +65,25 @@ async def test_noisy_cell_is_marked_and_measured_again(tiny_path: Path, tmp_path
         assert int(history["kept_samples"][0]) == 10
         log = " ".join(line.text for line in screen.query_one(RichLog).lines)
         assert "re-measuring 1: segment [2, 5) on phone" in log
+
+
+async def test_a_device_sharing_cpus_says_whom_it_waits_for(tiny_path: Path, tmp_path: Path):
+    """The cloud (no CPUs of its own) measures after glasses and phone: its row says so
+    instead of a bare 0/N, and the plan line gives the time left as it goes."""
+    analysis = analyze(str(tiny_path))
+    session = fixed_session(tmp_path / "sessions" / "w.omdp", analysis, [2, 5, 7], measured=0.0)
+    ws = Workspace(analysis, str(tiny_path), session)
+    ws.timing = TimingSettings(warmup=1, min_runs=3, max_runs=5, max_seconds=0.3)
+    ws.node_times_runs = 0
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.workspace is not None)
+        await app.action_show("profile")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen))
+        screen = app.screen
+        await pilot.press("s")
+        await pilot.pause(0.05)
+        state = str(screen.query_one("#state-2").render())
+        assert "waiting for glasses and phone (same CPUs)" in state
+        await wait_for(pilot, lambda: screen.profiler is None, timeout=120)
+        assert ws.missing() == []
