@@ -20,6 +20,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from backend.chain import Chain
@@ -38,6 +39,7 @@ from omdp_tui.themes import DEFAULT_THEME, load_themes
 from omdp_tui.workspace import Workspace, open_workspace
 
 SCREEN_NAMES = ("graph", "devices", "profile", "partitions")
+SAVE_INTERVAL_S = 0.5  # what a keystroke changed reaches the session file within this
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Launch:
         """What the engine opens for this launch (reads the devices file, if any)."""
         from backend.chain import load_devices
         from backend.profiling.session import default_path
+        from backend.profiling.sessionfile import present
 
         if self.kind == "demo":
             request = demo.demo_request(
@@ -93,10 +96,29 @@ class Launch:
             assert self.session is not None, "a session launch names its file"
             return OpenRequest(Path(self.session), input_shapes=self.input_shapes, chain=chain)
         model = self.model or demo.MODEL
-        path = Path(self.session) if self.session else default_path(model, sessions.sessions_dir())
+        notes = []
+        if self.session:
+            path = Path(self.session)
+        else:
+            path = default_path(model, sessions.sessions_dir())
+            if self.devices is not None:
+                path, note = sessions.session_for_chain(path, chain, self.devices.stem)
+                notes += [note] if note else []
+        if chain is None and not present(path):
+            notes.append(
+                "new session on one local device ('local'): add devices on screen 2, "
+                "or start with omdp tui MODEL --devices devices.toml"
+            )
+        elif chain is not None and not present(path):
+            notes.append(f"new session on the devices in {self.devices}")
         return OpenRequest(
-            path, model, self.input_shapes, chain=chain, new=NewSession(auto_candidates=None)
-        )  # the operator picks them
+            path,
+            model,
+            self.input_shapes,
+            chain=chain,
+            new=NewSession(auto_candidates=None),  # the operator picks them
+            notes=notes,
+        )
 
 
 class OmdpApp(App[int]):
@@ -116,12 +138,15 @@ class OmdpApp(App[int]):
         Binding("4", "show('partitions')", "Partitions", show=False, id="screen.partitions"),
         Binding("ctrl+s", "save_as", "Save as", show=False, id="session.save_as"),
         Binding("q", "quit", "Quit", show=False, id="app.quit"),
+        Binding("question_mark", "help", "Help", show=False, id="app.help"),
+        Binding("f1", "help", "Help", show=False, priority=True, id="app.help_f1"),
     ]
 
     def __init__(self, launch: Launch | None = None) -> None:
         super().__init__()
         self.launch = launch or Launch()
         self.workspace: Workspace | None = None
+        self._saver: Timer | None = None  # flushes the workspace's pending writes
         found = load_themes()
         self.theme_errors = found.errors
         for theme in found.themes.values():
@@ -188,6 +213,7 @@ class OmdpApp(App[int]):
     async def _opened(self, message: WorkspaceOpened) -> None:
         """Create or resume the session here: its connection belongs to this thread."""
         ws = message.workspace
+        notes = [] if isinstance(ws, Workspace) else ws.request.notes
         if not isinstance(ws, Workspace):
             try:
                 ws = open_workspace(ws)
@@ -197,10 +223,28 @@ class OmdpApp(App[int]):
             except Exception as exc:  # sqlite errors, engine bugs: a dialog, not a crash
                 self.post_message(WorkspaceFailed(f"{type(exc).__name__}: {exc}"))
                 return
+        if self.workspace is not None and self.workspace is not ws:
+            self.workspace.flush()
         self.workspace = ws
         self.workspace.on_save_error = self._save_failed
+        if self._saver is None:
+            self._saver = self.set_interval(SAVE_INTERVAL_S, self.flush)
         start = self.workspace.get_ui("screen", "graph")
         await self.switch_mode(start if start in SCREEN_NAMES else "graph")
+        for note in notes:
+            self.notify(note, title="Session", timeout=12)
+
+    def flush(self) -> None:
+        """Write what keystrokes changed (debounced; see Workspace.flush)."""
+        if self.workspace is not None and self.workspace.unsaved:
+            self.workspace.flush()
+
+    def on_unmount(self) -> None:
+        self.flush()
+
+    async def action_quit(self) -> None:
+        self.flush()
+        self.exit()
 
     def _save_failed(self, error: str) -> None:
         self.notify(error, title="Not saved", severity="error", timeout=10)
@@ -232,6 +276,16 @@ class OmdpApp(App[int]):
         if action in ("show", "save_as"):
             return self.workspace is not None
         return True
+
+    def action_help(self) -> None:
+        """Every key of the current screen, from its bindings."""
+        from omdp_tui.screens.help import HelpScreen, screen_keys
+
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        title = getattr(screen, "NAME", "") or type(screen).__name__.removesuffix("Screen")
+        self.push_screen(HelpScreen(title.capitalize(), screen_keys(screen)))
 
     async def action_show(self, name: str) -> None:
         if self.workspace is not None and name in SCREEN_NAMES:
@@ -298,5 +352,8 @@ def _check_save_path(text: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Entry point for `omdp`, `omdp tui` and `omdp demo` (see omdp_tui.main)."""
     app = OmdpApp(Launch.from_args(args))
-    result = app.run()
+    try:
+        result = app.run()
+    finally:
+        app.flush()  # a crash too: what was typed is saved
     return int(result or 0) if app.return_code in (None, 0) else app.return_code or 1

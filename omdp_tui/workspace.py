@@ -4,8 +4,10 @@ It holds what the screens show (the analysis, the chain, the operator's link val
 ranking options, the selected partition, the UI keys) and turns each intent into a call
 to the engine's use cases (`backend.usecases`), which the CLI calls too: the workflows
 live there, this module only keeps the UI's state in step with them. Every change goes
-straight into the session file (autosave): a crash or a dropped SSH connection loses
-nothing. It never imports textual.
+into the session file (autosave): candidates and devices at once, what changes on every
+keystroke (link values, ranking options, the selected partition, UI keys) on the next
+`flush` — the app flushes every half second, on quit and on a crash, so at most half a
+second of typing is at risk if the process is killed. It never imports textual.
 
 Threads: the session's SQLite connection belongs to the event loop's thread, so the
 workspace is created and used there; workers get plain values or the ranker.
@@ -25,6 +27,7 @@ from backend.chain import Chain, DeviceSpec, LinkSpec, link_name
 from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 from backend.model.analysis import ModelAnalysis
+from backend.profiling import noise
 from backend.profiling.jobs import Profiler, RunFinished
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
@@ -36,6 +39,7 @@ from backend.usecases import (
     exports,
     plans,
     rankings,
+    remeasure,
     runs,
     sessions,
     validations,
@@ -88,6 +92,7 @@ class Workspace:
         self.model_ref = model_ref
         self.session = session
         self.on_save_error: Callable[[str], None] | None = None
+        self._pending: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self.ui: dict[str, Any] = session.get_ui_state() or {}
         self.candidates: list[int] = session.candidates()
         self.chain: Chain = session.chain()
@@ -107,8 +112,11 @@ class Workspace:
         )
         self.profiling = False  # a Profiler holds the session: no save-as, no chain change
         self.instance: SegmentInstance | None = None
+        self.noisy: set[tuple[str, int, int]] = set()  # (device, a, b) whose CI missed
+        self.noise_target = noise.target_of(session.get_meta("timing"))
         self._ranker: Ranker | None = None
         self._stale = True  # measurements or candidates changed since `instance`
+        self._progress = (0, 0)  # (measured, planned), with `instance`
 
     # -- naming --------------------------------------------------------------------------------
 
@@ -141,12 +149,29 @@ class Workspace:
                     "change is kept in memory; ctrl+s saves elsewhere"
                 )
 
+    def _later(self, key: str, write: Callable[..., Any], *args: Any) -> None:
+        """Save on the next `flush` (a keystroke's worth of UI state: a SQLite commit per
+        key would cost more than the re-ranking). The app flushes every half second and
+        on exit; the newest value of each key wins."""
+        self._pending[key] = (write, args)
+
+    def flush(self) -> None:
+        """Write what `_later` kept (idempotent; cheap when nothing is pending)."""
+        pending, self._pending = self._pending, {}
+        for write, args in pending.values():
+            self._guard(write, *args)
+
+    @property
+    def unsaved(self) -> bool:
+        return bool(self._pending)
+
     def save_as(self, path: Path) -> None:
         """Copy the session to `path` and continue in the copy."""
         path = Path(path)
         if path.resolve() == self.session_path.resolve():
             return
         self._not_while_profiling("save the session under another name")
+        self.flush()
         copy = sessions.copy_session(self.session, path)
         self.session.close()
         self.session = copy
@@ -159,7 +184,7 @@ class Workspace:
     def set_ui(self, key: str, value: Any) -> None:
         if self.ui.get(key) != value:
             self.ui[key] = value
-            self._guard(self.session.set_ui_state, key, value)
+            self._later(f"ui {key}", self.session.set_ui_state, key, value)
 
     # -- candidates ----------------------------------------------------------------------------
 
@@ -239,6 +264,7 @@ class Workspace:
         self._not_while_profiling("change the devices")
         if not chain:
             raise OmdpError("the chain needs at least one device", "add another first")
+        self.flush()  # the session may be made again: nothing typed may stay behind
         typed = {x.name: x for x in self.links}
         links = []
         for a, b in itertools.pairwise(chain):
@@ -269,7 +295,18 @@ class Workspace:
             link.bandwidth_mbps = float(bandwidth_mbps)
         if latency_ms is not None:
             link.latency_ms = float(latency_ms)
-        self._save_links()
+        self._later(
+            "links",
+            self.session.set_bandwidths,
+            {i: (x.bandwidth_mbps, x.latency_ms) for i, x in enumerate(self.links)},
+        )
+
+    def adopt_measured_links(self) -> list[str]:
+        """The measured link values become the ones the ranking uses (where measured)."""
+        self.flush()
+        changed = rankings.adopt_measured_links(self.session)
+        self._load_links()
+        return changed
 
     async def check_device(self, device: DeviceSpec) -> DeviceAnswer:
         """Reach one device; a local one also starts its agent and says hello."""
@@ -289,6 +326,7 @@ class Workspace:
         """Put measured values beside the typed ones; what could not be is said."""
         from backend.usecases import devices as chain_devices
 
+        self.flush()  # the typed values are read back with the measured ones
         problems = [*found.failures, *chain_devices.store_link_measurements(self.session, found)]
         self._load_links()
         return problems
@@ -317,6 +355,30 @@ class Workspace:
         """Wall time to measure `items` (devices sharing CPUs take turns)."""
         return plans.estimate(self.session, self.analysis, self.chain, items, self.timing).seconds
 
+    def progress(self) -> tuple[int, int]:
+        """(measured, planned) segments; cached with the priced instance (per keystroke)."""
+        self.current_instance()
+        return self._progress
+
+    def cpu_waits(self) -> dict[str, list[str]]:
+        """Device → the earlier devices it shares CPUs with: it measures after them."""
+        return plans.cpu_waits(self.chain)
+
+    def empty_reason(self) -> str:
+        """Why no partition can be ranked yet, and what to do: the real cause."""
+        plan = self.plan()
+        missing = self.missing()
+        if not plan:
+            return "no plan yet: add devices on screen 2"
+        if len(missing) == len(plan):
+            return "nothing measured yet: s on the profile screen (3) measures the plan"
+        if missing:
+            return (
+                f"{len(plan) - len(missing)} of {len(plan)} segments measured: no partition "
+                "can be priced yet — s on the profile screen (3) measures the rest"
+            )
+        return "no feasible partition for these links: check the link values (b)"
+
     def plan_run(self) -> runs.PlannedRun:
         """Save the plan; what is left of it, ready for `PlannedRun.profiler`."""
         settings = runs.RunSettings(timing=self.timing, node_times_runs=self.node_times_runs)
@@ -328,6 +390,14 @@ class Workspace:
     def measurements_changed(self) -> None:
         self._stale = True
 
+    def remeasure(self, target: remeasure.Target) -> list[PlanItem]:
+        """Move the chosen measurements into the session's history: the next run (s)
+        measures them again."""
+        self._not_while_profiling("re-measure")
+        items = remeasure.remeasure(self.session, self.plan(), target)
+        self._stale = True
+        return items
+
     # -- ranking -------------------------------------------------------------------------------
 
     def current_instance(self) -> SegmentInstance | None:
@@ -337,6 +407,10 @@ class Workspace:
             self._stale = False
             self._ranker = None
             self.instance = rankings.price_session(self.session)
+            self.noise_target = noise.target_of(self.session.get_meta("timing"))
+            self.noisy = noise.noisy_keys(self.session)
+            plan = self.plan()
+            self._progress = (len(plan) - len(self.missing()), len(plan))
         return self.instance
 
     def ranker(self) -> Ranker | None:
@@ -388,7 +462,7 @@ class Workspace:
                 objective=partition.objective,
                 cost_model=partition.cost_model,
             )
-        self._guard(self.session.save_partitions, [entry])
+        self._later("selected", self.session.save_partitions, [entry])
 
     def attribution(self) -> attribution.SessionAttribution:
         """Each device's blocks: Shapley shares beside layer sums, cut overheads."""

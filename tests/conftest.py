@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The recent-sessions index of every test in a folder of its own, never the user's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("OMDP_STATE_DIR", str(state))
+    return state
+
+
 def conv_chain(
     channels: int = 8, size: int = 16, blocks: int = 3, seed: int = 0, name: str = "convchain"
 ) -> onnx.ModelProto:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from backend import fit, units
 from backend.cli.common import add_json_arg, add_model_args, load_analysis
-from backend.cli.format import emit_json, human_bytes, human_count, table
+from backend.cli.format import emit_json, table
 from backend.errors import OmdpError
 
 
@@ -18,6 +19,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_json_arg(p)
     p.set_defaults(func=run)
+
+
+TENSORS_W = 60  # the last column: long lists say how many more there are
+
+
+def tensor_list(names: list[str], width: int = TENSORS_W) -> str:
+    """'a, b, c' — or as many whole names as fit, then '… +3 more' (never a cut name);
+    `--json` lists them all."""
+    text = ", ".join(names)
+    if len(text) <= width:
+        return text
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        rest = f"… +{len(names) - i} more"
+        if len(", ".join([*shown, name])) + 2 + len(f"… +{len(names) - i - 1} more") > width:
+            return ", ".join([*shown, rest]) if shown else f"{fit.middle(name, width // 2)} {rest}"
+        shown.append(name)
+    return ", ".join(shown)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
                 (
                     r["position"],
                     r["after"] or "(input)",
-                    human_bytes(r["bytes"]),
+                    units.size(r["bytes"]),
                     f"{100 * r['flops_before'] / total:.0f}%",
                     len(r["tensors"]),
-                    ", ".join(t["name"] for t in r["tensors"])[:60],
+                    tensor_list([t["name"] for t in r["tensors"]]),
                 )
                 for r in rows
             ],
@@ -66,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.top:
         print(
             f"\n{len(rows)} candidates of {a.n - 1} interior positions "
-            f"(model FLOPs {human_count(a.flops)})"
+            f"(model FLOPs {units.count(a.flops)})"
         )
     return 0

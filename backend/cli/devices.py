@@ -12,9 +12,10 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from backend.cli.format import emit_json, human_bytes, table
+from backend import units
+from backend.cli.format import emit_json, table
 from backend.errors import OmdpError
 from backend.remote.target import LocalTarget, SshTarget, target_from_spec
 
@@ -76,11 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=run_check)
 
 
-def _short(text: Any, width: int = 32) -> str:
-    s = "-" if text in (None, "") else str(text)
-    return s if len(s) <= width else s[: width - 1] + "…"
-
-
 PACKAGES = ("numpy", "onnx", "onnxruntime", "openvino")
 
 
@@ -106,7 +102,7 @@ def _detail(c: DeviceCheck) -> list[str]:
         f"  cpu       {f.get('cpu', '-')} · {f.get('cores', '-')} cores · governor "
         f"{f.get('governor') or '-'} · {f'{temp:g} °C' if temp is not None else 'no temperature'}"
     )
-    free = human_bytes(f["free_bytes"]) if f.get("free_bytes") is not None else "-"
+    free = units.size(f["free_bytes"]) if f.get("free_bytes") is not None else "-"
     lines.append(f"  free      {free} in {f.get('workdir', '-')}")
     risks = f.get("flag_risks") or []
     lines.append(f"  flagged   {'; '.join(risks) if risks else 'no reason seen now'}")
@@ -129,7 +125,7 @@ def format_checks(checks: list[DeviceCheck]) -> str:
                 f.get("python", "-"),
                 f.get("mode", "-"),
                 f"{runtime} {pk.get(runtime) or '-'}" if c.runtime else "-",
-                human_bytes(f["free_bytes"]) if f.get("free_bytes") else "-",
+                units.size(f["free_bytes"]) if f.get("free_bytes") else "-",
                 f"{c.seconds:.2f}",
             ]
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from backend import units
 from backend.cli.common import add_json_arg, add_model_args, load_analysis
-from backend.cli.format import emit_json, human_bytes
+from backend.cli.format import emit_json
 from backend.errors import OmdpError
 from backend.files import check_writable
 from backend.model.segment_files import check_not_source, write_segment
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json(info)
     else:
         print(
-            f"wrote {out} ({human_bytes(info['bytes'])}): segment [{start}, {end}), "
+            f"wrote {out} ({units.size(info['bytes'])}): segment [{start}, {end}), "
             f"{info['nodes']} compute nodes"
         )
         print(f"  inputs  {', '.join(i['name'] for i in info['inputs']) or '-'}")

@@ -8,25 +8,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def human_count(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:.0f}"
-
-
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], align: str | None = None) -> str:
     """Columns padded to their widest cell; `align` is a string of 'l'/'r' per column."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]

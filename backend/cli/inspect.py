@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from backend import units
 from backend.cli.common import add_json_arg, add_model_args, load_analysis
-from backend.cli.format import emit_json, human_bytes, human_count, table
+from backend.cli.format import emit_json, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     s = a.summary()
     print(f"model       {s['path'] or args.model}")
     print(f"nodes       {s['nodes']}  (positions 0..{s['nodes']})")
-    print(f"parameters  {s['parameters']:,} ({human_count(s['parameters'])})")
-    print(f"FLOPs       {s['flops']:,} ({human_count(s['flops'])})")
+    print(f"parameters  {s['parameters']:,} ({units.count(s['parameters'])})")
+    print(f"FLOPs       {s['flops']:,} ({units.count(s['flops'])})")
     if s["flops_uncounted"]:
         ops = ", ".join(f"{op}×{c}" for op, c in s["flops_uncounted"].items())
         print(f"            not counted: {ops}")
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for kind in ("inputs", "outputs"):
         for t in s[kind]:
             print(
-                f"{kind[:-1]:<11} {t['name']}  {t['shape']}  {t['dtype']}  "
-                f"{human_bytes(t['bytes'])}"
+                f"{kind[:-1]:<11} {t['name']}  {t['shape']}  {t['dtype']}  {units.size(t['bytes'])}"
             )
     top = list(s["ops"].items())[:12]
     print("ops         " + ", ".join(f"{op} {c}" for op, c in top))
@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
                 r.name,
                 r.op,
                 r.output_shape,
-                human_bytes(r.output_bytes),
-                human_count(r.flops),
-                human_count(r.params),
-                human_bytes(r.cut_bytes),
+                units.size(r.output_bytes),
+                units.count(r.flops),
+                units.count(r.params),
+                units.size(r.cut_bytes),
             )
             for r in frame.itertuples()
         ]

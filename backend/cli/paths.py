@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 
-from backend.cli.solve import format_table, parse_k
+from backend import units
+from backend.cli.solve import format_table, parse_k, uses_noisy
+from backend.profiling import noise
 from backend.profiling.session import Session
 from backend.solver.costs import COST_MODEL_HELP, COST_MODELS, OBJECTIVES
 from backend.solver.link_models import LINK_MODELS
-from backend.usecases.rankings import RankOptions, rank_session
+from backend.usecases.rankings import RankOptions, links_in_use, rank_session
 
 
 def add_ranking_args(p: argparse.ArgumentParser, link_model: bool = True) -> None:
@@ -45,6 +47,11 @@ def add_ranking_args(p: argparse.ArgumentParser, link_model: bool = True) -> Non
         default="latency",
         choices=OBJECTIVES,
         help="latency (sum of stages, default) or throughput (slowest stage)",
+    )
+    p.add_argument(
+        "--measured-links",
+        action="store_true",
+        help="use the measured link values where measured (--bw/--latency still win)",
     )
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
     if link_model:
@@ -100,31 +107,46 @@ def ranking_options(args: argparse.Namespace, k: int) -> RankOptions:
         save_links=getattr(args, "save", False),
         candidates=tuple(getattr(args, "candidates", ())),
         link_model=args.link_model,
+        measured_links=getattr(args, "measured_links", False),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     k = parse_k(args.k)
+    options = ranking_options(args, k)
     with Session.open(args.session, check_model=False) as session:
-        ranked = rank_session(session, ranking_options(args, k))
+        links = links_in_use(session, options)
+        ranked = rank_session(session, options)
         parts = ranked.partitions
         done, total = session.progress()
+        noisy = noise.noisy_keys(session)
     for line in ranked.warnings:
         print(f"omdp: warning: {line}", file=sys.stderr)
     if args.json:
-        print(json.dumps([p.to_dict() for p in parts], indent=2))
+        print(json.dumps([{**p.to_dict(), "noisy": uses_noisy(p, noisy)} for p in parts], indent=2))
         return 0
     print(
         f"{args.session}: {done}/{total} segments measured; {args.cost_model} times, "
         f"{args.objective} objective"
     )
+    for link in links:
+        print(
+            f"link {link.name}: {units.mbps(link.bandwidth_mbps)} ({link.bandwidth_from}), "
+            f"{units.ms_unit(link.latency_ms)} ({link.latency_from})"
+        )
     if not parts:
         print("no feasible partition yet: profile the session first (`omdp profile`)")
         return 0
-    print(format_table(parts))
+    print(format_table(parts, noisy))
     if any(p.has_stand_ins for p in parts):
         print(
             "~ estimate standing in for a segment not measured yet: "
             "`omdp profile` with these candidates measures only what is missing"
+        )
+    flagged = sorted({c for p in parts for c in uses_noisy(p, noisy)})
+    if flagged:
+        print(
+            f"\n! uses a noisy measurement (CI missed its target): {', '.join(flagged)}; "
+            "`omdp profile ... --remeasure noisy` measures them again"
         )
     return 0

@@ -86,6 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="measure again the segments flagged as throttled (hot or slowed-down CPU)",
     )
+    o.add_argument(
+        "--remeasure",
+        metavar="WHAT",
+        help="measure again: noisy (CI missed the target), a DEVICE, a segment a:b on every "
+        "device, or DEVICE@a:b (earlier results stay in the session's history)",
+    )
     o.add_argument("--cache", help="model cache folder for the agents")
     o.add_argument("--dry-run", action="store_true", help="show the plan, measure nothing")
     p.set_defaults(func=run)
@@ -275,13 +281,13 @@ def run(args: argparse.Namespace) -> int:
     timing = TimingSettings(
         args.warmup, args.min_runs, args.max_runs, args.max_seconds, args.target_ci / 100.0
     )
-    with _open_session(args, chain) as (opened, npy):
+    with _open_session(args, chain) as (opened, npy, target):
         for w in chain.warnings:  # once every input is known good: a refusal is one line
             if args.json:
                 printer.out({"event": "warning", "message": w})
             else:
                 print(f"omdp: warning: {w}", file=sys.stderr)
-        return _profile(args, opened, npy, chain, timing, printer)
+        return _profile(args, opened, npy, chain, timing, printer, target)
 
 
 @contextlib.contextmanager
@@ -311,11 +317,16 @@ def _open_session(args, chain):
     )
     prepared = prepare(request)
     npy = _npy_inputs(args.input_npy, prepared.analysis.inputs)
+    target = None
+    if args.remeasure is not None:
+        from backend.usecases.remeasure import parse_target
+
+        target = parse_target(args.remeasure, chain, prepared.analysis.n)
     with open_prepared(prepared) as opened:
-        yield opened, npy
+        yield opened, npy, target
 
 
-def _profile(args, opened, npy, chain, timing, printer) -> int:
+def _profile(args, opened, npy, chain, timing, printer, target=None) -> int:
     from backend.profiling import plan
     from backend.usecases.plans import cpu_waits
     from backend.usecases.runs import RunSettings, plan_run
@@ -332,6 +343,8 @@ def _profile(args, opened, npy, chain, timing, printer) -> int:
         retry_throttled=args.retry_throttled,
         cache_dir=Path(args.cache) if args.cache else None,
     )
+    if target is not None:
+        _remeasure(args, session, opened, chain, target, printer)
     planned = plan_run(session, opened.analysis, chain, opened.candidates, settings)
     the_plan, todo, est = planned.plan, planned.todo, planned.estimate
     waits = cpu_waits(chain, args.share_cpus)
@@ -435,6 +448,25 @@ def _profile(args, opened, npy, chain, timing, printer) -> int:
     if summary.stopped:
         return 130
     return 1 if failed else 0
+
+
+def _remeasure(args, session, opened, chain, target, printer) -> None:
+    """Move what `--remeasure` names into the history, so the plan measures it again."""
+    from backend.usecases import plans
+    from backend.usecases.remeasure import remeasure
+
+    items = plans.build(opened.analysis, chain, opened.candidates).items
+    chosen = remeasure(session, items, target)
+    cells = [f"{it.device} [{it.start}, {it.end})" for it in chosen]
+    if args.json:
+        printer.out({"event": "remeasure", "target": args.remeasure, "cells": cells})
+        return
+    if not chosen:
+        print(f"nothing to re-measure: no measured cell is {target.describe()}")
+        return
+    shown = ", ".join(cells[:6]) + (f" and {len(cells) - 6} more" if len(cells) > 6 else "")
+    verb = "would re-measure" if args.dry_run else "re-measuring"
+    print(f"{verb} {len(chosen)} ({target.describe()}): {shown}; earlier results kept")
 
 
 def _measured_nothing(session, profiler) -> dict[str, str]:

@@ -34,28 +34,80 @@ def _clean(value):
     return value
 
 
+MESSAGE_W = 60  # longer messages end with … (--json has them whole)
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from backend.profiling import noise
     from backend.profiling.session import Session
 
     with Session.open(args.session, check_model=False, readonly=True) as s:
         frame = s.results_frame(all_configs=args.all_configs)
+        target = noise.target_of(s.get_meta("timing"))
+    frame["noisy"] = [noise.is_noisy(r, target) for r in frame.to_dict("records")]
     if args.json:
-        rows = [{k: _clean(r[k]) for k in [*COLUMNS, "message"]} for r in frame.to_dict("records")]
+        keys = [*COLUMNS, "rel_ci", "stop", "noisy", "message"]
+        rows = [{k: _clean(r[k]) for k in keys} for r in frame.to_dict("records")]
         print(json.dumps(rows, indent=1))
     elif args.csv:
-        frame[COLUMNS].to_csv(sys.stdout, index=False, float_format="%.6g")
+        frame[[*COLUMNS, "noisy"]].to_csv(sys.stdout, index=False, float_format="%.6g")
     else:
         if frame.empty:
             print("no measurements yet")
             return 0
-        shown = frame[[*COLUMNS, "message"]].copy()
-        # a throttled measurement is flagged, its reason shown where an error would be
-        flagged = shown["throttled"].notna() & shown["message"].isna()
-        shown.loc[flagged, "message"] = shown.loc[flagged, "throttled"]
-        shown["throttled"] = shown["throttled"].notna().map({True: "FLAG", False: ""})
-        shown = shown.rename(columns={"throttled": "flag"})
-        shown["message"] = shown["message"].fillna("").str.slice(0, 60)
-        print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+        print(_text(frame.to_dict("records"), target))
     return 0
+
+
+def _text(rows: list[dict], target: float) -> str:
+    """One aligned row per measurement; a noisy one is marked and says why, with the
+    command that measures it again under the table."""
+    from backend import fit, units
+    from backend.cli.format import table
+    from backend.profiling import noise
+
+    def ms(v) -> str:
+        return "-" if v is None or v != v else units.ms(v)
+
+    lines = []
+    for r in rows:
+        note = r["message"] if isinstance(r["message"], str) else ""
+        throttled = r.get("throttled")
+        if isinstance(throttled, str):
+            note = f"throttled: {throttled}" + (f"; {note}" if note else "")
+        if r["noisy"]:
+            note = f"{noise.MARK} noisy: {noise.why(r, target)}" + (f"; {note}" if note else "")
+        lines.append(
+            (
+                r["device"],
+                f"[{r['start']}, {r['end']})",
+                ms(r["median_ms"]) + (f" {noise.MARK}" if r["noisy"] else "  "),
+                ms(r["p10_ms"]),
+                ms(r["p90_ms"]),
+                r["samples"],
+                r["status"],
+                fit.end(note, MESSAGE_W),
+            )
+        )
+    text = table(
+        lines,
+        ["device", "segment", "median ms", "p10 ms", "p90 ms", "samples", "status", "note"],
+        "llrrrrll",
+    )
+    count = sum(bool(r["noisy"]) for r in rows)
+    if count:
+        text += (
+            f"\n\n{noise.MARK} {count} noisy measurement{'s' * (count != 1)}: the CI missed "
+            f"the {target * 100:g}% target; `omdp profile ... --remeasure noisy` measures "
+            "them again (earlier results stay in the session's history)"
+        )
+    hot = sum(isinstance(r.get("throttled"), str) for r in rows)
+    if hot:
+        text += (
+            f"\n\n{hot} measurement{'s' * (hot != 1)} taken while the device throttled (hot, or "
+            "its CPU below 90% of its maximum frequency): `omdp profile ... --retry-throttled` "
+            "measures them again"
+        )
+    return text

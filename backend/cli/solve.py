@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Set as AbstractSet
 
-from backend.cli.format import human_bytes
+from backend import units
 from backend.errors import OmdpError
 from backend.solver.costs import COST_MODELS, OBJECTIVES, Instance, LayerInstance, check_choice
 from backend.solver.instance_io import load_instance
@@ -103,8 +104,22 @@ def describe_instance(
     return f"{path}: {what}, chain {chain}{links}; objective {objective} ({cost_model})"
 
 
-def format_table(parts: list[Partition]) -> str:
-    """Aligned table: rank, total, [latency], one column per device, transfers."""
+def uses_noisy(p: Partition, noisy: AbstractSet[tuple[str, int, int]]) -> list[str]:
+    """The stages of `p` whose time comes from a noisy measurement ('phone [2, 5)')."""
+    if p.cost_model != "measured":
+        return []
+    return [
+        f"{s.device} [{s.start}, {s.end})"
+        for s in p.stages
+        if not s.empty and (s.device, s.start, s.end) in noisy
+    ]
+
+
+def format_table(
+    parts: list[Partition], noisy: AbstractSet[tuple[str, int, int]] = frozenset()
+) -> str:
+    """Aligned table: rank, total, [latency], one column per device, transfers. A rank
+    marked ! uses a noisy measurement (its segment is marked too)."""
     throughput = parts[0].objective == "throughput"
     header = ["rank", "total ms"]
     if throughput:
@@ -112,11 +127,19 @@ def format_table(parts: list[Partition]) -> str:
     header += [s.device for s in parts[0].stages] + ["transfers"]
     rows = []
     for p in parts:
-        row = [str(p.rank), ("~" if p.has_stand_ins else "") + f"{p.total_ms:.3f}"]
+        flagged = bool(uses_noisy(p, noisy))
+        row = [
+            f"{p.rank}{'!' if flagged else ' '}",
+            ("~" if p.has_stand_ins else "") + f"{p.total_ms:.3f}",
+        ]
         if throughput:
             row += [f"{p.latency_ms:.3f}", p.bottleneck]
         row += [
-            "-" if s.empty else f"[{s.start}, {s.end})" + ("~" if s.stand_in else "")
+            "-"
+            if s.empty
+            else f"[{s.start}, {s.end})"
+            + ("~" if s.stand_in else "")
+            + ("!" if flagged and (s.device, s.start, s.end) in noisy else "")
             for s in p.stages
         ]
         row.append("; ".join(_transfer_text(t) for t in p.transfers) or "-")
@@ -135,5 +158,5 @@ def format_table(parts: list[Partition]) -> str:
 
 
 def _transfer_text(t: Transfer) -> str:
-    size = "" if t.bytes is None else f" {human_bytes(t.bytes)}"
+    size = "" if t.bytes is None else f" {units.size(t.bytes)}"
     return f"{t.src}->{t.dst} @{t.position}{size} {t.ms:.2f} ms"

@@ -6,7 +6,8 @@ import argparse
 import re
 from typing import Any
 
-from backend.cli.format import emit_json, human_bytes, human_count, table
+from backend import units
+from backend.cli.format import emit_json, table
 from backend.files import check_writable
 
 
@@ -66,7 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
                     r["name"],
                     r["family"],
                     "×".join(map(str, r["input_shape"])),
-                    human_count(r["parameters"]),
+                    units.count(r["parameters"]),
                     r["description"],
                 )
                 for r in rows
@@ -103,7 +104,7 @@ def run_build(args: argparse.Namespace) -> int:
         return 0
     extra = f" (weights in {external})" if external else ""
     print(
-        f"wrote {path}{extra}: {human_bytes(size)}, {parameters:,} parameters "
-        f"({human_count(parameters)}), seed {args.seed}"
+        f"wrote {path}{extra}: {units.size(size)}, {parameters:,} parameters "
+        f"({units.count(parameters)}), seed {args.seed}"
     )
     return 0

@@ -193,6 +193,27 @@ def _rules(n: int) -> dict[str, list[Rule]]:
             Rule("report", JSON_OBJECT, "a JSON object"),
             Rule("created_at", *text),
         ],
+        "measurement_history": [
+            Rule("measurement", INT, "a measurement id"),
+            Rule("device", *text),
+            Rule("seg_start", pos, f"a position in 0..{n}"),
+            Rule("seg_end", pos + " AND {c} > seg_start", "an end after the start"),
+            Rule("config", *text),
+            Rule("status", _in(MEASUREMENT_STATUSES), " / ".join(MEASUREMENT_STATUSES)),
+            Rule("message", *text, nullable=True),
+            *(
+                Rule(c, NUM + " AND {c} >= 0", "a finite time ≥ 0", nullable=True)
+                for c in ("median_ms", "p10_ms", "p90_ms", "rel_ci")
+            ),
+            Rule("samples", INT + " AND {c} >= 0", "a count ≥ 0"),
+            Rule("stop", *text, nullable=True),
+            Rule("stats", JSON_OBJECT, "a JSON object", nullable=True),
+            Rule("runtime", JSON_OBJECT, "a JSON object", nullable=True),
+            Rule("run", INT, "a run id", nullable=True),
+            Rule("created_at", *text),
+            Rule("retired_at", *text),
+            Rule("reason", *text, nullable=True),
+        ],
     }
 
 

@@ -173,13 +173,17 @@ def estimate(
     timing: TimingSettings,
     gflops: Mapping[str, float] | None = None,
     measured: Mapping[str, float] | None = None,
+    runs_of: Mapping[str, float] | None = None,
+    overhead_of: Mapping[str, float] | None = None,
 ) -> Estimate:
     """Seconds to run `items`: per segment, runs × (FLOPs / speed) within the timing
     budget, plus load and agent start. Speeds come from earlier measurements if any, else
-    the device's configured GFLOP/s, else a default."""
+    the device's configured GFLOP/s, else a default; `runs_of` and `overhead_of` (timed
+    runs and load seconds per segment, learnt from measurements) replace the guesses."""
     per: dict[str, float] = {}
     source: dict[str, str] = {}
     measured, gflops = measured or {}, gflops or {}
+    runs_of, overhead_of = runs_of or {}, overhead_of or {}
     for it in items:
         if it.device in measured:
             speed, src = measured[it.device], "measured"
@@ -189,10 +193,12 @@ def estimate(
             speed, src = DEFAULT_GFLOPS, "default"
         source[it.device] = src
         run_s = flops_of(it.start, it.end) / (max(speed, 1e-3) * 1e9)
-        runs = min(timing.max_runs, max(timing.min_runs, TYPICAL_RUNS))
+        typical = runs_of.get(it.device, TYPICAL_RUNS)
+        runs = min(timing.max_runs, max(timing.min_runs, typical))
         timed = min(runs * run_s, max(timing.max_seconds, timing.min_runs * run_s))
+        overhead = SEGMENT_OVERHEAD_S + overhead_of.get(it.device, 0.0)
         per[it.device] = (
-            per.get(it.device, AGENT_START_S) + SEGMENT_OVERHEAD_S + timing.warmup * run_s + timed
+            per.get(it.device, AGENT_START_S) + overhead + timing.warmup * run_s + timed
         )
     return Estimate(max(per.values(), default=0.0), per, source)
 

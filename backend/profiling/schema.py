@@ -13,6 +13,37 @@ import sqlite3
 APP_ID = "omdp-session"
 SUFFIX = ".omdp"
 
+HISTORY_SQL = """
+CREATE TABLE measurement_history (  -- measurements replaced by a re-measure, kept whole
+    id INTEGER PRIMARY KEY,
+    measurement INTEGER NOT NULL,   -- the id it had in measurements
+    device TEXT NOT NULL,
+    seg_start INTEGER NOT NULL,
+    seg_end INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    median_ms REAL,
+    p10_ms REAL,
+    p90_ms REAL,
+    rel_ci REAL,
+    samples INTEGER NOT NULL DEFAULT 0,
+    stop TEXT,
+    stats TEXT,                     -- JSON runtimes.Stats
+    runtime TEXT,                   -- JSON
+    run INTEGER,
+    created_at TEXT NOT NULL,
+    retired_at TEXT NOT NULL,
+    reason TEXT                     -- why it was measured again: noisy | device | segment | cell
+);
+CREATE TABLE history_samples (
+    history INTEGER NOT NULL REFERENCES measurement_history(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    ms REAL NOT NULL,
+    PRIMARY KEY (history, seq)
+) WITHOUT ROWID;
+"""  # version 2
+
 VALIDATIONS_SQL = """
 CREATE TABLE validations (           -- chained runs of a partition (omdp validate)
     id INTEGER PRIMARY KEY,
@@ -149,6 +180,7 @@ CREATE TABLE partitions (
 );
 CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    + HISTORY_SQL
     + VALIDATIONS_SQL
 )
 
@@ -157,6 +189,7 @@ CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # new columns that are nullable or have a default), so an older session opens whole after
 # `upgrade` and keeps every row. `SQL` above is always the newest schema in full.
 UPGRADES: dict[int, str] = {
+    2: HISTORY_SQL,
     3: """
 ALTER TABLE measurements ADD COLUMN used TEXT;
 ALTER TABLE measurements ADD COLUMN conditions TEXT;

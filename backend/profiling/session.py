@@ -742,6 +742,56 @@ class Session:
             )
         return mid
 
+    def retire(self, keys: Iterable[tuple[str, int, int]], reason: str) -> int:
+        """Move the current measurements of these (device, start, end) into the history,
+        with their samples, so they are measured again (`missing` lists them). Nothing is
+        deleted: the history keeps every earlier result. Returns how many were moved."""
+        configs = self.device_configs()
+        now = _now()
+        moved = 0
+        with self._writing("re-measure", measuring=True):
+            for device, a, b in keys:
+                row = self.conn.execute(
+                    "SELECT * FROM measurements WHERE device = ? AND seg_start = ? "
+                    "AND seg_end = ? AND config = ? AND status IN ('ok', 'error')",
+                    (device, a, b, configs.get(device)),
+                ).fetchone()
+                if row is None:
+                    continue
+                hid = self.conn.execute(
+                    "INSERT INTO measurement_history (measurement, device, seg_start, seg_end, "
+                    "config, status, message, median_ms, p10_ms, p90_ms, rel_ci, samples, stop, "
+                    "stats, runtime, run, created_at, retired_at, reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        *(row[c] for c in ("id", "device", "seg_start", "seg_end", "config")),
+                        *(row[c] for c in ("status", "message", "median_ms", "p10_ms")),
+                        *(row[c] for c in ("p90_ms", "rel_ci", "samples", "stop", "stats")),
+                        row["runtime"],
+                        row["run"],
+                        row["updated_at"],
+                        now,
+                        reason,
+                    ),
+                ).fetchone()[0]
+                self.conn.execute(
+                    "INSERT INTO history_samples SELECT ?, seq, ms FROM samples "
+                    "WHERE measurement = ?",
+                    (hid, row["id"]),
+                )
+                self.conn.execute("DELETE FROM samples WHERE measurement = ?", (row["id"],))
+                self.conn.execute("DELETE FROM measurements WHERE id = ?", (row["id"],))
+                moved += 1
+        return moved
+
+    def history_frame(self) -> pd.DataFrame:
+        """Measurements replaced by re-measuring, oldest first (with why)."""
+        return pd.read_sql_query(
+            "SELECT h.*, (SELECT count(*) FROM history_samples s WHERE s.history = h.id) "
+            "AS kept_samples FROM measurement_history h ORDER BY h.id",
+            self.conn,
+        )
+
     def record_error(
         self,
         device: str,
@@ -1036,6 +1086,11 @@ def list_sessions(folder: str | os.PathLike = DEFAULT_FOLDER) -> list[SessionInf
     except OSError as exc:
         raise os_error(exc, root, "list") from None
     return sorted((_info(p) for p in paths), key=lambda s: s.modified, reverse=True)
+
+
+def session_infos(paths: Iterable[str | os.PathLike]) -> list[SessionInfo]:
+    """What `list_sessions` says of each file, for files anywhere (the recent index)."""
+    return [_info(Path(p)) for p in paths]
 
 
 def _info(p: Path) -> SessionInfo:

@@ -35,6 +35,7 @@ class RankOptions:
     candidates: tuple[str, ...] = ()  # positions or node names ranked too, not stored
     save_links: bool = False  # store the given link values as the session's current ones
     link_model: str = "typed"  # how link values become transfer times (solver.link_models)
+    measured_links: bool = False  # measured link values where a link has them
 
 
 @dataclass
@@ -83,6 +84,15 @@ def priced_session(session: Session, options: RankOptions) -> SegmentInstance:
     bandwidth = parse_values(options.bandwidth, names, BANDWIDTH)
     latency = parse_values(options.latency, names, LATENCY)
     extra = extra_candidates(session, options.candidates) if options.candidates else None
+    if options.measured_links:
+        measured_bw, measured_lat = measured_link_values(session)
+        if not measured_bw and not measured_lat:
+            raise OmdpError(
+                f"session {session.path} has no measured links",
+                "measure them first (`omdp links measure`, or l on the TUI's devices screen)",
+            )
+        bandwidth = {**measured_bw, **bandwidth}  # what is typed on the command line wins
+        latency = {**measured_lat, **latency}
     inst = instance_from_session(
         session,
         bandwidth_mbps=bandwidth,
@@ -129,6 +139,72 @@ def extra_candidates(session: Session, specs: tuple[str, ...]) -> dict[int, floa
                 )
             out[p] = analysis.cuts[p].bytes
     return out
+
+
+def measured_link_values(session: Session) -> tuple[dict[str, float], dict[str, float]]:
+    """Link name → measured bandwidth (Mbit/s) and latency (ms), for links measured."""
+    names = session.chain().link_names
+    bandwidth, latency = {}, {}
+    for i, row in enumerate(session.links_frame().to_dict("records")):
+        if i >= len(names):
+            break
+        bw, lat = row.get("measured_bandwidth_mbps"), row.get("measured_latency_ms")
+        if isinstance(bw, int | float) and bw == bw and bw > 0:
+            bandwidth[names[i]] = float(bw)
+        if isinstance(lat, int | float) and lat == lat and lat >= 0:
+            latency[names[i]] = float(lat)
+    return bandwidth, latency
+
+
+@dataclass(frozen=True)
+class LinkInUse:
+    """The values a ranking uses for one link, and where each came from."""
+
+    name: str
+    bandwidth_mbps: float
+    latency_ms: float
+    bandwidth_from: str  # "typed" (the session's current values) | "given" | "measured"
+    latency_from: str
+
+
+def links_in_use(session: Session, options: RankOptions) -> list[LinkInUse]:
+    """What `rank_session` uses for each link under `options`, said per value."""
+    names = session.chain().link_names
+    given_bw = parse_values(options.bandwidth, names, BANDWIDTH)
+    given_lat = parse_values(options.latency, names, LATENCY)
+    measured_bw, measured_lat = (
+        measured_link_values(session) if options.measured_links else ({}, {})
+    )
+    out = []
+    for name, (bw, lat) in zip(names, session.bandwidths(), strict=False):
+        b_from = "given" if name in given_bw else "measured" if name in measured_bw else "typed"
+        l_from = "given" if name in given_lat else "measured" if name in measured_lat else "typed"
+        out.append(
+            LinkInUse(
+                name,
+                given_bw.get(name, measured_bw.get(name, bw)),
+                given_lat.get(name, measured_lat.get(name, lat)),
+                b_from,
+                l_from,
+            )
+        )
+    return out
+
+
+def adopt_measured_links(session: Session) -> list[str]:
+    """Make the measured link values the session's current ones (where measured);
+    returns the links changed."""
+    measured_bw, measured_lat = measured_link_values(session)
+    names = session.chain().link_names
+    current = session.bandwidths()
+    values = {
+        i: (measured_bw.get(n, current[i][0]), measured_lat.get(n, current[i][1]))
+        for i, n in enumerate(names)
+    }
+    changed = [n for i, n in enumerate(names) if values[i] != tuple(current[i])]
+    if changed:
+        session.set_bandwidths(values)
+    return changed
 
 
 def price_session(session: Session) -> SegmentInstance | None:

@@ -119,4 +119,14 @@ def claim(session: Session) -> contextlib.AbstractContextManager[object]:
 async def run_plan(profiler: jobs.Profiler, todo: Sequence[PlanItem]) -> jobs.RunFinished:
     """Measure `todo` with `profiler`, holding its session for the whole run."""
     with claim(profiler.session):
-        return await profiler.run(todo)
+        finished = await profiler.run(todo)
+    measured = [it for it in todo if not finished.stopped]
+    plans.learn(
+        profiler.session,
+        profiler.chain,
+        measured if finished.measured and not finished.failed else [],
+        finished.seconds,
+        profiler.options.timing,
+        profiler.options.share_cpus,
+    )
+    return finished

@@ -23,8 +23,16 @@ from backend.chain import Chain, DeviceSpec
 from backend.errors import OmdpError
 from backend.files import os_error
 from backend.model.analysis import ModelAnalysis, analyze
+from backend.profiling import recent
 from backend.profiling.plan import check_size
-from backend.profiling.session import ModelRef, Session, SessionExists, SessionInfo, list_sessions
+from backend.profiling.session import (
+    ModelRef,
+    Session,
+    SessionExists,
+    SessionInfo,
+    list_sessions,
+    session_infos,
+)
 from backend.profiling.sessionfile import present
 from backend.usecases.candidates import DEFAULT_AUTO, CandidateChoice, choose
 
@@ -34,12 +42,47 @@ def sessions_dir() -> Path:
     return Path(os.environ.get("OMDP_SESSIONS_DIR", "sessions"))
 
 
-def recent_sessions(limit: int = 20) -> list[SessionInfo]:
-    """The sessions folder's sessions, newest first; [] without a sessions folder."""
+def recent_sessions(limit: int = 20, folder: Path | None = None) -> list[SessionInfo]:
+    """Sessions opened lately wherever they are (the recent index, most recent first),
+    then the others in the sessions folder (newest first); each file once."""
+    indexed = session_infos(recent.recent_paths())
     try:
-        return list_sessions(sessions_dir())[:limit]
+        in_folder = list_sessions(folder or sessions_dir())
     except OmdpError:
-        return []
+        in_folder = []
+    seen = {str(Path(i.path).resolve()) for i in indexed}
+    rest = [i for i in in_folder if str(Path(i.path).resolve()) not in seen]
+    return [*indexed, *rest][:limit]
+
+
+def session_for_chain(path: Path, chain: Chain | None, label: str) -> tuple[Path, str | None]:
+    """Where a model's session on `chain` lives, and what to tell the operator about it:
+    `path` when it does not exist yet or holds the same chain (names and order);
+    otherwise `<stem>-<label>.omdp` beside it — a new session, or the one made before
+    for this chain. Refused when that one too is for another chain."""
+    if chain is None or not present(path):
+        return path, None
+    old = peek_chain(path)
+    if old == chain.names:
+        return path, f"resuming {path.name}: its chain is the one in {label}"
+    other = path.with_name(f"{path.stem}-{label}{path.suffix or '.omdp'}")
+    if present(other) and peek_chain(other) != chain.names:
+        raise OmdpError(
+            f"{path} and {other} are sessions for other chains ({' → '.join(old)}; "
+            f"{' → '.join(peek_chain(other))}), not {' → '.join(chain.names)}",
+            "give --session NEW.omdp for a session on this chain",
+        )
+    verb = "resuming" if present(other) else "a new session"
+    return other, (
+        f"{path.name} is for the chain {' → '.join(old)}; the devices in {label} "
+        f"({' → '.join(chain.names)}) get their own: {verb} {other}"
+    )
+
+
+def peek_chain(path: Path) -> list[str]:
+    """The device names of a session's chain (read-only, closed at once)."""
+    with Session.open(path, check_model=False, readonly=True) as s:
+        return s.chain().names
 
 
 def builtin_models() -> list[str]:
@@ -86,6 +129,7 @@ class OpenRequest:
     new: NewSession = field(default_factory=NewSession)
     claim: bool = False
     dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # what the front-end should tell
 
 
 @dataclass
@@ -172,6 +216,8 @@ def open_prepared(prepared: Prepared) -> OpenSession:
             opened = OpenSession(session, analysis, prepared.model_ref, cands, resumed=False)
             if req.claim and not req.dry_run:
                 opened.held.enter_context(session.claim_profiler())
+            if not req.dry_run:
+                recent.remember(req.path)
             return opened
     session = Session.open(req.path, check_model=True, readonly=req.dry_run)
     opened = OpenSession(session, analysis, prepared.model_ref, [], resumed=True)
@@ -193,6 +239,8 @@ def open_prepared(prepared: Prepared) -> OpenSession:
     except BaseException:
         opened.close()
         raise
+    if not req.dry_run:
+        recent.remember(req.path)
     return opened
 
 
@@ -313,4 +361,6 @@ def copy_session(session: Session, path: Path) -> Session:
         session.conn.backup(target)
     finally:
         target.close()
-    return Session.open(path, check_model=False)
+    copy = Session.open(path, check_model=False)
+    recent.remember(path)
+    return copy

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
+from omdp_tui.widgets.key_bar import KeyBar
 from omdp_tui.widgets.title_bar import TitleBar
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class WorkspaceScreen(Screen):
         yield TitleBar(self.NAME, self.ws.title)
 
     def compose_footer(self) -> ComposeResult:
-        yield Footer(compact=True, show_command_palette=True)
+        yield KeyBar()
 
     def on_screen_resume(self) -> None:
         self.query_one(TitleBar).info = self.ws.title

@@ -9,6 +9,7 @@ measured (empty until measured), since the gap between the two is worth seeing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label, Static
 
+from backend import fit, units
 from backend.chain import KINDS, DeviceSpec, format_cpus
 from backend.device.runtimes import RUNTIMES
 from backend.errors import OmdpError
@@ -42,24 +44,85 @@ def _runtime(spec: dict[str, Any]) -> str:
     return f"ort opt={opt}" if opt and opt != "all" else name
 
 
-def _opt(value: float | None, digits: int = 1) -> Text:
-    return Text("–" if value is None else f"{value:.{digits}f}", justify="right")
+def _opt(value: float | None, ms: bool = False) -> Text:
+    text = units.ms(value) if ms else units.fixed(value, 3, True) if value is not None else "–"
+    return Text(text, justify="right")
+
+
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
+WHERE_W = 14
+RUNTIME_W = 13
+LINK_NUMBERS_W = 12 + 8 + 15 + 11 + 2 * 4  # typed and measured columns
+
+
+def device_widths(names: list[str]) -> dict[str, int]:
+    """Names get the room their longest needs (up to 21 cells), the status the rest; a
+    link shows both devices' names, abbreviated the same way as on other screens."""
+    name_w = min(21, max([4, *map(len, names)]))
+    fixed = name_w + WHERE_W + RUNTIME_W + 3 + 4 + 2 * 6
+    longest_link = max((len(a) + len(b) + 1 for a, b in itertools.pairwise(names)), default=4)
+    link_w = min(longest_link, TABLE_ROOM - LINK_NUMBERS_W - 2)
+    return {"name": name_w, "status": max(8, TABLE_ROOM - fixed), "link": link_w}
+
+
+def link_label(name: str, devices: list[str], width: int) -> str:
+    """'glasses→phone', or both ends abbreviated to fit `width`."""
+    for a, b in itertools.pairwise(devices):
+        if name == f"{a}-{b}":
+            if len(a) + len(b) + 1 <= width:
+                return f"{a}→{b}"
+            short = fit.abbreviations(devices, (width - 1) // 2)
+            return f"{short[a]}→{short[b]}"
+    return fit.middle(name, width)
 
 
 class DevicesScreen(WorkspaceScreen):
     NAME = "devices"
     BINDINGS: ClassVar = [
-        Binding("a", "add", "Add", id="devices.add"),
-        Binding("e,enter", "edit", "Edit", key_display="e", id="devices.edit"),
-        Binding("delete,x", "remove", "Remove", key_display="x", id="devices.remove"),
-        Binding("K", "move(-1)", "Move up", id="devices.up"),
-        Binding("J", "move(1)", "Move down", id="devices.down"),
-        Binding("c", "check", "Check all", id="devices.check"),
-        Binding("l", "measure_links", "Measure links", id="devices.measure_links"),
+        Binding(
+            "a", "add", "Add", id="devices.add", tooltip="add a device at the end of the chain"
+        ),
+        Binding(
+            "e,enter",
+            "edit",
+            "Edit",
+            key_display="e",
+            id="devices.edit",
+            tooltip="edit the highlighted device",
+        ),
+        Binding(
+            "delete,x",
+            "remove",
+            "Remove",
+            key_display="x",
+            id="devices.remove",
+            tooltip="remove the highlighted device (before anything is measured)",
+        ),
+        Binding(
+            "K", "move(-1)", "Move up", id="devices.up", tooltip="move the device up the chain"
+        ),
+        Binding(
+            "J", "move(1)", "Move down", id="devices.down", tooltip="move the device down the chain"
+        ),
+        Binding(
+            "c",
+            "check",
+            "Check all",
+            id="devices.check",
+            tooltip="check every device (a local one starts its agent)",
+        ),
+        Binding(
+            "l",
+            "measure_links",
+            "Measure links",
+            id="devices.measure_links",
+            tooltip="measure every link's bandwidth and latency",
+        ),
     ]
 
     def __init__(self) -> None:
         super().__init__()
+        self.widths: dict[str, int] = {}  # column widths for this chain (on mount)
         self.status: dict[str, Text] = {}  # device name → what its last check said
 
     def compose(self) -> ComposeResult:
@@ -73,18 +136,19 @@ class DevicesScreen(WorkspaceScreen):
 
     def on_mount(self) -> None:
         devices = self.query_one("#device-table", DataTable)
+        self.widths = device_widths(self.ws.devices)
         for key, label, width in (
-            ("name", "name", 10),
-            ("where", "where", 14),
-            ("runtime", "runtime", 15),
+            ("name", "name", self.widths["name"]),
+            ("where", "where", WHERE_W),
+            ("runtime", "runtime", RUNTIME_W),
             ("threads", "thr", 3),
             ("cpus", "cpus", 4),
-            ("status", "status", 18),
+            ("status", "status", self.widths["status"]),
         ):
             devices.add_column(label, key=key, width=width)
         links = self.query_one("#link-table", DataTable)
         for key, label, width in (
-            ("name", "link", 18),
+            ("name", "link", self.widths["link"]),
             ("bw", "typed Mbit/s", 12),
             ("lat", "typed ms", 8),
             ("mbw", "measured Mbit/s", 15),
@@ -105,13 +169,14 @@ class DevicesScreen(WorkspaceScreen):
         row = devices.cursor_row
         devices.clear()
         for spec in self.ws.device_specs:
+            w = self.widths
             devices.add_row(
-                spec["name"],
-                _where(spec),
-                _runtime(spec),
+                fit.middle(spec["name"], w["name"]),
+                fit.middle(_where(spec), WHERE_W),
+                fit.end(_runtime(spec), RUNTIME_W),
                 str(spec.get("threads", "")),
-                format_cpus(spec["cpus"]) if spec.get("cpus") else "",
-                self.status.get(spec["name"], Text("not checked", style="dim")),
+                fit.end(format_cpus(spec["cpus"]), 4) if spec.get("cpus") else "",
+                self._status_cell(spec["name"]),
                 key=spec["name"],
             )
         if devices.row_count:
@@ -121,13 +186,21 @@ class DevicesScreen(WorkspaceScreen):
         links.clear()
         for link in self.ws.links:
             links.add_row(
-                link.name,
+                link_label(link.name, self.ws.devices, self.widths["link"]),
                 Text(fmt(link.bandwidth_mbps), justify="right"),
                 Text(fmt(link.latency_ms), justify="right"),
                 _opt(link.measured_bandwidth_mbps),
-                _opt(link.measured_latency_ms),
+                _opt(link.measured_latency_ms, ms=True),
                 key=link.name,
             )
+
+    def _status_cell(self, name: str) -> Text:
+        """The last check's answer, cut with … to the column (the line under the table
+        shows all of it)."""
+        status = self.status.get(name, Text("not checked", style="dim"))
+        if status.cell_len <= self.widths["status"]:
+            return status
+        return Text(fit.end(status.plain, self.widths["status"]), style=status.style)
 
     def _show_details(self) -> None:
         index = self._current()
@@ -250,7 +323,7 @@ class DevicesScreen(WorkspaceScreen):
         )
         table = self.query_one("#device-table", DataTable)
         if message.device in table.rows:
-            table.update_cell(message.device, "status", self.status[message.device])
+            table.update_cell(message.device, "status", self._status_cell(message.device))
         self._show_details()
         if not message.ok:
             self.notify(

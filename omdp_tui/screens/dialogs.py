@@ -1,4 +1,5 @@
-"""Small modal dialogs: an error with its cause, a validated number, a line of text.
+"""Small modal dialogs: an error with its cause, a validated number, a line of text, a
+choice among a few.
 
 Modals keep the keyboard flow simple over SSH: Enter accepts, Escape cancels, and a
 value that does not validate keeps the dialog open with the reason shown under it.
@@ -14,7 +15,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 
 class ErrorDialog(ModalScreen[None]):
@@ -98,3 +100,33 @@ class NumberPrompt(TextPrompt):
         if not self.lo <= value <= self.hi:
             return None, f"{value} is outside {self.lo}–{self.hi}"
         return value, None
+
+
+class ChoiceDialog(ModalScreen[str | None]):
+    """Pick one of a few labelled choices (↑/↓ and Enter; Esc cancels)."""
+
+    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, title: str, choices: list[tuple[str, str]], hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.choices = choices  # (id, label)
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield OptionList(*(Option(label, id=key) for key, label in self.choices))
+            if self.hint:
+                yield Static(self.hint, classes="dialog-hint")
+            yield Label("Enter chooses, Esc cancels", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(OptionList).focus()
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -16,24 +16,60 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Select
 
+from backend import fit, units
+from backend.model.analysis import ModelAnalysis
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import NumberPrompt
-from omdp_tui.units import nbytes, shape, si
 from omdp_tui.widgets.cut_chart import CutChart
 from omdp_tui.widgets.node_details import NodeDetails, describe_node
 
 ALL_OPS = "*"
-# (key, label, width): 8 columns + 2 cells of padding each fit 78 columns (80 − scrollbar).
-COLUMNS = (
-    ("mark", "    #", 5),
-    ("name", "name", 14),
-    ("op", "op", 7),
-    ("shape", "output", 12),
-    ("bytes", "bytes", 5),
-    ("flops", "FLOPs", 5),
-    ("params", "param", 5),
-    ("cut", "cut→", 5),
-)
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
+PADDING = 2  # each column's cell padding
+MIN_NAME = 12
+WANT_NAME = 16  # below this, the output's bytes leave the table (the details show them)
+MAX_SHAPE = 18
+MAX_OP = 10
+# Columns whose width never changes: (key, label, width). Sizes fit their numbers in any
+# magnitude (`units` shrinks precision to the width); name, op and output shape are sized
+# from the model (`columns`).
+FIXED = {
+    "mark": ("    #", 5),
+    "bytes": ("bytes", 7),
+    "flops": ("FLOPs", 5),
+    "params": ("param", 5),
+    "cut": ("cut→", 7),
+}
+
+
+def columns(analysis: ModelAnalysis) -> list[tuple[str, str, int]]:
+    """(key, label, width) of the node table: the output shape and the op get the room
+    their longest value needs (up to a cap: longer ones are marked with …), the name
+    gets the rest, so a model's shapes are shown whole at 80 columns. When names would
+    get fewer than 16 cells, the output's bytes column makes room for them."""
+    shapes = [units.shape(n.outputs[0].shape) if n.outputs else "?" for n in analysis.nodes]
+    shape_w = min(MAX_SHAPE, max([6, *map(fit.cells, shapes)]))
+    op_w = min(MAX_OP, max([2, *(fit.cells(n.op) for n in analysis.nodes)]))
+    names = max([4, *(fit.cells(n.name) for n in analysis.nodes)])
+    keys = list(FIXED)
+    for drop in ((), ("bytes",)):
+        keys = [k for k in FIXED if k not in drop]
+        fixed = sum(FIXED[k][1] + PADDING for k in keys)
+        name_w = TABLE_ROOM - fixed - (shape_w + op_w + 3 * PADDING)
+        if name_w >= min(WANT_NAME, names):
+            break
+    name_w = min(max(MIN_NAME, name_w), names)
+    cols = [("mark", *FIXED["mark"]), ("name", "name", name_w), ("op", "op", op_w)]
+    cols.append(("shape", "output", shape_w))
+    return cols + [(k, *FIXED[k]) for k in keys if k != "mark"]
+
+
+class NodeTable(DataTable):
+    """The node table keeps its cursor row in view when its size changes: a resumed
+    session moves the cursor before the screen's layout gives the table its height."""
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._scroll_cursor_into_view)
 
 
 def _num(text: str) -> Text:
@@ -42,14 +78,65 @@ def _num(text: str) -> Text:
 
 class GraphScreen(WorkspaceScreen):
     NAME = "graph"
+    widths: dict[str, int]  # column key → width, set on mount
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cleared: list[int] | None = None  # what x cleared, until u or another change
+
     BINDINGS: ClassVar = [
-        Binding("m", "toggle_candidate", "Mark cut", id="graph.mark"),
-        Binding("a", "auto_select", "Auto-pick k", id="graph.auto"),
-        Binding("x", "clear_candidates", "Clear", id="graph.clear"),
-        Binding("slash", "focus_search", "Search", key_display="/", id="graph.search"),
-        Binding("o", "focus_op", "Op filter", id="graph.op"),
-        Binding("n", "next_candidate", "Next cand.", id="graph.next"),
-        Binding("escape", "focus_table", "Table", show=False, id="graph.table"),
+        Binding(
+            "m",
+            "toggle_candidate",
+            "Mark cut",
+            id="graph.mark",
+            tooltip="mark or unmark the cut after the highlighted node as a candidate",
+        ),
+        Binding(
+            "a",
+            "auto_select",
+            "Auto-pick k",
+            id="graph.auto",
+            tooltip="let the analysis pick k small, spread-out cuts",
+        ),
+        Binding(
+            "x",
+            "clear_candidates",
+            "Clear",
+            id="graph.clear",
+            tooltip="clear every candidate (u undoes)",
+        ),
+        Binding(
+            "u",
+            "undo_clear",
+            "Undo clear",
+            id="graph.undo",
+            tooltip="bring back the candidates x cleared",
+        ),
+        Binding(
+            "slash",
+            "focus_search",
+            "Search",
+            key_display="/",
+            id="graph.search",
+            tooltip="search nodes by name or op",
+        ),
+        Binding("o", "focus_op", "Op filter", id="graph.op", tooltip="show only nodes of one op"),
+        Binding(
+            "n",
+            "next_candidate",
+            "Next cand.",
+            id="graph.next",
+            tooltip="jump to the next candidate",
+        ),
+        Binding(
+            "escape",
+            "focus_table",
+            "Table",
+            show=False,
+            id="graph.table",
+            tooltip="back to the table",
+        ),
     ]
 
     def compose(self) -> ComposeResult:
@@ -65,7 +152,7 @@ class GraphScreen(WorkspaceScreen):
                 id="graph-op",
             )
         with Horizontal(id="graph-body"):
-            yield DataTable(id="node-table", cursor_type="row", zebra_stripes=True)
+            yield NodeTable(id="node-table", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="graph-details"):
                 yield NodeDetails(id="node-details")
         with Vertical(id="graph-chart-box"):
@@ -74,7 +161,9 @@ class GraphScreen(WorkspaceScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#node-table", DataTable)
-        for key, label, width in COLUMNS:
+        self.widths = {}
+        for key, label, width in columns(self.ws.analysis):
+            self.widths[key] = width
             table.add_column(label, key=key, width=width)
         analysis = self.ws.analysis
         chart = self.query_one(CutChart)
@@ -105,16 +194,21 @@ class GraphScreen(WorkspaceScreen):
         a = self.ws.analysis
         node = a.nodes[i]
         out = node.outputs[0] if node.outputs else None
-        return (
+        w = self.widths
+        row: list[str | Text] = [
             self._mark(i),
-            node.name,
-            node.op,
-            shape(out.shape if out else None),
-            _num(nbytes(sum(o.bytes or 0 for o in node.outputs))),
-            _num(si(node.flops)),
-            _num(si(node.params)),
-            _num(nbytes(a.cuts[i + 1].bytes)),
-        )
+            fit.node_name(node.name, w["name"], node.op),
+            fit.end(node.op, w["op"]),
+            fit.middle(units.shape(out.shape if out else None), w["shape"]),
+        ]
+        if "bytes" in w:
+            row.append(_num(units.size(sum(o.bytes or 0 for o in node.outputs), w["bytes"])))
+        row += [
+            _num(units.count(node.flops, w["flops"])),
+            _num(units.count(node.params, w["params"])),
+            _num(units.size(a.cuts[i + 1].bytes, w["cut"])),
+        ]
+        return tuple(row)
 
     def _mark(self, i: int) -> str:
         return f"{'◆' if (i + 1) in self.ws.candidates else ' '}{i:>4}"
@@ -204,7 +298,9 @@ class GraphScreen(WorkspaceScreen):
                 severity="warning",
             )
         self.ws.toggle_candidate(position)
+        self.cleared = None
         self._refresh_marks([index])
+        self.refresh_bindings()
 
     def _refresh_marks(self, indices: list[int]) -> None:
         table = self.query_one("#node-table", DataTable)
@@ -235,10 +331,31 @@ class GraphScreen(WorkspaceScreen):
             chosen,
         )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "undo_clear":
+            return self.cleared is not None
+        if action == "clear_candidates":
+            return bool(self.ws.candidates)
+        return True
+
     def action_clear_candidates(self) -> None:
         before = list(self.ws.candidates)
+        if not before:
+            return
         self.ws.set_candidates([])
+        self.cleared = before
         self._refresh_marks([p - 1 for p in before])
+        self.refresh_bindings()
+        self.notify(f"cleared {len(before)} candidates: u brings them back", timeout=8)
+
+    def action_undo_clear(self) -> None:
+        if self.cleared is None:
+            return
+        restored, self.cleared = self.cleared, None
+        self.ws.set_candidates(restored)
+        self._refresh_marks([p - 1 for p in restored])
+        self.refresh_bindings()
+        self.notify(f"{len(restored)} candidates back")
 
     def action_next_candidate(self) -> None:
         cands = sorted(self.ws.candidates)

@@ -7,7 +7,8 @@ top-K table (K rows) and the bar chart of the highlighted partition.
 
 from __future__ import annotations
 
-import math
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,16 +22,20 @@ from textual.reactive import var
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label
 
+from backend import fit, units
 from backend.errors import OmdpError
+from backend.profiling import noise
 from backend.solver.costs import COST_MODELS, OBJECTIVES
+from backend.solver.partition import Stage
 from backend.solver.ranking import Partition, Ranking
 from omdp_tui.messages import TraceLoaded
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
 from omdp_tui.screens.form import Field, FormDialog
 from omdp_tui.screens.map import MapScreen
+from omdp_tui.widgets.fast_table import FastTable
 from omdp_tui.widgets.path_chart import PathChart
-from omdp_tui.widgets.step_input import StepInput, fmt
+from omdp_tui.widgets.step_input import StepInput
 from omdp_tui.widgets.trace_bar import TraceBar
 from omdp_tui.workspace import LinkSetting, Playback, TraceInputs, load_trace
 
@@ -41,23 +46,69 @@ MAX_LATENCY = 10_000.0  # ms
 MAX_K = 100
 
 
-def _short_stage(name: str) -> str:
-    """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone'."""
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
+PADDING = 2  # each column's cell padding
+MS_W = 7  # a time column: '1,234.5' never needs more (units.ms shrinks to fit)
+STAGE_MS_W = 5  # a device's compute time beside its segment: '324.0', '1234'
+MIN_BOTTLENECK = 9
+
+
+@dataclass(frozen=True)
+class TopKLayout:
+    """How the top-K table fits its room: one column per device (its segment, and its
+    compute time when there is room), the bottleneck when there is room (the chart
+    below always names it), device names abbreviated the same way everywhere."""
+
+    device_w: int
+    with_ms: bool
+    bottleneck_w: int  # 0: no bottleneck column
+    short: dict[str, str]  # device → its name in headers and cells
+
+    @property
+    def abbreviated(self) -> bool:
+        return any(k != v for k, v in self.short.items())
+
+
+def topk_layout(devices: list[str], n: int, room: int = TABLE_ROOM) -> TopKLayout:
+    seg_w = len(f"[{n - 1},{n})")  # the widest segment text
+    fixed = 3 + MS_W + 6 + PADDING * 3  # rank (and its noisy mark), total, xfer
+    d = max(1, len(devices))
+    longest = max((len(x) for x in devices), default=1)
+    for with_ms in (True, False):
+        cell = seg_w + (1 + STAGE_MS_W if with_ms else 0)
+        device_w = max(cell, min(longest, cell + 3))
+        left = room - fixed - d * (device_w + PADDING)
+        if left - PADDING >= MIN_BOTTLENECK or (not with_ms and left >= 0):
+            bottleneck_w = left - PADDING if left - PADDING >= MIN_BOTTLENECK else 0
+            return TopKLayout(device_w, with_ms, bottleneck_w, fit.abbreviations(devices, device_w))
+    device_w = max(3, (room - fixed) // d - PADDING)  # many devices: give what there is
+    return TopKLayout(device_w, False, 0, fit.abbreviations(devices, device_w))
+
+
+def _segment(stage: Stage) -> str:
+    return "–" if stage.empty else f"[{stage.start},{stage.end})"
+
+
+def _short_stage(name: str, short: dict[str, str]) -> str:
+    """'compute phone' → 'phone', 'link glasses-phone' → 'glasses→phone' (abbreviated)."""
     if name.startswith("compute "):
-        return name[len("compute ") :]
+        device = name[len("compute ") :]
+        return short.get(device, device)
     if name.startswith("link "):
-        return name[len("link ") :].replace("-", "→", 1)
+        link = name[len("link ") :]
+        for a, b in itertools.pairwise(short):
+            if link == f"{a}-{b}":
+                return f"{short[a]}→{short[b]}"
+        return link.replace("-", "→", 1)
     return name
 
 
-def _ms_text(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    if value < 1:
-        return f"{value:.3f}"
-    if value < 1000:
-        return f"{value:.1f}"
-    return f"{value:,.0f}"
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(a), abs(b))
+
+
+def _ms_text(value: float | None, width: int | None = None) -> str:
+    return units.ms(value, width)
 
 
 def _estimate_mark(stand_in: bool) -> str:
@@ -83,22 +134,97 @@ class LinkField(StepInput):
 class PartitionsScreen(WorkspaceScreen):
     NAME = "partitions"
     BINDINGS: ClassVar = [
-        Binding("c", "cycle_cost_model", "Cost", id="partitions.cost_model"),
-        Binding("o", "cycle_objective", "Objective", id="partitions.objective"),
-        Binding("b", "focus_links", "Links", id="partitions.links"),
-        Binding("k", "focus_k", "K", id="partitions.k"),
-        Binding("e", "export", "Export", id="partitions.export"),
-        Binding("w", "map", "Map", show=False, id="partitions.map"),  # in the palette and help
-        Binding("v", "validate", "Validate", show=False, id="partitions.validate"),
-        Binding("V", "validate_all", "Validate top K", show=False, id="partitions.validate_all"),
-        Binding("t", "load_trace", "Trace", id="partitions.trace_load"),
-        Binding("p", "play", "Play/pause", id="partitions.trace_play"),
+        Binding(
+            "c",
+            "cycle_cost_model",
+            "Cost",
+            id="partitions.cost_model",
+            tooltip="cost model: measured segment times or estimated from per-node times",
+        ),
+        Binding(
+            "o",
+            "cycle_objective",
+            "Objective",
+            id="partitions.objective",
+            tooltip="objective: latency (sum of stages) or throughput (slowest stage)",
+        ),
+        Binding(
+            "b",
+            "focus_links",
+            "Links",
+            id="partitions.links",
+            tooltip="edit link values (↑/↓ step ×1.25, shift ×2)",
+        ),
+        Binding("k", "focus_k", "K", id="partitions.k", tooltip="how many partitions to rank (K)"),
+        Binding(
+            "u",
+            "adopt_measured",
+            "Use measured",
+            id="partitions.adopt_measured",
+            tooltip="rank with the measured link values (where measured) instead of the typed",
+        ),
+        Binding(
+            "m",
+            "measure_missing",
+            "Measure ~",
+            id="partitions.measure",
+            tooltip="profile just the segments standing in with estimates (~)",
+        ),
+        Binding(
+            "a",
+            "attribution",
+            "Shares",
+            id="partitions.attribution",
+            tooltip="each block's Shapley share of the measured times, per device",
+        ),
+        Binding(
+            "w",
+            "map",
+            "Map",
+            show=False,
+            id="partitions.map",
+            tooltip="the bandwidth map: where each partition wins over two links' ranges",
+        ),
+        Binding(
+            "v",
+            "validate",
+            "Validate",
+            show=False,
+            id="partitions.validate",
+            tooltip="run the highlighted partition as a chain: measured beside predicted",
+        ),
+        Binding(
+            "V",
+            "validate_all",
+            "Validate top K",
+            show=False,
+            id="partitions.validate_all",
+            tooltip="run every ranked partition as a chain",
+        ),
+        Binding(
+            "e",
+            "export",
+            "Export",
+            id="partitions.export",
+            tooltip="export the highlighted partition (JSON)",
+        ),
+        Binding(
+            "t",
+            "load_trace",
+            "Trace",
+            id="partitions.trace_load",
+            tooltip="replay a bandwidth trace on one link",
+        ),
+        Binding(
+            "p", "play", "Play/pause", id="partitions.trace_play", tooltip="play or pause the trace"
+        ),
         Binding(
             "left_square_bracket",
             "trace_step(-1)",
             "Step back",
             key_display="[",
             id="partitions.trace_back",
+            tooltip="one trace step back",
         ),
         Binding(
             "right_square_bracket",
@@ -106,24 +232,44 @@ class PartitionsScreen(WorkspaceScreen):
             "Step",
             key_display="]",
             id="partitions.trace_next",
+            tooltip="one trace step on",
         ),
-        Binding("r", "robust", "Robust", id="partitions.robust"),
-        Binding("m", "measure_missing", "Measure ~", id="partitions.measure"),
-        Binding("a", "attribution", "Shares", id="partitions.attribution"),
-        Binding("x", "close_trace", "End trace", id="partitions.trace_close"),
-        Binding("escape", "focus_table", "Table", show=False, id="partitions.table"),
+        Binding(
+            "r",
+            "robust",
+            "Robust",
+            id="partitions.robust",
+            tooltip="highlight the robust choice over the whole trace",
+        ),
+        Binding(
+            "x",
+            "close_trace",
+            "End trace",
+            id="partitions.trace_close",
+            tooltip="end the trace replay",
+        ),
+        Binding(
+            "escape",
+            "focus_table",
+            "Table",
+            show=False,
+            id="partitions.table",
+            tooltip="back to the table",
+        ),
     ]
 
     # Shown in the option row; a label is updated only when its text changes (an update
     # costs a layout pass), which is what a var's watcher gives.
     mode_text: var[str] = var("", init=False)
     status_text: var[str | Text] = var("", init=False)
+    noise_text: var[str] = var("", init=False)
 
     def __init__(self) -> None:
         super().__init__()
         self.playback: Playback | None = None  # the trace being replayed
         self.partitions: list[Partition] = []  # the ranking shown, best first
-        self.row_cuts: list[str] = []  # each row's cuts as shown ("3,7")
+        self.row_cuts: list[str] = []  # each row's cuts ("3,7")
+        self.topk = TopKLayout(7, False, 0, {})  # set on mount, for the chain
         self._shown: list[list[tuple[str, bool]]] = []  # each row's cells as shown
         self._timer: Timer | None = None  # playback ticks
         self._trace_gen = 0  # the newest trace replay asked for
@@ -135,12 +281,17 @@ class PartitionsScreen(WorkspaceScreen):
     def watch_status_text(self, text: str | Text) -> None:
         self.query_one("#rank-status", Label).update(text)
 
+    def watch_noise_text(self, text: str) -> None:
+        label = self.query_one("#noise-note", Label)
+        label.update(text)
+        label.display = bool(text)
+
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
         with Vertical(id="links-box"):
             for i, link in enumerate(self.ws.links):
                 with Horizontal(classes="link-row"):
-                    yield Label(link.name, classes="link-name")
+                    yield Label(self._link_label(link.name), classes="link-name")
                     yield LinkField(
                         link.name,
                         "bandwidth",
@@ -167,17 +318,65 @@ class PartitionsScreen(WorkspaceScreen):
             yield StepInput(self.ws.k, 1, MAX_K, integer=True, what="K", id="rank-k")
             yield Label("", id="rank-mode")
             yield Label("", id="rank-status")
-        yield DataTable(id="topk-table", cursor_type="row", zebra_stripes=True)
+        yield FastTable(id="topk-table", cursor_type="row", zebra_stripes=True)
+        yield Label("", id="device-legend")
+        yield Label("", id="noise-note")
         yield PathChart(id="path-chart")
         yield TraceBar(id="trace-bar")
         yield from self.compose_footer()
 
+    def _link_label(self, name: str) -> str:
+        """'glasses→phone', with the devices abbreviated to fit the 16-cell label."""
+        devices = self.ws.devices
+        for a, b in itertools.pairwise(devices):
+            if name == f"{a}-{b}":
+                short = fit.abbreviations(devices, 7)
+                whole = f"{a}→{b}"
+                return whole if len(whole) <= 16 else f"{short[a]}→{short[b]}"
+        return fit.middle(name, 16)
+
     @staticmethod
     def _measured(link: LinkSetting) -> str:
+        """What was measured, and whether the ranking uses it ('= in use') or the typed
+        values (m adopts the measured ones)."""
         if link.measured_bandwidth_mbps is None:
-            return "measured: –"
-        lat = "" if link.measured_latency_ms is None else f" {fmt(link.measured_latency_ms)}ms"
-        return f"measured: {fmt(round(link.measured_bandwidth_mbps, 1))}{lat}"
+            return "measured: – (l on screen 2)"
+        lat = ""
+        if link.measured_latency_ms is not None:
+            lat = f" {units.ms_unit(link.measured_latency_ms)}"
+        used = _same(link.bandwidth_mbps, link.measured_bandwidth_mbps) and (
+            link.measured_latency_ms is None or _same(link.latency_ms, link.measured_latency_ms)
+        )
+        mark = "= in use" if used else "u uses"
+        return f"{mark}: {units.mbps(link.measured_bandwidth_mbps)}{lat}"
+
+    def _refresh_measured(self) -> None:
+        for label, link in zip(self.query(".link-measured"), self.ws.links, strict=False):
+            assert isinstance(label, Label)
+            label.update(self._measured(link))
+
+    def action_adopt_measured(self) -> None:
+        if not any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
+            self.notify(
+                "no measured links yet: l on the devices screen (2) measures them",
+                severity="warning",
+            )
+            return
+        changed = self.ws.adopt_measured_links()
+        for i, link in enumerate(self.ws.links):
+            bw = self.query_one(f"#bw-{i}", StepInput)
+            lat = self.query_one(f"#lat-{i}", StepInput)
+            with bw.prevent(Input.Changed), lat.prevent(Input.Changed):
+                bw.value = units.fixed(link.bandwidth_mbps, 4, True)
+                lat.value = units.fixed(link.latency_ms, 4, True)
+        self._refresh_measured()
+        self.rerank()
+        self._reanalyse_trace()
+        self.notify(
+            f"ranking with measured values on {', '.join(changed)}"
+            if changed
+            else "the measured values are already in use"
+        )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Playback keys exist only while a trace is loaded (keeps the footer short)."""
@@ -189,13 +388,17 @@ class PartitionsScreen(WorkspaceScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#topk-table", DataTable)
-        table.add_column("#", key="rank", width=2)
-        table.add_column("cuts", key="cuts", width=10)
-        table.add_column(Text("total", justify="right"), key="total", width=7)
+        lay = self.topk = topk_layout(self.ws.devices, self.ws.analysis.n)
+        table.add_column("#", key="rank", width=3)
+        table.add_column(Text("total", justify="right"), key="total", width=MS_W)
         for d, name in enumerate(self.ws.devices):
-            table.add_column(Text(name[:7], justify="right"), key=f"dev{d}", width=7)
+            table.add_column(Text(lay.short[name]), key=f"dev{d}", width=lay.device_w)
         table.add_column(Text("xfer", justify="right"), key="xfer", width=6)
-        table.add_column("bottleneck", key="bottleneck", width=13)
+        if lay.bottleneck_w:
+            table.add_column("bottleneck", key="bottleneck", width=lay.bottleneck_w)
+        legend = self.query_one("#device-legend", Label)
+        legend.display = lay.abbreviated
+        legend.update("devices: " + " → ".join(self.ws.devices))
         self.rerank()
         table.focus()
 
@@ -216,7 +419,7 @@ class PartitionsScreen(WorkspaceScreen):
             table.clear()
             self._shown = []
             self.status_text = ""
-            chart.show(None, "nothing measured yet: profile on screen 3 first")
+            chart.show(None, ws.empty_reason())
             return
         if not instance.has_cost_model(ws.cost_model):
             ws.set_ranking_options(cost_model="measured")
@@ -233,9 +436,10 @@ class PartitionsScreen(WorkspaceScreen):
             chart.show(None, f"cannot rank: {exc}")
             return
         self._fill(ranking)
-        self.status_text = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}" + (
-            " · ~ estimate: m measures" if self.stand_ins else ""
-        )
+        shown = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}"
+        done, total = ws.progress()
+        status = shown if done == total else f"{shown} · only {done}/{total} measured"
+        self.status_text = status + (" · ~ estimate: m measures" if self.stand_ins else "")
         self._show_trace()
 
     def _mode_text(self) -> str:
@@ -246,6 +450,7 @@ class PartitionsScreen(WorkspaceScreen):
         updated in place: no row is added or removed, so no layout pass (the costly part
         of a keystroke); otherwise the rows are rebuilt."""
         table = self.query_one("#topk-table", DataTable)
+        lay = self.topk
         self.partitions = ranking.partitions() if ranking is not None else []
         keep = self.ws.selected_cuts
         rows = []
@@ -254,19 +459,16 @@ class PartitionsScreen(WorkspaceScreen):
             if p.cuts == keep:
                 target = row
             xfer = sum(t.ms for t in p.transfers)
-            cells = [
-                (str(p.rank), False),
-                (",".join(map(str, p.cuts)), False),
-                (_estimate_mark(p.has_stand_ins) + _ms_text(p.total_ms), True),
-            ]
-            cells += [
-                (_estimate_mark(s.stand_in) + _ms_text(s.compute_ms if not s.empty else None), True)
-                for s in p.stages
-            ]
-            cells += [
-                (_ms_text(xfer if p.transfers else None), True),
-                (_short_stage(p.bottleneck), False),
-            ]
+            noisy = self._noisy_stages(p)
+            rank = f"{p.rank}{noise.MARK}" if noisy else str(p.rank)
+            est = _estimate_mark(p.has_stand_ins)
+            cells = [(rank, False), (est + _ms_text(p.total_ms, MS_W - len(est)), True)]
+            cells += [(self._stage_text(s, s in noisy), False) for s in p.stages]
+            cells.append((_ms_text(xfer if p.transfers else None, 6), True))
+            if lay.bottleneck_w:
+                cells.append(
+                    (fit.end(_short_stage(p.bottleneck, lay.short), lay.bottleneck_w), False)
+                )
             rows.append(cells)
         if len(rows) == len(self._shown) and table.row_count == len(rows):
             for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
@@ -278,7 +480,7 @@ class PartitionsScreen(WorkspaceScreen):
             for r, cells in enumerate(rows):
                 table.add_row(*(_cell(*cell) for cell in cells), key=f"r{r}")
         self._shown = rows
-        self.row_cuts = [row[1][0] for row in rows]
+        self.row_cuts = [",".join(map(str, p.cuts)) for p in self.partitions]
         stand_ins = any(p.has_stand_ins for p in self.partitions)
         if stand_ins != self.stand_ins:
             self.stand_ins = stand_ins
@@ -288,10 +490,35 @@ class PartitionsScreen(WorkspaceScreen):
                 table.move_cursor(row=target, animate=False)
             self._select(self.partitions[target])
         else:
-            self.query_one(PathChart).show(None, "no feasible partition for these links")
+            self.query_one(PathChart).show(None, self.ws.empty_reason())
+
+    def _noisy_stages(self, p: Partition) -> list[Stage]:
+        """The stages of `p` priced from a noisy measurement (measured cost model)."""
+        if p.cost_model != "measured" or not self.ws.noisy:
+            return []
+        return [s for s in p.stages if not s.empty and (s.device, s.start, s.end) in self.ws.noisy]
+
+    def _stage_text(self, stage: Stage, noisy: bool = False) -> str:
+        """'[0,24) 12.3' (or only '[0,24)' when the room is short); '–' when idle; a
+        noisy measurement ends with !, an estimate standing in for a missing one with ~."""
+        lay = self.topk
+        mark = noise.MARK if noisy else _estimate_mark(stage.stand_in)
+        if not lay.with_ms or stage.empty:
+            return fit.end(_segment(stage) + mark, lay.device_w)
+        seg_w = lay.device_w - STAGE_MS_W - 1
+        ms = _ms_text(stage.compute_ms, STAGE_MS_W - len(mark)) + mark
+        return f"{_segment(stage):<{seg_w}} {ms:>{STAGE_MS_W}}"
 
     def _select(self, partition: Partition) -> None:
         self.query_one(PathChart).show(partition)
+        noisy = self._noisy_stages(partition)
+        self.noise_text = (
+            f"{noise.MARK} uses a noisy measurement: "
+            + ", ".join(f"{s.device} [{s.start},{s.end})" for s in noisy)
+            + " — r on the profile screen (3) measures it again"
+            if noisy
+            else ""
+        )
         self.ws.select_partition(partition)
 
     @on(DataTable.RowHighlighted, "#topk-table")
@@ -316,6 +543,8 @@ class PartitionsScreen(WorkspaceScreen):
                 self.ws.set_link(field.link, bandwidth_mbps=value)
             else:
                 self.ws.set_link(field.link, latency_ms=value)
+            if any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
+                self._refresh_measured()
             self._reanalyse_trace()
         else:
             self.ws.set_ranking_options(k=int(value))
@@ -366,11 +595,16 @@ class PartitionsScreen(WorkspaceScreen):
         cuts = self.ws.selected_cuts
         chosen = next((p for p in self.partitions if p.cuts == cuts), None)
         if chosen is None:
-            self.notify(
-                "select a partition in the table first (the robust choice must be in "
-                "the top K to export it)",
-                severity="warning",
-            )
+            if not self.partitions:
+                self.notify(f"no partition to export: {self.ws.empty_reason()}", severity="warning")
+            elif self.playback is not None:
+                self.notify(
+                    "select a partition in the table first (the robust choice must be in "
+                    "the top K to export it: raise K with k)",
+                    severity="warning",
+                )
+            else:
+                self.notify("select a partition in the table first", severity="warning")
             return
 
         def write(path: str | None) -> None:
@@ -412,9 +646,7 @@ class PartitionsScreen(WorkspaceScreen):
 
     def action_load_trace(self) -> None:
         if self.ws.current_instance() is None:
-            self.notify(
-                "nothing measured yet: profile first, then replay a trace", severity="warning"
-            )
+            self.notify(f"no trace to replay yet: {self.ws.empty_reason()}", severity="warning")
             return
         last = self.ws.get_ui("partitions.trace") or {}
         names = [x.name for x in self.ws.links]

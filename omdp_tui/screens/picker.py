@@ -11,12 +11,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, LoadingIndicator, Static
+from textual.widgets import DataTable, Input, Label, LoadingIndicator, Static
 
+from backend import fit
 from backend.usecases.sessions import builtin_models, recent_sessions
+from omdp_tui.widgets.key_bar import KeyBar
 
 if TYPE_CHECKING:
     from omdp_tui.app import OmdpApp
+
+
+def _shown_path(path: str) -> str:
+    """A session's path as the operator would type it: relative to here when inside."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
 
 
 class LoadingScreen(Screen):
@@ -34,10 +45,25 @@ class LoadingScreen(Screen):
 
 class PickerScreen(Screen):
     BINDINGS: ClassVar = [
-        Binding("n", "focus_model", "New session", id="picker.new"),
-        Binding("r", "focus_recent", "Recent", id="picker.recent"),
-        Binding("d", "demo", "Demo", id="picker.demo"),
-        Binding("q", "app.quit", "Quit", id="picker.quit"),
+        Binding(
+            "enter",
+            "submit",
+            "Open",
+            id="picker.open",
+            tooltip="open the model typed, or resume the highlighted session",
+        ),
+        Binding(
+            "down,tab",
+            "focus_recent",
+            "Recent",
+            key_display="↓",
+            id="picker.recent",
+            tooltip="go to the recent sessions (Enter resumes one)",
+        ),
+        Binding(
+            "f2", "demo", "Demo", id="picker.demo", tooltip="open the demo (YOLOv5n, 3 devices)"
+        ),
+        Binding("ctrl+q", "app.quit", "Quit", id="picker.quit", tooltip="quit"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -46,16 +72,20 @@ class PickerScreen(Screen):
                 "OMDP — profile and partition a model across devices", classes="dialog-title"
             )
             yield Label("New session on a model (ONNX path or built-in name):")
-            yield Input(placeholder="e.g. yolov5n or models/net.onnx", id="picker-model")
+            yield Input(
+                placeholder="e.g. yolov5n or models/net.onnx",
+                id="picker-model",
+                select_on_focus=False,
+            )
             names = builtin_models()
             yield Static(
                 "built-in: " + (", ".join(names) if names else "none"),
                 id="picker-builtins",
                 classes="dialog-hint",
             )
-            yield Label("Recent sessions (Enter resumes):")
+            yield Label("Recent sessions (↓ to reach them, Enter resumes; typing goes above):")
             yield DataTable(id="picker-recent", cursor_type="row")
-        yield Footer(compact=True)
+        yield KeyBar()
 
     def on_mount(self) -> None:
         table = self.query_one("#picker-recent", DataTable)
@@ -66,20 +96,38 @@ class PickerScreen(Screen):
         for info in recent_sessions():
             saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.modified))
             progress = "unreadable" if info.problem else f"{info.done}/{info.total}"
-            table.add_row(Path(info.path).name, info.model or "?", progress, saved, key=info.path)
-        # Focus the list, not the input: the footer then shows n/r/d/q (an input would
-        # swallow those keys as text).
-        table.focus()
+            table.add_row(
+                fit.start(_shown_path(info.path), 20),
+                fit.middle(info.model or "?", 12),
+                progress,
+                saved,
+                key=info.path,
+            )
+        # Typing goes to the model field: it has the focus; ↓ or Tab reach the list.
+        self.query_one("#picker-model", Input).focus()
 
     @property
     def omdp(self) -> OmdpApp:
         return self.app  # type: ignore[return-value]
 
-    def action_focus_model(self) -> None:
-        self.query_one("#picker-model", Input).focus()
-
     def action_focus_recent(self) -> None:
-        self.query_one("#picker-recent", DataTable).focus()
+        table = self.query_one("#picker-recent", DataTable)
+        if table.row_count:
+            table.focus()
+
+    def action_submit(self) -> None:
+        """Enter outside the field and the list: open what is typed, if anything."""
+        self.query_one("#picker-model", Input).action_submit()
+
+    def on_key(self, event) -> None:
+        """A printable key on the list goes to the model field (typing is never lost)."""
+        table = self.query_one("#picker-recent", DataTable)
+        if table.has_focus and event.is_printable and event.character:
+            field = self.query_one("#picker-model", Input)
+            field.focus()
+            field.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
 
     def action_demo(self) -> None:
         from omdp_tui.app import Launch

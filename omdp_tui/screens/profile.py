@@ -21,23 +21,28 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, RichLog
 
+from backend import fit, units
 from backend.errors import OmdpError
-from backend.profiling import jobs
+from backend.profiling import jobs, noise
 from backend.profiling.plan import PlanItem
 from omdp_tui.batching import pump
 from omdp_tui.messages import ProfileBatch, ProfileDone
 from omdp_tui.screens.base import WorkspaceScreen
-from omdp_tui.screens.dialogs import ErrorDialog
-from omdp_tui.units import duration
+from omdp_tui.screens.dialogs import ChoiceDialog, ErrorDialog
+
+TABLE_ROOM = 78  # 80 columns − the vertical scrollbar
 
 
 def segment_key(a: int, b: int) -> str:
     return f"{a}:{b}"
 
 
-def timing_cell(row: dict[str, Any] | None, planned: bool = True) -> Text:
-    """'12.3 ±4%': median ms and half the p10–p90 spread relative to it; ✗ for an error,
-    · for planned but not measured yet, blank when the device does not run it."""
+def timing_cell(
+    row: dict[str, Any] | None, planned: bool = True, noisy: bool = False, width: int = 11
+) -> Text:
+    """'12.3 ±4%': median ms and half the p10–p90 spread relative to it; '74.5 ±135%!'
+    when its CI missed the target (noisy); ✗ for an error, · for planned but not measured
+    yet, blank when the device does not run it."""
     if row is None:
         return Text("·" if planned else "", justify="right", style="dim")
     if row.get("status") == "error":
@@ -47,18 +52,60 @@ def timing_cell(row: dict[str, Any] | None, planned: bool = True) -> Text:
         return Text("·", justify="right", style="dim")
     p10, p90 = row.get("p10_ms"), row.get("p90_ms")
     spread = (p90 - p10) / 2 / med * 100 if med > 0 and p10 == p10 and p90 == p90 else 0.0
-    digits = 3 if med < 1 else 1
-    return Text(f"{med:.{digits}f} ±{spread:.0f}%", justify="right")
+    mark = noise.MARK if noisy else ""
+    ms = units.ms(med, width - len(f" ±{spread:.0f}%{mark}"))
+    text = f"{ms} ±{spread:.0f}%{mark}"
+    if len(text) > width:  # a huge spread: the median and the mark matter more
+        text = f"{units.ms(med, width - 1 - len(mark))}±{mark}"
+    return Text(text, justify="right", style="bold yellow" if noisy else "")
 
 
 class ProfileScreen(WorkspaceScreen):
     NAME = "profile"
     BINDINGS: ClassVar = [
-        Binding("s", "start", "Start", id="profile.start"),
-        Binding("p", "pause", "Pause/resume", id="profile.pause"),
-        Binding("x", "cancel", "Cancel", id="profile.cancel"),
-        Binding("l", "focus_log", "Log", id="profile.log"),
-        Binding("escape", "focus_table", "Table", show=False, id="profile.table"),
+        Binding(
+            "s",
+            "start",
+            "Start",
+            id="profile.start",
+            tooltip="profile what is missing (results are saved as they arrive)",
+        ),
+        Binding(
+            "p",
+            "pause",
+            "Pause/resume",
+            id="profile.pause",
+            tooltip="pause or resume (agents finish their current segment)",
+        ),
+        Binding(
+            "x",
+            "cancel",
+            "Cancel",
+            id="profile.cancel",
+            tooltip="cancel: what is measured stays in the session",
+        ),
+        Binding(
+            "r",
+            "remeasure",
+            "Re-measure",
+            id="profile.remeasure",
+            tooltip="measure again: this cell, its segment, its device or all noisy (!)",
+        ),
+        Binding(
+            "l",
+            "focus_log",
+            "Log",
+            id="profile.log",
+            tooltip="open the log (Esc goes back to the table)",
+        ),
+        Binding(
+            "escape",
+            "focus_table",
+            "Table",
+            show=False,
+            id="profile.table",
+            tooltip="back to the table",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -66,6 +113,8 @@ class ProfileScreen(WorkspaceScreen):
         self.profiler: jobs.Profiler | None = None  # while a run is going
         self.paused = False
         self.base: dict[str, int] = {}  # per device: plan items measured before this run
+        self.cell_w = 11  # a timing cell's width (set with the table's columns)
+        self.etas: dict[str, float] = {}  # per device, its newest ETA while a run goes
         self._chain: list[str] = []  # the devices the progress rows were built for
 
     def compose(self) -> ComposeResult:
@@ -74,11 +123,11 @@ class ProfileScreen(WorkspaceScreen):
         with Vertical(id="progress-box"):
             for i, device in enumerate(self.ws.devices):
                 with Horizontal(classes="progress-row"):
-                    yield Label(device[:10], classes="progress-name")
+                    yield Label(fit.middle(device, 10), classes="progress-name")
                     yield ProgressBar(id=f"bar-{i}", show_eta=False, show_percentage=False)
                     yield Label("", id=f"state-{i}", classes="progress-state")
-        yield DataTable(id="timing-table", cursor_type="row", zebra_stripes=True)
-        yield RichLog(id="profile-log", max_lines=500, wrap=False, markup=False)
+        yield DataTable(id="timing-table", cursor_type="cell", zebra_stripes=True)
+        yield RichLog(id="profile-log", max_lines=500, wrap=True, markup=False)
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
@@ -108,7 +157,7 @@ class ProfileScreen(WorkspaceScreen):
         running = self.profiler is not None
         if action in ("pause", "cancel"):
             return running
-        if action == "start":
+        if action in ("start", "remeasure"):
             return not running
         return True
 
@@ -119,18 +168,28 @@ class ProfileScreen(WorkspaceScreen):
         arrive (segments a device does not run stay blank)."""
         table = self.query_one("#timing-table", DataTable)
         table.clear(columns=True)
-        table.add_column("segment", key="segment", width=10)
+        n = self.ws.analysis.n
+        seg_w = max(7, len(f"[{n - 1},{n})"))
+        table.add_column("segment", key="segment", width=seg_w)
+        cell_w = max(11, min(14, (TABLE_ROOM - seg_w - 2) // max(1, len(self.ws.devices)) - 2))
+        short = fit.abbreviations(self.ws.devices, cell_w)
+        self.cell_w = cell_w
         for d, device in enumerate(self.ws.devices):
-            table.add_column(Text(device[:11], justify="right"), key=f"d{d}", width=11)
+            table.add_column(Text(short[device], justify="right"), key=f"d{d}", width=cell_w)
         plan = self.ws.plan()
         planned = {(it.device, it.start, it.end) for it in plan}
         results = self.ws.results()
+        self.ws.current_instance()  # the noisy set, up to date
         for a, b in sorted({(it.start, it.end) for it in plan}):
             cells: list[Any] = [f"[{a},{b})"]
             for device in self.ws.devices:
-                row = results.get((device, a, b))
-                cells.append(timing_cell(row, (device, a, b) in planned))
+                key = (device, a, b)
+                cells.append(self._cell(results.get(key), key in planned, key))
             table.add_row(*cells, key=segment_key(a, b))
+
+    def _cell(self, row: dict[str, Any] | None, planned: bool, key: tuple[str, int, int]) -> Text:
+        noisy = row is not None and noise.is_noisy(row, self.ws.noise_target)
+        return timing_cell(row, planned, noisy, self.cell_w)
 
     def _show_plan(self) -> None:
         ws = self.ws
@@ -141,8 +200,17 @@ class ProfileScreen(WorkspaceScreen):
             f"Plan: {len(ws.candidates)} candidates → {parts} segments; "
             f"{len(plan) - len(missing)}/{len(plan)} measured"
         )
+        if not ws.candidates:
+            text = (
+                f"Plan: no candidates yet, so only the whole model ({len(plan)} segment"
+                f"{'s' * (len(plan) != 1)}) — mark split points on the Graph screen (1, then "
+                "m or a)"
+            )
         if missing and self.profiler is None:
-            text += f"; ~{duration(ws.estimate_seconds(missing))} to go (s starts)"
+            text += f"; ~{units.duration(ws.estimate_seconds(missing))} to go (s starts)"
+        elif self.profiler is not None and self.etas:
+            # refined live: each device's ETA from its own pace so far
+            text += f"; ~{units.duration(max(self.etas.values()))} left"
         self.query_one("#plan-summary", Label).update(text)
         for i, device in enumerate(ws.devices):
             total = sum(it.device == device for it in plan)
@@ -176,6 +244,7 @@ class ProfileScreen(WorkspaceScreen):
             self.notify("everything in the plan is measured: see the partitions screen (4)")
             return
         todo = run.todo
+        self.etas = {}
         self.profiler = profiler
         ws.profiling = True
         self.paused = False
@@ -188,6 +257,14 @@ class ProfileScreen(WorkspaceScreen):
             + (" (+ per-node times)" if run.needs_node_times else "")
         )
         self._show_plan()
+        for device, first in ws.cpu_waits().items():
+            total = sum(it.device == device for it in run.plan.items)
+            self._set_state(
+                device,
+                f"{self.base.get(device, 0)}/{total} waiting for "
+                + " and ".join(first)
+                + " (same CPUs)",
+            )
         self.refresh_bindings()
         self._profile(profiler, todo, events)
 
@@ -254,11 +331,14 @@ class ProfileScreen(WorkspaceScreen):
                 key = segment_key(*event.segment)
                 if key in table.rows and event.device in self.ws.devices:
                     col = f"d{self.ws.devices.index(event.device)}"
-                    table.update_cell(
-                        key, col, timing_cell(rows.get((event.device, *event.segment)))
-                    )
+                    cell = (event.device, *event.segment)
+                    table.update_cell(key, col, self._cell(rows.get(cell), True, cell))
         for progress in latest.values():
             self._draw_progress(progress)
+            if progress.eta_s is not None:
+                self.etas[progress.device] = progress.eta_s
+        if latest:
+            self._show_plan()
 
     def _draw_progress(self, p: jobs.Progress) -> None:
         if p.device not in self.ws.devices:
@@ -272,7 +352,9 @@ class ProfileScreen(WorkspaceScreen):
             self._set_state(p.device, f"{base + p.done}/{base + p.total} paused")
             return
         seg = f"[{p.segment[0]},{p.segment[1]})" if p.segment else p.phase
-        self._set_state(p.device, f"{base + p.done}/{base + p.total} ETA {duration(p.eta_s)} {seg}")
+        self._set_state(
+            p.device, f"{base + p.done}/{base + p.total} ETA {units.duration(p.eta_s)} {seg}"
+        )
 
     def _set_state(self, device: str, text: str) -> None:
         if device in self.ws.devices:
@@ -311,8 +393,91 @@ class ProfileScreen(WorkspaceScreen):
             self.profiler.cancel()
             self.log_line("cancelling: what is measured stays in the session")
 
+    # -- re-measuring ------------------------------------------------------------------------
+
+    def _highlighted_cell(self) -> tuple[str | None, tuple[int, int] | None]:
+        """(device, segment) under the cursor (device None on the segment column)."""
+        table = self.query_one("#timing-table", DataTable)
+        if table.row_count == 0:
+            return None, None
+        keys = table.coordinate_to_cell_key(table.cursor_coordinate)
+        a, b = (int(x) for x in str(keys.row_key.value).split(":"))
+        col = str(keys.column_key.value)
+        device = self.ws.devices[int(col[1:])] if col.startswith("d") else None
+        return device, (a, b)
+
+    def action_remeasure(self) -> None:
+        """Offer the highlighted cell, its segment on every device, its device, or every
+        noisy measurement; the choice is measured again at once (earlier results stay
+        in the session's history)."""
+        from backend.usecases.remeasure import Target
+
+        self.ws.current_instance()
+        device, seg = self._highlighted_cell()
+        results = self.ws.results()
+        choices: list[tuple[str, Target, str]] = []
+        if device and seg and (device, *seg) in results:
+            choices.append(
+                ("cell", Target("cell", device, seg), f"this cell: {device} [{seg[0]},{seg[1]})")
+            )
+        if seg:
+            choices.append(
+                (
+                    "segment",
+                    Target("segment", None, seg),
+                    f"segment [{seg[0]},{seg[1]}) on every device",
+                )
+            )
+        if device:
+            choices.append(("device", Target("device", device), f"every segment on {device}"))
+        n = len(self.ws.noisy)
+        choices.append(("noisy", Target("noisy"), f"all noisy measurements ({n})"))
+        targets = {key: target for key, target, _ in choices}
+
+        def chosen(key: str | None) -> None:
+            if key is None:
+                return
+            try:
+                items = self.ws.remeasure(targets[key])
+            except (OmdpError, sqlite3.Error) as exc:
+                self.app.push_screen(ErrorDialog("Cannot re-measure", str(exc)))
+                return
+            if not items:
+                self.notify(
+                    f"nothing to re-measure: no measured cell is {targets[key].describe()}",
+                    severity="warning",
+                )
+                return
+            self.log_line(
+                f"re-measuring {len(items)}: {targets[key].describe()} "
+                "(earlier results kept in the history)"
+            )
+            self._build_table()
+            self._show_plan()
+            self.action_start()
+
+        self.app.push_screen(
+            ChoiceDialog(
+                "Measure again",
+                [(key, label) for key, _, label in choices],
+                f"{noise.MARK} marks a noisy result: its CI missed the "
+                f"{self.ws.noise_target * 100:g}% target",
+            ),
+            chosen,
+        )
+
     def action_focus_log(self) -> None:
-        self.query_one(RichLog).focus()
+        """Open the log over most of the screen (Esc or l gives the table its room back)."""
+        if self.has_class("-log-open"):
+            self.action_focus_table()
+            return
+        self.add_class("-log-open")
+        log = self.query_one(RichLog)
+        log.border_title = "log · Esc or l returns to the table"
+        log.focus()
+        log.scroll_end(animate=False)
 
     def action_focus_table(self) -> None:
+        self.remove_class("-log-open")
+        self.query_one(RichLog).border_title = ""
         self.query_one("#timing-table", DataTable).focus()

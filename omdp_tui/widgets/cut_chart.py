@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from omdp_tui.units import nbytes
+from backend import units
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 GUTTER = 7  # label column width
@@ -92,7 +92,7 @@ class CutChart(Widget):
         cursor_style = self.get_component_rich_style("cut-chart--cursor")
         top_bytes = max(mins)
         for i, row in enumerate(bars(mins, 2)):
-            label = nbytes(top_bytes) if i == 0 else "cut B"
+            label = units.size(top_bytes) if i == 0 else "cut B"
             text.append(f"{label:>{GUTTER - 1}} ", style=label_style)
             text.append(row + "\n", style=bytes_style)
         text.append(f"{'FLOPs':>{GUTTER - 1}} ", style=label_style)

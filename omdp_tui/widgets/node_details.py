@@ -5,13 +5,13 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from backend import units
 from backend.model.analysis import ModelAnalysis, TensorInfo
-from omdp_tui.units import nbytes, shape, si
 
 
 def _tensor_line(t: TensorInfo, const: bool) -> str:
     kind = " (weight)" if const else ""
-    return f"{t.name} {shape(t.shape)} {t.dtype} {nbytes(t.bytes)}B{kind}"
+    return f"{t.name} {units.shape(t.shape)} {t.dtype} {units.size(t.bytes)}{kind}"
 
 
 def describe_node(analysis: ModelAnalysis, index: int, candidate: bool) -> Text:
@@ -20,7 +20,7 @@ def describe_node(analysis: ModelAnalysis, index: int, candidate: bool) -> Text:
     inits = analysis.index.initializers
     text = Text(no_wrap=False)
     text.append(f"#{node.index} {node.name}", style="bold")
-    text.append(f"  {node.op}  params {si(node.params)}  FLOPs {si(node.flops)}")
+    text.append(f"  {node.op}  params {units.count(node.params)}  FLOPs {units.count(node.flops)}")
     if node.static:
         text.append("  static (never a cut)", style="italic")
     text.append("\n")
@@ -33,14 +33,14 @@ def describe_node(analysis: ModelAnalysis, index: int, candidate: bool) -> Text:
     mark = "◆ candidate" if candidate else "not a candidate (m marks it)"
     text.append(
         f" cut after p={cut.position}: {len(cut.tensors)} tensor(s), "
-        f"{nbytes(cut.bytes)}B — {mark}\n",
+        f"{units.size(cut.bytes)} — {mark}\n",
         style="bold",
     )
     for name in cut.tensors:
         info = analysis.tensors.get(name)
         text.append(
-            f"   {name} {shape(info.shape) if info else '?'} "
-            f"{nbytes(info.bytes) if info else '?'}B\n"
+            f"   {name} {units.shape(info.shape) if info else '?'} "
+            f"{units.size(info.bytes) if info else '?'}\n"
         )
     if cut.unknown:
         text.append(f"   size unknown: {', '.join(cut.unknown)}\n", style="italic")

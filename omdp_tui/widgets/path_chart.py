@@ -9,7 +9,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.widget import Widget
 
-from omdp_tui.units import nbytes
+from backend import fit, units
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 
@@ -21,6 +21,9 @@ def hbar(value: float, top: float, width: int) -> str:
     eighths = round(min(value / top, 1.0) * width * 8)
     full, part = divmod(eighths, 8)
     return "█" * full + (EIGHTHS[part] if part else "")
+
+
+MAX_ROWS = 7  # its height at most at 80×24 (app.tcss)
 
 
 class PathChart(Widget):
@@ -67,7 +70,7 @@ class PathChart(Widget):
                 and stage.estimated_ms is not None
             ):
                 # the two cost models side by side: their gap is a result, not noise
-                span += f" m{stage.measured_ms:.3g} e{stage.estimated_ms:.3g}"
+                span += f" m{units.ms(stage.measured_ms)} e{units.ms(stage.estimated_ms)}"
             rows.append(
                 (
                     stage.device,
@@ -81,7 +84,7 @@ class PathChart(Widget):
                 moved = transfers.get(link, [])
                 ms = sum(t.ms for t in moved)
                 detail = (
-                    ", ".join(f"X({t.position}) {nbytes(int(t.bytes or 0))}B" for t in moved)
+                    ", ".join(f"X({t.position}) {units.size(int(t.bytes or 0))}" for t in moved)
                     or "nothing sent"
                 )
                 rows.append(("→ " + p.stages[i + 1].device, ms, detail, "transfer"))
@@ -91,6 +94,8 @@ class PathChart(Widget):
                 for a, b in zip(p.stages, p.stages[1:], strict=False)
             ):
                 rows.append((f"→ {t.dst}", t.ms, f"X({t.position})", "transfer"))
+        if len(rows) > MAX_ROWS:  # many devices: idle ones make room (the table shows them)
+            rows = [r for r in rows if not (r[3] == "compute" and r[2] == "idle")]
         return rows
 
     def get_content_height(self, container, viewport, width: int) -> int:
@@ -109,7 +114,7 @@ class PathChart(Widget):
         for i, (label, ms, detail, kind) in enumerate(rows):
             style = self.get_component_rich_style(f"path-chart--{kind}")
             text.append(
-                f"{label[:label_w]:<{label_w}} ",
+                f"{fit.middle(label, label_w):<{label_w}} ",
                 style=self.get_component_rich_style("path-chart--label"),
             )
             bar = hbar(ms, top, bar_w)
@@ -124,6 +129,6 @@ class PathChart(Widget):
             text.append(f" {value}", style=mark)
             room = max(0, self.size.width - (label_w + 1 + bar_w + 12) - 1)
             if len(detail) > room:  # one line per row: cut the detail, never wrap it
-                detail = detail[: max(0, room - 1)] + "…" if room else ""
+                detail = fit.end(detail, room)
             text.append(f" {detail}\n" if i + 1 < len(rows) else f" {detail}")
         return text

@@ -11,6 +11,7 @@ import math
 from typing import ClassVar
 
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input
 
@@ -48,6 +49,14 @@ class StepInput(Input):
         Binding("shift+up", "step(4)", "Step up ×2", show=False, id="input.step_up_big"),
         Binding("shift+down", "step(-4)", "Step down ×2", show=False, id="input.step_down_big"),
     ]
+
+    def validate_virtual_size(self, size: Size) -> Size:
+        """Keep the size the layout gave: Input resets it on every keystroke, and each
+        reset lays the whole screen out again (a one-line field needs no scrolling
+        room: its values are a few characters)."""
+        if size == Size(self.content_width, 1) and self.virtual_size.height == 1:
+            return self.virtual_size
+        return size
 
     def __init__(
         self,

@@ -12,6 +12,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from backend import fit
+
 SCREENS = (
     ("graph", "1 Graph"),
     ("devices", "2 Devices"),
@@ -50,7 +52,7 @@ class TitleBar(Widget):
         used = text.cell_len
         room = self.size.width - used - 1
         if room > 3 and self.info:
-            info = self.info if len(self.info) <= room else "…" + self.info[-(room - 1) :]
-            text.append(" " * (room - len(info) + 1))
+            info = fit.start(self.info, room)
+            text.append(" " * (room - fit.cells(info) + 1))
             text.append(info, style=self.get_component_rich_style("title-bar--info"))
         return text

@@ -444,6 +444,12 @@ BAD_NUMBERS = [
     (["--candidates", "4,no_such_node"], "no_such_node"),
     (["--candidates", "999"], "out of range"),
     (["--candidates", "2", "--auto", "2"], "not allowed with"),
+    (["--remeasure", "tablet"], "--remeasure tablet is not a device"),
+    (["--remeasure", "tablet@0:4"], "no device 'tablet'"),
+    (["--remeasure", "4:2"], "is not inside the model"),
+    (["--remeasure", "0:9999"], "is not inside the model"),
+    (["--remeasure", "a:b"], "is not a segment a:b"),
+    (["--remeasure", ""], "is not a device"),
 ]
 
 
@@ -618,3 +624,14 @@ def test_profile_refuses_another_chain_without_touching_the_session(valid, tmp_p
         watch=[tmp_path],
         contains="glasses → phone → cloud",
     )
+
+
+def test_measured_links_without_measurements_say_how_to_measure(tmp_path, capsys):
+    session = make_session(tmp_path)
+    line = expect_rejected(
+        capsys,
+        ["paths", session, "--measured-links"],
+        watch=[tmp_path],
+        contains="has no measured links",
+    )
+    assert "omdp links measure" in line

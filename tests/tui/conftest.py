@@ -3,6 +3,7 @@ fixed timings, and settings, sessions and agent cache isolated in a temporary fo
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,42 @@ def tiny_model(seed: int = 0) -> onnx.ModelProto:
     return model
 
 
+def wide_model() -> onnx.ModelProto:
+    """What stresses an 80-column table: a 1×160×160×160 activation, nodes named by path
+    as exporters do (`/model.2/m/m.0/cv1/conv/Conv`, alike but for their ends), and
+    op names of 8 and more characters (Identity, GlobalAveragePool)."""
+    rng = np.random.default_rng(1)
+
+    def w(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(np.float32), name)
+
+    inits = [w("w0", 160, 3, 3, 3), w("w1", 160, 160, 1, 1), w("w2", 160, 160, 1, 1)]
+    inits.append(w("fc", 10, 160))
+    base = "/model.2/m/m.0"
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], name="/model.0/conv/Conv", pads=[1] * 4),
+        helper.make_node("Identity", ["a"], ["b"], name="/model.0/Identity"),
+        helper.make_node("Conv", ["b", "w1"], ["c"], name=f"{base}/cv1/conv/Conv"),
+        helper.make_node("Relu", ["c"], ["d"], name=f"{base}/cv1/act/Relu"),
+        helper.make_node("Conv", ["d", "w2"], ["e"], name=f"{base}/cv2/conv/Conv"),
+        helper.make_node("Relu", ["e"], ["f"], name=f"{base}/cv2/act/Relu"),
+        helper.make_node("Add", ["f", "b"], ["g"], name=f"{base}/Add"),
+        helper.make_node("GlobalAveragePool", ["g"], ["h"], name="/model.9/GlobalAveragePool"),
+        helper.make_node("Flatten", ["h"], ["i"], name="/model.9/Flatten"),
+        helper.make_node("Gemm", ["i", "fc"], ["y"], name="/model.10/linear/Gemm", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 160, 160])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Settings, sessions and the agents' model cache in a temporary folder."""
@@ -65,50 +102,105 @@ def tiny_path(tmp_path: Path) -> Path:
 
 DEVICES = ("glasses", "phone", "cloud")
 SLOWDOWN = {"glasses": 8.0, "phone": 3.0, "cloud": 1.0}  # × the cloud's time
+# Five devices with 20-character names: what the partitions table must still fit.
+LONG_DEVICES = {
+    "smartglasses-left-01": 8.0,
+    "smartphone-pixel-8pro": 3.0,
+    "edge-gateway-jetson1": 2.0,
+    "cloud-inference-eu-w1": 1.0,
+    "cloud-inference-us-e2": 0.8,
+}
 
 
-def fixed_session(path: Path, analysis, candidates: list[int]):
-    """A real session file on three devices filled with fixed, FLOP-proportional timings
-    (the cloud runs the whole model in 40 ms), as if profiled: deterministic snapshots and
-    rankings without running anything."""
+def fixed_session(
+    path: Path,
+    analysis,
+    candidates: list[int],
+    slowdown: dict[str, float] | None = None,
+    noisy: set[tuple[str, int, int]] = frozenset(),
+    measured: float = 1.0,
+):
+    """A real session file filled with fixed, FLOP-proportional timings (the cloud runs
+    the whole model in 40 ms), as if profiled: deterministic snapshots and rankings
+    without running anything. Three devices unless `slowdown` names others (device →
+    × the fastest's time); a (device, a, b) in `noisy` is recorded as a measurement whose
+    CI missed its target; `measured` < 1 leaves the rest of the plan unmeasured."""
     from backend.chain import Chain, DeviceSpec, LinkSpec
     from backend.profiling.plan import build_plan
     from backend.profiling.session import Session
 
-    chain = Chain.of(
-        [
+    if slowdown is None:
+        slowdown = SLOWDOWN
+        devices = [
             DeviceSpec("glasses", threads=1, cpus=[0]),
             DeviceSpec("phone", threads=1, cpus=[1]),
             DeviceSpec("cloud", threads=2),
-        ],
-        [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)],
-    )
+        ]
+        links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
+    else:
+        devices = [DeviceSpec(name) for name in slowdown]
+        links = [
+            LinkSpec(a.name, b.name, 50.0 * (i + 1), 5.0 * (i + 1))
+            for i, (a, b) in enumerate(itertools.pairwise(devices))
+        ]
+    chain = Chain.of(devices, links)
     session = Session.create(path, analysis, chain, candidates)
     plan = build_plan(analysis.n, candidates, chain.names)
     session.save_plan(plan)
     cum = np.concatenate([[0.0], np.cumsum([nd.flops or 0 for nd in analysis.nodes])])
     scale = 40.0 / cum[-1]
-    for it in plan.items:
-        ms = ((cum[it.end] - cum[it.start]) * scale + 0.5) * SLOWDOWN[it.device]
+    items = plan.items[: round(len(plan.items) * measured)]
+    for it in items:
+        ms = ((cum[it.end] - cum[it.start]) * scale + 0.5) * slowdown[it.device]
+        bad = (it.device, it.start, it.end) in noisy
         stats = {
             "median": ms,
-            "p10": ms * 0.95,
-            "p90": ms * 1.05,
+            "p10": ms * (0.2 if bad else 0.95),
+            "p90": ms * (2.9 if bad else 1.05),
             "mean": ms,
             "std": 0.0,
-            "rel_ci": 0.01,
+            "rel_ci": 0.4 if bad else 0.01,
             "count": 10,
         }
         session.record_result(
-            it.device, it.segment, load_ms=1.0, samples=[ms] * 10, stats=stats, stop="ci"
+            it.device,
+            it.segment,
+            load_ms=1.0,
+            samples=[ms] * 10,
+            stats=stats,
+            stop="max_seconds" if bad else "ci",
         )
-    for device in chain.names:
+    for device in chain.names if measured >= 1 else []:
         per_node = {
-            i: ((nd.flops or 0) * scale + 0.05) * SLOWDOWN[device] * 0.9
+            i: ((nd.flops or 0) * scale + 0.05) * slowdown[device] * 0.9
             for i, nd in enumerate(analysis.nodes)
         }
         session.record_node_times(device, per_node, runtime="onnxruntime", runs=3)
     return session
+
+
+@pytest.fixture
+def wide_path(tmp_path: Path) -> Path:
+    path = tmp_path / "wide.onnx"
+    onnx.save(wide_model(), path)
+    return path
+
+
+@pytest.fixture
+def long_workspace(wide_path: Path, tmp_path: Path):
+    """Five devices with 20-character names on the wide model, one noisy measurement."""
+    from backend.model.analysis import analyze
+    from omdp_tui.workspace import Workspace
+
+    analysis = analyze(str(wide_path))
+    noisy = {("edge-gateway-jetson1", 2, 5)}
+    session = fixed_session(
+        tmp_path / "sessions" / "long.omdp", analysis, [2, 5, 7], LONG_DEVICES, noisy
+    )
+    ws = Workspace(analysis, str(wide_path), session)
+    ws._save_links()
+    yield ws
+    ws.session.close()
 
 
 @pytest.fixture

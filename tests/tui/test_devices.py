@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Input
 
+from backend import units
 from backend.chain import Chain, DeviceSpec
 from backend.model.analysis import analyze
 from backend.profiling.session import Session
@@ -126,6 +127,8 @@ async def test_measured_link_values_appear_beside_the_typed_ones(tiny_path: Path
         await wait_for(pilot, lambda: ws.links[0].measured_bandwidth_mbps is not None, timeout=60)
         table = screen.query_one("#link-table", DataTable)
         measured = str(table.get_cell("glasses-phone", "mbw"))
-        assert float(measured) == round(ws.links[0].measured_bandwidth_mbps, 1) > 0
+        assert measured == units.fixed(ws.links[0].measured_bandwidth_mbps, 3, True)
+        assert "e+" not in measured and "e-" not in measured  # never scientific notation
+        assert float(measured) > 0
     with Session.open(tmp_path / "sessions" / "links.omdp") as s:
         assert s.links_frame()["measured_bandwidth_mbps"].iloc[0] > 0  # saved as it came

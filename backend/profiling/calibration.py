@@ -1,0 +1,148 @@
+"""How fast each device measures, learnt from measurements: the plan's time estimate.
+
+A plan's duration depends on three things per device: its speed (GFLOP/s), how many
+timed runs a segment takes before its CI meets the target (often the minimum, far below
+the budget), and the fixed cost per segment (loading it). Guessing them made the estimate
+3–9× too long; they are read instead from the session's own measurements, else from the
+same device's earlier sessions (kept per device in the user's state folder, keyed by how
+the device is reached and configured, so a renamed device is still recognised).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from backend.chain import Chain, DeviceSpec
+from backend.files import atomic_write
+from backend.profiling import recent
+
+FILE = "device-rates.json"
+MAX_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class DeviceRate:
+    gflops: float  # summed FLOPs over summed median time
+    runs: float  # median timed runs per segment (samples kept)
+    overhead_s: float  # median load time per segment
+
+
+def from_rows(
+    rows: Sequence[Mapping], flops_of: Callable[[int, int], int]
+) -> dict[str, DeviceRate]:
+    """Per device, from measurement rows (device, start, end, median_ms, samples, load_ms)."""
+    flops: dict[str, float] = {}
+    ms: dict[str, float] = {}
+    runs: dict[str, list[float]] = {}
+    loads: dict[str, list[float]] = {}
+    for r in rows:
+        med = r.get("median_ms")
+        if r.get("status", "ok") != "ok" or not isinstance(med, int | float) or not med > 0:
+            continue
+        device = r["device"]
+        runs.setdefault(device, []).append(float(r.get("samples") or 0))
+        load = r.get("load_ms")
+        if isinstance(load, int | float) and load == load and load >= 0:
+            loads.setdefault(device, []).append(float(load) / 1000)
+        f = flops_of(int(r["start"]), int(r["end"]))
+        if f > 0:
+            flops[device] = flops.get(device, 0.0) + f
+            ms[device] = ms.get(device, 0.0) + med
+    return {
+        d: DeviceRate(
+            flops[d] / ms[d] / 1e6,
+            statistics.median(runs[d]),
+            statistics.median(loads.get(d) or [0.0]),
+        )
+        for d in flops
+        if ms[d] > 0
+    }
+
+
+def identity(device: DeviceSpec) -> str:
+    """The same machine and configuration, whatever the device is called."""
+    where = (
+        f"{device.user or ''}@{device.host}:{device.port or 22}"
+        if device.kind == "ssh"
+        else "local"
+    )
+    cpus = ",".join(map(str, device.cpus or []))
+    return f"{where}|{device.runtime_config().key()}|cpus={cpus}"
+
+
+def remembered(chain: Chain) -> dict[str, DeviceRate]:
+    """Rates learnt in earlier sessions for this chain's devices (by identity)."""
+    try:
+        with open(recent.state_dir() / FILE, "rb") as f:
+            known = json.loads(f.read(MAX_BYTES))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, DeviceRate] = {}
+    for device in chain.devices:
+        entry = known.get(identity(device)) if isinstance(known, dict) else None
+        with contextlib.suppress(TypeError, ValueError):
+            rate = DeviceRate(**entry) if isinstance(entry, dict) else None
+            if rate and rate.gflops > 0 and rate.runs >= 0 and rate.overhead_s >= 0:
+                out[device.name] = rate
+    return out
+
+
+def remember(chain: Chain, rates: Mapping[str, DeviceRate]) -> None:
+    """Keep these devices' rates for later sessions (best effort, never fails)."""
+    if not rates:
+        return
+    path = recent.state_dir() / FILE
+    try:
+        with open(path, "rb") as f:
+            known = json.loads(f.read(MAX_BYTES))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    for device in chain.devices:
+        if device.name in rates:
+            known[identity(device)] = asdict(rates[device.name])
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(known, indent=1) + "\n")
+
+
+PACE_RANGE = (0.5, 4.0)  # a run's pace beyond this is an accident, not the chain
+
+
+def _chain_key(chain: Chain) -> str:
+    return "pace:" + " → ".join(identity(d) for d in chain.devices)
+
+
+def pace(chain: Chain) -> float:
+    """Real run time over the time the rates predict, learnt from this chain's last run
+    (1.0 when unknown)."""
+    try:
+        with open(recent.state_dir() / FILE, "rb") as f:
+            known = json.loads(f.read(MAX_BYTES))
+    except (OSError, ValueError):
+        return 1.0
+    value = known.get(_chain_key(chain)) if isinstance(known, dict) else None
+    if isinstance(value, int | float) and PACE_RANGE[0] <= value <= PACE_RANGE[1]:
+        return float(value)
+    return 1.0
+
+
+def remember_pace(chain: Chain, value: float) -> None:
+    """Keep the chain's last pace (clamped to PACE_RANGE; best effort)."""
+    path = recent.state_dir() / FILE
+    try:
+        with open(path, "rb") as f:
+            known = json.loads(f.read(MAX_BYTES))
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    known[_chain_key(chain)] = min(PACE_RANGE[1], max(PACE_RANGE[0], float(value)))
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(known, indent=1) + "\n")

@@ -1,0 +1,53 @@
+"""The plan's time estimate, learnt from measurements: within 2× of the real run once the
+devices have been measured once (here or in an earlier session)."""
+
+from __future__ import annotations
+
+import json
+
+from backend.cli import main
+from backend.profiling import calibration
+
+TIMING = ["--max-runs", "60", "--max-seconds", "0.6", "--node-times", "0"]
+
+
+def _profile(capsys, model, devices, session, *extra) -> tuple[float, float]:
+    """(estimated seconds, seconds the run took) of one `omdp profile --json` run: the
+    run's own time, from starting the agents to the last result, which the plan's
+    estimate is for (opening the model and the session come before it)."""
+    args = ["profile", str(model), "--devices", str(devices), "--session", str(session)]
+    assert main([*args, *extra, *TIMING, "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    plan = next(e for e in events if e["event"] == "plan")
+    summary = next(e for e in events if e["event"] == "summary")
+    return plan["estimate_s"], summary["seconds"]
+
+
+def test_a_second_session_on_the_same_devices_is_estimated_within_2x(
+    tmp_path, medium_model_path, devices_file, capsys
+):
+    _profile(capsys, medium_model_path, devices_file, tmp_path / "a.omdp", "--auto", "2")
+    learnt = calibration.remembered(_chain(devices_file))
+    assert set(learnt) == {"glasses", "phone", "cloud"}
+    assert all(r.gflops > 0 and r.runs >= 3 for r in learnt.values())
+    pace = calibration.pace(_chain(devices_file))  # the run's time over what rates predict
+    assert calibration.PACE_RANGE[0] <= pace <= calibration.PACE_RANGE[1]
+    estimate, wall = _profile(
+        capsys, medium_model_path, devices_file, tmp_path / "b.omdp", "--auto", "3"
+    )
+    assert wall / 2 <= estimate <= wall * 2, (estimate, wall)
+
+
+def _chain(devices_file):
+    from backend.chain import load_devices
+
+    return load_devices(devices_file)
+
+
+def test_a_wild_pace_is_clamped_and_a_broken_file_ignored(devices_file):
+    chain = _chain(devices_file)
+    assert calibration.pace(chain) == 1.0
+    calibration.remember_pace(chain, 50.0)
+    assert calibration.pace(chain) == calibration.PACE_RANGE[1]
+    (calibration.recent.state_dir() / calibration.FILE).write_text("[broken")
+    assert calibration.pace(chain) == 1.0 and calibration.remembered(chain) == {}

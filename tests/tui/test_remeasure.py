@@ -1,0 +1,89 @@
+"""Noisy cells on screen and `r` on the Profile screen: real agents measure the chosen
+cell again; the earlier result stays in the session's history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, OptionList, RichLog
+
+from backend.device.protocol import TimingSettings
+from backend.model.analysis import analyze
+from omdp_tui.app import Launch, OmdpApp
+from omdp_tui.screens.dialogs import ChoiceDialog
+from omdp_tui.screens.profile import ProfileScreen
+from omdp_tui.workspace import Workspace
+from tui.conftest import fixed_session
+from tui.helpers import wait_for
+
+
+def noisy_workspace(tiny_path: Path, tmp_path: Path) -> Workspace:
+    analysis = analyze(str(tiny_path))
+    session = fixed_session(
+        tmp_path / "sessions" / "noisy.omdp", analysis, [2, 5, 7], noisy={("phone", 2, 5)}
+    )
+    ws = Workspace(analysis, str(tiny_path), session)
+    ws._save_links()
+    ws.timing = TimingSettings(warmup=1, min_runs=3, max_runs=20, max_seconds=0.5)
+    return ws
+
+
+async def test_noisy_cell_is_marked_and_measured_again(tiny_path: Path, tmp_path: Path):
+    ws = noisy_workspace(tiny_path, tmp_path)
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.workspace is not None)
+        await app.action_show("partitions")
+        await pilot.pause()
+        screen = app.screen
+        marked = [r for r, cuts in enumerate(screen.row_cuts) if cuts == "2,5"]
+        assert marked and screen._shown[marked[0]][0][0].endswith("!")
+        await app.action_show("profile")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen))
+        screen = app.screen
+        table = screen.query_one("#timing-table", DataTable)
+        assert str(table.get_cell("2:5", "d1")).endswith("%!")
+        table.move_cursor(row=table.get_row_index("2:5"), column=2)  # phone's column
+        old = ws.results()[("phone", 2, 5)]["measurement_id"]
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        options = app.screen.query_one(OptionList)
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert labels == [
+            "this cell: phone [2,5)",
+            "segment [2,5) on every device",
+            "every segment on phone",
+            "all noisy measurements (1)",
+        ]
+        await pilot.press("enter")  # this cell
+        await wait_for(pilot, lambda: screen.profiler is not None, timeout=10)
+        await wait_for(pilot, lambda: screen.profiler is None, timeout=90)
+        new = ws.results()[("phone", 2, 5)]
+        assert new["status"] == "ok" and new["measurement_id"] != old
+        history = ws.session.history_frame()
+        assert list(history["reason"]) == ["cell"] and list(history["measurement"]) == [old]
+        assert int(history["kept_samples"][0]) == 10
+        log = " ".join(line.text for line in screen.query_one(RichLog).lines)
+        assert "re-measuring 1: segment [2, 5) on phone" in log
+
+
+async def test_a_device_sharing_cpus_says_whom_it_waits_for(tiny_path: Path, tmp_path: Path):
+    """The cloud (no CPUs of its own) measures after glasses and phone: its row says so
+    instead of a bare 0/N, and the plan line gives the time left as it goes."""
+    analysis = analyze(str(tiny_path))
+    session = fixed_session(tmp_path / "sessions" / "w.omdp", analysis, [2, 5, 7], measured=0.0)
+    ws = Workspace(analysis, str(tiny_path), session)
+    ws.timing = TimingSettings(warmup=1, min_runs=3, max_runs=5, max_seconds=0.3)
+    ws.node_times_runs = 0
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.workspace is not None)
+        await app.action_show("profile")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen))
+        screen = app.screen
+        await pilot.press("s")
+        await pilot.pause(0.05)
+        state = str(screen.query_one("#state-2").render())
+        assert "waiting for glasses and phone (same CPUs)" in state
+        await wait_for(pilot, lambda: screen.profiler is None, timeout=120)
+        assert ws.missing() == []
