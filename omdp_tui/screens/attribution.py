@@ -114,7 +114,7 @@ class AttributionScreen(WorkspaceScreen):
                 Text(cut, justify="right"),
                 key=f"{b.start}:{b.end}",
             )
-        text = "share−sum < 0: fusion saves time · cut +ms: cutting at the block's end adds"
+        text = "share−sum < 0: fusion saves time · cut +ms: what a cut at the block's end adds"
         if any(b.cut_estimated for b in dev.blocks):
             text += "\n~: from a run not measured on this device (estimated)"
         note.update(text)

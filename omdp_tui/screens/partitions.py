@@ -439,7 +439,7 @@ class PartitionsScreen(WorkspaceScreen):
         shown = f"{len(ranking) if ranking is not None else 0} of ≤{ws.k}"
         done, total = ws.progress()
         status = shown if done == total else f"{shown} · only {done}/{total} measured"
-        self.status_text = status + (" · ~ estimate: m measures" if self.stand_ins else "")
+        self.status_text = status + (" · ~ m measures" if self.stand_ins else "")
         self._show_trace()
 
     def _mode_text(self) -> str:
