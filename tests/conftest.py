@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,20 @@ LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
 @pytest.fixture(autouse=True)
-def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The recent-sessions index of every test in a folder of its own, never the user's."""
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The recent-sessions index of every test in a folder of its own, never the user's.
+    Set by hand, not with `monkeypatch`: a test's own monkeypatch must be undone before
+    other autouse fixtures tear down (one that cleans up a lab needs the real PATH)."""
     state = tmp_path_factory.mktemp("state")
-    monkeypatch.setenv("OMDP_STATE_DIR", str(state))
-    return state
+    before = os.environ.get("OMDP_STATE_DIR")
+    os.environ["OMDP_STATE_DIR"] = str(state)
+    try:
+        yield state
+    finally:
+        if before is None:
+            os.environ.pop("OMDP_STATE_DIR", None)
+        else:
+            os.environ["OMDP_STATE_DIR"] = before
 
 
 def conv_chain(

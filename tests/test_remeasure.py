@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 import pytest
+from old_sessions import make_version
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.cli import main
@@ -93,10 +94,7 @@ def test_targets_choose_a_device_a_segment_or_a_cell(measured):
 def test_a_version_1_session_gains_the_history_on_open(measured):
     s, _, _ = measured
     path = s.path
-    with s.conn:
-        s.conn.execute("DROP TABLE history_samples")
-        s.conn.execute("DROP TABLE measurement_history")
-        s.conn.execute("UPDATE schema_version SET version = 1")
+    make_version(s.conn, 1)
     s.close()
     with Session.open(path, check_model=False) as again:
         assert again.conn.execute("SELECT version FROM schema_version").fetchone()[0] == (

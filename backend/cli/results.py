@@ -74,11 +74,11 @@ def _text(rows: list[dict], target: float) -> str:
     lines = []
     for r in rows:
         note = r["message"] if isinstance(r["message"], str) else ""
-        throttled = r.get("throttled")
-        if isinstance(throttled, str):
-            note = f"throttled: {throttled}" + (f"; {note}" if note else "")
         if r["noisy"]:
             note = f"{noise.MARK} noisy: {noise.why(r, target)}" + (f"; {note}" if note else "")
+        throttled = r.get("throttled")
+        if isinstance(throttled, str):  # first: the device's state taints the whole number
+            note = f"throttled: {throttled}" + (f"; {note}" if note else "")
         lines.append(
             (
                 r["device"],
