@@ -18,6 +18,26 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_link_args(p: argparse.ArgumentParser) -> None:
+    """--bw and --latency: link values as LINK=VALUE, repeatable (parsed by the use case)."""
+    p.add_argument(
+        "--bw",
+        "--bandwidth",
+        dest="bandwidth",
+        action="append",
+        default=[],
+        metavar="LINK=MBPS",
+        help="a link's bandwidth, e.g. glasses-phone=20",
+    )
+    p.add_argument(
+        "--latency",
+        action="append",
+        default=[],
+        metavar="LINK=MS",
+        help="a link's latency in ms, e.g. glasses-phone=5",
+    )
+
+
 def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 

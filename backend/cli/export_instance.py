@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.cli.common import add_json_arg
+from backend.cli.common import add_json_arg, add_link_args
 from backend.cli.format import emit_json
 
 
@@ -25,18 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", dest="cost_model", default="measured", choices=COST_MODELS, help=COST_MODEL_HELP
     )
-    p.add_argument(
-        "--bw",
-        "--bandwidth",
-        dest="bandwidth",
-        action="append",
-        default=[],
-        metavar="LINK=MBPS",
-        help="a link's bandwidth, e.g. glasses-phone=20",
-    )
-    p.add_argument(
-        "--latency", action="append", default=[], metavar="LINK=MS", help="a link's latency in ms"
-    )
+    add_link_args(p)
     p.add_argument("--sink", metavar="DEVICE", help="the output must end on this device")
     add_json_arg(p)
     p.set_defaults(func=run)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from backend import units
+from backend.cli.common import add_link_args
 from backend.cli.solve import format_table, parse_k, uses_noisy
 from backend.profiling import noise
 from backend.profiling.session import Session
@@ -19,22 +20,7 @@ def add_ranking_args(p: argparse.ArgumentParser, link_model: bool = True) -> Non
     """Link values, cost model and objective: shared by paths, trace and export (the
     link model where the verb ranks through `ranking_options`)."""
     p.add_argument("session", help="session file (see `omdp sessions`)")
-    p.add_argument(
-        "--bw",
-        "--bandwidth",
-        dest="bandwidth",
-        action="append",
-        default=[],
-        metavar="LINK=MBPS",
-        help="a link's bandwidth, e.g. glasses-phone=20",
-    )
-    p.add_argument(
-        "--latency",
-        action="append",
-        default=[],
-        metavar="LINK=MS",
-        help="a link's latency in ms, e.g. glasses-phone=5",
-    )
+    add_link_args(p)
     p.add_argument(
         "--model",
         dest="cost_model",

@@ -9,6 +9,7 @@ import json
 import re
 import sys
 
+from backend.cli.common import add_link_args
 from backend.cli.solve import parse_k
 from backend.errors import OmdpError
 from backend.profiling.session import Session
@@ -30,18 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--warmup", type=int, default=3, help="warm-up frames, reported, not counted (3)"
     )
-    p.add_argument(
-        "--bw",
-        "--bandwidth",
-        dest="bandwidth",
-        action="append",
-        default=[],
-        metavar="LINK=MBPS",
-        help="a link's bandwidth for the ranking and the predictions",
-    )
-    p.add_argument(
-        "--latency", action="append", default=[], metavar="LINK=MS", help="a link's latency"
-    )
+    add_link_args(p)
     p.add_argument(
         "--model",
         dest="cost_model",
