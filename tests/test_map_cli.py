@@ -10,15 +10,13 @@ import xml.etree.ElementTree as ET
 import onnx
 import pytest
 from models import skip_model
+from synthetic import measured_session
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.cli import main
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
 from backend.usecases.rankings import RankOptions, rank_session
 
-SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -28,20 +26,8 @@ def session_file(tmp_path_factory):
     model = folder / "skip.onnx"
     onnx.save(skip_model(), model)
     a = analyze(model)
-    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
     path = folder / "s.omdp"
-    s = Session.create(path, a, Chain([DeviceSpec(n) for n in SPEED], links), [2, 6])
-    plan = build_plan(a.n, [2, 6], list(SPEED))
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 5,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
+    s = measured_session(path, a)
     s.close()
     return path
 

@@ -11,17 +11,14 @@ from pathlib import Path
 import onnx
 import pytest
 from models import skip_model
+from synthetic import LINKS, SPEED, measured_session
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.cli import main
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
 
 from .harness import expect_rejected
-
-SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}
-LINKS = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +28,7 @@ def measured(tmp_path_factory) -> Path:
     onnx.save(skip_model(), model)
     a = analyze(model)
     path = folder / "s.omdp"
-    s = Session.create(path, a, Chain([DeviceSpec(n) for n in SPEED], LINKS), [2, 6])
-    plan = build_plan(a.n, [2, 6], list(SPEED))
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 5,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
+    s = measured_session(path, a)
     s.close()
     empty = folder / "empty.omdp"
     Session.create(empty, a, Chain([DeviceSpec(n) for n in SPEED], LINKS), [2, 6]).close()

@@ -19,11 +19,9 @@ import numpy as np
 import onnx
 import pytest
 from models import skip_model
+from synthetic import measured_session
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
-from backend.profiling.session import Session
 
 from .harness import expect_rejected
 
@@ -386,8 +384,6 @@ def test_layer_instance_arguments(capsys, tmp_path, args, contains):
 
 # -- sessions: `omdp paths` and `omdp trace` ------------------------------------------------
 
-SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}
-
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory) -> Path:
@@ -396,20 +392,8 @@ def measured(tmp_path_factory) -> Path:
     model = folder / "skip.onnx"
     onnx.save(skip_model(), model)
     a = analyze(model)
-    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
     path = folder / "s.omdp"
-    s = Session.create(path, a, Chain([DeviceSpec(n) for n in SPEED], links), [2, 6])
-    plan = build_plan(a.n, [2, 6], list(SPEED))
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 5,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
+    s = measured_session(path, a)
     s.record_node_times("phone", {p: 2.2 for p in range(a.n)}, runtime="onnxruntime", runs=3)
     s.close()
     return path
