@@ -3,17 +3,19 @@ running commands inside its namespaces, and the skip reason where a lab cannot b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from backend.errors import OmdpError
-from backend.lab import cgroups, host, layout
+from backend.lab import cgroups, host, layout, processes
 
 PROBE = Path(__file__).with_name("probe.py")
 
@@ -151,6 +153,19 @@ def kill_device(folder: Path, index: int) -> list[int]:
     pids: set[int] = set()
     for d in groups.slot_dirs(f"d{index}"):
         pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
-    for p in pids:
-        os.kill(p, signal.SIGKILL)
+    crash(pids)
     return sorted(pids)
+
+
+def crash(pids: set[int] | list[int]) -> None:
+    """SIGKILL `pids` and wait until each has exited (gone or a zombie): a kill returns
+    before the process is dead, and a check made in between would still see it running."""
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if all((s := processes.stat(p)) is None or s[0] == "Z" for p in pids):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"processes {sorted(pids)} still running 10 s after SIGKILL")

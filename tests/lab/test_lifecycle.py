@@ -8,8 +8,6 @@ itself reports is checked in test_lab_end_to_end.py.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from backend.cli import main
 from backend.lab import cgroups, layout, lifecycle, netns
 from backend.lab import state as lab_state
 
-from .helpers import kill_device, lab_objects, probe_link, why_no_lab
+from .helpers import crash, kill_device, lab_objects, probe_link, why_no_lab
 
 pytestmark = [
     pytest.mark.integration,
@@ -113,7 +111,7 @@ def test_dead_processes_are_repaired(make_lab, tmp_path: Path) -> None:
     st = lab_state.load(folder)
     assert st is not None and st.links[0].relay is not None
     kill_device(folder, 1)
-    os.kill(st.links[0].relay.pid, signal.SIGKILL)
+    crash([st.links[0].relay.pid])
     broken = lifecycle.status(folder)
     assert broken.state == "degraded"
     assert any("'phone': sshd is not running" in p for p in broken.problems), broken.problems
