@@ -14,6 +14,8 @@ ELLIPSIS = "…"
 
 def cells(text: str) -> int:
     """Terminal cells `text` takes (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 

@@ -274,6 +274,7 @@ class PartitionsScreen(WorkspaceScreen):
         self._timer: Timer | None = None  # playback ticks
         self._trace_gen = 0  # the newest trace replay asked for
         self.stand_ins = False  # some row shown stands in estimates for missing segments
+        self._invalid: set[StepInput] = set()  # fields whose text is not a valid value now
 
     def watch_mode_text(self, text: str) -> None:
         self.query_one("#rank-mode", Label).update(text)
@@ -300,6 +301,7 @@ class PartitionsScreen(WorkspaceScreen):
                         MAX_BANDWIDTH,
                         id=f"bw-{i}",
                         classes="link-bw",
+                        on_step=self._apply_field,
                     )
                     yield Label("Mbit/s", classes="unit")
                     yield LinkField(
@@ -310,12 +312,15 @@ class PartitionsScreen(WorkspaceScreen):
                         MAX_LATENCY,
                         id=f"lat-{i}",
                         classes="link-lat",
+                        on_step=self._apply_field,
                     )
                     yield Label("ms", classes="unit")
                     yield Label(self._measured(link), classes="link-measured")
         with Horizontal(id="rank-options"):
             yield Label("K", classes="unit")
-            yield StepInput(self.ws.k, 1, MAX_K, integer=True, what="K", id="rank-k")
+            yield StepInput(
+                self.ws.k, 1, MAX_K, integer=True, what="K", id="rank-k", on_step=self._apply_field
+            )
             yield Label("", id="rank-mode")
             yield Label("", id="rank-status")
         yield FastTable(id="topk-table", cursor_type="row", zebra_stripes=True)
@@ -529,25 +534,39 @@ class PartitionsScreen(WorkspaceScreen):
 
     @on(Input.Changed, ".link-bw, .link-lat, #rank-k")
     def _field_changed(self, event: Input.Changed) -> None:
-        field = event.input
-        assert isinstance(field, StepInput)
-        if event.validation_result is not None and not event.validation_result.is_valid:
-            reason = "; ".join(event.validation_result.failure_descriptions)
-            self.status_text = Text(reason, style="bold red")
+        assert isinstance(event.input, StepInput)
+        self._apply_field(event.input)
+
+    def _apply_field(self, field: StepInput) -> None:
+        """Rank with a field's new value (typed or stepped). A value not valid yet shows
+        the reason and changes nothing; a value already applied only clears that reason."""
+        result = field.validate(field.value)
+        if result is not None and not result.is_valid:
+            self._invalid.add(field)
+            self.status_text = Text("; ".join(result.failure_descriptions), style="bold red")
             return
         value = field.number
         if value is None:
             return
+        was_invalid = field in self._invalid
+        self._invalid.discard(field)
         if isinstance(field, LinkField):
-            if field.quantity == "bandwidth":
-                self.ws.set_link(field.link, bandwidth_mbps=value)
-            else:
-                self.ws.set_link(field.link, latency_ms=value)
-            if any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
-                self._refresh_measured()
-            self._reanalyse_trace()
-        else:
+            link = next(x for x in self.ws.links if x.name == field.link)
+            now = link.bandwidth_mbps if field.quantity == "bandwidth" else link.latency_ms
+            if value != now:
+                if field.quantity == "bandwidth":
+                    self.ws.set_link(field.link, bandwidth_mbps=value)
+                else:
+                    self.ws.set_link(field.link, latency_ms=value)
+                if any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
+                    self._refresh_measured()
+                self._reanalyse_trace()
+            elif not was_invalid:
+                return
+        elif int(value) != self.ws.k:
             self.ws.set_ranking_options(k=int(value))
+        elif not was_invalid:
+            return
         self.rerank()
 
     # -- actions ---------------------------------------------------------------------------

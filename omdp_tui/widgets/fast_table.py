@@ -1,84 +1,187 @@
-"""A DataTable whose one-line cells are drawn without Rich's layout machinery.
+"""A DataTable whose one-line rows of plain text are drawn without Rich's layout machinery.
 
 The top-K table changes most of its cells on every keystroke, so every frame redraws
-them; DataTable renders each cell through Rich (padding, wrapping, cropping) at about a
-tenth of a millisecond, which made a frame cost more than the re-ranking. A cell that is
-plain text on one line (all of ours: the screens size and mark them to fit) is drawn here
-as one padded segment with the same styles DataTable would give it; anything else
-(headers, wrapped or multi-style cells) goes through DataTable's own path.
+every row. DataTable renders each cell through Rich (padding, wrapping, cropping) and
+works out the cell's styles from the CSS again for every cell, which made drawing the
+table cost more than re-ranking it. Here a body row whose cells are all plain text on one
+line (all of ours: the screens size and mark them to fit) is drawn as one segment per
+cell, with the styles DataTable would give it worked out once per row; the header, row
+labels, fixed columns, other cursor types and any rich or multi-line cell go through
+DataTable's own path, so the table looks exactly as a DataTable would.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import SegmentLines
+from textual.widgets._data_table import RowKey
 
 from backend import fit
 
 
 class FastTable(DataTable):
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> SegmentLines:
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row_key = self._row_locations.get_key(row_index)
-        column_key = self._column_locations.get_key(column_index)
-        key = (
-            row_key,
-            column_key,
-            base_style,
-            cursor,
-            hover,
-            self._show_hover_cursor,
-            self._update_count,
-            self._pseudo_class_state,
+    _frame: dict[Any, Any] | None = None  # what the rows of the frame being drawn share
+    _headers: dict[tuple[Any, ...], Strip] | None = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every row of this frame shares is worked out once (styles cannot change
+        # while a frame is drawn).
+        self._frame = {
+            "widths": [c.get_render_width(self) for c in self.ordered_columns],
+            "width": self.size.width,
+        }
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    def render_line(self, y: int) -> Strip:
+        frame = self._frame
+        scroll_x, scroll_y = self.scroll_offset
+        if frame is None or scroll_x or self.fixed_rows:
+            return super().render_line(y)
+        if self.show_header and y < self.header_height:
+            return self._header_line(y, frame)
+        try:
+            row_key, line_no = self._get_offsets(y + scroll_y)
+        except LookupError:
+            return super().render_line(y)
+        plain = self._plain_row(row_key)
+        if plain is None or line_no or sum(frame["widths"]) > frame["width"]:
+            return super().render_line(y)
+        row_index = self._row_locations.get(row_key)
+        look = self._row_look(
+            row_index,
+            self.rich_style,
+            row_index == self.cursor_coordinate.row,
+            row_index == self.hover_coordinate.row,
         )
-        cached = self._cell_render_cache.get(key)
-        if cached is not None:
-            return cached
-        cell = self.get_cell_at((row_index, column_index))
-        row = self.rows[row_key]
-        if isinstance(cell, str):
-            cell = Text(cell)
-        plain = cell.plain if isinstance(cell, Text) else None
-        if plain is None or cell.spans or "\n" in plain or row.height != 1:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
-        component, post = self._get_styles_to_render_cell(
-            False,
-            False,
-            fixed,
-            hover,
-            cursor,
+        pad = " " * self.cell_padding
+        segments = []
+        for column_index, (width, (text, justify, cell_style)) in enumerate(
+            zip(frame["widths"], plain, strict=True)
+        ):
+            meta = Style.from_meta({"row": row_index, "column": column_index})
+            left, shown, right = _justified(text, width - 2 * len(pad), justify)
+            style = self._cell_look(look, cell_style) + meta
+            if not cell_style:
+                segments.append(Segment(pad + left + shown + right + pad, style))
+            else:  # the cell's style covers its text only, as in DataTable
+                around = self._cell_look(look, Style.null()) + meta
+                segments += [
+                    Segment(pad + left, around),
+                    Segment(shown, style),
+                    Segment(right + pad, around),
+                ]
+        # The rest of the line takes the row's look, as DataTable extends it.
+        rest = frame["width"] - sum(frame["widths"])
+        extend = look[0] + Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+        segments.append(Segment(" " * rest, extend))
+        return Strip(segments, frame["width"])
+
+    def _header_line(self, y: int, frame: dict[Any, Any]) -> Strip:
+        """The header as DataTable draws it, kept until a column, the size, the styles or
+        the hover on it change (DataTable draws it again after every cell update)."""
+        hover = self.hover_coordinate
+        key = (
+            y,
+            tuple(
+                (c.label.plain, str(c.label.style), c.label.justify, tuple(c.label.spans), w)
+                for c, w in zip(self.ordered_columns, frame["widths"], strict=True)
+            ),
+            frame["width"],
+            self.rich_style,
+            self._pseudo_class_state,
+            hover if hover.row < 0 else None,
             self.show_cursor,
             self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
         )
-        pad = self.cell_padding
-        inner = max(0, width - 2 * pad)
-        text = fit.end(plain, inner)
-        room = inner - fit.cells(text)
-        if cell.justify == "right":
-            text = " " * room + text
-        elif cell.justify == "center":
-            text = " " * (room // 2) + text + " " * (room - room // 2)
-        else:
-            text += " " * room
-        meta = Style.from_meta({"row": row_index, "column": column_index})
-        style = base_style + meta + component + (cell.style or Style()) + post
-        if isinstance(style, str):
-            style = Style.parse(style)
-        lines = [[Segment(" " * pad + text + " " * pad, style)]]
-        self._cell_render_cache[key] = lines
-        return lines
+        if self._headers is None or len(self._headers) > 64:
+            self._headers = {}
+        line = self._headers.get(key)
+        if line is None:
+            line = self._headers[key] = super().render_line(y)
+        return line
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._headers = None
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._headers = None
+
+    def _row_look(
+        self, row_index: int, base_style: Style, cursor: bool, hover: bool
+    ) -> tuple[Style, Style]:
+        """(the row's style under the cursor/hover, the post style) as DataTable gives
+        them to each of the row's cells."""
+        key = ("row", row_index % 2, base_style, cursor, hover)
+        assert self._frame is not None
+        look = self._frame.get(key)
+        if look is None:
+            component, post = self._get_styles_to_render_cell(
+                False,
+                False,
+                False,
+                hover,
+                cursor,
+                self.show_cursor,
+                self._show_hover_cursor,
+                self.cursor_foreground_priority == "css",
+                self.cursor_background_priority == "css",
+            )
+            look = self._frame[key] = (self._get_row_style(row_index, base_style) + component, post)
+        return look
+
+    def _cell_look(self, look: tuple[Style, Style], cell_style: Style) -> Style:
+        key = ("cell", look, cell_style)
+        assert self._frame is not None
+        style = self._frame.get(key)
+        if style is None:
+            style = self._frame[key] = look[0] + cell_style + look[1]
+        return style
+
+    def _plain_row(self, row_key: RowKey) -> list[tuple[str, str, Style]] | None:
+        """The row's cells as (text, justify, style) when the fast path can draw it (a
+        one-line body row of plain-text cells in a row-cursor table); None otherwise."""
+        if (
+            self.cursor_type != "row"
+            or self.fixed_columns
+            or (self._labelled_row_exists and self.show_row_labels)
+            or row_key not in self._row_locations
+            or self.rows[row_key].height != 1
+        ):
+            return None
+        data = self._data.get(row_key, {})
+        out = []
+        for column in self.ordered_columns:
+            cell = data.get(column.key, "")
+            if isinstance(cell, str):
+                if "\n" in cell:
+                    return None
+                out.append((cell, "left", Style.null()))
+            elif isinstance(cell, Text) and not cell.spans and "\n" not in cell.plain:
+                style = cell.style if isinstance(cell.style, Style) else Style.parse(cell.style)
+                out.append((cell.plain, cell.justify or "left", style))
+            else:
+                return None
+        return out
+
+
+def _justified(text: str, width: int, justify: str) -> tuple[str, str, str]:
+    """(space before, text, space after) filling exactly `width` cells; a text longer
+    than that is marked with … (never cut silently)."""
+    text = fit.end(text, max(0, width))
+    room = max(0, width) - fit.cells(text)
+    if justify == "right":
+        return " " * room, text, ""
+    if justify == "center":
+        return " " * (room // 2), text, " " * (room - room // 2)
+    return "", text, " " * room

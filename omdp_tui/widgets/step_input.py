@@ -8,6 +8,7 @@ invalid value shows the reason and is not applied.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual.binding import Binding
@@ -66,9 +67,15 @@ class StepInput(Input):
         *,
         integer: bool = False,
         what: str = "value",
+        on_step: Callable[[StepInput], None] | None = None,
         **kwargs,
     ) -> None:
         self.lo, self.hi, self.integer = lo, hi, integer
+        # Called at once when ↑/↓ changes the value: what depends on the field is then
+        # redrawn in the same frame as the field. The Changed message still follows, a
+        # frame later (and a screen update period after it): the receiver ignores a value
+        # it has already applied.
+        self.on_step = on_step
         super().__init__(
             fmt(value), validators=[NumberRange(lo, hi, integer, what)], compact=True, **kwargs
         )
@@ -93,3 +100,5 @@ class StepInput(Input):
         new = min(self.hi, max(self.lo, new))
         self.value = fmt(new)
         self.cursor_position = len(self.value)
+        if self.on_step is not None:
+            self.on_step(self)

@@ -34,6 +34,8 @@ class TraceBar(Widget):
         self.status = ""
 
     def show(self, values: np.ndarray | None, step: int, status: str) -> None:
+        if values is self.values and step == self.step and status == self.status:
+            return  # nothing to redraw (a re-rank without a trace)
         height = self._height()
         self.values, self.step, self.status = values, step, status
         self.refresh(layout=self._height() != height)  # layout only when the height changes

@@ -71,6 +71,27 @@ async def test_arrow_keys_step_and_invalid_values_are_refused(fixed_workspace):
             await pilot.pause()
             assert reason in screen_text(app)
             assert fixed_workspace.links[0].bandwidth_mbps == 12.5
+        field.value = "12.5"  # the value in use again: the reason goes, the ranking is back
+        await pilot.pause()
+        assert "between" not in screen_text(app)
+        assert top_cuts(screen)
+
+
+async def test_a_step_reranks_before_the_next_frame(fixed_workspace):
+    """↑ re-ranks inside the key's own handler, so the field and the table change in the
+    same frame (waiting for the field's Changed message costs a screen update period)."""
+    app = OmdpApp(Launch("workspace", prepared=fixed_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_partitions(pilot)
+        await pilot.press("b")
+        field = screen.query_one("#bw-0", StepInput)
+        ranked = []
+        original = screen.rerank
+        screen.rerank = lambda: (ranked.append(field.value), original())
+        field.action_step(-40)  # its Changed message is only queued when this returns
+        assert ranked == [field.value] and fixed_workspace.links[0].bandwidth_mbps < 20
+        await pilot.pause()
+        assert ranked == [field.value]  # the Changed message that follows ranks nothing again
 
 
 async def test_options_cycle_and_k(fixed_workspace):
