@@ -113,6 +113,7 @@ class Workspace:
         self.profiling = False  # a Profiler holds the session: no save-as, no chain change
         self.instance: SegmentInstance | None = None
         self.noisy: set[tuple[str, int, int]] = set()  # (device, a, b) whose CI missed
+        self.throttled: dict[tuple[str, int, int], str] = {}  # timed on a throttled CPU: why
         self.noise_target = noise.target_of(session.get_meta("timing"))
         self._ranker: Ranker | None = None
         self._stale = True  # measurements or candidates changed since `instance`
@@ -409,6 +410,7 @@ class Workspace:
             self.instance = rankings.price_session(self.session)
             self.noise_target = noise.target_of(self.session.get_meta("timing"))
             self.noisy = noise.noisy_keys(self.session)
+            self.throttled = noise.throttled(self.session)
             plan = self.plan()
             self._progress = (len(plan) - len(self.missing()), len(plan))
         return self.instance

@@ -91,6 +91,26 @@ def test_targets_choose_a_device_a_segment_or_a_cell(measured):
             remeasure.parse_target(bad, chain, n)
 
 
+def test_throttled_measurements_are_chosen_and_kept_in_the_history(tmp_path, tiny_model_path):
+    analysis = analyze(tiny_model_path)
+    n = analysis.n
+    s = Session.create(tmp_path / "hot.omdp", analysis, chain2(), [4])
+    plan = build_plan(n, [4], chain2().names)
+    s.save_plan(plan)
+    for it in plan.items:
+        hot = "CPU 0 at 40% of its maximum frequency" if it.device == "glasses" else None
+        s.record_result(it.device, it.segment, load_ms=1.0, samples=[2.0] * 3, stats=GOOD,
+                        stop="ci", throttled=hot)  # fmt: skip
+    assert s.missing(plan) == []  # throttled counts as measured until asked otherwise
+    target = remeasure.parse_target("throttled", chain2(), n)
+    items = remeasure.remeasure(s, plan.items, target)
+    on_glasses = [it for it in plan.items if it.device == "glasses"]
+    assert items == on_glasses and len(items) >= 2
+    assert set(s.history_frame()["reason"]) == {"throttled"}
+    assert noise.throttled(s) == {} and s.missing(plan) == on_glasses
+    s.close()
+
+
 def test_a_version_1_session_gains_the_history_on_open(measured):
     s, _, _ = measured
     path = s.path

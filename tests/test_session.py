@@ -19,7 +19,7 @@ from old_sessions import make_version
 from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
 from backend.model.analysis import analyze
-from backend.profiling import claim
+from backend.profiling import claim, noise
 from backend.profiling.plan import PlanItem, build_plan
 from backend.profiling.session import (
     SCHEMA_VERSION,
@@ -736,4 +736,4 @@ def test_a_schema_1_session_gains_the_device_conditions_columns_and_keeps_its_ro
             "glasses", (0, 9), load_ms=1.0, samples=[3.0], stats=STATS, used="CPU",
             conditions={"after": {"freq_ratio": 0.5}}, throttled="CPU 0 at 50%",
         )  # fmt: skip
-        assert s.missing(s.plan_items(), retry_throttled=True) != s.missing(s.plan_items())
+        assert set(noise.throttled(s)) == {("glasses", 0, 9)}

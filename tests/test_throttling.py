@@ -1,7 +1,7 @@
 """A device that throttles: the agent reads temperatures and CPU frequencies (from /sys, or
 the tree `OMDP_SYS_ROOT` names) before and after each segment's timed runs; a measurement
 taken below 90% of the maximum frequency, or after which a zone reached its trip point,
-is flagged in `results` and in the ranking's warnings, and `--retry-throttled` measures it
+is flagged in `results` and in the ranking's warnings, and `--remeasure throttled` measures it
 again. A device that exposes none of these files records nothing."""
 
 from __future__ import annotations
@@ -165,15 +165,19 @@ def test_a_throttled_device_is_flagged_warned_about_and_measured_again(
     assert all(r["throttled"] and r["used"] for r in listed)
     ranked = omdp(tmp_path, hot, "paths", str(db), "-k", "2")
     assert ranked.returncode == 0, ranked.stderr
-    assert "omdp: warning: glasses [0, " in ranked.stderr and "--retry-throttled" in ranked.stderr
+    assert "omdp: warning: glasses [0, " in ranked.stderr
+    assert "--remeasure throttled" in ranked.stderr
 
     cool = fake_sys(tmp_path / "cool-sys", cur_mhz=2400, max_mhz=2400)
     again = omdp(tmp_path, cool, *profile)  # a resume without the flag: nothing to do
     assert measurements(db) == rows, again.stdout
-    again = omdp(tmp_path, cool, *profile, "--retry-throttled")
+    again = omdp(tmp_path, cool, *profile, "--remeasure", "throttled")
     assert again.returncode == 0, again.stderr
     after = measurements(db)
     assert len(after) == 6 and all(r[6] is None for r in after)  # measured again, unflagged
+    with sqlite3.connect(db) as conn:  # the throttled ones are kept in the history
+        kept = conn.execute("SELECT COUNT(*) FROM measurement_history").fetchone()[0]
+    assert kept == 6
     assert "warning" not in omdp(tmp_path, cool, "paths", str(db)).stderr
 
 

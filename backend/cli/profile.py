@@ -82,15 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--retry-errors", action="store_true", help="measure failed segments again")
     o.add_argument(
-        "--retry-throttled",
-        action="store_true",
-        help="measure again the segments flagged as throttled (hot or slowed-down CPU)",
-    )
-    o.add_argument(
         "--remeasure",
         metavar="WHAT",
-        help="measure again: noisy (CI missed the target), a DEVICE, a segment a:b on every "
-        "device, or DEVICE@a:b (earlier results stay in the session's history)",
+        help="measure again: noisy (CI missed the target), throttled (timed on a hot or "
+        "slowed-down CPU), a DEVICE, a segment a:b on every device, or DEVICE@a:b (earlier "
+        "results stay in the session's history)",
     )
     o.add_argument("--cache", help="model cache folder for the agents")
     o.add_argument("--dry-run", action="store_true", help="show the plan, measure nothing")
@@ -340,7 +336,6 @@ def _profile(args, opened, npy, chain, timing, printer, target=None) -> int:
         node_times_runs=args.node_times,
         share_cpus=args.share_cpus,
         retry_errors=args.retry_errors,
-        retry_throttled=args.retry_throttled,
         cache_dir=Path(args.cache) if args.cache else None,
     )
     if target is not None:

@@ -107,7 +107,7 @@ def _text(rows: list[dict], target: float) -> str:
     if hot:
         text += (
             f"\n\n{hot} measurement{'s' * (hot != 1)} taken while the device throttled (hot, or "
-            "its CPU below 90% of its maximum frequency): `omdp profile ... --retry-throttled` "
-            "measures them again"
+            "its CPU below 90% of its maximum frequency): `omdp profile ... --remeasure throttled` "
+            "measures them again (earlier results stay in the session's history)"
         )
     return text

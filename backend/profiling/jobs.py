@@ -234,7 +234,6 @@ class ProfileOptions:
     node_times_runs: int = 5  # 0: skip per-node profiling
     share_cpus: bool = False
     retry_errors: bool = False
-    retry_throttled: bool = False  # measure segments flagged as throttled again
     watchdog: WatchdogSettings = field(default_factory=WatchdogSettings)
 
 
@@ -361,11 +360,7 @@ class Profiler:
         """Measure `items` (default: what the session's plan still misses)."""
         t0 = time.monotonic()
         if items is None:
-            items = self.session.missing(
-                self.session.plan_items(),
-                self.options.retry_errors,
-                self.options.retry_throttled,
-            )
+            items = self.session.missing(self.session.plan_items(), self.options.retry_errors)
         by_device: dict[str, list[PlanItem]] = {n: [] for n in self.chain.names}
         for it in items:
             by_device[it.device].append(it)

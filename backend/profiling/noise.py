@@ -52,6 +52,17 @@ def why(row: Mapping[str, Any], target_rel_ci: float) -> str:
     return f"{ci}, target {target_rel_ci * 100:g}%{stop}"
 
 
+def throttled(session: Session) -> dict[tuple[str, int, int], str]:
+    """(device, start, end) -> why, for the session's measurements timed while their
+    device throttled (hot, or its CPU below its maximum frequency; current configurations)."""
+    frame = session.results_frame()
+    return {
+        (r["device"], int(r["start"]), int(r["end"])): r["throttled"]
+        for r in frame.to_dict("records")
+        if r["status"] == "ok" and isinstance(r.get("throttled"), str)
+    }
+
+
 def noisy_keys(session: Session) -> set[tuple[str, int, int]]:
     """(device, start, end) of the session's noisy measurements (current configurations)."""
     target = target_of(session.get_meta("timing"))

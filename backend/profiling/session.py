@@ -578,19 +578,17 @@ class Session:
         ]
         return sorted(items, key=lambda it: (order.get(it.device, 0), it.start, it.end))
 
-    def _done_keys(
-        self, retry_errors: bool, retry_throttled: bool = False
-    ) -> set[tuple[str, int, int]]:
+    def _done_keys(self, retry_errors: bool) -> set[tuple[str, int, int]]:
         """Finished (device, start, end) under the current configurations. An error counts
         as finished only where the same device and configuration measured something: a
         configuration in which every segment failed (a runtime that is not installed) is
-        spoiled, not finished, and is measured again. With `retry_throttled`, a
-        measurement flagged as throttled is not finished either."""
+        spoiled, not finished, and is measured again. A measurement flagged as throttled
+        is finished (`--remeasure throttled` measures it again)."""
         configs = self.device_configs()
         rows = [
             r
             for r in self.conn.execute(
-                "SELECT device, seg_start, seg_end, config, status, throttled FROM measurements "
+                "SELECT device, seg_start, seg_end, config, status FROM measurements "
                 "WHERE status IN ('ok', 'error')"
             )
             if configs.get(r[0]) == r[3]
@@ -599,8 +597,7 @@ class Session:
         return {
             (r[0], r[1], r[2])
             for r in rows
-            if (r[4] == "ok" and not (retry_throttled and r[5]))
-            or (r[4] == "error" and not retry_errors and r[0] in measured)
+            if r[4] == "ok" or (r[4] == "error" and not retry_errors and r[0] in measured)
         }
 
     def spoiled(self) -> dict[str, str]:
@@ -624,13 +621,12 @@ class Session:
         self,
         plan: Plan | Iterable[PlanItem],
         retry_errors: bool = False,
-        retry_throttled: bool = False,
     ) -> list[PlanItem]:
         """Plan items with no finished measurement under the device's current config
         (errors count as finished unless `retry_errors`, or unless the configuration is
-        spoiled; throttled ones unless `retry_throttled`: see `_done_keys`)."""
+        spoiled: see `_done_keys`)."""
         items = plan.items if isinstance(plan, Plan) else list(plan)
-        done = self._done_keys(retry_errors, retry_throttled)
+        done = self._done_keys(retry_errors)
         return [it for it in items if (it.device, it.start, it.end) not in done]
 
     def progress(self) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from backend.errors import OmdpError
+from backend.profiling import noise
 from backend.profiling.session import Session
 from backend.solver.costs import SegmentInstance
 from backend.solver.link_models import session_links
@@ -50,9 +51,7 @@ class Ranked:
 def throttle_warnings(session: Session, partitions: list[Partition]) -> list[str]:
     """One line per measured segment a ranked partition uses that was timed while its
     device throttled (hot, or its CPU below its maximum frequency): its time is suspect."""
-    frame = session.results_frame()
-    flagged = frame[frame["status"].eq("ok") & frame["throttled"].notna()]
-    suspect = {(r.device, r.start, r.end): r.throttled for r in flagged.itertuples()}
+    suspect = noise.throttled(session)
     lines = []
     for (device, a, b), reason in suspect.items():
         ranks = [
@@ -64,7 +63,7 @@ def throttle_warnings(session: Session, partitions: list[Partition]) -> list[str
             lines.append(
                 f"{device} [{a}, {b}) was timed while throttled ({reason}); used by "
                 f"partition(s) {', '.join(f'#{r}' for r in ranks)}: re-measure it with "
-                "`omdp profile ... --retry-throttled`"
+                "`omdp profile ... --remeasure throttled`"
             )
     return lines
 

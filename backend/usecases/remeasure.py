@@ -1,4 +1,5 @@
-"""Measuring chosen cells again: the noisy ones, a device, a segment, or one cell.
+"""Measuring chosen cells again: the noisy ones, the throttled ones, a device, a segment,
+or one cell.
 
 The chosen measurements move into the session's history (`Session.retire`: samples
 kept, nothing deleted), so the next run's plan finds them missing and measures them
@@ -16,7 +17,7 @@ from backend.profiling import noise
 from backend.profiling.plan import PlanItem
 from backend.profiling.session import Session
 
-KINDS = ("noisy", "device", "segment", "cell")
+KINDS = ("noisy", "throttled", "device", "segment", "cell")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Target:
     def describe(self) -> str:
         if self.kind == "noisy":
             return "every noisy measurement"
+        if self.kind == "throttled":
+            return "every measurement timed while its device throttled"
         seg = f"[{self.segment[0]}, {self.segment[1]})" if self.segment else ""
         if self.kind == "device":
             return f"every measurement on {self.device}"
@@ -39,11 +42,12 @@ class Target:
 
 
 def parse_target(text: str, chain: Chain, n: int) -> Target:
-    """'noisy', a device name, 'a:b' (a segment on every device) or 'DEVICE@a:b'."""
+    """'noisy', 'throttled', a device name, 'a:b' (a segment on every device) or
+    'DEVICE@a:b'."""
     spec = text.strip()
-    fix = f"give noisy, a device ({', '.join(chain.names)}), a:b, or DEVICE@a:b"
-    if spec == "noisy":
-        return Target("noisy")
+    fix = f"give noisy, throttled, a device ({', '.join(chain.names)}), a:b, or DEVICE@a:b"
+    if spec in ("noisy", "throttled") and spec not in chain.names:
+        return Target(spec)
     device, at, seg = spec.rpartition("@")
     if not at:
         device, seg = "", spec
@@ -73,14 +77,18 @@ def choose(session: Session, plan: list[PlanItem], target: Target) -> list[PlanI
         for r in session.results_frame().to_dict("records")
         if r["status"] in ("ok", "error")
     }
-    noisy = noise.noisy_keys(session) if target.kind == "noisy" else set()
+    flagged: set[tuple[str, int, int]] = set()
+    if target.kind == "noisy":
+        flagged = noise.noisy_keys(session)
+    elif target.kind == "throttled":
+        flagged = set(noise.throttled(session))
 
     def wanted(it: PlanItem) -> bool:
         key = (it.device, it.start, it.end)
         if key not in measured:
             return False
-        if target.kind == "noisy":
-            return key in noisy
+        if target.kind in ("noisy", "throttled"):
+            return key in flagged
         if target.kind == "device":
             return it.device == target.device
         if target.kind == "segment":

@@ -37,7 +37,6 @@ class RunSettings:
     node_times_runs: int = DEFAULT_NODE_TIMES_RUNS  # whole-model runs for per-node times
     share_cpus: bool = False
     retry_errors: bool = False
-    retry_throttled: bool = False  # measure again what was flagged as throttled
     cache_dir: Path | None = None  # the agents' model cache (None: their default)
 
 
@@ -75,7 +74,6 @@ class PlannedRun:
             node_times_runs=max(s.node_times_runs, 0),
             share_cpus=s.share_cpus,
             retry_errors=s.retry_errors,
-            retry_throttled=s.retry_throttled,
         )
         return jobs.Profiler(
             self.session,
@@ -100,7 +98,7 @@ def plan_run(
     the_plan = plans.build(analysis, chain, candidates)
     session.save_plan(the_plan)
     session.set_meta("timing", asdict(settings.timing))
-    todo = session.missing(the_plan, settings.retry_errors, settings.retry_throttled)
+    todo = session.missing(the_plan, settings.retry_errors)
     estimate = plans.estimate(session, analysis, chain, todo, settings.timing, settings.share_cpus)
     needs_nodes = settings.node_times_runs > 0 and not all(
         session.has_node_times(name) for name in chain.names

@@ -111,6 +111,20 @@ def _ms_text(value: float | None, width: int | None = None) -> str:
     return units.ms(value, width)
 
 
+def _suspect_note(suspect: list[tuple[Stage, str]]) -> str:
+    """'! uses a noisy measurement: glasses [0,24) — r …', saying which kind when mixed."""
+    if not suspect:
+        return ""
+    kinds = {kind for _, kind in suspect}
+    what = f"a {kinds.pop()} measurement" if len(kinds) == 1 else "measurements not to trust"
+    names = [
+        f"{s.device} [{s.start},{s.end})" + (f" {kind}" if what.endswith("trust") else "")
+        for s, kind in suspect
+    ]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{noise.MARK} uses {what}: {shown} — r on the profile screen (3) measures it again"
+
+
 def _estimate_mark(stand_in: bool) -> str:
     """'~' before a time that stands in for a segment not measured yet."""
     return "~" if stand_in else ""
@@ -498,10 +512,25 @@ class PartitionsScreen(WorkspaceScreen):
             self.query_one(PathChart).show(None, self.ws.empty_reason())
 
     def _noisy_stages(self, p: Partition) -> list[Stage]:
-        """The stages of `p` priced from a noisy measurement (measured cost model)."""
-        if p.cost_model != "measured" or not self.ws.noisy:
+        """The stages of `p` priced from a measurement not to trust (measured cost model)."""
+        return [s for s, _ in self._suspect_stages(p)]
+
+    def _suspect_stages(self, p: Partition) -> list[tuple[Stage, str]]:
+        """(stage, 'throttled' or 'noisy') for the stages of `p` priced from a measurement
+        timed while its device throttled, or whose CI missed the target."""
+        ws = self.ws
+        if p.cost_model != "measured" or not (ws.noisy or ws.throttled):
             return []
-        return [s for s in p.stages if not s.empty and (s.device, s.start, s.end) in self.ws.noisy]
+        out = []
+        for s in p.stages:
+            key = (s.device, s.start, s.end)
+            if s.empty:
+                continue
+            if key in ws.throttled:
+                out.append((s, "throttled"))
+            elif key in ws.noisy:
+                out.append((s, "noisy"))
+        return out
 
     def _stage_text(self, stage: Stage, noisy: bool = False) -> str:
         """'[0,24) 12.3' (or only '[0,24)' when the room is short); '–' when idle; a
@@ -516,14 +545,7 @@ class PartitionsScreen(WorkspaceScreen):
 
     def _select(self, partition: Partition) -> None:
         self.query_one(PathChart).show(partition)
-        noisy = self._noisy_stages(partition)
-        self.noise_text = (
-            f"{noise.MARK} uses a noisy measurement: "
-            + ", ".join(f"{s.device} [{s.start},{s.end})" for s in noisy)
-            + " — r on the profile screen (3) measures it again"
-            if noisy
-            else ""
-        )
+        self.noise_text = _suspect_note(self._suspect_stages(partition))
         self.ws.select_partition(partition)
 
     @on(DataTable.RowHighlighted, "#topk-table")

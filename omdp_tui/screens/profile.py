@@ -188,8 +188,10 @@ class ProfileScreen(WorkspaceScreen):
             table.add_row(*cells, key=segment_key(a, b))
 
     def _cell(self, row: dict[str, Any] | None, planned: bool, key: tuple[str, int, int]) -> Text:
-        noisy = row is not None and noise.is_noisy(row, self.ws.noise_target)
-        return timing_cell(row, planned, noisy, self.cell_w)
+        suspect = row is not None and (
+            noise.is_noisy(row, self.ws.noise_target) or key in self.ws.throttled
+        )
+        return timing_cell(row, planned, suspect, self.cell_w)
 
     def _show_plan(self) -> None:
         ws = self.ws
@@ -432,6 +434,11 @@ class ProfileScreen(WorkspaceScreen):
             choices.append(("device", Target("device", device), f"every segment on {device}"))
         n = len(self.ws.noisy)
         choices.append(("noisy", Target("noisy"), f"all noisy measurements ({n})"))
+        if self.ws.throttled:
+            n = len(self.ws.throttled)
+            choices.append(
+                ("throttled", Target("throttled"), f"all timed on a throttled CPU ({n})")
+            )
         targets = {key: target for key, target, _ in choices}
 
         def chosen(key: str | None) -> None:
@@ -460,8 +467,9 @@ class ProfileScreen(WorkspaceScreen):
             ChoiceDialog(
                 "Measure again",
                 [(key, label) for key, _, label in choices],
-                f"{noise.MARK} marks a noisy result: its CI missed the "
-                f"{self.ws.noise_target * 100:g}% target",
+                f"{noise.MARK} marks a noisy result (its CI missed the "
+                f"{self.ws.noise_target * 100:g}% target) or one timed while its device "
+                "throttled",
             ),
             chosen,
         )

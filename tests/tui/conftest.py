@@ -119,12 +119,14 @@ def fixed_session(
     slowdown: dict[str, float] | None = None,
     noisy: set[tuple[str, int, int]] = frozenset(),
     measured: float = 1.0,
+    throttled: set[tuple[str, int, int]] = frozenset(),
 ):
     """A real session file filled with fixed, FLOP-proportional timings (the cloud runs
     the whole model in 40 ms), as if profiled: deterministic snapshots and rankings
     without running anything. Three devices unless `slowdown` names others (device →
     × the fastest's time); a (device, a, b) in `noisy` is recorded as a measurement whose
-    CI missed its target; `measured` < 1 leaves the rest of the plan unmeasured."""
+    CI missed its target, one in `throttled` as timed on a CPU at half its maximum
+    frequency; `measured` < 1 leaves the rest of the plan unmeasured."""
     from backend.chain import Chain, DeviceSpec, LinkSpec
     from backend.profiling.plan import build_plan
     from backend.profiling.session import Session
@@ -169,6 +171,9 @@ def fixed_session(
             samples=[ms] * 10,
             stats=stats,
             stop="max_seconds" if bad else "ci",
+            throttled="CPU 0 at 50% of its maximum frequency"
+            if (it.device, it.start, it.end) in throttled
+            else None,
         )
     for device in chain.names if measured >= 1 else []:
         per_node = {

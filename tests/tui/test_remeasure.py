@@ -67,6 +67,39 @@ async def test_noisy_cell_is_marked_and_measured_again(tiny_path: Path, tmp_path
         assert "re-measuring 1: segment [2, 5) on phone" in log
 
 
+async def test_a_throttled_cell_is_marked_and_offered_again(tiny_path: Path, tmp_path: Path):
+    analysis = analyze(str(tiny_path))
+    session = fixed_session(
+        tmp_path / "sessions" / "hot.omdp",
+        analysis,
+        [2, 5, 7],
+        noisy={("phone", 2, 5)},
+        throttled={("glasses", 0, 2)},
+    )
+    ws = Workspace(analysis, str(tiny_path), session)
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.workspace is not None)
+        await app.action_show("partitions")
+        await pilot.pause()
+        screen = app.screen
+        rows = [r for r, cuts in enumerate(screen.row_cuts) if cuts.startswith("2,5")]
+        table = screen.query_one("#topk-table", DataTable)
+        table.move_cursor(row=rows[0], animate=False)
+        await pilot.pause()
+        note = str(screen.query_one("#noise-note").render())
+        assert "glasses [0,2) throttled" in note and "phone [2,5) noisy" in note, note
+        await app.action_show("profile")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen))
+        table = app.screen.query_one("#timing-table", DataTable)
+        assert str(table.get_cell("0:2", "d0")).endswith("%!")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog))
+        options = app.screen.query_one(OptionList)
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert labels[-2:] == ["all noisy measurements (1)", "all timed on a throttled CPU (1)"]
+
+
 async def test_a_device_sharing_cpus_says_whom_it_waits_for(tiny_path: Path, tmp_path: Path):
     """The cloud (no CPUs of its own) measures after glasses and phone: its row says so
     instead of a bare 0/N, and the plan line gives the time left as it goes."""
