@@ -89,7 +89,7 @@ class ProfileScreen(WorkspaceScreen):
             "remeasure",
             "Re-measure",
             id="profile.remeasure",
-            tooltip="measure again: this cell, its segment, its device or all noisy (!)",
+            tooltip="measure again: this cell, its segment, its device, all noisy or all throttled",
         ),
         Binding(
             "l",
