@@ -106,7 +106,9 @@ def test_throttled_measurements_are_chosen_and_kept_in_the_history(tmp_path, tin
     items = remeasure.remeasure(s, plan.items, target)
     on_glasses = [it for it in plan.items if it.device == "glasses"]
     assert items == on_glasses and len(items) >= 2
-    assert set(s.history_frame()["reason"]) == {"throttled"}
+    history = s.history_frame()
+    assert set(history["reason"]) == {"throttled"}
+    assert history["throttled"].str.startswith("CPU 0 at 40%").all()  # why, kept with it
     assert noise.throttled(s) == {} and s.missing(plan) == on_glasses
     s.close()
 
@@ -122,6 +124,21 @@ def test_a_version_1_session_gains_the_history_on_open(measured):
         )
         assert again.history_frame().empty
         assert noise.noisy_keys(again)  # every measurement is still there
+
+
+def test_a_version_4_history_keeps_its_rows_and_gains_the_conditions(measured):
+    s, _, plan = measured
+    remeasure.remeasure(s, plan.items, remeasure.Target("noisy"))
+    path = s.path
+    make_version(s.conn, 4)
+    assert "throttled" not in {
+        r[1] for r in s.conn.execute("PRAGMA table_info(measurement_history)")
+    }
+    s.close()
+    with Session.open(path, check_model=False) as again:
+        history = again.history_frame()
+        assert list(history["reason"]) == ["noisy"] and list(history["median_ms"]) == [9.0]
+        assert history[["used", "conditions", "throttled"]].isna().all().all()
 
 
 def test_results_and_paths_mark_noisy_measurements(measured, capsys):

@@ -34,7 +34,7 @@ CREATE TABLE measurement_history (  -- measurements replaced by a re-measure, ke
     run INTEGER,
     created_at TEXT NOT NULL,
     retired_at TEXT NOT NULL,
-    reason TEXT                     -- why it was measured again: noisy | device | segment | cell
+    reason TEXT         -- why measured again: noisy | throttled | device | segment | cell
 );
 CREATE TABLE history_samples (
     history INTEGER NOT NULL REFERENCES measurement_history(id) ON DELETE CASCADE,
@@ -62,6 +62,12 @@ CREATE TABLE validations (           -- chained runs of a partition (omdp valida
     UNIQUE (positions, configs, links, objective)
 );
 """  # version 4
+
+HISTORY_CONDITIONS_SQL = """
+ALTER TABLE measurement_history ADD COLUMN used TEXT;        -- as in measurements (v3)
+ALTER TABLE measurement_history ADD COLUMN conditions TEXT;
+ALTER TABLE measurement_history ADD COLUMN throttled TEXT;
+"""  # version 5: a throttled measurement measured again keeps why it was not trusted
 
 SQL = (
     """
@@ -182,6 +188,7 @@ CREATE TABLE ui_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
     + HISTORY_SQL
     + VALIDATIONS_SQL
+    + HISTORY_CONDITIONS_SQL
 )
 
 
@@ -196,6 +203,7 @@ ALTER TABLE measurements ADD COLUMN conditions TEXT;
 ALTER TABLE measurements ADD COLUMN throttled TEXT;
 """,
     4: VALIDATIONS_SQL,
+    5: HISTORY_CONDITIONS_SQL,
 }
 VERSION = max(UPGRADES, default=1)
 

@@ -757,8 +757,9 @@ class Session:
                 hid = self.conn.execute(
                     "INSERT INTO measurement_history (measurement, device, seg_start, seg_end, "
                     "config, status, message, median_ms, p10_ms, p90_ms, rel_ci, samples, stop, "
-                    "stats, runtime, run, created_at, retired_at, reason) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    "stats, runtime, run, created_at, retired_at, reason, used, conditions, "
+                    "throttled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                    "?, ?, ?) RETURNING id",
                     (
                         *(row[c] for c in ("id", "device", "seg_start", "seg_end", "config")),
                         *(row[c] for c in ("status", "message", "median_ms", "p10_ms")),
@@ -768,6 +769,7 @@ class Session:
                         row["updated_at"],
                         now,
                         reason,
+                        *(row[c] for c in ("used", "conditions", "throttled")),
                     ),
                 ).fetchone()[0]
                 self.conn.execute(
