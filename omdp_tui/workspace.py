@@ -102,6 +102,7 @@ class Workspace:
         self.k = int(options.get("k", 10))
         self.cost_model: str = options.get("cost_model", "measured")
         self.objective: str = options.get("objective", "latency")
+        self.memory_limits = _memory_limits(self.ui.get("partitions.memory"))
         chosen = [p for p in session.partitions() if p.get("name") == "selected"]
         positions = chosen[0]["positions"] if chosen else None
         self.selected_cuts: tuple[int, ...] | None = tuple(positions[1:-1]) if positions else None
@@ -378,6 +379,11 @@ class Workspace:
                 f"{len(plan) - len(missing)} of {len(plan)} segments measured: no partition "
                 "can be priced yet — s on the profile screen (3) measures the rest"
             )
+        if self.memory_limits:
+            return (
+                "no partition fits these memory limits and links: M changes the limits, "
+                "b the link values"
+            )
         return "no feasible partition for these links: check the link values (b)"
 
     def plan_run(self) -> runs.PlannedRun:
@@ -408,6 +414,10 @@ class Workspace:
             self._stale = False
             self._ranker = None
             self.instance = rankings.price_session(self.session)
+            if self.instance is not None and self.memory_limits:
+                self.instance = rankings.limit_memory(
+                    self.analysis, self.instance, self.memory_limits
+                )
             self.noise_target = noise.target_of(self.session.get_meta("timing"))
             self.noisy = noise.noisy_keys(self.session)
             self.throttled = noise.throttled(self.session)
@@ -448,6 +458,13 @@ class Workspace:
             "partitions.options",
             {"k": self.k, "cost_model": self.cost_model, "objective": self.objective},
         )
+
+    def set_memory_limits(self, limits: dict[str, float]) -> None:
+        """Per-device memory limits (MiB) the ranking and the map respect; saved with the
+        session's UI state."""
+        self.memory_limits = _memory_limits(limits)
+        self.set_ui("partitions.memory", self.memory_limits)
+        self._stale = True
 
     def select_partition(self, partition: Partition | tuple[int, ...] | None) -> None:
         """Remember the chosen partition in the session (its `partitions` table)."""
@@ -531,6 +548,18 @@ class Workspace:
             [x.bandwidth_mbps for x in self.links],
             [x.latency_ms for x in self.links],
         )
+
+
+def _memory_limits(saved: Any) -> dict[str, float]:
+    """Device -> MiB from the UI state, keeping only sound values (a file edited by hand or
+    written by another version must not break the ranking)."""
+    if not isinstance(saved, dict):
+        return {}
+    return {
+        str(d): float(v)
+        for d, v in saved.items()
+        if isinstance(v, int | float) and math.isfinite(v) and v > 0
+    }
 
 
 def load_trace(inputs: TraceInputs, path: str, link: str) -> Playback:

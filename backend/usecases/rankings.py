@@ -8,9 +8,11 @@ session once with `price_session` and keeps a `Ranker` over it (~1 ms a ranking)
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from backend.errors import OmdpError
+from backend.model.analysis import ModelAnalysis
 from backend.profiling import noise
 from backend.profiling.session import Session
 from backend.solver.costs import SegmentInstance
@@ -68,6 +70,17 @@ def throttle_warnings(session: Session, partitions: list[Partition]) -> list[str
     return lines
 
 
+def limit_memory(
+    analysis: ModelAnalysis, inst: SegmentInstance, limits_mib: Mapping[str, float]
+) -> SegmentInstance:
+    """`inst` where a segment runs on a device only if its weights and largest live cut fit
+    the device's limit (MiB; a device not named has none)."""
+    limits = {d: v for d, v in limits_mib.items() if d in inst.devices}
+    if not limits:
+        return dataclasses.replace(inst, memory=None)
+    return dataclasses.replace(inst, memory=memory_needs(analysis, inst, limits))
+
+
 def rank_session(session: Session, options: RankOptions) -> Ranked:
     """The session's instance under the options' link values, and its top K."""
     inst = priced_session(session, options)
@@ -109,9 +122,7 @@ def priced_session(session: Session, options: RankOptions) -> SegmentInstance:
         inst = dataclasses.replace(inst, bandwidth_mbps=bw, latency_ms=lat)
     if options.memory:
         limits = parse_values(options.memory, chain.names, MEMORY, "device")
-        inst = dataclasses.replace(
-            inst, memory=memory_needs(session_analysis(session), inst, limits)
-        )
+        inst = limit_memory(session_analysis(session), inst, limits)
     if options.save_links and (bandwidth or latency):
         current = session.bandwidths()
         session.set_bandwidths(

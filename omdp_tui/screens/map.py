@@ -28,6 +28,7 @@ from backend.usecases.maps import MapView, default_image_path, export_image, vie
 from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
 from omdp_tui.screens.form import Field, FormDialog
+from omdp_tui.screens.memory import limits_from, memory_dialog, memory_note
 from omdp_tui.widgets.map_chart import LEGEND, Y_LABEL, MapChart, glyph
 from omdp_tui.workspace import Playback, TraceInputs
 
@@ -63,6 +64,7 @@ class MapScreen(WorkspaceScreen):
         Binding("l", "pick_links", "Links", id="map.links"),
         Binding("c", "cycle_cost_model", "Cost", id="map.cost_model"),
         Binding("o", "cycle_objective", "Objective", id="map.objective"),
+        Binding("M", "memory_limits", "Memory", show=False, id="map.memory"),
         Binding("e", "export", "Image", id="map.export"),
         Binding("n", "to_point", "Now", id="map.now"),
         Binding("escape,m", "close", "Back", id="map.close"),
@@ -213,7 +215,7 @@ class MapScreen(WorkspaceScreen):
             how = " · exact" if self.view.map.exact else " · grid (throughput)"
         fixed = [x for x in ws.links if x.name not in self._setting()["links"]]
         rest = "".join(f" · {x.name} {x.bandwidth_mbps:g} Mbit/s" for x in fixed)
-        return f"{ws.cost_model} · {ws.objective}{how}{rest} · K {ws.k}"
+        return f"{ws.cost_model} · {ws.objective}{how}{rest}{memory_note(ws)} · K {ws.k}"
 
     # -- the cursor --------------------------------------------------------------------------
 
@@ -258,6 +260,14 @@ class MapScreen(WorkspaceScreen):
         self._read()
 
     # -- options -----------------------------------------------------------------------------
+
+    def action_memory_limits(self) -> None:
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                self.ws.set_memory_limits(limits_from(self.ws, values))
+                self.recompute()
+
+        self.app.push_screen(memory_dialog(self.ws), chosen)
 
     def action_cycle_cost_model(self) -> None:
         models = list(COST_MODELS)

@@ -33,6 +33,7 @@ from omdp_tui.screens.base import WorkspaceScreen
 from omdp_tui.screens.dialogs import ErrorDialog, TextPrompt
 from omdp_tui.screens.form import Field, FormDialog
 from omdp_tui.screens.map import MapScreen
+from omdp_tui.screens.memory import limits_from, memory_dialog, memory_note
 from omdp_tui.widgets.fast_table import FastTable
 from omdp_tui.widgets.path_chart import PathChart
 from omdp_tui.widgets.step_input import StepInput
@@ -214,6 +215,14 @@ class PartitionsScreen(WorkspaceScreen):
             show=False,
             id="partitions.validate_all",
             tooltip="run every ranked partition as a chain",
+        ),
+        Binding(
+            "M",
+            "memory_limits",
+            "Memory",
+            show=False,
+            id="partitions.memory",
+            tooltip="memory limits per device: segments that do not fit are not ranked",
         ),
         Binding(
             "e",
@@ -462,7 +471,7 @@ class PartitionsScreen(WorkspaceScreen):
         self._show_trace()
 
     def _mode_text(self) -> str:
-        return f"{self.ws.cost_model} · {self.ws.objective}"
+        return f"{self.ws.cost_model} · {self.ws.objective}{memory_note(self.ws)}"
 
     def _fill(self, ranking: Ranking | None) -> None:
         """Show a ranking. With as many rows as before, only the cells that changed are
@@ -592,6 +601,16 @@ class PartitionsScreen(WorkspaceScreen):
         self.rerank()
 
     # -- actions ---------------------------------------------------------------------------
+
+    def action_memory_limits(self) -> None:
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values is None:
+                return
+            self.ws.set_memory_limits(limits_from(self.ws, values))
+            self.rerank()
+            self._reanalyse_trace()
+
+        self.app.push_screen(memory_dialog(self.ws), chosen)
 
     def action_cycle_cost_model(self) -> None:
         models = list(COST_MODELS)
