@@ -111,12 +111,14 @@ class PathChart(Widget):
         label_w = min(16, max(len(r[0]) for r in rows))
         bar_w = max(8, self.size.width - label_w - 10 - 22)
         worst = max(range(len(rows)), key=lambda i: rows[i][1]) if rows else -1
+        # looked up once per frame, not per row: this redraws on every keystroke
+        styles = {
+            kind: self.get_component_rich_style(f"path-chart--{kind}")
+            for kind in ("compute", "transfer", "label", "bottleneck")
+        }
         for i, (label, ms, detail, kind) in enumerate(rows):
-            style = self.get_component_rich_style(f"path-chart--{kind}")
-            text.append(
-                f"{fit.middle(label, label_w):<{label_w}} ",
-                style=self.get_component_rich_style("path-chart--label"),
-            )
+            style = styles[kind]
+            text.append(f"{fit.middle(label, label_w):<{label_w}} ", style=styles["label"])
             bar = hbar(ms, top, bar_w)
             text.append(f"{bar:<{bar_w}}", style=style)
             if not math.isfinite(ms):
@@ -125,7 +127,7 @@ class PathChart(Widget):
                 value = "         – "
             else:
                 value = f"{ms:9.2f}ms"
-            mark = self.get_component_rich_style("path-chart--bottleneck") if i == worst else ""
+            mark = styles["bottleneck"] if i == worst else ""
             text.append(f" {value}", style=mark)
             room = max(0, self.size.width - (label_w + 1 + bar_w + 12) - 1)
             if len(detail) > room:  # one line per row: cut the detail, never wrap it
