@@ -15,12 +15,18 @@ from omdp_tui.screens.profile import ProfileScreen
 from omdp_tui.workspace import Workspace
 from tui.conftest import fixed_session
 from tui.helpers import wait_for
+from tui.test_partitions import open_partitions
 
 
-def noisy_workspace(tiny_path: Path, tmp_path: Path) -> Workspace:
+def noisy_workspace(tiny_path: Path, tmp_path: Path, throttled=frozenset()) -> Workspace:
+    """phone [2,5) noisy, and the (device, a, b) in `throttled` timed on a throttled CPU."""
     analysis = analyze(str(tiny_path))
     session = fixed_session(
-        tmp_path / "sessions" / "noisy.omdp", analysis, [2, 5, 7], noisy={("phone", 2, 5)}
+        tmp_path / "sessions" / "noisy.omdp",
+        analysis,
+        [2, 5, 7],
+        noisy={("phone", 2, 5)},
+        throttled=throttled,
     )
     ws = Workspace(analysis, str(tiny_path), session)
     ws._save_links()
@@ -32,10 +38,7 @@ async def test_noisy_cell_is_marked_and_measured_again(tiny_path: Path, tmp_path
     ws = noisy_workspace(tiny_path, tmp_path)
     app = OmdpApp(Launch("workspace", prepared=ws))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.workspace is not None)
-        await app.action_show("partitions")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_partitions(pilot)
         marked = [r for r, cuts in enumerate(screen.row_cuts) if cuts == "2,5"]
         assert marked and screen._shown[marked[0]][0][0].endswith("!")
         await app.action_show("profile")
@@ -68,21 +71,10 @@ async def test_noisy_cell_is_marked_and_measured_again(tiny_path: Path, tmp_path
 
 
 async def test_a_throttled_cell_is_marked_and_offered_again(tiny_path: Path, tmp_path: Path):
-    analysis = analyze(str(tiny_path))
-    session = fixed_session(
-        tmp_path / "sessions" / "hot.omdp",
-        analysis,
-        [2, 5, 7],
-        noisy={("phone", 2, 5)},
-        throttled={("glasses", 0, 2)},
-    )
-    ws = Workspace(analysis, str(tiny_path), session)
+    ws = noisy_workspace(tiny_path, tmp_path, throttled={("glasses", 0, 2)})
     app = OmdpApp(Launch("workspace", prepared=ws))
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.workspace is not None)
-        await app.action_show("partitions")
-        await pilot.pause()
-        screen = app.screen
+        screen = await open_partitions(pilot)
         rows = [r for r, cuts in enumerate(screen.row_cuts) if cuts.startswith("2,5")]
         table = screen.query_one("#topk-table", DataTable)
         table.move_cursor(row=rows[0], animate=False)
