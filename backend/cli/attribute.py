@@ -59,7 +59,7 @@ def format_device(dev: DeviceAttribution) -> str:
         f"({whole}); {dev.runs_measured} of {dev.runs} runs of blocks measured"
     )
     if dev.runs_measured < dev.runs:
-        head += f", the others estimated ({dev.estimator})"
+        head += f", the others estimated ({dev.estimator}, picked for this device)"
     rows = []
     for b in dev.blocks:
         share = f"{b.share_ms:.3f}" + (f" ±{b.error_ms:.3f}" if b.error_ms is not None else "")
@@ -91,7 +91,7 @@ def format_evaluation(evaluations: Sequence[Evaluation]) -> str:
     rows = [
         (
             e.device,
-            e.approach + (" *" if e.approach == CHOSEN else ""),
+            e.approach + (f" * ({e.picked})" if e.approach == CHOSEN else ""),
             e.count,
             f"{e.median_abs_pct:.2f}",
             f"{e.p90_abs_pct:.2f}",
@@ -105,6 +105,8 @@ def format_evaluation(evaluations: Sequence[Evaluation]) -> str:
         "llrrrr",
     )
     return (
-        "\nleave-one-out: each measured segment estimated from the others "
-        "(* = the estimated cost model)\n" + body
+        "\nleave-one-out: each measured segment estimated from the others\n"
+        f"* {CHOSEN}: the estimated cost model, per device the approach with the lowest "
+        "median here (in brackets); its own row chooses again without each held-out segment"
+        "\n" + body
     )

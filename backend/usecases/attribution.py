@@ -14,10 +14,11 @@ from backend.errors import OmdpError
 from backend.profiling.session import Session
 from backend.solver.attribution import shapley
 from backend.solver.estimators import (
-    APPROACHES,
     CHOSEN,
+    ESTIMATORS,
     DeviceTimes,
     Evaluation,
+    choose,
     cut_overheads,
     fit,
     leave_one_out,
@@ -49,7 +50,7 @@ class DeviceAttribution:
     samples: int
     runs: int  # runs of consecutive blocks
     runs_measured: int  # ... with a measurement (the others: the `estimator`'s value)
-    estimator: str = CHOSEN
+    estimator: str = CHOSEN  # the approach that valued the runs not measured
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,8 +98,10 @@ def session_blocks(session: Session) -> np.ndarray:
 
 
 def attribute_device(times: DeviceTimes, blocks: np.ndarray) -> DeviceAttribution:
-    """Shapley shares of one device's run game (measured runs, the others estimated)."""
-    values, estimated = run_values(times, blocks, fit(CHOSEN, times, blocks))
+    """Shapley shares of one device's run game (measured runs, the others valued by the
+    approach `auto` picks for the device)."""
+    approach = choose(times, blocks)
+    values, estimated = run_values(times, blocks, fit(approach, times, blocks))
     shares = shapley(values)
     overhead = cut_overheads(values)
     m = len(blocks)
@@ -128,6 +131,7 @@ def attribute_device(times: DeviceTimes, blocks: np.ndarray) -> DeviceAttributio
         samples=shares.samples,
         runs=runs,
         runs_measured=runs - int(estimated[np.triu_indices(m, 1)].sum()),
+        estimator=approach,
     )
 
 
@@ -156,10 +160,11 @@ def attribute_session(session: Session, device: str | None = None) -> SessionAtt
 
 
 def evaluate_session(session: Session, device: str | None = None) -> list[Evaluation]:
-    """Leave-one-out of every approach on every device's measured segments."""
+    """Leave-one-out of every approach, and of the per-device choice (`auto`, nested),
+    on every device's measured segments."""
     blocks = session_blocks(session)
     times, _ = _times(session, device)
-    return [leave_one_out(a, t, blocks) for t in times.values() for a in APPROACHES]
+    return [leave_one_out(a, t, blocks) for t in times.values() for a in ESTIMATORS]
 
 
 def evaluation_dict(e: Evaluation) -> dict[str, Any]:
@@ -171,4 +176,6 @@ def evaluation_dict(e: Evaluation) -> dict[str, Any]:
         "p90_abs_pct": e.p90_abs_pct,
         "median_pct": e.median_pct,
         "chosen": e.approach == CHOSEN,
+        "picked": e.picked,
+        "picks": dict(e.picks),
     }
