@@ -313,3 +313,23 @@ def test_corrected_shrugs_off_one_bad_timing():
     keys = sorted(dev.measured)
     others = np.abs([e for k, e in zip(keys, found.errors_pct, strict=True) if k != (2, 9)])
     assert np.percentile(others, 90) < 5
+
+
+def test_attribution_says_when_per_node_times_miss_most_of_the_time(capsys, session_file):
+    """A runtime whose kernels did not map to nodes leaves per-node times that add up to
+    a sliver of the measured time: its layer sums are flagged, not shown as meaningful."""
+    from backend.usecases.attribution import attribute_device
+
+    full = device("phone", PAIRS)
+    sliver = DeviceTimes("phone", NODE_MS * 0.01, full.measured)
+    assert attribute_device(full, BLOCKS).layer_sums_meaningful
+    flagged = attribute_device(sliver, BLOCKS)
+    assert not flagged.layer_sums_meaningful and flagged.node_cover < 0.02
+    with Session.open(session_file) as s:
+        s.record_node_times(
+            "phone", {p: 0.01 * t for p, t in enumerate(NODE_MS)}, runtime="openvino", runs=3
+        )
+    assert main(["attribute", str(session_file), "--device", "phone"]) == 0
+    assert "layer sums are not meaningful on this device" in capsys.readouterr().out
+    assert main(["attribute", str(session_file), "--device", "cloud"]) == 0
+    assert "not meaningful" not in capsys.readouterr().out

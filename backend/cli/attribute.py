@@ -60,6 +60,13 @@ def format_device(dev: DeviceAttribution) -> str:
     )
     if dev.runs_measured < dev.runs:
         head += f", the others estimated ({dev.estimator}, picked for this device)"
+    if dev.node_cover is not None:
+        head += f"\nper-node times add up to {100 * dev.node_cover:.0f}% of the whole model"
+        if not dev.layer_sums_meaningful:
+            head += (
+                ": layer sums are not meaningful on this device (its profiler's kernels did "
+                "not map to the nodes, or it was profiled under other load); profile it again"
+            )
     rows = []
     for b in dev.blocks:
         share = f"{b.share_ms:.3f}" + (f" ±{b.error_ms:.3f}" if b.error_ms is not None else "")

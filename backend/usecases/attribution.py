@@ -26,6 +26,8 @@ from backend.solver.estimators import (
 )
 from backend.solver.pricing import device_times
 
+NODE_COVER = (0.5, 2.0)  # per-node times' sum / whole-model time where layer sums mean something
+
 
 @dataclass(frozen=True)
 class Block:
@@ -51,6 +53,13 @@ class DeviceAttribution:
     runs: int  # runs of consecutive blocks
     runs_measured: int  # ... with a measurement (the others: the `estimator`'s value)
     estimator: str = CHOSEN  # the approach that valued the runs not measured
+    node_cover: float | None = None  # per-node times' sum / the whole model's value
+
+    @property
+    def layer_sums_meaningful(self) -> bool:
+        """False where the per-node times miss most of the time (kernels the runtime's
+        profiler could not map to nodes) or far exceed it: layer sums say little there."""
+        return self.node_cover is None or NODE_COVER[0] <= self.node_cover <= NODE_COVER[1]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +71,8 @@ class DeviceAttribution:
             "runs": self.runs,
             "runs_measured": self.runs_measured,
             "estimator": self.estimator,
+            "node_cover": self.node_cover,
+            "layer_sums_meaningful": self.layer_sums_meaningful,
             "blocks": [
                 {
                     "start": b.start,
@@ -132,6 +143,7 @@ def attribute_device(times: DeviceTimes, blocks: np.ndarray) -> DeviceAttributio
         runs=runs,
         runs_measured=runs - int(estimated[np.triu_indices(m, 1)].sum()),
         estimator=approach,
+        node_cover=float(times.node_ms.sum()) / values[0, m - 1] if values[0, m - 1] > 0 else None,
     )
 
 
