@@ -333,3 +333,16 @@ def test_attribution_says_when_per_node_times_miss_most_of_the_time(capsys, sess
     assert "layer sums are not meaningful on this device" in capsys.readouterr().out
     assert main(["attribute", str(session_file), "--device", "cloud"]) == 0
     assert "not meaningful" not in capsys.readouterr().out
+
+
+def test_a_device_with_hundreds_of_segments_is_judged_on_a_bounded_spread_of_them():
+    rng = np.random.default_rng(2)
+    node = rng.uniform(0.1, 1.0, 300)
+    blocks = np.unique(np.concatenate([[0, 300], rng.choice(np.arange(1, 300), 25, False)]))
+    pairs = [(int(a), int(b)) for i, a in enumerate(blocks) for b in blocks[i + 1 :]]
+    dev = DeviceTimes("d", node, {(a, b): 1.2 * node[a:b].sum() + 0.5 for a, b in pairs})
+    assert len(pairs) > 300
+    found = leave_one_out("kriging", dev, blocks, limit=12)
+    assert found.count == 12 and found.median_abs_pct < 0.1
+    assert choose(dev, blocks) in APPROACHES
+    assert np.all(np.isfinite(fit(CHOSEN, dev, blocks)(blocks[:-1], blocks[1:])))

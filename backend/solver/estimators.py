@@ -36,13 +36,16 @@ import numpy as np
 
 from backend.solver.attribution import shapley
 
-APPROACHES: tuple[str, ...] = ("layer-sum", "scaled", "corrected", "shapley", "kriging")
+APPROACHES: tuple[str, ...] = ("layer-sum", "scaled", "corrected", "kriging", "shapley")
 CHOSEN = "auto"  # per device: the approach with the lowest leave-one-out median there
 ESTIMATORS: tuple[str, ...] = (*APPROACHES, CHOSEN)
 RIDGE = 1e-3  # block corrections' penalty (relative errors, squared)
 HUBER = 0.05  # relative residual beyond which `corrected` down-weights a segment
+TOLERANCE = 1.1  # `auto` takes a simpler approach whose median is within 10 % of the best
 MIN_CHOICE = 4  # measured segments below which `auto` does not compare (uses `scaled`)
-KRIGING_LIMIT = 300  # measured segments a kriging fit uses at most (evenly chosen)
+KRIGING_LIMIT = 80  # measured segments a kriging fit uses at most (evenly spread)
+CHOICE_FOLDS = 30  # held-out segments `auto` compares the approaches on, at most
+EVALUATION_FOLDS = 60  # held-out segments a leave-one-out evaluation uses, at most
 KRIGING_GRID = np.concatenate([[0.0], 10.0 ** np.arange(-2.0, 7.0)])  # variance ratios
 
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (starts, ends) -> ms
@@ -260,8 +263,8 @@ _CHOICES: OrderedDict[bytes, str] = OrderedDict()  # recent choices (pricing ask
 
 def choose(times: DeviceTimes, blocks: np.ndarray) -> str:
     """The approach with the lowest leave-one-out median |error| on this device's own
-    measured segments (the first in APPROACHES on a tie); `scaled` with fewer than
-    MIN_CHOICE segments to compare on (the layer sum with none)."""
+    measured segments (on CHOICE_FOLDS of them at most), or a simpler one within
+    TOLERANCE of it; `scaled` with fewer than MIN_CHOICE segments to compare on."""
     a, b, t = _positive(times)
     if len(t) < MIN_CHOICE:
         return "scaled"
@@ -272,8 +275,15 @@ def choose(times: DeviceTimes, blocks: np.ndarray) -> str:
     if key in _CHOICES:
         _CHOICES.move_to_end(key)
         return _CHOICES[key]
-    scores = [leave_one_out(x, times, blocks).median_abs_pct for x in APPROACHES]
-    picked = APPROACHES[int(np.nanargmin(scores))] if np.isfinite(scores).any() else "scaled"
+    scores = [leave_one_out(x, times, blocks, CHOICE_FOLDS).median_abs_pct for x in APPROACHES]
+    finite = np.where(np.isfinite(scores), scores, np.inf)
+    best = float(finite.min())
+    # the simplest approach (APPROACHES is in order of complexity) within TOLERANCE of the
+    # best: a few held-out segments cannot tell close scores apart, a simpler fit varies less
+    picked = next(
+        (x for x, v in zip(APPROACHES, finite, strict=True) if v <= best * TOLERANCE + 1e-12),
+        "scaled",
+    )
     _CHOICES[key] = picked
     if len(_CHOICES) > 64:
         _CHOICES.popitem(last=False)
@@ -355,14 +365,25 @@ class Evaluation:
         return float(np.median(self.errors_pct)) if self.count else float("nan")
 
 
-def leave_one_out(approach: str, times: DeviceTimes, blocks: np.ndarray) -> Evaluation:
-    """Estimate every measured segment (with a positive time) from the others. The fit,
-    and for `auto` the choice of approach too, sees only the others."""
+def spread(keys: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """At most `limit` of `keys` (sorted), evenly spread: bounds the cost of a
+    leave-one-out on a device that measured hundreds of segments."""
+    if len(keys) <= limit:
+        return keys
+    return [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, limit).round().astype(int))]
+
+
+def leave_one_out(
+    approach: str, times: DeviceTimes, blocks: np.ndarray, limit: int = EVALUATION_FOLDS
+) -> Evaluation:
+    """Estimate measured segments (with a positive time; at most `limit`, evenly spread)
+    each from all the others. The fit, and for `auto` the choice of approach too, sees
+    only the others."""
     errors = []
     picks: dict[str, int] = {}
-    for (a, b), ms in sorted(times.measured.items()):
-        if not ms > 0:
-            continue
+    held = spread(sorted(k for k, ms in times.measured.items() if ms > 0), limit)
+    for a, b in held:
+        ms = times.measured[(a, b)]
         rest = times.without((a, b))
         used = approach
         if approach == CHOSEN:
