@@ -39,7 +39,7 @@ from backend.solver.attribution import shapley
 APPROACHES: tuple[str, ...] = ("layer-sum", "scaled", "corrected", "kriging", "shapley")
 CHOSEN = "auto"  # per device: the approach with the lowest leave-one-out median there
 ESTIMATORS: tuple[str, ...] = (*APPROACHES, CHOSEN)
-RIDGE = 1e-3  # block corrections' penalty (relative errors, squared)
+RIDGE = 1e-2  # block corrections' penalty, in median segment times vs relative errors
 HUBER = 0.05  # relative residual beyond which `corrected` down-weights a segment
 TOLERANCE = 1.1  # `auto` takes a simpler approach whose median is within 10 % of the best
 MIN_CHOICE = 4  # measured segments below which `auto` does not compare (uses `scaled`)
@@ -152,21 +152,26 @@ def _rate_and_overhead(
     layer: np.ndarray, t: np.ndarray, cover: np.ndarray | None = None
 ) -> tuple[float, float, np.ndarray]:
     """measured ≈ rate x layer sum + overhead + cover @ corrections, fitted jointly, the
-    corrections ridge-regularised towards 0: relative least squares (each segment's
+    corrections ridge-regularised towards 0 and left out (0) when there are no more
+    segments than unknowns: relative least squares (each segment's
     error counts in % of its time, as the leave-one-out judges it), Huber-weighted so
     one odd timing cannot swing the fit."""
     extra = np.zeros((len(t), 0)) if cover is None else cover
+    if extra.shape[1] + 2 >= len(t):  # more unknowns than segments: no corrections
+        extra = np.zeros((len(t), 0))
     design = np.column_stack([layer, np.ones(len(t)), extra]) / t[:, None]
     ones = np.ones(len(t))
     penalty = np.zeros(design.shape[1])
-    penalty[2:] = RIDGE
+    penalty[2:] = RIDGE / float(np.median(t)) ** 2  # corrections in median segment times
     weight = ones
     for _ in range(5):  # iteratively reweighted: Huber weights on relative residuals
         wd = design * weight[:, None]
         coef = np.linalg.lstsq(wd.T @ design + np.diag(penalty), wd.T @ ones, rcond=None)[0]
         rel = np.abs(ones - design @ coef)
         weight = np.where(rel > HUBER, HUBER / np.maximum(rel, 1e-12), 1.0)
-    return float(coef[0]), float(coef[1]), coef[2:]
+    corrections = np.zeros(0 if cover is None else cover.shape[1])
+    corrections[: len(coef) - 2] = coef[2:]
+    return float(coef[0]), float(coef[1]), corrections
 
 
 def _determined(layer: np.ndarray, t: np.ndarray) -> bool:
