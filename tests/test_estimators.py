@@ -331,6 +331,9 @@ def test_attribution_says_when_per_node_times_miss_most_of_the_time(capsys, sess
         )
     assert main(["attribute", str(session_file), "--device", "phone"]) == 0
     assert "layer sums are not meaningful on this device" in capsys.readouterr().out
+    assert main(["attribute", str(session_file), "--device", "phone", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["devices"][0]
+    assert doc["layer_sums_meaningful"] is False and doc["node_cover"] < 0.02
     assert main(["attribute", str(session_file), "--device", "cloud"]) == 0
     assert "not meaningful" not in capsys.readouterr().out
 

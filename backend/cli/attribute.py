@@ -113,7 +113,6 @@ def format_evaluation(evaluations: Sequence[Evaluation]) -> str:
     )
     return (
         "\nleave-one-out: each measured segment estimated from the others\n"
-        f"* {CHOSEN}: the estimated cost model, per device the approach with the lowest "
-        "median here (in brackets); its own row chooses again without each held-out segment"
-        "\n" + body
+        f"* {CHOSEN}: the estimated cost model, per device the approach picked there (in\n"
+        "  brackets); its own row picks again without each held-out segment\n" + body
     )

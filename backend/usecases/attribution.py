@@ -59,7 +59,7 @@ class DeviceAttribution:
     def layer_sums_meaningful(self) -> bool:
         """False where the per-node times miss most of the time (kernels the runtime's
         profiler could not map to nodes) or far exceed it: layer sums say little there."""
-        return self.node_cover is None or NODE_COVER[0] <= self.node_cover <= NODE_COVER[1]
+        return self.node_cover is None or bool(NODE_COVER[0] <= self.node_cover <= NODE_COVER[1])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,7 +143,7 @@ def attribute_device(times: DeviceTimes, blocks: np.ndarray) -> DeviceAttributio
         runs=runs,
         runs_measured=runs - int(estimated[np.triu_indices(m, 1)].sum()),
         estimator=approach,
-        node_cover=float(times.node_ms.sum()) / values[0, m - 1] if values[0, m - 1] > 0 else None,
+        node_cover=float(times.node_ms.sum() / values[0, m - 1]) if values[0, m - 1] > 0 else None,
     )
 
 
