@@ -349,3 +349,24 @@ def test_a_device_with_hundreds_of_segments_is_judged_on_a_bounded_spread_of_the
     assert found.count == 12 and found.median_abs_pct < 0.1
     assert choose(dev, blocks) in APPROACHES
     assert np.all(np.isfinite(fit(CHOSEN, dev, blocks)(blocks[:-1], blocks[1:])))
+
+
+def test_auto_chooses_each_held_out_estimate_without_that_segment(monkeypatch):
+    """The nested choice: for each held-out segment, `auto` picks its approach on the
+    other segments only (a choice made on all of them would leak the held-out time)."""
+    from backend.solver import estimators
+
+    seen: list[set] = []
+    real = estimators.choose
+
+    def spy(times, blocks):
+        seen.append(set(times.measured))
+        return real(times, blocks)
+
+    monkeypatch.setattr(estimators, "choose", spy)
+    dev = DeviceTimes("phone", NODE_MS, {(a, b): cut_law(a, b) for a, b in PAIRS})
+    found = leave_one_out(CHOSEN, dev, BLOCKS)
+    held = sorted(dev.measured)
+    assert [set(dev.measured) - s for s in seen[: len(held)]] == [{k} for k in held]
+    assert seen[len(held) :] == [set(dev.measured)]  # `picked`: what pricing will use
+    assert found.count == len(held)

@@ -273,9 +273,9 @@ def choose(times: DeviceTimes, blocks: np.ndarray) -> str:
     a, b, t = _positive(times)
     if len(t) < MIN_CHOICE:
         return "scaled"
-    key = b"".join(
+    key = b"".join(  # everything a fit sees (zero times too: `shapley` uses them)
         np.ascontiguousarray(v).tobytes()
-        for v in (times.node_ms, a, b, t, np.asarray(blocks, dtype=np.int64))
+        for v in (*times.arrays(), np.asarray(times.node_ms, float), np.asarray(blocks, np.int64))
     )
     if key in _CHOICES:
         _CHOICES.move_to_end(key)
