@@ -270,8 +270,7 @@ def choose(times: DeviceTimes, blocks: np.ndarray) -> str:
     """The approach with the lowest leave-one-out median |error| on this device's own
     measured segments (on CHOICE_FOLDS of them at most), or a simpler one within
     TOLERANCE of it; `scaled` with fewer than MIN_CHOICE segments to compare on."""
-    a, b, t = _positive(times)
-    if len(t) < MIN_CHOICE:
+    if len(_positive(times)[2]) < MIN_CHOICE:
         return "scaled"
     key = b"".join(  # everything a fit sees (zero times too: `shapley` uses them)
         np.ascontiguousarray(v).tobytes()
