@@ -18,8 +18,10 @@ from backend.profiling.session import Session
 from backend.solver.estimators import (
     APPROACHES,
     CHOSEN,
+    ESTIMATORS,
     DeviceTimes,
     block_cover,
+    choose,
     cover_prefix,
     fit,
     leave_one_out,
@@ -131,7 +133,7 @@ def test_evaluate_picks_out_the_chosen_estimator(session_file):
     with Session.open(session_file) as s:
         found = evaluate_session(s, "cloud")
     by = {e.approach: e for e in found}
-    assert set(by) == set(APPROACHES) and {e.device for e in found} == {"cloud"}
+    assert set(by) == set(ESTIMATORS) and {e.device for e in found} == {"cloud"}
     assert by[CHOSEN].median_abs_pct <= 0.5 * by["layer-sum"].median_abs_pct
 
 
@@ -216,7 +218,155 @@ def test_cover_prefix_prices_any_segment_as_the_block_cover_does():
 )
 def test_estimators_stay_finite_and_non_negative_on_thin_data(measured):
     times = DeviceTimes("d", np.zeros(9), measured)  # per-node times all 0 too
-    for approach in APPROACHES:
+    for approach in ESTIMATORS:
         estimate = fit(approach, times, BLOCKS)(np.array([0, 2, 3]), np.array([9, 4, 8]))
         assert np.all(np.isfinite(estimate)) and np.all(estimate >= 0), approach
         assert np.all(np.isfinite(leave_one_out(approach, times, BLOCKS).errors_pct))
+
+
+def cut_law(a: int, b: int) -> float:
+    """A device that pays 0.6 ms per segment run, 2.5 ms more at each end at position 4
+    (a large tensor materialised there), runs the block [4, 6) 1.5 ms faster than its
+    layers' times (fused), and every node at 0.9 x its profiled time."""
+    ms = 0.9 * float(NODE_MS[a:b].sum()) + 0.6
+    ms += 2.5 * ((a == 4) + (b == 4))
+    ms -= 1.5 if a <= 4 and b >= 6 else 0.0
+    return ms
+
+
+def test_kriging_recovers_cut_overheads_and_fusion_from_the_measured_segments():
+    dev = DeviceTimes("phone", NODE_MS, {(a, b): cut_law(a, b) for a, b in PAIRS})
+    kriging = leave_one_out("kriging", dev, BLOCKS)
+    # from the others alone: exact wherever another segment shares each end; [0, 2) and
+    # [6, 9) are the only ones ending at 2 and starting at 6, whose overheads are guesses
+    exact = [k for k in sorted(dev.measured) if k not in ((0, 2), (6, 9))]
+    errors = dict(zip(sorted(dev.measured), kriging.errors_pct, strict=True))
+    assert max(abs(errors[k]) for k in exact) < 0.01
+    assert leave_one_out("layer-sum", dev, BLOCKS).median_abs_pct > 10
+    assert leave_one_out("scaled", dev, BLOCKS).median_abs_pct > 5
+    assert leave_one_out("corrected", dev, BLOCKS).median_abs_pct > 1
+    assert choose(dev, BLOCKS) == "kriging"
+    # the cut overhead at 4 (two segments cut there against one run whole), recovered
+    # from the other triples when [0, 4) and [4, 9) themselves are not measured
+    estimate = fit("kriging", dev.without((0, 4)).without((4, 9)), BLOCKS)
+    overhead = estimate([0], [4]) + estimate([4], [9]) - estimate([0], [9])
+    assert overhead == pytest.approx(cut_law(0, 4) + cut_law(4, 9) - cut_law(0, 9), rel=0.02)
+    # positions that are not candidates: no overhead known there, the block's fusion kept
+    a, b = np.array([1, 3, 0, 5]), np.array([8, 9, 7, 9])
+    truth = [cut_law(x, y) for x, y in zip(a, b, strict=True)]
+    assert fit("kriging", dev, BLOCKS)(a, b) == pytest.approx(truth, rel=0.1)
+
+
+def test_kriging_interpolates_prefixes_of_a_first_device():
+    """A first device only runs prefixes: a slow region between candidates shows as a
+    step in the measured prefixes, and a new prefix ending inside it is interpolated."""
+    node = np.ones(40)
+    slow = np.where((np.arange(40) >= 10) & (np.arange(40) < 20), 2.0, 1.0)  # nodes 10..19
+
+    def law(b: int) -> float:
+        return 0.5 + float(slow[:b].sum())
+
+    ends = [4, 8, 10, 12, 16, 20, 24, 30, 36, 40]
+    dev = DeviceTimes("glasses", node, {(0, b): law(b) for b in ends})
+    blocks = np.array([0, *ends])
+    assert leave_one_out("kriging", dev, blocks).median_abs_pct < 0.5 * (
+        leave_one_out("scaled", dev, blocks).median_abs_pct
+    )
+    assert fit("kriging", dev, blocks)([0, 0], [14, 18]) == pytest.approx(
+        [law(14), law(18)], rel=0.01
+    )
+
+
+@pytest.mark.parametrize("approach", ESTIMATORS)
+def test_leave_one_out_never_sees_the_held_out_time(approach):
+    """Change one segment's time: its own leave-one-out estimate must not move (only its
+    error does, through the changed truth). Would fail if the fit, or `auto`'s choice,
+    saw the held-out segment."""
+    rng = np.random.default_rng(1)
+    base = {(a, b): cut_law(a, b) * rng.uniform(0.97, 1.03) for a, b in PAIRS}
+    held = (2, 6)
+
+    def estimate_of_held(ms: float) -> float:
+        dev = DeviceTimes("phone", NODE_MS, {**base, held: ms})
+        found = leave_one_out(approach, dev, BLOCKS)
+        k = sorted(dev.measured).index(held)
+        return ms * (1 + found.errors_pct[k] / 100)
+
+    assert estimate_of_held(base[held]) == pytest.approx(estimate_of_held(50 * base[held]))
+
+
+def test_auto_picks_per_device_and_says_which():
+    plain = DeviceTimes("cloud", NODE_MS, {(a, b): 1.3 * NODE_MS[a:b].sum() for a, b in PAIRS})
+    cuts = DeviceTimes("phone", NODE_MS, {(a, b): cut_law(a, b) for a, b in PAIRS})
+    assert choose(plain, BLOCKS) == "scaled"  # exact there; first among equals
+    assert choose(cuts, BLOCKS) == "kriging"
+    auto = leave_one_out(CHOSEN, cuts, BLOCKS)
+    assert auto.picked == "kriging" and sum(auto.picks.values()) == auto.count
+    assert choose(DeviceTimes("d", NODE_MS, {(0, 9): 5.0}), BLOCKS) == "scaled"  # too few
+
+
+def test_corrected_shrugs_off_one_bad_timing():
+    """One segment timed 10x too slow (a busy moment): the others stay well estimated."""
+    good = {(a, b): true_ms("phone", a, b) for a, b in PAIRS}
+    dev = DeviceTimes("phone", NODE_MS, {**good, (2, 9): 10 * good[(2, 9)]})
+    found = leave_one_out("corrected", dev, BLOCKS)
+    keys = sorted(dev.measured)
+    others = np.abs([e for k, e in zip(keys, found.errors_pct, strict=True) if k != (2, 9)])
+    assert np.percentile(others, 90) < 5
+
+
+def test_attribution_says_when_per_node_times_miss_most_of_the_time(capsys, session_file):
+    """A runtime whose kernels did not map to nodes leaves per-node times that add up to
+    a sliver of the measured time: its layer sums are flagged, not shown as meaningful."""
+    from backend.usecases.attribution import attribute_device
+
+    full = device("phone", PAIRS)
+    sliver = DeviceTimes("phone", NODE_MS * 0.01, full.measured)
+    assert attribute_device(full, BLOCKS).layer_sums_meaningful
+    flagged = attribute_device(sliver, BLOCKS)
+    assert not flagged.layer_sums_meaningful and flagged.node_cover < 0.02
+    with Session.open(session_file) as s:
+        s.record_node_times(
+            "phone", {p: 0.01 * t for p, t in enumerate(NODE_MS)}, runtime="openvino", runs=3
+        )
+    assert main(["attribute", str(session_file), "--device", "phone"]) == 0
+    assert "layer sums are not meaningful on this device" in capsys.readouterr().out
+    assert main(["attribute", str(session_file), "--device", "phone", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["devices"][0]
+    assert doc["layer_sums_meaningful"] is False and doc["node_cover"] < 0.02
+    assert main(["attribute", str(session_file), "--device", "cloud"]) == 0
+    assert "not meaningful" not in capsys.readouterr().out
+
+
+def test_a_device_with_hundreds_of_segments_is_judged_on_a_bounded_spread_of_them():
+    rng = np.random.default_rng(2)
+    node = rng.uniform(0.1, 1.0, 300)
+    blocks = np.unique(np.concatenate([[0, 300], rng.choice(np.arange(1, 300), 25, False)]))
+    pairs = [(int(a), int(b)) for i, a in enumerate(blocks) for b in blocks[i + 1 :]]
+    dev = DeviceTimes("d", node, {(a, b): 1.2 * node[a:b].sum() + 0.5 for a, b in pairs})
+    assert len(pairs) > 300
+    found = leave_one_out("kriging", dev, blocks, limit=12)
+    assert found.count == 12 and found.median_abs_pct < 0.1
+    assert choose(dev, blocks) in APPROACHES
+    assert np.all(np.isfinite(fit(CHOSEN, dev, blocks)(blocks[:-1], blocks[1:])))
+
+
+def test_auto_chooses_each_held_out_estimate_without_that_segment(monkeypatch):
+    """The nested choice: for each held-out segment, `auto` picks its approach on the
+    other segments only (a choice made on all of them would leak the held-out time)."""
+    from backend.solver import estimators
+
+    seen: list[set] = []
+    real = estimators.choose
+
+    def spy(times, blocks):
+        seen.append(set(times.measured))
+        return real(times, blocks)
+
+    monkeypatch.setattr(estimators, "choose", spy)
+    dev = DeviceTimes("phone", NODE_MS, {(a, b): cut_law(a, b) for a, b in PAIRS})
+    found = leave_one_out(CHOSEN, dev, BLOCKS)
+    held = sorted(dev.measured)
+    assert [set(dev.measured) - s for s in seen[: len(held)]] == [{k} for k in held]
+    assert seen[len(held) :] == [set(dev.measured)]  # `picked`: what pricing will use
+    assert found.count == len(held)

@@ -149,3 +149,52 @@ def test_host_facts_and_versions():
     assert facts["cpu"] and facts["cores"] >= 1 and facts["hostname"] and facts["python"]
     v = runtimes.versions()
     assert v["onnxruntime"] and v["openvino"] and v["numpy"] and v["onnx"]
+
+
+def conv_bn_chain(blocks: int = 3, channels: int = 8, size: int = 16):
+    """Conv → BatchNormalization → Relu, `blocks` times: OpenVINO folds each batch norm
+    into its convolution and names the result after neither (`Multiply_123`)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, graph, x = [], [], "x"
+    for k in range(blocks):
+        w = rng.normal(size=(channels, 3 if k == 0 else channels, 3, 3)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{k}"))
+        for p in ("scale", "bias", "mean", "var"):
+            inits.append(
+                numpy_helper.from_array(
+                    rng.uniform(0.5, 1.5, channels).astype(np.float32), f"{p}{k}"
+                )
+            )
+        bn = [f"c{k}", f"scale{k}", f"bias{k}", f"mean{k}", f"var{k}"]
+        graph.append(helper.make_node("Conv", [x, f"w{k}"], [f"c{k}"], pads=[1, 1, 1, 1]))
+        graph.append(helper.make_node("BatchNormalization", bn, [f"b{k}"]))
+        graph.append(helper.make_node("Relu", [f"b{k}"], [f"r{k}"]))
+        x = f"r{k}"
+    shape = [1, channels, size, size]
+    g = helper.make_graph(
+        graph,
+        "conv_bn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape)],
+        inits,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_openvino_kernels_map_back_to_nodes_through_its_fusions():
+    """Without the runtime model's source names, the fused convolutions (most of the
+    time) would map to no node and the layer sums would miss them."""
+    model = conv_bn_chain()
+    renamed = nodes.renamed_for_profiling(model, list(range(len(model.graph.node))))
+    producers = {o: p for p, node in enumerate(model.graph.node) for o in node.output}
+    feeds = runtimes.random_inputs(runtimes.input_specs(model))
+    prof = nodes.profile_nodes(renamed.SerializeToString(), feeds, RuntimeConfig("openvino"), 3)
+    convs = {k: ms for k, ms in prof.kernels.items() if prof.ops[k] == "Convolution"}
+    assert len(convs) == 3
+    positions = {nodes.attribute(k, producers) for k in convs}
+    assert None not in positions and len(positions) == 3
+    assert all(p // 3 == k for k, p in enumerate(sorted(positions)))  # each in its block
+    mapped = sum(ms for k, ms in prof.kernels.items() if nodes.attribute(k, producers) is not None)
+    assert mapped >= 0.8 * sum(prof.kernels.values())

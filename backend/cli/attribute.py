@@ -59,7 +59,14 @@ def format_device(dev: DeviceAttribution) -> str:
         f"({whole}); {dev.runs_measured} of {dev.runs} runs of blocks measured"
     )
     if dev.runs_measured < dev.runs:
-        head += f", the others estimated ({dev.estimator})"
+        head += f", the others estimated ({dev.estimator}, picked for this device)"
+    if dev.node_cover is not None:
+        head += f"\nper-node times add up to {100 * dev.node_cover:.0f}% of the whole model"
+        if not dev.layer_sums_meaningful:
+            head += (
+                ": layer sums are not meaningful on this device (its profiler's kernels did "
+                "not map to the nodes, or it was profiled under other load); profile it again"
+            )
     rows = []
     for b in dev.blocks:
         share = f"{b.share_ms:.3f}" + (f" ±{b.error_ms:.3f}" if b.error_ms is not None else "")
@@ -91,7 +98,7 @@ def format_evaluation(evaluations: Sequence[Evaluation]) -> str:
     rows = [
         (
             e.device,
-            e.approach + (" *" if e.approach == CHOSEN else ""),
+            e.approach + (f" * ({e.picked})" if e.approach == CHOSEN else ""),
             e.count,
             f"{e.median_abs_pct:.2f}",
             f"{e.p90_abs_pct:.2f}",
@@ -105,6 +112,7 @@ def format_evaluation(evaluations: Sequence[Evaluation]) -> str:
         "llrrrr",
     )
     return (
-        "\nleave-one-out: each measured segment estimated from the others "
-        "(* = the estimated cost model)\n" + body
+        "\nleave-one-out: each measured segment estimated from the others\n"
+        f"* {CHOSEN}: the estimated cost model, per device the approach picked there (in\n"
+        "  brackets); its own row picks again without each held-out segment\n" + body
     )

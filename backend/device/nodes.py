@@ -114,6 +114,7 @@ def _profile_ort(model: bytes, feeds, config: RuntimeConfig, runs: int) -> NodeP
 
 def _profile_ov(model: bytes, feeds, config: RuntimeConfig, runs: int) -> NodeProfile:
     runner = OvRunner(model, config, perf_count=True)
+    original = _ov_original_names(runner.compiled)
     runner.run(feeds)
     per_run: list[dict[str, float]] = []
     totals: list[float] = []
@@ -126,11 +127,37 @@ def _profile_ov(model: bytes, feeds, config: RuntimeConfig, runs: int) -> NodePr
         for info in runner.request.get_profiling_info():
             if str(info.status).endswith("EXECUTED") and "NOT" not in str(info.status):
                 ms = info.real_time.total_seconds() * 1e3
-                times[info.node_name] = times.get(info.node_name, 0.0) + ms
-                ops[info.node_name] = info.node_type
+                name = original.get(info.node_name, info.node_name)
+                times[name] = times.get(name, 0.0) + ms
+                ops[name] = info.node_type
         per_run.append(times)
     runner.close()
     return NodeProfile("openvino", runs, _median_per_key(per_run), ops, float(np.median(totals)))
+
+
+def _ov_original_names(compiled) -> dict[str, str]:
+    """Executed node -> the name to attribute it by: OpenVINO's transformations rename
+    what they fuse or rewrite (a convolution with its batch norm becomes `Multiply_123`),
+    but the runtime model lists the source nodes each executed node came from
+    (`originalLayersNames`); the first of ours among them (`omdp_n<position>`, lowest
+    position) names it. Empty when this OpenVINO cannot say (the executed names are then
+    tried as they are)."""
+    found: dict[str, str] = {}
+    try:
+        ops = compiled.get_runtime_model().get_ordered_ops()
+    except Exception:  # an older OpenVINO, or a plugin without a runtime model
+        return found
+    for op in ops:
+        rt = op.get_rt_info()
+        if "originalLayersNames" not in rt:
+            continue
+        value = rt["originalLayersNames"]
+        text = value.astype(str) if hasattr(value, "astype") else str(value)
+        ours = [n.strip() for n in str(text).split(",")]
+        ours = [n for n in ours if re.match(rf"{NODE_PREFIX}\d+$", n)]
+        if ours:
+            found[op.get_friendly_name()] = min(ours, key=lambda n: int(n[len(NODE_PREFIX) :]))
+    return found
 
 
 def _median_per_key(per_run: list[dict[str, float]]) -> dict[str, float]:

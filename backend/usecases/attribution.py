@@ -14,16 +14,19 @@ from backend.errors import OmdpError
 from backend.profiling.session import Session
 from backend.solver.attribution import shapley
 from backend.solver.estimators import (
-    APPROACHES,
     CHOSEN,
+    ESTIMATORS,
     DeviceTimes,
     Evaluation,
+    choose,
     cut_overheads,
     fit,
     leave_one_out,
     run_values,
 )
 from backend.solver.pricing import device_times
+
+NODE_COVER = (0.5, 2.0)  # per-node times' sum / whole-model time where layer sums mean something
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,14 @@ class DeviceAttribution:
     samples: int
     runs: int  # runs of consecutive blocks
     runs_measured: int  # ... with a measurement (the others: the `estimator`'s value)
-    estimator: str = CHOSEN
+    estimator: str = CHOSEN  # the approach that valued the runs not measured
+    node_cover: float | None = None  # per-node times' sum / the whole model's value
+
+    @property
+    def layer_sums_meaningful(self) -> bool:
+        """False where the per-node times miss most of the time (kernels the runtime's
+        profiler could not map to nodes) or far exceed it: layer sums say little there."""
+        return self.node_cover is None or bool(NODE_COVER[0] <= self.node_cover <= NODE_COVER[1])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +71,8 @@ class DeviceAttribution:
             "runs": self.runs,
             "runs_measured": self.runs_measured,
             "estimator": self.estimator,
+            "node_cover": self.node_cover,
+            "layer_sums_meaningful": self.layer_sums_meaningful,
             "blocks": [
                 {
                     "start": b.start,
@@ -97,8 +109,10 @@ def session_blocks(session: Session) -> np.ndarray:
 
 
 def attribute_device(times: DeviceTimes, blocks: np.ndarray) -> DeviceAttribution:
-    """Shapley shares of one device's run game (measured runs, the others estimated)."""
-    values, estimated = run_values(times, blocks, fit(CHOSEN, times, blocks))
+    """Shapley shares of one device's run game (measured runs, the others valued by the
+    approach `auto` picks for the device)."""
+    approach = choose(times, blocks)
+    values, estimated = run_values(times, blocks, fit(approach, times, blocks))
     shares = shapley(values)
     overhead = cut_overheads(values)
     m = len(blocks)
@@ -128,6 +142,8 @@ def attribute_device(times: DeviceTimes, blocks: np.ndarray) -> DeviceAttributio
         samples=shares.samples,
         runs=runs,
         runs_measured=runs - int(estimated[np.triu_indices(m, 1)].sum()),
+        estimator=approach,
+        node_cover=float(times.node_ms.sum() / values[0, m - 1]) if values[0, m - 1] > 0 else None,
     )
 
 
@@ -156,10 +172,11 @@ def attribute_session(session: Session, device: str | None = None) -> SessionAtt
 
 
 def evaluate_session(session: Session, device: str | None = None) -> list[Evaluation]:
-    """Leave-one-out of every approach on every device's measured segments."""
+    """Leave-one-out of every approach, and of the per-device choice (`auto`, nested),
+    on every device's measured segments."""
     blocks = session_blocks(session)
     times, _ = _times(session, device)
-    return [leave_one_out(a, t, blocks) for t in times.values() for a in APPROACHES]
+    return [leave_one_out(a, t, blocks) for t in times.values() for a in ESTIMATORS]
 
 
 def evaluation_dict(e: Evaluation) -> dict[str, Any]:
@@ -171,4 +188,6 @@ def evaluation_dict(e: Evaluation) -> dict[str, Any]:
         "p90_abs_pct": e.p90_abs_pct,
         "median_pct": e.median_pct,
         "chosen": e.approach == CHOSEN,
+        "picked": e.picked,
+        "picks": dict(e.picks),
     }
