@@ -12,7 +12,17 @@ presses ↑ or ↓ in the first bandwidth field many times and measures, per key
 
 next to the baseline, the bare `Ranker.rank` call the screen makes for each keystroke.
 
+A key reaches the app as the terminal driver delivers one (`--via driver`, the default:
+the key event handed to the driver's message queue, the clock started just before), or
+through Textual's Pilot (`--via pilot`: `pilot.press`, whose wait-for-idle polling runs
+on the app's event loop while the key is handled, so it adds its own time to each
+keystroke). Keys come at most every `--interval-ms` (40: a held-down arrow key repeats
+at about 25 per second), the app idle before each; the wait is not timed. Textual draws
+at most 60 frames a second, so a key arriving within 1/60 s of the last frame waits for
+the next one: keys much faster than that measure the frame rate, not the app.
+
 Run: .venv/bin/python benchmarks/bench_tui.py [--keys 300] [--candidates 16] [--k 10]
+     [--via driver|pilot] [--interval-ms 40]
 """
 
 from __future__ import annotations
@@ -62,7 +72,11 @@ def stats(samples: list[float]) -> str:
     return f"median {statistics.median(ms):7.3f} ms   p95 {p95:7.3f} ms"
 
 
-async def drive(ws: Workspace, keys: int) -> tuple[list[float], list[float], list[float]]:
+async def drive(
+    ws: Workspace, keys: int, via: str = "driver", interval_s: float = 0.04
+) -> tuple[list[float], list[float], list[float]]:
+    from textual import events
+
     from omdp_tui.app import Launch, OmdpApp
     from omdp_tui.screens.partitions import PartitionsScreen
 
@@ -97,17 +111,23 @@ async def drive(ws: Workspace, keys: int) -> tuple[list[float], list[float], lis
             frames.append(time.perf_counter())
             original_display(screen_, renderable)
 
+        screen.filled_at = 0.0
         screen._fill = timed_fill
         ws.rank = timed_rank
         app._display = timed_display
         for i in range(keys):
             key = "up" if (i // 8) % 2 == 0 else "down"  # wander 20 → ~120 → 20 Mbit/s
             t0 = time.perf_counter()
-            await pilot.press(key)  # returns once the key is handled and the screen idle
-            while not frames or frames[-1] < screen.filled_at:
-                await asyncio.sleep(0.001)
+            if via == "pilot":
+                await pilot.press(key)  # returns once the key is handled and the screen idle
+            else:
+                app._driver.send_message(events.Key(key, None))  # as a terminal key arrives
+            while screen.filled_at < t0 or not frames or frames[-1] < screen.filled_at:
+                await asyncio.sleep(0.0005)
             handled.append(screen.filled_at - t0)
             drawn.append(next(f for f in frames if f >= screen.filled_at) - t0)
+            await pilot.pause()  # the app idle again before the next key (not timed)
+            await asyncio.sleep(max(0.0, t0 + interval_s - time.perf_counter()))
     return handled, drawn, rank_only
 
 
@@ -116,6 +136,8 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--via", choices=("driver", "pilot"), default="driver")
+    parser.add_argument("--interval-ms", type=float, default=40.0)
     args = parser.parse_args()
     os.environ.setdefault("OMDP_CONFIG_DIR", tempfile.mkdtemp(prefix="omdp-bench-"))
     analysis = analyze("yolov5n")
@@ -124,10 +146,11 @@ def main() -> int:
     ws = Workspace(analysis, "yolov5n", fixed_session(Path(folder) / "bench.omdp", analysis, cands))
     ws.set_ranking_options(k=args.k)
     ws.rank()  # build the ranker once, as the screen does on first show
-    handled, drawn, rank_only = asyncio.run(drive(ws, args.keys))
+    handled, drawn, rank_only = asyncio.run(drive(ws, args.keys, args.via, args.interval_ms / 1000))
     print(
         f"bench_tui: YOLOv5n, {len(cands)} candidates, 3 devices, K={args.k}, "
-        f"{args.keys} keystrokes at 80×24"
+        f"{args.keys} keystrokes at 80×24, keys via {args.via} "
+        f"at most every {args.interval_ms:g} ms"
     )
     print(f"  baseline  Ranker.rank (bare call)       {stats(rank_only)}")
     print(f"  keystroke → top-K table refilled        {stats(handled)}")

@@ -8,6 +8,7 @@ profiling, checking devices) runs in workers that post typed messages
 from __future__ import annotations
 
 import argparse
+import gc
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -121,6 +122,16 @@ class Launch:
         )
 
 
+def _settle_memory() -> None:
+    """Put what lives as long as the workspace (the model's analysis, the session's state,
+    the screens) out of the garbage collector's way: a full collection scanning it took
+    50–70 ms, several frames, at random keystrokes (`benchmarks/bench_tui.py`). What an
+    earlier workspace left is collected first."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class OmdpApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "OMDP"
@@ -231,6 +242,7 @@ class OmdpApp(App[int]):
             self._saver = self.set_interval(SAVE_INTERVAL_S, self.flush)
         start = self.workspace.get_ui("screen", "graph")
         await self.switch_mode(start if start in SCREEN_NAMES else "graph")
+        _settle_memory()
         for note in notes:
             self.notify(note, title="Session", timeout=12)
 

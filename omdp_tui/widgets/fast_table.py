@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import RowKey
+from textual.widgets._data_table import ColumnKey, RowKey
 
 from backend import fit
 
@@ -32,9 +32,22 @@ class FastTable(DataTable):
     def render_lines(self, crop: Region) -> list[Strip]:
         # What every row of this frame shares is worked out once (styles cannot change
         # while a frame is drawn).
+        columns = self.ordered_columns
+        widths = [c.get_render_width(self) for c in columns]
         self._frame = {
-            "widths": [c.get_render_width(self) for c in self.ordered_columns],
+            "keys": [c.key for c in columns],
+            "widths": widths,
             "width": self.size.width,
+            "fits": sum(widths) <= self.size.width,
+            "scroll": self.scroll_offset,
+            "style": self.rich_style,
+            "cursor": self.cursor_coordinate.row,
+            "hover": self.hover_coordinate.row,
+            "pad": " " * self.cell_padding,
+            "simple": self.cursor_type == "row"
+            and not self.fixed_rows
+            and not self.fixed_columns
+            and not (self._labelled_row_exists and self.show_row_labels),
         }
         try:
             return super().render_lines(crop)
@@ -43,26 +56,22 @@ class FastTable(DataTable):
 
     def render_line(self, y: int) -> Strip:
         frame = self._frame
-        scroll_x, scroll_y = self.scroll_offset
-        if frame is None or scroll_x or self.fixed_rows:
+        if frame is None or frame["scroll"].x or not frame["simple"]:
             return super().render_line(y)
         if self.show_header and y < self.header_height:
             return self._header_line(y, frame)
         try:
-            row_key, line_no = self._get_offsets(y + scroll_y)
+            row_key, line_no = self._get_offsets(y + frame["scroll"].y)
         except LookupError:
             return super().render_line(y)
-        plain = self._plain_row(row_key)
-        if plain is None or line_no or sum(frame["widths"]) > frame["width"]:
+        plain = self._plain_row(row_key, frame["keys"])
+        if plain is None or line_no or not frame["fits"]:
             return super().render_line(y)
         row_index = self._row_locations.get(row_key)
         look = self._row_look(
-            row_index,
-            self.rich_style,
-            row_index == self.cursor_coordinate.row,
-            row_index == self.hover_coordinate.row,
+            row_index, frame["style"], row_index == frame["cursor"], row_index == frame["hover"]
         )
-        pad = " " * self.cell_padding
+        pad = frame["pad"]
         segments = []
         for column_index, (width, (text, justify, cell_style)) in enumerate(
             zip(frame["widths"], plain, strict=True)
@@ -148,21 +157,17 @@ class FastTable(DataTable):
             style = self._frame[key] = look[0] + cell_style + look[1]
         return style
 
-    def _plain_row(self, row_key: RowKey) -> list[tuple[str, str, Style]] | None:
+    def _plain_row(
+        self, row_key: RowKey, keys: list[ColumnKey]
+    ) -> list[tuple[str, str, Style]] | None:
         """The row's cells as (text, justify, style) when the fast path can draw it (a
-        one-line body row of plain-text cells in a row-cursor table); None otherwise."""
-        if (
-            self.cursor_type != "row"
-            or self.fixed_columns
-            or (self._labelled_row_exists and self.show_row_labels)
-            or row_key not in self._row_locations
-            or self.rows[row_key].height != 1
-        ):
+        one-line row of plain-text cells); None otherwise."""
+        if row_key not in self._row_locations or self.rows[row_key].height != 1:
             return None
         data = self._data.get(row_key, {})
         out = []
-        for column in self.ordered_columns:
-            cell = data.get(column.key, "")
+        for key in keys:
+            cell = data.get(key, "")
             if isinstance(cell, str):
                 if "\n" in cell:
                     return None
