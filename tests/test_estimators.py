@@ -370,3 +370,20 @@ def test_auto_chooses_each_held_out_estimate_without_that_segment(monkeypatch):
     assert [set(dev.measured) - s for s in seen[: len(held)]] == [{k} for k in held]
     assert seen[len(held) :] == [set(dev.measured)]  # `picked`: what pricing will use
     assert found.count == len(held)
+
+
+def test_an_estimate_is_held_to_twice_the_shortest_measured_segment_around_it():
+    """A fit that runs away far from its data (seen: an estimate 100× the whole model) is
+    held to what the device did; where nothing measured contains the segment, it is not."""
+    from backend.solver.estimators import _held_to_measured
+
+    dev = DeviceTimes("phone", NODE_MS, {(0, 10): 40.0, (2, 6): 12.0, (6, 10): 9.0})
+    runaway = _held_to_measured(dev, lambda s, e: np.full(len(s), 1e6))
+    held = runaway(np.array([2, 3, 0, 6]), np.array([6, 5, 10, 10]))
+    assert list(held) == [24.0, 24.0, 80.0, 18.0]
+    negative = _held_to_measured(dev, lambda s, e: np.full(len(s), -3.0))
+    assert list(negative(np.array([2]), np.array([6]))) == [0.0]
+    alone = _held_to_measured(
+        DeviceTimes("phone", NODE_MS, {(2, 6): 12.0}), lambda s, e: np.full(len(s), 1e6)
+    )
+    assert list(alone(np.array([0]), np.array([10]))) == [1e6]  # nothing measured around it

@@ -112,8 +112,9 @@ def cover_prefix(times: DeviceTimes, blocks: np.ndarray, per_block: np.ndarray) 
 
 def fit(approach: str, times: DeviceTimes, blocks: np.ndarray) -> Predictor:
     """The estimator `approach` fitted to `times` (blocks: candidates with 0 and N); its
-    estimates are never below 0 (a fit may extrapolate there). `auto`: the approach
-    `choose` picks for this device."""
+    estimates are never below 0 (a fit may extrapolate there) and stay within what the
+    device was seen to do (`_held_to_measured`). `auto`: the approach `choose` picks for
+    this device."""
     if approach == CHOSEN:
         approach = choose(times, blocks)
     if approach == "layer-sum":
@@ -128,7 +129,33 @@ def fit(approach: str, times: DeviceTimes, blocks: np.ndarray) -> Predictor:
         predict = _kriging(times)
     else:
         raise ValueError(f"unknown estimator {approach!r}")
-    return lambda s, e: np.maximum(predict(np.atleast_1d(s), np.atleast_1d(e)), 0.0)
+    return _held_to_measured(times, predict)
+
+
+SEEN_FACTOR = 2.0
+
+
+def _held_to_measured(times: DeviceTimes, predict: Predictor) -> Predictor:
+    """`predict`, never below 0 nor above twice the shortest measured segment around the
+    estimated one. A fit that extrapolates far from its data (an estimate hundreds of
+    times the whole model was seen) is held to what the device did; the factor 2 leaves
+    room for noise and for cut overheads (a segment can be slower than a longer one
+    around it). No lower bound from the segments inside it: one timing taken in a busy
+    moment would then drag up every estimate around it."""
+    a, b, t = times.arrays()
+
+    def held(s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        s, e = np.atleast_1d(s), np.atleast_1d(e)
+        out = np.maximum(predict(s, e), 0.0)
+        if not len(t):
+            return out
+        for lo in range(0, len(out), 512):  # bounded memory: 512 × measured at a time
+            ss, ee = s[lo : lo + 512, None], e[lo : lo + 512, None]
+            around = np.where((a <= ss) & (b >= ee), t, np.inf).min(axis=1) * SEEN_FACTOR
+            out[lo : lo + 512] = np.minimum(out[lo : lo + 512], around)
+        return out
+
+    return held
 
 
 def _positive(times: DeviceTimes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
