@@ -115,6 +115,11 @@ class AttributionScreen(WorkspaceScreen):
                 key=f"{b.start}:{b.end}",
             )
         text = "share−sum < 0: fusion saves time · cut +ms: what a cut at the block's end adds"
+        if not dev.layer_sums_meaningful and dev.node_cover is not None:
+            text = (
+                f"per-node times add up to {100 * dev.node_cover:.0f}% of the whole model: "
+                "layer sums are not meaningful on this device — profile it again\n" + text
+            )
         if any(b.cut_estimated for b in dev.blocks):
             text += "\n~: from a run not measured on this device (estimated)"
         note.update(text)

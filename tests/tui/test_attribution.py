@@ -46,6 +46,27 @@ async def test_attribution_view_per_device(fixed_workspace):
         await wait_for(pilot, lambda: isinstance(app.screen, PartitionsScreen))
 
 
+async def test_a_device_whose_node_times_miss_its_time_is_flagged(fixed_workspace):
+    """Per-node times that add up to a sliver of the measured model (a runtime whose
+    kernels did not map to nodes): the view says its layer sums are not meaningful."""
+    n = fixed_workspace.analysis.n
+    nodes = fixed_workspace.session.node_times_frame()
+    phone = nodes[nodes["device"] == "phone"]
+    sliver = {int(r.position): 0.01 * float(r.ms) for r in phone.itertuples()}
+    fixed_workspace.session.record_node_times("phone", sliver, runtime="onnxruntime", runs=3)
+    fixed_workspace.measurements_changed()
+    app = OmdpApp(Launch("workspace", prepared=fixed_workspace))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_partitions(pilot)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, AttributionScreen))
+        assert "not meaningful" not in screen_text(app)  # glasses: its own times are fine
+        await pilot.press("right")
+        text = screen_text(app)
+        assert "phone (2/3)" in text and "layer sums are not meaningful" in text, text
+        assert len(phone) == n
+
+
 def test_attribution_snapshot(snap_compare, fixed_workspace):
     app = OmdpApp(Launch("workspace", prepared=fixed_workspace))
 
