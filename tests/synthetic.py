@@ -3,6 +3,7 @@ position, so rankings over it are known exactly (shared by the map and solver te
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backend.chain import Chain, DeviceSpec, LinkSpec
@@ -14,13 +15,26 @@ SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}  # ms per position
 LINKS = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
 
 
-def measured_session(path: Path, analysis: ModelAnalysis, candidates=(2, 6)) -> Session:
-    """A session at `path` whose whole plan is measured at SPEED (five equal samples)."""
-    s = Session.create(path, analysis, Chain([DeviceSpec(n) for n in SPEED], LINKS), candidates)
-    plan = build_plan(analysis.n, list(candidates), list(SPEED))
+def at_speed(device: str, start: int, end: int) -> float:
+    return SPEED[device] * (end - start)
+
+
+def measured_session(
+    path: Path,
+    analysis: ModelAnalysis,
+    candidates: Sequence[int] = (2, 6),
+    timing: Callable[[str, int, int], float] = at_speed,
+    builtin: str | None = None,
+) -> Session:
+    """A session at `path` on the chain glasses → phone → cloud (LINKS) whose whole plan is
+    measured: `timing(device, start, end)` ms (SPEED per position by default), five equal
+    samples each."""
+    chain = Chain([DeviceSpec(n) for n in SPEED], LINKS)
+    s = Session.create(path, analysis, chain, list(candidates), builtin=builtin)
+    plan = build_plan(analysis.n, list(candidates), chain.names)
     s.save_plan(plan)
     for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start)
+        ms = timing(it.device, it.start, it.end)
         s.record_result(
             it.device,
             (it.start, it.end),

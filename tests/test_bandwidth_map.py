@@ -11,11 +11,10 @@ import weakref
 
 import numpy as np
 import pytest
+from synthetic import measured_session
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.errors import OmdpError
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
 from backend.solver.bandwidth_map import LinkRange, Mapper
 from backend.solver.costs import SegmentInstance, link_stage_ms, segment_costs
@@ -295,22 +294,14 @@ def zoo_session(tmp_path_factory):
     a = analyze("squeezenet")
     n = a.n
     candidates = sorted({n * k // 9 for k in range(1, 9)} - {0, n})
-    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
     path = tmp_path_factory.mktemp("zoo") / "squeezenet.omdp"
-    s = Session.create(
-        path, a, Chain([DeviceSpec(d) for d in SPEED], links), candidates, builtin="squeezenet"
+    s = measured_session(
+        path,
+        a,
+        candidates,
+        timing=lambda device, start, end: SPEED[device] * (end - start) + 0.1,
+        builtin="squeezenet",
     )
-    plan = build_plan(n, candidates, list(SPEED))
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start) + 0.1
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 5,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
     for device, speed in SPEED.items():  # per-node times a little off the segments' medians
         times = {p: speed * (1.1 if p % 2 else 0.85) for p in range(n)}
         s.record_node_times(device, times, runtime="onnxruntime", runs=3)

@@ -9,11 +9,10 @@ import numpy as np
 import onnx
 import pytest
 from models import skip_model
+from synthetic import measured_session
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.cli import main
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
 from backend.solver.estimators import (
     APPROACHES,
@@ -47,21 +46,8 @@ def session_file(tmp_path):
     onnx.save(skip_model(), model)
     a = analyze(model)
     assert a.n == len(NODE_MS)
-    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
-    chain = Chain([DeviceSpec(n) for n in LAW], links)
     path = tmp_path / "s.omdp"
-    s = Session.create(path, a, chain, CANDIDATES)
-    plan = build_plan(a.n, CANDIDATES, chain.names)
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = true_ms(it.device, it.start, it.end)
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 5,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
+    s = measured_session(path, a, CANDIDATES, timing=true_ms)
     for name in LAW:
         times = {p: float(t) for p, t in enumerate(NODE_MS)}
         s.record_node_times(name, times, runtime="onnxruntime", runs=3)

@@ -6,16 +6,14 @@ import numpy as np
 import onnx
 import pytest
 from models import skip_model
+from synthetic import measured_session
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
+from backend.chain import Chain, DeviceSpec
 from backend.cli import main
 from backend.export import read_export
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
 from backend.profiling.session import Session
 from backend.solver.pricing import instance_from_session
-
-SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}  # ms per position (fixed test data)
 
 
 @pytest.fixture
@@ -23,21 +21,8 @@ def session_file(tmp_path):
     model = tmp_path / "skip.onnx"
     onnx.save(skip_model(), model)
     a = analyze(model)
-    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
-    chain = Chain([DeviceSpec(n) for n in SPEED], links)
     path = tmp_path / "s.omdp"
-    s = Session.create(path, a, chain, [2, 6])
-    plan = build_plan(a.n, [2, 6], chain.names)
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 5,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
+    s = measured_session(path, a)
     s.record_node_times("phone", {p: 2.2 for p in range(a.n)}, runtime="onnxruntime", runs=3)
     s.close()
     return path

@@ -11,15 +11,11 @@ from pathlib import Path
 import onnx
 import pytest
 from models import read_only_folder, skip_model
+from synthetic import measured_session
 
-from backend.chain import Chain, DeviceSpec, LinkSpec
 from backend.model.analysis import analyze
-from backend.profiling.plan import build_plan
-from backend.profiling.session import Session
 
 from .harness import expect_rejected
-
-SPEED = {"glasses": 4.0, "phone": 2.0, "cloud": 0.5}  # ms per position
 
 
 def make_session(folder: Path, model: Path | None = None) -> Path:
@@ -27,23 +23,8 @@ def make_session(folder: Path, model: Path | None = None) -> Path:
     model = model or folder / "skip.onnx"
     if not model.exists():
         onnx.save(skip_model(), model)
-    a = analyze(model)
-    links = [LinkSpec("glasses", "phone", 20.0, 5.0), LinkSpec("phone", "cloud", 100.0, 20.0)]
-    chain = Chain([DeviceSpec(n) for n in SPEED], links)
     path = folder / "s.omdp"
-    s = Session.create(path, a, chain, [2, 6])
-    plan = build_plan(a.n, [2, 6], chain.names)
-    s.save_plan(plan)
-    for it in plan.items:
-        ms = SPEED[it.device] * (it.end - it.start)
-        s.record_result(
-            it.device,
-            (it.start, it.end),
-            load_ms=1.0,
-            samples=[ms] * 3,
-            stats={"median": ms, "p10": ms, "p90": ms, "mean": ms, "std": 0.0, "rel_ci": 0.0},
-        )
-    s.close()
+    measured_session(path, analyze(model)).close()
     return path
 
 
