@@ -18,8 +18,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_link_args(p: argparse.ArgumentParser) -> None:
-    """--bw and --latency: link values as LINK=VALUE, repeatable (parsed by the use case)."""
+def add_bandwidth_arg(p: argparse.ArgumentParser) -> None:
+    """--bw: link bandwidths as LINK=MBPS, repeatable (parsed by the use case)."""
     p.add_argument(
         "--bw",
         "--bandwidth",
@@ -27,8 +27,13 @@ def add_link_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="LINK=MBPS",
-        help="a link's bandwidth, e.g. glasses-phone=20",
+        help="a link's bandwidth in Mbit/s, e.g. glasses-phone=20 (repeatable)",
     )
+
+
+def add_link_args(p: argparse.ArgumentParser) -> None:
+    """--bw and --latency: link values as LINK=VALUE, repeatable (parsed by the use case)."""
+    add_bandwidth_arg(p)
     p.add_argument(
         "--latency",
         action="append",

@@ -13,6 +13,7 @@ import json
 from collections.abc import Set as AbstractSet
 
 from backend import units
+from backend.cli.common import add_bandwidth_arg
 from backend.errors import OmdpError
 from backend.solver.costs import COST_MODELS, OBJECTIVES, Instance, LayerInstance, check_choice
 from backend.solver.instance_io import load_instance
@@ -35,15 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="measured",
         help="measured (default), estimated, or layer-sum (from estimated_node_ms) segment times",
     )
-    p.add_argument(
-        "--bw",
-        "--bandwidth",
-        dest="bandwidth",
-        action="append",
-        default=[],
-        metavar="LINK=MBPS",
-        help="override a link's bandwidth in Mbit/s, e.g. glasses-phone=20 (repeatable)",
-    )
+    add_bandwidth_arg(p)
     p.add_argument("--json", action="store_true", help="print the partitions as JSON")
     p.set_defaults(func=run)
 

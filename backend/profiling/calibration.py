@@ -15,6 +15,7 @@ import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from backend.chain import Chain, DeviceSpec
 from backend.files import atomic_write
@@ -74,16 +75,30 @@ def identity(device: DeviceSpec) -> str:
     return f"{where}|{device.runtime_config().key()}|cpus={cpus}"
 
 
-def remembered(chain: Chain) -> dict[str, DeviceRate]:
-    """Rates learnt in earlier sessions for this chain's devices (by identity)."""
+def _known() -> dict[str, Any]:
+    """What earlier sessions kept in the state folder ({} when missing or unreadable)."""
     try:
         with open(recent.state_dir() / FILE, "rb") as f:
             known = json.loads(f.read(MAX_BYTES))
     except (OSError, ValueError):
         return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _keep(known: dict[str, Any]) -> None:
+    """Write it back (best effort: a state folder that cannot be written loses nothing)."""
+    path = recent.state_dir() / FILE
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(known, indent=1) + "\n")
+
+
+def remembered(chain: Chain) -> dict[str, DeviceRate]:
+    """Rates learnt in earlier sessions for this chain's devices (by identity)."""
+    known = _known()
     out: dict[str, DeviceRate] = {}
     for device in chain.devices:
-        entry = known.get(identity(device)) if isinstance(known, dict) else None
+        entry = known.get(identity(device))
         with contextlib.suppress(TypeError, ValueError):
             rate = DeviceRate(**entry) if isinstance(entry, dict) else None
             if rate and rate.gflops > 0 and rate.runs >= 0 and rate.overhead_s >= 0:
@@ -95,20 +110,11 @@ def remember(chain: Chain, rates: Mapping[str, DeviceRate]) -> None:
     """Keep these devices' rates for later sessions (best effort, never fails)."""
     if not rates:
         return
-    path = recent.state_dir() / FILE
-    try:
-        with open(path, "rb") as f:
-            known = json.loads(f.read(MAX_BYTES))
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
+    known = _known()
     for device in chain.devices:
         if device.name in rates:
             known[identity(device)] = asdict(rates[device.name])
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(known, indent=1) + "\n")
+    _keep(known)
 
 
 PACE_RANGE = (0.5, 4.0)  # a run's pace beyond this is an accident, not the chain
@@ -121,12 +127,7 @@ def _chain_key(chain: Chain) -> str:
 def pace(chain: Chain) -> float:
     """Real run time over the time the rates predict, learnt from this chain's last run
     (1.0 when unknown)."""
-    try:
-        with open(recent.state_dir() / FILE, "rb") as f:
-            known = json.loads(f.read(MAX_BYTES))
-    except (OSError, ValueError):
-        return 1.0
-    value = known.get(_chain_key(chain)) if isinstance(known, dict) else None
+    value = _known().get(_chain_key(chain))
     if isinstance(value, int | float) and PACE_RANGE[0] <= value <= PACE_RANGE[1]:
         return float(value)
     return 1.0
@@ -134,15 +135,6 @@ def pace(chain: Chain) -> float:
 
 def remember_pace(chain: Chain, value: float) -> None:
     """Keep the chain's last pace (clamped to PACE_RANGE; best effort)."""
-    path = recent.state_dir() / FILE
-    try:
-        with open(path, "rb") as f:
-            known = json.loads(f.read(MAX_BYTES))
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
+    known = _known()
     known[_chain_key(chain)] = min(PACE_RANGE[1], max(PACE_RANGE[0], float(value)))
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(known, indent=1) + "\n")
+    _keep(known)
