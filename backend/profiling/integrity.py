@@ -67,6 +67,20 @@ def _rules(n: int) -> dict[str, list[Rule]]:
     """What each column may hold in a session of a model with `n` nodes."""
     pos = INT + f" AND {{c}} BETWEEN 0 AND {n}"
     text, num = (TEXT, "text"), (NUM, "a finite number")
+    # what a measurement and its retired copy in the history both hold
+    timed = [
+        Rule("samples", INT + " AND {c} >= 0", "a count ≥ 0"),
+        Rule("stop", *text, nullable=True),
+        Rule("stats", JSON_OBJECT, "a JSON object", nullable=True),
+        Rule("runtime", JSON_OBJECT, "a JSON object", nullable=True),
+        Rule("run", INT, "a run id", nullable=True),
+        Rule("created_at", *text),
+    ]
+    conditions = [
+        Rule("used", *text, nullable=True),
+        Rule("conditions", JSON_OBJECT, "a JSON object", nullable=True),
+        Rule("throttled", *text, nullable=True),
+    ]
     return {
         "schema_version": [Rule("version", INT + " AND {c} >= 1", "a version ≥ 1")],
         "meta": [Rule("key", *text), Rule("value", *text)],
@@ -140,16 +154,9 @@ def _rules(n: int) -> dict[str, list[Rule]]:
             Rule(
                 "median_ms", NUM + " AND {c} >= 0", "a finite time ≥ 0 (set when ok)", nullable=True
             ),
-            Rule("samples", INT + " AND {c} >= 0", "a count ≥ 0"),
-            Rule("stop", *text, nullable=True),
-            Rule("stats", JSON_OBJECT, "a JSON object", nullable=True),
-            Rule("runtime", JSON_OBJECT, "a JSON object", nullable=True),
-            Rule("run", INT, "a run id", nullable=True),
-            Rule("created_at", *text),
+            *timed,
             Rule("updated_at", *text),
-            Rule("used", *text, nullable=True),
-            Rule("conditions", JSON_OBJECT, "a JSON object", nullable=True),
-            Rule("throttled", *text, nullable=True),
+            *conditions,
         ],
         "node_profiles": [
             Rule("device", *text),
@@ -205,14 +212,10 @@ def _rules(n: int) -> dict[str, list[Rule]]:
                 Rule(c, NUM + " AND {c} >= 0", "a finite time ≥ 0", nullable=True)
                 for c in ("median_ms", "p10_ms", "p90_ms", "rel_ci")
             ),
-            Rule("samples", INT + " AND {c} >= 0", "a count ≥ 0"),
-            Rule("stop", *text, nullable=True),
-            Rule("stats", JSON_OBJECT, "a JSON object", nullable=True),
-            Rule("runtime", JSON_OBJECT, "a JSON object", nullable=True),
-            Rule("run", INT, "a run id", nullable=True),
-            Rule("created_at", *text),
+            *timed,
             Rule("retired_at", *text),
             Rule("reason", *text, nullable=True),
+            *conditions,
         ],
     }
 

@@ -232,6 +232,16 @@ DAMAGES = [
         "measurements.conditions",
     ),
     (
+        "history-conditions-not-json",
+        sql(
+            "INSERT INTO measurement_history (measurement, device, seg_start, seg_end, config, "
+            "status, samples, created_at, retired_at, conditions) SELECT id, device, seg_start, "
+            "seg_end, config, status, samples, created_at, 'now', 'hot' FROM measurements "
+            "WHERE id = 1"
+        ),
+        "measurement_history.conditions",
+    ),
+    (
         "throttled-bytes",
         sql("UPDATE measurements SET throttled = x'ff00' WHERE id = 1"),
         "measurements.throttled",
