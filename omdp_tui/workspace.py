@@ -419,8 +419,9 @@ class Workspace:
                     self.analysis, self.instance, self.memory_limits
                 )
             self.noise_target = noise.target_of(self.session.get_meta("timing"))
-            self.noisy = noise.noisy_keys(self.session)
-            self.throttled = noise.throttled(self.session)
+            results = self.session.results_frame()
+            self.noisy = noise.noisy_keys(self.session, results)
+            self.throttled = noise.throttled(self.session, results)
             plan = self.plan()
             self._progress = (len(plan) - len(self.missing()), len(plan))
         return self.instance
@@ -464,7 +465,9 @@ class Workspace:
         session's UI state."""
         self.memory_limits = _memory_limits(limits)
         self.set_ui("partitions.memory", self.memory_limits)
-        self._stale = True
+        if self.instance is not None and not self._stale:  # only the limits change
+            self.instance = rankings.limit_memory(self.analysis, self.instance, self.memory_limits)
+            self._ranker = None
 
     def select_partition(self, partition: Partition | tuple[int, ...] | None) -> None:
         """Remember the chosen partition in the session (its `partitions` table)."""

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from backend.device.protocol import TimingSettings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from backend.profiling.session import Session
 
 MARK = "!"  # beside a noisy value, in every table
@@ -52,10 +54,13 @@ def why(row: Mapping[str, Any], target_rel_ci: float) -> str:
     return f"{ci}, target {target_rel_ci * 100:g}%{stop}"
 
 
-def throttled(session: Session) -> dict[tuple[str, int, int], str]:
+def throttled(
+    session: Session, frame: pd.DataFrame | None = None
+) -> dict[tuple[str, int, int], str]:
     """(device, start, end) -> why, for the session's measurements timed while their
-    device throttled (hot, or its CPU below its maximum frequency; current configurations)."""
-    frame = session.results_frame()
+    device throttled (hot, or its CPU below its maximum frequency; current configurations).
+    `frame`: the session's `results_frame()` when the caller has read it already."""
+    frame = session.results_frame() if frame is None else frame
     return {
         (r["device"], int(r["start"]), int(r["end"])): r["throttled"]
         for r in frame.to_dict("records")
@@ -63,10 +68,11 @@ def throttled(session: Session) -> dict[tuple[str, int, int], str]:
     }
 
 
-def noisy_keys(session: Session) -> set[tuple[str, int, int]]:
-    """(device, start, end) of the session's noisy measurements (current configurations)."""
+def noisy_keys(session: Session, frame: pd.DataFrame | None = None) -> set[tuple[str, int, int]]:
+    """(device, start, end) of the session's noisy measurements (current configurations).
+    `frame`: the session's `results_frame()` when the caller has read it already."""
     target = target_of(session.get_meta("timing"))
-    frame = session.results_frame()
+    frame = session.results_frame() if frame is None else frame
     return {
         (r["device"], int(r["start"]), int(r["end"]))
         for r in frame.to_dict("records")

@@ -72,16 +72,17 @@ def parse_target(text: str, chain: Chain, n: int) -> Target:
 
 def choose(session: Session, plan: list[PlanItem], target: Target) -> list[PlanItem]:
     """The plan items `target` names that have a measurement to replace."""
+    frame = session.results_frame()
     measured = {
         (r["device"], int(r["start"]), int(r["end"]))
-        for r in session.results_frame().to_dict("records")
+        for r in frame.to_dict("records")
         if r["status"] in ("ok", "error")
     }
     flagged: set[tuple[str, int, int]] = set()
     if target.kind == "noisy":
-        flagged = noise.noisy_keys(session)
+        flagged = noise.noisy_keys(session, frame)
     elif target.kind == "throttled":
-        flagged = set(noise.throttled(session))
+        flagged = set(noise.throttled(session, frame))
 
     def wanted(it: PlanItem) -> bool:
         key = (it.device, it.start, it.end)
