@@ -209,3 +209,13 @@ def _history(db):
             "SELECT device, measurement, reason, (SELECT count(*) FROM history_samples s "
             "WHERE s.history = h.id) FROM measurement_history h"
         ).fetchall()
+
+
+def test_a_target_with_nothing_to_measure_says_why(measured):
+    s, _, plan = measured
+    hot = remeasure.Target("throttled")
+    assert remeasure.choose(s, plan.items, hot) == []
+    assert hot.nothing() == "no measurement was timed while its device throttled"
+    assert remeasure.Target("cell", "phone", (0, 3)).nothing() == (
+        "segment [0, 3) is not measured on phone yet"
+    )

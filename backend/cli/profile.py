@@ -457,7 +457,7 @@ def _remeasure(args, session, opened, chain, target, printer) -> None:
         printer.out({"event": "remeasure", "target": args.remeasure, "cells": cells})
         return
     if not chosen:
-        print(f"nothing to re-measure: no measured cell is {target.describe()}")
+        print(f"nothing to re-measure: {target.nothing()}")
         return
     shown = ", ".join(cells[:6]) + (f" and {len(cells) - 6} more" if len(cells) > 6 else "")
     verb = "would re-measure" if args.dry_run else "re-measuring"

@@ -40,6 +40,19 @@ class Target:
             return f"segment {seg} on every device"
         return f"segment {seg} on {self.device}"
 
+    def nothing(self) -> str:
+        """Why this target found nothing to measure again, as a sentence."""
+        seg = f"[{self.segment[0]}, {self.segment[1]})" if self.segment else ""
+        if self.kind == "noisy":
+            return "no measurement is noisy"
+        if self.kind == "throttled":
+            return "no measurement was timed while its device throttled"
+        if self.kind == "device":
+            return f"nothing is measured on {self.device} yet"
+        if self.kind == "segment":
+            return f"segment {seg} is not measured on any device yet"
+        return f"segment {seg} is not measured on {self.device} yet"
+
 
 def parse_target(text: str, chain: Chain, n: int) -> Target:
     """'noisy', 'throttled', a device name, 'a:b' (a segment on every device) or

@@ -451,7 +451,7 @@ class ProfileScreen(WorkspaceScreen):
                 return
             if not items:
                 self.notify(
-                    f"nothing to re-measure: no measured cell is {targets[key].describe()}",
+                    f"nothing to re-measure: {targets[key].nothing()}",
                     severity="warning",
                 )
                 return
