@@ -196,5 +196,7 @@ def test_openvino_kernels_map_back_to_nodes_through_its_fusions():
     positions = {nodes.attribute(k, producers) for k in convs}
     assert None not in positions and len(positions) == 3
     assert all(p // 3 == k for k, p in enumerate(sorted(positions)))  # each in its block
-    mapped = sum(ms for k, ms in prof.kernels.items() if nodes.attribute(k, producers) is not None)
-    assert mapped >= 0.8 * sum(prof.kernels.values())
+    # what maps to no node is only what the runtime added itself (layout reorders),
+    # never one of the model's own layers, whatever the kernels' times on this machine
+    unmapped = {prof.ops[k] for k in prof.kernels if nodes.attribute(k, producers) is None}
+    assert unmapped <= {"Reorder"}, unmapped
