@@ -381,7 +381,9 @@ class PartitionsScreen(WorkspaceScreen):
     def _refresh_measured(self) -> None:
         for label, link in zip(self.query(".link-measured"), self.ws.links, strict=False):
             assert isinstance(label, Label)
-            label.update(self._measured(link))
+            text = self._measured(link)
+            if str(label.content) != text:  # an update costs a layout pass: only on change
+                label.update(text)
 
     def action_adopt_measured(self) -> None:
         if not any(x.measured_bandwidth_mbps is not None for x in self.ws.links):
