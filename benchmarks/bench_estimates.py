@@ -1,21 +1,22 @@
 """The estimated cost model against plain layer sums, side by side in one run.
 
-Profiles built-in models on the chain of examples/devices.toml (three local devices:
-one core under onnxruntime, one core under OpenVINO, all cores under onnxruntime) with
-short timing settings, then estimates every measured segment from the others
-(leave-one-out) with each approach of docs/attribution.md. Reports per model and device
-the median and p90 absolute % error of layer sums and of the chosen estimator (`auto`:
-per device the approach with the lowest leave-one-out median, chosen again without each
-held-out segment), and their ratio (goal: the chosen one's median at most half of layer
-sums', on every device). `cover` is the device's per-node times summed over the whole
-model, in % of its measured whole-model time (far from 100 %: the per-node profile and
-the timings saw different machines, or kernels the profiler could not attribute);
-`noise` the median relative half-width of the 95% CI of its measured segments' medians.
-Timings taken while other work loads the CPUs are not comparable with the per-node times
-measured at another moment: the load average is printed beside each model.
+Profiles built-in models on the chain of examples/devices.toml (three local devices: one
+core under onnxruntime, one core under OpenVINO, all cores under onnxruntime) with short
+timing settings (`--timing default`: those of `omdp profile`), then estimates every
+measured segment from the others (leave-one-out) with each approach of
+docs/attribution.md. Reports per model and device the median and p90 absolute % error of
+layer sums and of the chosen estimator (`auto`: per device the approach with the lowest
+leave-one-out median, chosen again without each held-out segment), and their ratio
+(goal: the chosen one's median at most half of layer sums', on every device). `cover` is
+the device's per-node times summed over the whole model, in % of its measured whole
+model's time (far from 100 %: the per-node profile and the timings saw different machines,
+or kernels the profiler could not attribute); `noise` the median relative half-width of
+the 95% CI of its measured segments' medians. Timings taken while other work loads the
+CPUs are not comparable with the per-node times measured at another moment: the load
+average is printed beside each model.
 
 Usage: .venv/bin/python benchmarks/bench_estimates.py [--models yolov5n,yolov5s,...]
-       [--folder DIR] [--auto 6]
+       [--folder DIR] [--auto 6] [--timing short|default]
 A session already in the folder is resumed (only what is missing is measured).
 """
 
@@ -40,14 +41,28 @@ from backend.solver.pricing import device_times  # noqa: E402
 from backend.usecases.attribution import evaluate_session  # noqa: E402
 
 MODELS = ("yolov5n", "yolov5s", "squeezenet", "resnet50")
-TIMING = ["--warmup", "1", "--min-runs", "5", "--max-runs", "15", "--max-seconds", "1"]
-TIMING += ["--target-ci", "5"]
+# `short` is quick and noisier (CI ±5 %); `default` is what `omdp profile` does unasked
+TIMINGS = {
+    "short": [
+        "--warmup",
+        "1",
+        "--min-runs",
+        "5",
+        "--max-runs",
+        "15",
+        "--max-seconds",
+        "1",
+        "--target-ci",
+        "5",
+    ],
+    "default": [],
+}
 
 
-def profile(model: str, folder: Path, auto: int) -> Path:
+def profile(model: str, folder: Path, auto: int, timing: list[str]) -> Path:
     session = folder / f"{model}.omdp"
     args = ["profile", model, "--devices", str(ROOT / "examples" / "devices.toml")]
-    args += ["--auto", str(auto), "--session", str(session), *TIMING]
+    args += ["--auto", str(auto), "--session", str(session), *timing]
     if session.exists():
         args = [a for a in args if a not in ("--auto", str(auto))]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -76,6 +91,7 @@ def main() -> int:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--folder", help="sessions folder (default: a temporary one)")
     p.add_argument("--auto", type=int, default=6, help="candidates per model (default 6)")
+    p.add_argument("--timing", choices=TIMINGS, default="short", help="timing settings")
     args = p.parse_args()
     tmp = None if args.folder else tempfile.TemporaryDirectory()
     folder = Path(args.folder or tmp.name)  # type: ignore[union-attr]
@@ -91,7 +107,7 @@ def main() -> int:
     met = total = 0
     for model in args.models.split(","):
         t0 = time.perf_counter()
-        session = profile(model, folder, args.auto)
+        session = profile(model, folder, args.auto, TIMINGS[args.timing])
         spent = time.perf_counter() - t0
         with Session.open(session, check_model=False, readonly=True) as s:
             t0 = time.perf_counter()
