@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
+import pandas as pd
 import pytest
 from old_sessions import make_version
 
@@ -20,6 +22,7 @@ from backend.usecases import remeasure
 
 FAST = ["--warmup", "1", "--min-runs", "3", "--max-runs", "5", "--max-seconds", "0.5"]
 GOOD = {"median": 2.0, "p10": 1.9, "p90": 2.1, "mean": 2.0, "std": 0.1, "rel_ci": 0.01}
+WHOLE = GOOD | {"median": 10.0, "p10": 9.9, "p90": 10.1}
 BAD = {"median": 9.0, "p10": 2.0, "p90": 30.0, "mean": 12.0, "std": 9.0, "rel_ci": 0.4}
 
 
@@ -31,7 +34,8 @@ def chain2() -> Chain:
 
 @pytest.fixture
 def measured(tmp_path, tiny_model_path):
-    """A session on two devices, every segment measured; phone [4, n) is noisy."""
+    """A session on two devices, every segment measured; phone [4, n) is noisy (and
+    faster than the whole model, which contains it: not contradicted)."""
     analysis = analyze(tiny_model_path)
     s = Session.create(tmp_path / "s.omdp", analysis, chain2(), [4])
     plan = build_plan(analysis.n, [4], chain2().names)
@@ -43,7 +47,7 @@ def measured(tmp_path, tiny_model_path):
             it.segment,
             load_ms=1.0,
             samples=[2.0, 30.0, 9.0] if noisy else [2.0, 2.0, 2.0],
-            stats=BAD if noisy else GOOD,
+            stats=BAD if noisy else WHOLE if it.segment == (0, analysis.n) else GOOD,
             stop="max_seconds" if noisy else "ci",
         )
     yield s, analysis, plan
@@ -219,3 +223,86 @@ def test_a_target_with_nothing_to_measure_says_why(measured):
     assert remeasure.Target("cell", "phone", (0, 3)).nothing() == (
         "segment [0, 3) is not measured on phone yet"
     )
+
+
+def frame_of(rows: list[tuple[str, int, int, float]], config: str = "c") -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"device": d, "start": a, "end": b, "median_ms": ms, "status": "ok", "config": config}
+            for d, a, b, ms in rows
+        ]
+    )
+
+
+def test_a_segment_slower_than_one_containing_it_contradicts_it():
+    consistent = [("phone", 0, 10, 10.0), ("phone", 0, 4, 4.0), ("phone", 4, 10, 6.0)]
+    assert noise.contradicted(frame_of(consistent)) == {}
+    # a part may cost a little more than the whole (its end materialised): 1.25× + 0.1 ms
+    assert noise.contradicted(frame_of([*consistent[:2], ("phone", 4, 10, 12.59)])) == {}
+    found = noise.contradicted(frame_of([*consistent[:2], ("phone", 4, 10, 12.7)]))
+    assert found == {
+        ("phone", 4, 10): "slower than [0,10) (10.0 ms), which contains it",
+        ("phone", 0, 10): "faster than [4,10) (12.7 ms), which it contains",
+    }
+    tiny = [("phone", 0, 10, 0.05), ("phone", 4, 10, 0.12)]  # a session call's time
+    assert noise.contradicted(frame_of(tiny)) == {}
+    # other devices, other configurations, failures and pending rows are not compared
+    others = frame_of([("phone", 0, 10, 10.0), ("cloud", 4, 10, 30.0)])
+    old = frame_of([("phone", 4, 10, 30.0)], config="old")
+    failed = frame_of([("phone", 2, 3, 99.0)]).assign(status="error")
+    assert noise.contradicted(pd.concat([others, old, failed], ignore_index=True)) == {}
+
+
+def test_contradictions_are_those_of_the_pairwise_definition():
+    """The O(P²) grid agrees with comparing every pair, on random measurements."""
+    rng = np.random.default_rng(3)
+    seen = 0
+    for _ in range(40):
+        cuts = np.sort(rng.choice(np.arange(1, 60), size=rng.integers(1, 8), replace=False))
+        pos = [0, *cuts.tolist(), 60]
+        keys = [(a, b) for i, a in enumerate(pos) for b in pos[i + 1 :] if rng.random() < 0.7]
+        times = {k: (k[1] - k[0]) * rng.uniform(0.6, 1.6) for k in keys}
+        found = noise.contradicted(frame_of([("d", a, b, ms) for (a, b), ms in times.items()]))
+        slower = {
+            k
+            for k in keys
+            if any(
+                o != k and o[0] <= k[0] and o[1] >= k[1] and times[k] > 1.25 * times[o] + 0.1
+                for o in keys
+            )
+        }
+        assert slower <= {(a, b) for _, a, b in found}
+        for (_, a, b), why in found.items():
+            if (a, b) in slower:
+                assert why.startswith("slower than")
+            else:  # the other of a contradicting pair, named by the slower one's message
+                assert why.startswith("faster than")
+                assert any(f"[{a},{b})" in w for w in found.values())
+        seen += len(slower)
+    assert seen > 40  # the instances do contradict themselves
+
+
+def test_a_contradiction_is_noisy_marked_and_measured_again(measured, capsys):
+    s, analysis, plan = measured
+    n = analysis.n
+    remeasure.remeasure(s, plan.items, remeasure.Target("cell", "glasses", (0, 4)))
+    # glasses [0, 4) timed at a busy moment: 13 ms, more than the whole model's 10 ms
+    busy = GOOD | {"median": 13.0}
+    s.record_result("glasses", (0, 4), load_ms=1.0, samples=[13.0] * 3, stats=busy, stop="ci")
+    both = {("glasses", 0, 4), ("glasses", 0, n)}
+    assert noise.noisy_keys(s) == {("phone", 4, n), *both}
+    s.close()
+    assert main(["results", str(s.path), "--json"]) == 0
+    rows = {(r["device"], r["start"], r["end"]): r for r in json.loads(capsys.readouterr().out)}
+    assert all(rows[k]["noisy"] for k in both)
+    assert rows[("glasses", 0, 4)]["contradicts"] == (
+        f"slower than [0,{n}) (10.0 ms), which contains it"
+    )
+    assert rows[("phone", 4, n)]["contradicts"] is None  # noisy by its CI alone
+    assert main(["results", str(s.path)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("glasses") and "[0, 4)" in x)
+    assert "13.0 !" in line and f"slower than [0,{n})" in line
+    with Session.open(s.path, check_model=False) as again:
+        items = remeasure.remeasure(again, plan.items, remeasure.Target("noisy"))
+        assert {(it.device, it.start, it.end) for it in items} == {("phone", 4, n), *both}

@@ -46,9 +46,16 @@ def run(args: argparse.Namespace) -> int:
     with Session.open(args.session, check_model=False, readonly=True) as s:
         frame = s.results_frame(all_configs=args.all_configs)
         target = noise.target_of(s.get_meta("timing"))
-    frame["noisy"] = [noise.is_noisy(r, target) for r in frame.to_dict("records")]
+    contra = noise.contradicted(frame)
+    frame["contradicts"] = [
+        contra.get((r["device"], r["start"], r["end"])) for r in frame.to_dict("records")
+    ]
+    frame["noisy"] = [
+        noise.is_noisy(r, target) or isinstance(r["contradicts"], str)
+        for r in frame.to_dict("records")
+    ]
     if args.json:
-        keys = [*COLUMNS, "rel_ci", "stop", "noisy", "message"]
+        keys = [*COLUMNS, "rel_ci", "stop", "noisy", "contradicts", "message"]
         rows = [{k: _clean(r[k]) for k in keys} for r in frame.to_dict("records")]
         print(json.dumps(rows, indent=1))
     elif args.csv:
@@ -74,7 +81,9 @@ def _text(rows: list[dict], target: float) -> str:
     lines = []
     for r in rows:
         note = r["message"] if isinstance(r["message"], str) else ""
-        if r["noisy"]:
+        if isinstance(r.get("contradicts"), str):
+            note = f"{noise.MARK} {r['contradicts']}" + (f"; {note}" if note else "")
+        elif r["noisy"]:
             note = f"{noise.MARK} noisy: {noise.why(r, target)}" + (f"; {note}" if note else "")
         throttled = r.get("throttled")
         if isinstance(throttled, str):  # first: the device's state taints the whole number
@@ -100,8 +109,10 @@ def _text(rows: list[dict], target: float) -> str:
     if count:
         text += (
             f"\n\n{noise.MARK} {count} noisy measurement{'s' * (count != 1)}: the CI missed "
-            f"the {target * 100:g}% target; `omdp profile ... --remeasure noisy` measures "
-            "them again (earlier results stay in the session's history)"
+            f"the {target * 100:g}% target, or a segment took over "
+            f"{noise.CONTRADICTION:g}× a segment containing it (the machine changed speed "
+            "between the two); `omdp profile ... --remeasure noisy` measures them again "
+            "(earlier results stay in the session's history)"
         )
     hot = sum(isinstance(r.get("throttled"), str) for r in rows)
     if hot:

@@ -116,6 +116,7 @@ class ProfileScreen(WorkspaceScreen):
         self.cell_w = 11  # a timing cell's width (set with the table's columns)
         self.etas: dict[str, float] = {}  # per device, its newest ETA while a run goes
         self._chain: list[str] = []  # the devices the progress rows were built for
+        self._contradicted: set[tuple[str, int, int]] = set()  # cells shown as contradicted
 
     def compose(self) -> ComposeResult:
         yield from self.compose_title()
@@ -179,6 +180,7 @@ class ProfileScreen(WorkspaceScreen):
         plan = self.ws.plan()
         planned = {(it.device, it.start, it.end) for it in plan}
         results = self.ws.results()
+        self._contradicted = {k for k, r in results.items() if r["contradicts"] is not None}
         self.ws.current_instance()  # the noisy set, up to date
         for a, b in sorted({(it.start, it.end) for it in plan}):
             cells: list[Any] = [f"[{a},{b})"]
@@ -189,7 +191,9 @@ class ProfileScreen(WorkspaceScreen):
 
     def _cell(self, row: dict[str, Any] | None, planned: bool, key: tuple[str, int, int]) -> Text:
         suspect = row is not None and (
-            noise.is_noisy(row, self.ws.noise_target) or key in self.ws.throttled
+            noise.is_noisy(row, self.ws.noise_target)
+            or row.get("contradicts") is not None
+            or key in self.ws.throttled
         )
         return timing_cell(row, planned, suspect, self.cell_w)
 
@@ -329,11 +333,14 @@ class ProfileScreen(WorkspaceScreen):
             self.ws.measurements_changed()
             self._show_plan()
             rows = self.ws.results()  # one read per batch for the spreads
-            for event in measured:
-                key = segment_key(*event.segment)
-                if key in table.rows and event.device in self.ws.devices:
-                    col = f"d{self.ws.devices.index(event.device)}"
-                    cell = (event.device, *event.segment)
+            contradicted = {k for k, r in rows.items() if r["contradicts"] is not None}
+            # the new cells, and earlier ones a new result contradicts (or no longer does)
+            cells = {(e.device, *e.segment) for e in measured} | (contradicted ^ self._contradicted)
+            self._contradicted = contradicted
+            for cell in cells:
+                key = segment_key(*cell[1:])
+                if key in table.rows and cell[0] in self.ws.devices:
+                    col = f"d{self.ws.devices.index(cell[0])}"
                     table.update_cell(key, col, self._cell(rows.get(cell), True, cell))
         for progress in latest.values():
             self._draw_progress(progress)
@@ -468,8 +475,8 @@ class ProfileScreen(WorkspaceScreen):
                 "Measure again",
                 [(key, label) for key, _, label in choices],
                 f"{noise.MARK} marks a noisy result (its CI missed the "
-                f"{self.ws.noise_target * 100:g}% target) or one timed while its device "
-                "throttled",
+                f"{self.ws.noise_target * 100:g}% target, or another result contradicts it) "
+                "or one timed while its device throttled",
             ),
             chosen,
         )

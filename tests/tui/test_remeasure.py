@@ -7,11 +7,14 @@ from pathlib import Path
 
 from textual.widgets import DataTable, OptionList, RichLog
 
+from backend import units
 from backend.device.protocol import TimingSettings
 from backend.model.analysis import analyze
+from backend.profiling.jobs import Measured
+from backend.usecases.remeasure import Target
 from omdp_tui.app import Launch, OmdpApp
 from omdp_tui.screens.dialogs import ChoiceDialog
-from omdp_tui.screens.profile import ProfileScreen
+from omdp_tui.screens.profile import ProfileBatch, ProfileScreen
 from omdp_tui.workspace import Workspace
 from tui.conftest import fixed_session
 from tui.helpers import wait_for
@@ -112,3 +115,29 @@ async def test_a_device_sharing_cpus_says_whom_it_waits_for(tiny_path: Path, tmp
         assert "waiting for glasses and phone (same CPUs)" in state
         await wait_for(pilot, lambda: screen.profiler is None, timeout=120)
         assert ws.missing() == []
+
+
+async def test_a_new_result_marks_the_earlier_one_it_contradicts(tiny_path: Path, tmp_path: Path):
+    """A result timed at a busy moment makes both it and the fastest segment containing
+    it noisy: the earlier cell is marked when the new one arrives, not at a redraw."""
+    ws = noisy_workspace(tiny_path, tmp_path)  # glasses runs [0,2) [0,5) [0,7) [0,n)
+    app = OmdpApp(Launch("workspace", prepared=ws))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.action_show("profile")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileScreen))
+        screen = app.screen
+        table = screen.query_one("#timing-table", DataTable)
+        assert not str(table.get_cell("0:5", "d0")).endswith("!")
+        ws.remeasure(Target("cell", "glasses", (0, 2)))
+        shorter = ws.results()[("glasses", 0, 5)]["median_ms"]
+        busy = 2 * shorter  # slower than every segment containing it, [0,5) the fastest
+        stats = {"median": busy, "p10": busy, "p90": busy, "mean": busy, "std": 0.0}
+        ws.session.record_result(
+            "glasses", (0, 2), load_ms=1.0, samples=[busy] * 3, stats=stats | {"rel_ci": 0.0}
+        )
+        screen.post_message(ProfileBatch([Measured("glasses", (0, 2), "ok", busy, 3)]))
+        await wait_for(pilot, lambda: str(table.get_cell("0:2", "d0")).endswith("!"))
+        assert str(table.get_cell("0:5", "d0")).endswith("%!")
+        assert not str(table.get_cell("0:7", "d0")).endswith("!")
+        why = ws.results()[("glasses", 0, 2)]["contradicts"]
+        assert why == f"slower than [0,5) ({units.ms_unit(shorter)}), which contains it"
