@@ -92,8 +92,10 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
     table = run(omdp("results", str(db)), tmp_path).stdout
     assert "median ms" in table and "phone" in table
     noisy = [r for r in rows if r["noisy"]]  # at most 5 runs: the CI target is often missed
-    assert all(r["stop"] in ("max_runs", "max_seconds") or r["rel_ci"] > 0.02 for r in noisy)
-    assert len(noisy) == table.count("! noisy: CI ")
+    by_ci = [r for r in noisy if r["contradicts"] is None]  # the others: named in the table
+    assert all(r["stop"] in ("max_runs", "max_seconds") or r["rel_ci"] > 0.02 for r in by_ci)
+    assert len(by_ci) == table.count("! noisy: CI ")
+    assert len(noisy) - len(by_ci) == table.count("! slower than") + table.count("! faster than")
 
     listed = json.loads(run(omdp("sessions", str(db.parent), "--json"), tmp_path).stdout)
     assert [(s["model"], s["devices"], s["done"], s["total"]) for s in listed] == [
@@ -107,6 +109,15 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
     events = [json.loads(line) for line in again.stdout.splitlines()]
     assert events[0]["resumed"] and events[0]["todo"] == 0
     assert events[-1]["measured"] == 0 and events[-1]["done"] == 18
+
+    # the session alone is enough to go on: its own model and chain
+    alone = omdp("profile", "--session", str(db), "--remeasure", "phone@4:11", "--json", *FAST)
+    out = run(alone, tmp_path / "cache")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[0] == {"event": "remeasure", "target": "phone@4:11", "cells": ["phone [4, 11)"]}
+    assert events[1]["resumed"] and events[1]["todo"] == 1
+    assert events[-1]["measured"] == 1 and events[-1]["done"] == 18
 
 
 def profile_command(omdp, model, devices_file, db, tmp_path) -> tuple[list[str], dict]:
@@ -268,6 +279,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, dev
         ),
         (lambda t, m, d: ["results", _junk(t)], "is not an OMDP session"),
         (lambda t, m, d: ["sessions", str(t / "nowhere")], "no session folder at"),
+        (lambda t, m, d: ["profile"], "no model and no session given — give MODEL --devices"),
+        (
+            lambda t, m, d: ["profile", m, "--session", str(t / "s.omdp")],
+            "and no --devices for a new one — give --devices devices.toml",
+        ),
+        (lambda t, m, d: ["profile", "--session", _junk(t)], "is not an OMDP session"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -1,5 +1,7 @@
 """`omdp profile MODEL --devices devices.toml`: measure the plan, live, into a session.
 
+`omdp profile --session S.omdp` resumes a session with its own model and chain.
+
 Prints the plan (counts, what is already done, an estimated duration) first, then one
 line per measured segment. Ctrl-C stops cleanly: everything measured is already committed,
 and running the same command again resumes with only what is missing.
@@ -28,10 +30,14 @@ MAX_AUTO = 1_000
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "profile",
-        description=__doc__.split("\n\n")[0],
+        description=" ".join(__doc__.split("\n\n")[:2]),
     )
-    p.add_argument("model", help="ONNX file or built-in model name")
-    p.add_argument("--devices", required=True, help="devices.toml (chain and links)")
+    p.add_argument(
+        "model", nargs="?", help="ONNX file or built-in model name (resuming: the session's)"
+    )
+    p.add_argument(
+        "--devices", help="devices.toml (chain and links; resuming: the session's chain)"
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--candidates", help="split positions: indices or node names, comma-separated")
     g.add_argument("--auto", type=int, metavar="K", help="pick K candidates (default 5)")
@@ -273,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_numbers(args)
     printer = _Printer(args.json)
-    chain = load_devices(args.devices)
+    chain = load_devices(args.devices) if args.devices else _stored_chain(args)
     timing = TimingSettings(
         args.warmup, args.min_runs, args.max_runs, args.max_seconds, args.target_ci / 100.0
     )
@@ -286,13 +292,39 @@ def run(args: argparse.Namespace) -> int:
         return _profile(args, opened, npy, chain, timing, printer, target)
 
 
+def _session_path(args: argparse.Namespace) -> Path:
+    from backend.profiling.session import default_path
+
+    if args.session:
+        return Path(args.session)
+    if args.model is None:
+        raise OmdpError(
+            "no model and no session given",
+            "give MODEL --devices devices.toml for a new session, or --session S.omdp to resume",
+        )
+    return default_path(args.model)
+
+
+def _stored_chain(args: argparse.Namespace):
+    """Resuming without --devices: the chain the session was profiled with."""
+    from backend.profiling.sessionfile import present
+    from backend.usecases.sessions import stored_chain
+
+    path = _session_path(args)
+    if not present(path):
+        raise OmdpError(
+            f"no session at {path}, and no --devices for a new one",
+            "give --devices devices.toml (its chain of devices), e.g. examples/devices.toml",
+        )
+    return stored_chain(path)
+
+
 @contextlib.contextmanager
 def _open_session(args, chain):
     """Resume the session if the file exists (same model, same chain), else create it,
     whole and already claimed by this profiler. Every input (the .npy files too) is
     checked before the file is touched; a dry run writes nothing anywhere."""
     from backend.model.analysis import parse_input_shapes
-    from backend.profiling.session import default_path
     from backend.usecases.candidates import CandidateChoice
     from backend.usecases.sessions import OpenRequest, open_prepared, prepare
 
@@ -301,7 +333,7 @@ def _open_session(args, chain):
         given = tuple(s for s in args.candidates.split(",") if s.strip())
         if not given:
             raise OmdpError("--candidates is empty", "give positions or node names, e.g. 12,40")
-    path = Path(args.session) if args.session else default_path(args.model)
+    path = _session_path(args)
     request = OpenRequest(
         path,
         args.model,
@@ -364,7 +396,7 @@ def _profile(args, opened, npy, chain, timing, printer, target=None) -> int:
     else:
         per = ", ".join(f"{n} {counts[n]}" for n in chain.names)
         print(
-            f"model: {analysis.path or args.model} ({analysis.n} nodes), candidates: "
+            f"model: {analysis.path or opened.model_ref} ({analysis.n} nodes), candidates: "
             f"{', '.join(map(str, cands)) or 'none'}"
         )
         print(

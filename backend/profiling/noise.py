@@ -99,7 +99,8 @@ def noisy_keys(session: Session, frame: pd.DataFrame | None = None) -> set[tuple
 def contradicted(frame: pd.DataFrame) -> dict[tuple[str, int, int], str]:
     """(device, start, end) -> why, for ok measurements that contradict another of the same
     device and configuration: a segment timed more than CONTRADICTION × a segment that
-    contains it (+ CONTRADICTION_MS), and the fastest such segment. O(P²) per device for P distinct positions."""
+    contains it (+ CONTRADICTION_MS), and the fastest such segment. O(P²) per device for
+    P distinct positions."""
     out: dict[tuple[str, int, int], str] = {}
     if frame.empty:
         return out

@@ -81,8 +81,14 @@ def session_for_chain(path: Path, chain: Chain | None, label: str) -> tuple[Path
 
 def peek_chain(path: Path) -> list[str]:
     """The device names of a session's chain (read-only, closed at once)."""
+    return stored_chain(path).names
+
+
+def stored_chain(path: Path) -> Chain:
+    """A session's chain as it was last profiled with (read-only, closed at once): what
+    resuming without a devices file runs on."""
     with Session.open(path, check_model=False, readonly=True) as s:
-        return s.chain().names
+        return s.chain()
 
 
 def builtin_models() -> list[str]:
