@@ -110,14 +110,20 @@ def test_profile_results_sessions_end_to_end(tmp_path, tiny_model_path, devices_
     assert events[0]["resumed"] and events[0]["todo"] == 0
     assert events[-1]["measured"] == 0 and events[-1]["done"] == 18
 
-    # the session alone is enough to go on: its own model and chain
-    alone = omdp("profile", "--session", str(db), "--remeasure", "phone@4:11", "--json", *FAST)
+    # the session alone is enough to go on: its own model, chain and timing settings
+    alone = omdp("profile", "--session", str(db), "--remeasure", "phone@4:11", "--json")
     out = run(alone, tmp_path / "cache")
     assert out.returncode == 0, out.stderr
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[0] == {"event": "remeasure", "target": "phone@4:11", "cells": ["phone [4, 11)"]}
     assert events[1]["resumed"] and events[1]["todo"] == 1
     assert events[-1]["measured"] == 1 and events[-1]["done"] == 18
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    (meta,) = conn.execute("SELECT value FROM meta WHERE key = 'timing'").fetchone()
+    conn.close()
+    timing = json.loads(meta)
+    assert (timing["warmup"], timing["min_runs"], timing["max_runs"]) == (1, 3, 5)
+    assert timing["max_seconds"] == 0.5 and timing["target_rel_ci"] == 0.02
 
 
 def profile_command(omdp, model, devices_file, db, tmp_path) -> tuple[list[str], dict]:

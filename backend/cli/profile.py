@@ -47,20 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...")
     p.add_argument("--json", action="store_true", help="JSON lines events, then a summary")
-    t = p.add_argument_group("timing")
-    t.add_argument("--warmup", type=int, default=3, help="warm-up runs (default 3)")
-    t.add_argument("--min-runs", type=int, default=10, help="timed runs at least (default 10)")
-    t.add_argument("--max-runs", type=int, default=1000, help="timed runs at most (default 1000)")
+    t = p.add_argument_group("timing (not given: the session's own when resuming)")
+    t.add_argument("--warmup", type=int, help="warm-up runs (default 3)")
+    t.add_argument("--min-runs", type=int, help="timed runs at least (default 10)")
+    t.add_argument("--max-runs", type=int, help="timed runs at most (default 1000)")
     t.add_argument(
         "--max-seconds",
         type=float,
-        default=10.0,
         help="time budget per segment once --min-runs are done (default 10)",
     )
     t.add_argument(
         "--target-ci",
         type=float,
-        default=2.0,
         metavar="PCT",
         help="stop when the median's 95%% CI half-width is below PCT %% (default 2)",
     )
@@ -277,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
     from backend.chain import load_devices
     from backend.device.protocol import TimingSettings
 
+    _fill_timing(args)
     _check_numbers(args)
     printer = _Printer(args.json)
     chain = load_devices(args.devices) if args.devices else _stored_chain(args)
@@ -303,6 +302,35 @@ def _session_path(args: argparse.Namespace) -> Path:
             "give MODEL --devices devices.toml for a new session, or --session S.omdp to resume",
         )
     return default_path(args.model)
+
+
+# flag -> TimingSettings field; --target-ci is in %
+TIMING_FLAGS = {
+    "warmup": "warmup",
+    "min_runs": "min_runs",
+    "max_runs": "max_runs",
+    "max_seconds": "max_seconds",
+    "target_ci": "target_rel_ci",
+}
+
+
+def _fill_timing(args: argparse.Namespace) -> None:
+    """Timing flags not given: those the session was last measured with when resuming
+    (so going on, or re-measuring, times as before and judges noise by the same target),
+    else the defaults."""
+    from backend.device.protocol import TimingSettings
+    from backend.profiling.sessionfile import present
+    from backend.usecases.sessions import stored_timing
+
+    timing = TimingSettings()
+    if args.session or args.model is not None:
+        path = _session_path(args)
+        if present(path):
+            timing = stored_timing(path) or timing
+    for flag, name in TIMING_FLAGS.items():
+        if getattr(args, flag) is None:
+            value = getattr(timing, name)
+            setattr(args, flag, value * 100 if flag == "target_ci" else value)
 
 
 def _stored_chain(args: argparse.Namespace):

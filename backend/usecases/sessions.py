@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.chain import Chain, DeviceSpec
+from backend.device.protocol import TimingSettings
 from backend.errors import OmdpError
 from backend.files import os_error
 from backend.model.analysis import ModelAnalysis, analyze
@@ -82,6 +83,19 @@ def session_for_chain(path: Path, chain: Chain | None, label: str) -> tuple[Path
 def peek_chain(path: Path) -> list[str]:
     """The device names of a session's chain (read-only, closed at once)."""
     return stored_chain(path).names
+
+
+def stored_timing(path: Path) -> TimingSettings | None:
+    """The timing settings a session was last measured with (None: not recorded, or not
+    valid settings)."""
+    with Session.open(path, check_model=False, readonly=True) as s:
+        meta = s.get_meta("timing")
+    if meta is None:
+        return None
+    try:
+        return TimingSettings.from_dict(meta)
+    except (TypeError, ValueError):  # a file edited by hand: the defaults then
+        return None
 
 
 def stored_chain(path: Path) -> Chain:
