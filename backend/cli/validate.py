@@ -9,6 +9,7 @@ import json
 import re
 import sys
 
+from backend import units
 from backend.cli.common import add_link_args
 from backend.cli.solve import parse_k
 from backend.errors import OmdpError
@@ -158,7 +159,8 @@ def format_validation(v: Validation) -> str:
     lines.append(f"  {'hand-off':<30} {v.handoff.median:>11.2f} {0.0:>11.2f} {0.0:>11.2f}")
     out = v.output
     lines.append(
-        f"  output: max abs {out.max_abs:.3g}, relative {out.max_rel:.3g}: "
+        f"  output: max abs {units.fixed(out.max_abs)}, relative "
+        f"{units.fixed(out.max_rel * 100, 2, True)}%: "
         + ("matches the full model" if out.ok else "DOES NOT match the full model")
     )
     lines += [f"  note: {n}" for n in v.notes]

@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Label
 
+from backend import units
 from backend.errors import OmdpError
 from backend.solver.bandwidth_map import MAX_BANDWIDTH_MBPS, MIN_BANDWIDTH_MBPS, LinkRange
 from backend.solver.costs import COST_MODELS, OBJECTIVES
@@ -232,7 +233,10 @@ class MapScreen(WorkspaceScreen):
         except OmdpError as exc:
             label.update(str(exc))
             return
-        where = " · ".join(f"{r.link} {v:.3g}" for r, v in zip(view.map.ranges, point, strict=True))
+        where = " · ".join(
+            f"{r.link} {units.fixed(v, 3, True)}"
+            for r, v in zip(view.map.ranges, point, strict=True)
+        )
         k = view.keys.index(reading.best) if reading.best in view.keys else -1
         key = glyph(k) if k >= 0 else "?"
         margin = (
