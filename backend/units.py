@@ -72,6 +72,11 @@ def count(n: float | None, width: int | None = None, unit: str = "") -> str:
     return _fit(forms, width)
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 segment', '2 segments', '0 segments' (nouns that take an s)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def ms(value: float | None, width: int | None = None) -> str:
     """Milliseconds without the unit: 0.01234 → '0.0123', 12.34 → '12.3', 4321 → '4,321'."""
     if value is None or not math.isfinite(value):

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from backend import units
 from backend.cli.format import table
 from backend.cli.paths import add_ranking_args, ranking_options
 from backend.map_image import check_image_path, letter, write_image
@@ -190,7 +191,10 @@ def _robust_text(bmap: BandwidthMap) -> list[str]:
     )
     out = [f"robust over the whole box ({how}):"]
     if rb.within:
-        out.append(f"within {rb.percent:g}% of the best everywhere: {len(rb.within)} partitions")
+        out.append(
+            f"within {rb.percent:g}% of the best everywhere: "
+            + units.plural(len(rb.within), "partition")
+        )
         out += [
             f"  {bmap.describe(c.cuts)}  worst +{100 * (c.worst_ratio - 1):.2f}% "
             f"({c.worst_regret_ms:.3f} ms)"

@@ -18,6 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
+from backend import units
 from backend.errors import OmdpError
 
 MAX_RUNS = 1_000_000
@@ -239,7 +240,7 @@ class _Printer:
             h = event.host
             self.text(
                 f"[{event.device}] agent up on {h.get('hostname')} ({h.get('cpu')}), "
-                f"{event.total} segments to measure"
+                f"{units.plural(event.total, 'segment')} to measure"
                 + (
                     " (segments mode: no onnx there, the lab cut them)"
                     if event.mode == "segments"
@@ -428,7 +429,8 @@ def _profile(args, opened, npy, chain, timing, printer, target=None) -> int:
             f"{', '.join(map(str, cands)) or 'none'}"
         )
         print(
-            f"plan: {len(the_plan)} segments ({per}); {len(the_plan) - len(todo)} done, "
+            f"plan: {units.plural(len(the_plan), 'segment')} ({per}); "
+            f"{len(the_plan) - len(todo)} done, "
             f"{len(todo)} to measure, estimated {plan.format_duration(est.seconds)}"
             f"{' (from earlier measurements)' if est.from_measurements else ''}"
         )
@@ -484,7 +486,8 @@ def _profile(args, opened, npy, chain, timing, printer, target=None) -> int:
         )
     else:
         print(
-            f"measured {summary.measured} segments ({summary.errors} errors) in "
+            f"measured {units.plural(summary.measured, 'segment')} "
+            f"({units.plural(summary.errors, 'error')}) in "
             f"{summary.seconds:.1f} s; session {done}/{total} complete: {session.path}"
         )
         for name, message in failed.items():
