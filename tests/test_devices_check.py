@@ -83,7 +83,7 @@ def test_a_local_device_shows_what_it_has_and_the_mode_it_will_use(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].split() == [
         "device", "kind", "address", "status", "host", "key", "python", "mode", "runtime",
-        "free", "s",
+        "free", "took", "s",
     ]  # fmt: skip
     assert lines[2].split()[:7] == ["here", "local", "local", "ok", "-", sys.version.split()[0],
                                     "model"]  # fmt: skip

@@ -131,7 +131,7 @@ def format_checks(checks: list[DeviceCheck]) -> str:
         )
     headers = [
         "device", "kind", "address", "status", "host key", "python", "mode", "runtime", "free",
-        "s",
+        "took s",
     ]  # fmt: skip
     details = [line for c in checks for line in _detail(c)]
     return "\n".join([table(rows, headers, "llllllllrr"), "", *details])
