@@ -161,7 +161,9 @@ def test_results_and_paths_mark_noisy_measurements(measured, capsys):
     assert main(["paths", str(s.path), "-k", "3", "--bw", "glasses-phone=1000"]) == 0
     out = capsys.readouterr().out
     assert f"[4, {analysis.n})!" in out
-    assert f"! uses a noisy measurement (CI missed its target): phone [4, {analysis.n})" in out
+    assert "! uses a noisy measurement (CI missed its target, or contradicted" in out
+    assert f"`omdp results` says which): phone [4, {analysis.n}); " in out
+    assert f"`omdp profile --session {s.path} --remeasure noisy`" in out
     assert main(["paths", str(s.path), "-k", "3", "--json"]) == 0
     parts = json.loads(capsys.readouterr().out)
     assert any(p["noisy"] == [f"phone [4, {analysis.n})"] for p in parts)

@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     flagged = sorted({c for p in parts for c in uses_noisy(p, noisy)})
     if flagged:
         print(
-            f"\n! uses a noisy measurement (CI missed its target): {', '.join(flagged)}; "
-            "`omdp profile ... --remeasure noisy` measures them again"
+            f"\n! uses a noisy measurement (CI missed its target, or contradicted by another: "
+            f"`omdp results` says which): {', '.join(flagged)}; "
+            f"`omdp profile --session {args.session} --remeasure noisy` measures them again"
         )
     return 0

@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
         if frame.empty:
             print("no measurements yet")
             return 0
-        print(_text(frame.to_dict("records"), target))
+        print(_text(frame.to_dict("records"), target, args.session))
     return 0
 
 
-def _text(rows: list[dict], target: float) -> str:
+def _text(rows: list[dict], target: float, session: str) -> str:
     """One aligned row per measurement; a noisy one is marked and says why, with the
     command that measures it again under the table."""
     from backend import fit, units
@@ -108,17 +108,18 @@ def _text(rows: list[dict], target: float) -> str:
     count = sum(bool(r["noisy"]) for r in rows)
     if count:
         text += (
-            f"\n\n{noise.MARK} {count} noisy measurement{'s' * (count != 1)}: the CI missed "
+            f"\n\n{noise.MARK} {units.plural(count, 'noisy measurement')}: the CI missed "
             f"the {target * 100:g}% target, or a segment took over "
             f"{noise.CONTRADICTION:g}× a segment containing it (the machine changed speed "
-            "between the two); `omdp profile ... --remeasure noisy` measures them again "
-            "(earlier results stay in the session's history)"
+            f"between the two); `omdp profile --session {session} --remeasure noisy` measures "
+            "them again (earlier results stay in the session's history)"
         )
     hot = sum(isinstance(r.get("throttled"), str) for r in rows)
     if hot:
         text += (
-            f"\n\n{hot} measurement{'s' * (hot != 1)} taken while the device throttled (hot, or "
-            "its CPU below 90% of its maximum frequency): `omdp profile ... --remeasure throttled` "
-            "measures them again (earlier results stay in the session's history)"
+            f"\n\n{units.plural(hot, 'measurement')} taken while the device throttled (hot, or "
+            "its CPU below 90% of its maximum frequency): "
+            f"`omdp profile --session {session} --remeasure throttled` measures them again "
+            "(earlier results stay in the session's history)"
         )
     return text

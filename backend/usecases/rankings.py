@@ -65,7 +65,7 @@ def throttle_warnings(session: Session, partitions: list[Partition]) -> list[str
             lines.append(
                 f"{device} [{a}, {b}) was timed while throttled ({reason}); used by "
                 f"partition(s) {', '.join(f'#{r}' for r in ranks)}: re-measure it with "
-                "`omdp profile ... --remeasure throttled`"
+                f"`omdp profile --session {session.path} --remeasure throttled`"
             )
     return lines
 
