@@ -69,7 +69,7 @@ def parse_target(text: str, chain: Chain, n: int) -> Target:
     if ":" not in seg:
         if seg in chain.names and not device:
             return Target("device", seg)
-        raise OmdpError(f"--remeasure {spec} is not a device, a segment or noisy", fix)
+        raise OmdpError(f"--remeasure {spec} is not noisy, throttled, a device or a segment", fix)
     a_text, _, b_text = seg.partition(":")
     try:
         a, b = int(a_text), int(b_text)
