@@ -40,7 +40,7 @@ from omdp_tui.themes import DEFAULT_THEME, load_themes
 from omdp_tui.workspace import Workspace, open_workspace
 
 SCREEN_NAMES = ("graph", "devices", "profile", "partitions")
-SAVE_INTERVAL_S = 0.5  # what a keystroke changed reaches the session file within this
+SAVE_CHECK_S = 0.1  # how often the app asks whether keystroke state is due to be saved
 
 
 @dataclass
@@ -239,15 +239,20 @@ class OmdpApp(App[int]):
         self.workspace = ws
         self.workspace.on_save_error = self._save_failed
         if self._saver is None:
-            self._saver = self.set_interval(SAVE_INTERVAL_S, self.flush)
+            self._saver = self.set_interval(SAVE_CHECK_S, self._autosave)
         start = self.workspace.get_ui("screen", "graph")
         await self.switch_mode(start if start in SCREEN_NAMES else "graph")
         _settle_memory()
         for note in notes:
             self.notify(note, title="Session", timeout=12)
 
+    def _autosave(self) -> None:
+        """Write what keystrokes changed once they stop (Workspace.flush_due)."""
+        if self.workspace is not None and self.workspace.flush_due():
+            self.workspace.flush()
+
     def flush(self) -> None:
-        """Write what keystrokes changed (debounced; see Workspace.flush)."""
+        """Write what keystrokes changed, now (on quit, on a crash, on a new session)."""
         if self.workspace is not None and self.workspace.unsaved:
             self.workspace.flush()
 

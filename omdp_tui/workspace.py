@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ if TYPE_CHECKING:  # the device use cases load asyncssh: only when a device is r
     from backend.remote.links import ChainLinks
     from backend.usecases.devices import DeviceAnswer
 
+QUIET_S = 0.4  # keystroke state is written once the keys have stopped this long...
+LONGEST_S = 5.0  # ... or at the latest this long after the first unsaved change
 LINK_PROBE_BYTES = 8 << 20  # largest payload per transfer when the TUI measures links
 
 
@@ -93,6 +96,8 @@ class Workspace:
         self.session = session
         self.on_save_error: Callable[[str], None] | None = None
         self._pending: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        self._pending_since = self._changed_at = 0.0  # `clock` times of the pending writes
+        self.clock: Callable[[], float] = time.monotonic
         self.ui: dict[str, Any] = session.get_ui_state() or {}
         self.candidates: list[int] = session.candidates()
         self.chain: Chain = session.chain()
@@ -153,9 +158,22 @@ class Workspace:
 
     def _later(self, key: str, write: Callable[..., Any], *args: Any) -> None:
         """Save on the next `flush` (a keystroke's worth of UI state: a SQLite commit per
-        key would cost more than the re-ranking). The app flushes every half second and
-        on exit; the newest value of each key wins."""
+        key would cost more than the re-ranking). The app flushes once the keys stop
+        (`flush_due`) and on exit; the newest value of each key wins."""
+        now = self.clock()
+        if not self._pending:
+            self._pending_since = now
+        self._changed_at = now
         self._pending[key] = (write, args)
+
+    def flush_due(self) -> bool:
+        """Whether what is pending should be written now: QUIET_S after the last change
+        (a held-down key commits nothing while it repeats, so no commit delays a frame),
+        and at the latest LONGEST_S after the first."""
+        if not self._pending:
+            return False
+        now = self.clock()
+        return now - self._changed_at >= QUIET_S or now - self._pending_since >= LONGEST_S
 
     def flush(self) -> None:
         """Write what `_later` kept (idempotent; cheap when nothing is pending)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from omdp_tui.app import Launch, OmdpApp
+from omdp_tui.workspace import LONGEST_S, QUIET_S
 from tui.helpers import cut_cells, screen_text, wait_for
 
 SCREENS = ("graph", "devices", "profile", "partitions")
@@ -106,6 +107,29 @@ async def test_typed_values_are_saved_on_quit_and_within_a_second(fixed_workspac
         last = ws.links[0].bandwidth_mbps
         await pilot.press("escape", "q")  # quit at once: flushed on the way out
     assert ws.session.bandwidths()[0][0] == last != typed
+
+
+def test_keystroke_state_is_saved_once_the_keys_stop(fixed_workspace):
+    """A held-down key (25 steps a second) commits nothing while it repeats: the write
+    waits for QUIET_S without a key, or LONGEST_S at most."""
+    ws = fixed_workspace
+    now = [100.0]
+    ws.clock = lambda: now[0]
+    for step in range(100):  # four seconds of a held-down ↑
+        ws.set_link("glasses-phone", bandwidth_mbps=21.0 + step)
+        assert not ws.flush_due()
+        now[0] += 0.04
+    now[0] += QUIET_S - 0.05
+    assert not ws.flush_due()
+    now[0] += 0.02
+    assert ws.flush_due()
+    ws.flush()
+    assert not ws.flush_due() and ws.session.bandwidths()[0][0] == 120.0
+    first = now[0]
+    while not ws.flush_due():  # a key held for longer still saves every LONGEST_S
+        ws.set_link("glasses-phone", bandwidth_mbps=20.0 + now[0] - first)
+        now[0] += 0.04
+    assert now[0] - first == pytest.approx(LONGEST_S, abs=0.05)
 
 
 def test_keystroke_state_waits_for_the_flush(fixed_workspace):
