@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from rich.text import Text
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
 from textual.widget import Widget
 
 from backend import fit, units
@@ -24,6 +26,7 @@ def hbar(value: float, top: float, width: int) -> str:
 
 
 MAX_ROWS = 7  # its height at most at 80×24 (app.tcss)
+PAD = Style(reverse=False)  # what Textual pads a line of text with, as it does
 
 
 class PathChart(Widget):
@@ -47,11 +50,13 @@ class PathChart(Widget):
         super().__init__(**kwargs)
         self.partition = None
         self.message = "no partition selected"
+        self._cached: tuple[tuple[object, ...], list[Strip]] | None = None
 
     def show(self, partition, message: str = "") -> None:
         rows = 1 if self.partition is None else len(self._rows())
         self.partition = partition
         self.message = message or "no partition selected"
+        self._cached = None
         # a layout pass only when the height changes: this runs on every keystroke
         self.refresh(layout=(1 if partition is None else len(self._rows())) != rows)
 
@@ -101,36 +106,64 @@ class PathChart(Widget):
     def get_content_height(self, container, viewport, width: int) -> int:
         return 1 if self.partition is None else len(self._rows())
 
-    def render(self) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
+    def render_line(self, y: int) -> Strip:
+        # Drawn as segments, not as a Rich Text laid out by Textual: the chart changes on
+        # every keystroke, and the layout cost more than everything else it does.
+        lines = self._lines()
+        if y < len(lines):
+            return lines[y]
+        return Strip.blank(self.size.width, self.visual_style.rich_style)
+
+    def _lines(self) -> list[Strip]:
+        """The chart's lines for the partition shown, kept until `show`, the size or the
+        styles change."""
+        base = self.visual_style.rich_style
+        styles = {
+            kind: self.get_component_rich_style(f"path-chart--{kind}")
+            for kind in ("compute", "transfer", "label", "bottleneck")
+        }
+        key = (self.size.width, base, *styles.values())  # `show` forgets the lines
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        lines = [self._strip(pieces, base) for pieces in self._pieces(styles)]
+        self._cached = (key, lines)
+        return lines
+
+    def _strip(self, pieces: list[tuple[str, Style | None]], base: Style) -> Strip:
+        """One line, cut with an ellipsis where it does not fit (never wrapped)."""
+        width = self.size.width
+        segments = [Segment(text, base + style if style else base) for text, style in pieces]
+        strip = Strip(segments)
+        if strip.cell_length > width:
+            strip = Strip.join([strip.crop(0, max(0, width - 1)), Strip([Segment("…", base)])])
+        return strip.adjust_cell_length(width, base + PAD)
+
+    def _pieces(self, styles: dict[str, Style]) -> list[list[tuple[str, Style | None]]]:
+        """Each line as (text, style) pieces."""
         if self.partition is None:
-            text.append(self.message, style=self.get_component_rich_style("path-chart--label"))
-            return text
+            return [[(self.message, styles["label"])]]
         rows = self._rows()
         top = max((ms for _, ms, _, _ in rows if math.isfinite(ms)), default=0.0)
         label_w = min(16, max(len(r[0]) for r in rows))
         bar_w = max(8, self.size.width - label_w - 10 - 22)
         worst = max(range(len(rows)), key=lambda i: rows[i][1]) if rows else -1
-        # looked up once per frame, not per row: this redraws on every keystroke
-        styles = {
-            kind: self.get_component_rich_style(f"path-chart--{kind}")
-            for kind in ("compute", "transfer", "label", "bottleneck")
-        }
+        lines = []
         for i, (label, ms, detail, kind) in enumerate(rows):
-            style = styles[kind]
-            text.append(f"{fit.middle(label, label_w):<{label_w}} ", style=styles["label"])
-            bar = hbar(ms, top, bar_w)
-            text.append(f"{bar:<{bar_w}}", style=style)
             if not math.isfinite(ms):
                 value = "     down  "
             elif ms == 0:
                 value = "         – "
             else:
                 value = f"{ms:9.2f}ms"
-            mark = styles["bottleneck"] if i == worst else ""
-            text.append(f" {value}", style=mark)
             room = max(0, self.size.width - (label_w + 1 + bar_w + 12) - 1)
             if len(detail) > room:  # one line per row: cut the detail, never wrap it
                 detail = fit.end(detail, room)
-            text.append(f" {detail}\n" if i + 1 < len(rows) else f" {detail}")
-        return text
+            lines.append(
+                [
+                    (f"{fit.middle(label, label_w):<{label_w}} ", styles["label"]),
+                    (f"{hbar(ms, top, bar_w):<{bar_w}}", styles[kind]),
+                    (f" {value}", styles["bottleneck"] if i == worst else None),
+                    (f" {detail}", None),
+                ]
+            )
+        return lines
