@@ -180,7 +180,8 @@ def test_profile_remeasure_runs_again_and_keeps_history(
     capsys.readouterr()
     before = _medians(db)
     assert main([*base, "--remeasure", "nope", *FAST]) == 2
-    assert "--remeasure nope is not noisy, throttled, a device or a segment" in capsys.readouterr().err
+    refused = capsys.readouterr().err
+    assert "--remeasure nope is not noisy, throttled, a device or a segment" in refused
     assert main([*base, "--remeasure", "phone", "--dry-run", *FAST]) == 0
     out = capsys.readouterr().out
     assert "would re-measure 3 (every measurement on phone)" in out
