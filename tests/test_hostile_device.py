@@ -368,7 +368,7 @@ FACTS = {"python": "3.11.7", "executable": "/usr/bin/python3", "version_info": [
 async def test_a_malformed_probe_answer_is_a_problem_of_that_device(lie: str, tmp_path: Path):
     body, says = PROBE_LIES[lie]
     fake = fake_python(tmp_path, FACTS + body, hello=False, job=False)
-    check = await check_local(LocalTarget("odd", python=str(fake)), "onnxruntime", timeout=10)
+    check = await check_local(LocalTarget("odd", python=str(fake)), "onnxruntime", timeout=30)
     assert not check.ok
     (problem,) = check.problems
     assert problem.startswith("device 'odd': ") and says in problem, problem
@@ -379,7 +379,7 @@ async def test_an_honest_looking_probe_answer_passes(tmp_path: Path):
     fake = fake_python(
         tmp_path, FACTS + 'say("banner\\nOMDP-PROBE " + json.dumps(FACTS))', hello=False, job=False
     )
-    check = await check_local(LocalTarget("fine", python=str(fake)), "onnxruntime", timeout=10)
+    check = await check_local(LocalTarget("fine", python=str(fake)), "onnxruntime", timeout=30)
     assert check.ok, check.problems
     assert check.facts["cores"] == 4
 
