@@ -96,10 +96,18 @@ def test_every_cut_is_the_set_defined_by_producers_and_consumers(name):
 
 
 def test_analysis_of_densenet_is_fast():
-    t0 = time.perf_counter()
-    a = analyze(light("densenet121"))
-    assert a.n > 1700
-    assert time.perf_counter() - t0 < 1.0
+    """Under 1 s for 1700 nodes (about 0.3 s idle). The best of up to three tries is
+    judged: other work on the machine can only slow a try down, and an analysis that is
+    really too slow misses every time."""
+    took = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a = analyze(light("densenet121"))
+        took.append(time.perf_counter() - t0)
+        assert a.n > 1700
+        if took[-1] < 1.0:
+            break
+    assert min(took) < 1.0, took
 
 
 def test_candidates_spread_along_compute():

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -216,15 +217,18 @@ async def test_cancel_kills_agents_and_keeps_results_then_resume(tmp_path, tiny_
 
 
 async def test_pause_holds_new_results_until_resume(tmp_path, tiny_model_path):
-    timing = TimingSettings(warmup=0, min_runs=150, max_runs=150)
+    timing = TimingSettings(warmup=0, min_runs=600, max_runs=600)
     holder: list = []
     counts = {"n": 0}
+    paused: list[int] = []  # results counted when the agent said it paused
 
     def on_event(ev):
         if isinstance(ev, jobs.Measured):
             counts["n"] += 1
             if counts["n"] == 1:
                 holder[0].pause()
+        elif isinstance(ev, jobs.Progress) and ev.phase == "paused":
+            paused.append(counts["n"])
 
     chain = Chain.of([DeviceSpec("solo")])
     profiler, session = setup(
@@ -240,11 +244,12 @@ async def test_pause_holds_new_results_until_resume(tmp_path, tiny_model_path):
     # one device: the plan is just [0, N); measure extra segments explicitly
     items = [PlanItem("solo", 0, b) for b in range(2, 12)]
     task = asyncio.create_task(profiler.run(items))
-    while counts["n"] == 0:
+    deadline = time.monotonic() + 30
+    while not paused and not task.done() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.6)
+    assert paused, "the agent never said it paused"
     paused_at = counts["n"]
-    assert paused_at < len(items)  # the agent holds between segments...
+    assert paused_at == paused[0] < len(items)  # the agent holds between segments...
     await asyncio.sleep(0.3)
     assert counts["n"] == paused_at  # ...and nothing arrives while paused
     profiler.resume()

@@ -9,7 +9,6 @@ simulate a process without the capabilities).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -339,6 +338,6 @@ def test_without_tools(tmp_path: Path, capsys, monkeypatch, verb: str) -> None:
         ["lab", "status", "x", "--jsn"],
     ],
 )
-def test_arguments(tmp_path: Path, capsys, args: list[str]) -> None:
-    os.chdir(tmp_path)
+def test_arguments(tmp_path: Path, capsys, monkeypatch, args: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # and back afterwards: later tests do not run from here
     expect_rejected(capsys, args, watch=[tmp_path])

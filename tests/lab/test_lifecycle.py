@@ -156,9 +156,15 @@ def test_a_lab_whose_up_died_comes_down(tmp_path: Path) -> None:
     ids=["5-20Mbit", "100Mbit"],
 )
 def test_shaping_measured_independently(make_lab, links) -> None:
-    """Each device-to-device link as TCP sees it: latency within 1 ms (median ping-pong / 2,
-    the round trip crosses both ways) and goodput within 10 % of the shaped rate, upstream
-    to downstream; at 100 Mbit/s also downstream to upstream."""
+    """Each device-to-device link as TCP sees it: latency within 1 ms (the quickest
+    ping-pong / 2, the round trip crosses both ways) and goodput within 10 % of the shaped
+    rate, upstream to downstream; at 100 Mbit/s also downstream to upstream.
+
+    Other work on the machine wakes the relays and the probe up late: that lengthens most
+    round trips (measured with both CPUs busy: a median of 20 ms for 8 ms shaped) but
+    rarely the quickest, and it can hold a transfer up, never let more through than the
+    shaper does. So the quickest round trip is judged, and a link that misses is probed once
+    more; a link shaped wrong misses both times."""
     names = ["a", "b", "c"]
     report = make_lab(
         [{"name": n} for n in names],
@@ -170,18 +176,28 @@ def test_shaping_measured_independently(make_lab, links) -> None:
     devices = report.status["devices"]
     for i, (bw, lat) in enumerate(links):
         up, down = devices[i], devices[i + 1]
-        found = probe_link(up["namespace"], down["namespace"], down["address"], bw)
-        rtt = sorted(found["rtt_ms"])
-        latency = rtt[len(rtt) // 2] / 2
-        print(
-            f"link {i}: shaped {bw} Mbit/s {lat} ms -> goodput "
-            f"{found['goodput_mbps']:.2f} Mbit/s, latency {latency:.2f} ms"
-        )
-        assert abs(latency - lat) <= 1.0, (i, rtt)
-        assert abs(found["goodput_mbps"] - bw) <= 0.1 * bw, (i, found["goodput_mbps"])
+        tries = _probe(up["namespace"], down["namespace"], down["address"], bw, lat)
+        print(f"link {i}: shaped {bw} Mbit/s {lat} ms -> {tries}")
+        assert _close(tries[-1], bw, lat), (i, tries)
         if bw >= 100:
-            back = probe_link(
-                down["namespace"], up["namespace"], layout.CHAIN_NET.format(i=i, host=1), bw
-            )
-            print(f"link {i} back: goodput {back['goodput_mbps']:.2f} Mbit/s")
-            assert abs(back["goodput_mbps"] - bw) <= 0.1 * bw, (i, back["goodput_mbps"])
+            address = layout.CHAIN_NET.format(i=i, host=1)
+            back = _probe(down["namespace"], up["namespace"], address, bw, None)
+            print(f"link {i} back: {back}")
+            assert _close(back[-1], bw, None), (i, back)
+
+
+def _probe(up_ns: str, down_ns: str, address: str, bw: float, lat: float | None) -> list:
+    """(latency ms, goodput Mbit/s) of one probe of the link, and of a second one when
+    the first misses."""
+    tries: list[tuple[float, float]] = []
+    for _ in range(2):
+        found = probe_link(up_ns, down_ns, address, bw)
+        tries.append((min(found["rtt_ms"]) / 2, found["goodput_mbps"]))
+        if _close(tries[-1], bw, lat):
+            break
+    return tries
+
+
+def _close(found: tuple[float, float], bw: float, lat: float | None) -> bool:
+    latency, goodput = found
+    return abs(goodput - bw) <= 0.1 * bw and (lat is None or abs(latency - lat) <= 1.0)

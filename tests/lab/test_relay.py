@@ -94,7 +94,11 @@ def test_relay_between_two_namespaces(tmp_path: Path) -> None:
         ).stdout
         server.wait(10)
         rtt = sorted(json.loads(out)["rtt_ms"])
-        assert 8.0 <= rtt[len(rtt) // 2] <= 9.5, rtt  # 2 × 4 ms, plus a little processing
+        # 2 × 4 ms, plus a little processing: no round trip is shorter (nothing is sent
+        # early), and the quickest is not much longer. Not the median: under other work the
+        # relay and the probe wake up late (measured with both CPUs busy: a median of 20 ms,
+        # a minimum of 8.2 ms), which says nothing of the delay the relay adds.
+        assert 8.0 <= rtt[0] <= 9.5, rtt
     finally:
         if proc:
             proc.kill()

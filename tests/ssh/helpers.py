@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,15 @@ def processes_matching(text: str) -> list[int]:
             if text in cmdline and pid_alive(int(entry.name)):
                 out.append(int(entry.name))
     return out
+
+
+async def left_running(text: str, timeout: float = 10.0) -> list[int]:
+    """`processes_matching(text)` once they are gone, or after `timeout` s: a killed
+    process takes a moment to exit (longer on a busy machine), a leftover stays."""
+    deadline = time.monotonic() + timeout
+    while (found := processes_matching(text)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return found
 
 
 def chain_model(n: int = 6, width: int = 16, batch: int = 1, seed: int = 0) -> onnx.ModelProto:

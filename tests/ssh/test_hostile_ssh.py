@@ -31,7 +31,7 @@ from backend.remote.models import put_model
 from backend.remote.ssh_agent import RetryPolicy, SshAgentTransport
 from backend.remote.transport import AgentTransport
 
-from .helpers import FakeDevice, SshLab, chain_model, processes_matching
+from .helpers import FakeDevice, SshLab, chain_model, left_running
 
 
 def profiler_for(lab: SshLab, dev: FakeDevice, python: Path, watchdog: WatchdogSettings):
@@ -89,7 +89,7 @@ async def test_a_lying_ssh_device_fails_alone_and_nothing_of_the_lie_is_stored(
     items = [(it.start, it.end) for it in session.plan_items() if it.device == "phone"]
     assert stored(session, "phone") == {items[0]: "ok", **{s: "pending" for s in items[1:]}}
     assert set(stored(session, "glasses").values()) == {"ok"}
-    assert processes_matching(str(evil)) == []  # nothing of it left on the device
+    assert await left_running(str(evil)) == []  # nothing of it left on the device
     session.close()
 
 
@@ -111,10 +111,7 @@ async def test_a_silent_ssh_device_is_stopped_with_its_process_group(ssh_lab: Ss
     summary = await asyncio.wait_for(profiler.run(), 60)
     assert time.monotonic() - t0 < 20
     assert "took longer than" in summary.failed["phone"]
-    deadline = time.monotonic() + 5
-    while processes_matching(marker) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert processes_matching(marker) == []  # the child it started is gone too
+    assert await left_running(marker) == []  # the child it started is gone too
     assert set(stored(session, "glasses").values()) == {"ok"}
     session.close()
 
@@ -130,10 +127,7 @@ async def test_a_probe_that_hangs_over_ssh_is_killed_on_the_device(ssh_lab: SshL
     check = await check_ssh(dev.target(python=str(fake)), None, timeout=1.0)
     assert time.monotonic() - t0 < 10
     assert "did not answer within 1 s and was stopped" in check.problems[0]
-    deadline = time.monotonic() + 5
-    while processes_matching(marker) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert processes_matching(marker) == []
+    assert await left_running(marker) == []
 
 
 async def test_a_link_helper_that_hangs_is_killed_on_the_device(
@@ -152,10 +146,7 @@ async def test_a_link_helper_that_hangs_is_killed_on_the_device(
     assert time.monotonic() - t0 < 15
     (failure,) = found.failures
     assert "no answer within 1 s; the helper was stopped" in failure
-    deadline = time.monotonic() + 5
-    while processes_matching(marker) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert processes_matching(marker) == []
+    assert await left_running(marker) == []
 
 
 async def test_a_revoked_host_key_is_reported_as_revoked(ssh_lab: SshLab):

@@ -20,7 +20,7 @@ from backend.remote.local import LocalTransport
 from backend.remote.ssh_agent import RetryPolicy, SshAgentTransport
 from backend.remote.transport import AgentTransport
 
-from .helpers import FakeDevice, SshLab, chain_model, processes_matching
+from .helpers import FakeDevice, SshLab, chain_model, left_running
 
 TIMING = TimingSettings(warmup=0, min_runs=20, max_runs=20, max_seconds=10.0)
 
@@ -117,7 +117,7 @@ async def test_profiler_cancel_stops_ssh_agents(ssh_lab: SshLab):
     summary = await profiler.run()
     assert summary.stopped and summary.failed == {}
     assert 1 <= summary.measured < len(session.plan_items())
-    assert processes_matching(str(ssh_lab.tmp / "phone-work")) == []  # guard and agent gone
+    assert await left_running(str(ssh_lab.tmp / "phone-work")) == []  # guard and agent gone
     session.close()
 
 

@@ -16,7 +16,7 @@ from backend.remote.links import LinkMeasurement, fit_link, measure_chain
 from backend.remote.store import DEVICE_PACKAGE, package_files
 from backend.remote.target import LocalTarget
 
-from .helpers import SshLab, processes_matching
+from .helpers import SshLab, left_running
 
 HELPER = DEVICE_PACKAGE / "linkhelper.py"
 SMALL = LinkSettings(rounds=5, repeats=2, min_bytes=16 << 10, max_bytes=1 << 20)
@@ -80,8 +80,8 @@ async def test_measure_chain_lab_and_links_leave_nothing_running(ssh_lab: SshLab
     assert a.stats.sftp_opens_for_write == shipped  # the device package, uploaded by hash
     await measure_chain(chain[1:], SMALL, lab_links=False)
     assert a.stats.sftp_opens_for_write == shipped  # ... and only once
-    assert processes_matching("linkhelper.py") == []
-    assert processes_matching(str(HELPER)) == []
+    assert await left_running("linkhelper.py") == []
+    assert await left_running(str(HELPER)) == []
 
 
 def _listener(*args: str, token: bytes = b"s3cret") -> tuple[subprocess.Popen, int]:

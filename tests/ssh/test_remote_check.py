@@ -105,7 +105,7 @@ async def test_silent_port_times_out_quickly():
         )
         t0 = time.perf_counter()
         check = await check_ssh(target)
-        assert time.perf_counter() - t0 < 3
+        assert time.perf_counter() - t0 < 4  # not the default 5 s (idle: about 1 s)
     (problem,) = check.problems
     assert f"no SSH answer from 127.0.0.1:{port} within 1 s" in problem
 

@@ -21,7 +21,7 @@ from backend.remote.errors import RemoteError
 from backend.remote.ssh_agent import RetryPolicy, SshAgentTransport
 from backend.remote.store import RemoteStore, device_bundle, package_files
 
-from .helpers import SshLab, chain_model, pid_alive, processes_matching
+from .helpers import SshLab, chain_model, left_running, pid_alive
 
 QUICK = TimingSettings(warmup=1, min_runs=5, max_runs=5, max_seconds=2.0)
 
@@ -171,7 +171,7 @@ async def test_cancel_kills_the_remote_agent(ssh_lab: SshLab, slow_model: Path):
     assert await wait_dead(pid[0], 5.0), "cancel left the agent running"
     assert time.perf_counter() - t0 < 10
     work = str(ssh_lab.tmp / "cloud-work")
-    assert processes_matching(work) == []  # neither the guard nor the agent is left
+    assert await left_running(work) == []  # neither the guard nor the agent is left
     assert dev.stats.signals == ["KILL"]  # the session's process group was signalled too
     await transport.close()
 
@@ -257,6 +257,6 @@ async def test_guard_kills_a_stuck_process_group_when_the_channel_closes(ssh_lab
     assert pid_alive(child)
     process.close()  # the channel goes: the guard sees EOF
     assert await wait_dead(child, 5.0)
-    assert processes_matching(stuck) == []  # guard, shell and both sleeps are gone
+    assert await left_running(stuck) == []  # guard, shell and both sleeps are gone
     store.close()
     conn.close()

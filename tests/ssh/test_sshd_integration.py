@@ -233,7 +233,7 @@ async def test_dropped_connection_and_cancel_over_openssh(sshd: SshTarget, tmp_p
     assert sorted(got) == sorted(items) and len(got) == len(set(got))
     assert transport.reconnects >= 1
     assert all(len(e.samples) == 30 for e in results)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15  # a killed process may take a while on a busy machine
     while pid_alive(pids[0]) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not pid_alive(pids[0]), "the agent outlived its dropped connection"
@@ -247,7 +247,7 @@ async def test_dropped_connection_and_cancel_over_openssh(sshd: SshTarget, tmp_p
         if isinstance(event, proto.AgentProgress) and event.phase == "timing":
             await transport.cancel()
     assert pid is not None
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15  # a killed process may take a while on a busy machine
     while pid_alive(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not pid_alive(pid), "cancel left the agent running"
@@ -264,7 +264,7 @@ async def test_a_probe_that_hangs_is_killed_on_the_device(sshd: SshTarget, tmp_p
     check = await check_ssh(replace(sshd, python=str(fake)), timeout=1.0)
     assert time.monotonic() - t0 < 10
     assert "did not answer within 1 s and was stopped" in check.problems[0]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15  # a killed process may take a while on a busy machine
     while time.monotonic() < deadline and (
         processes_matching("sleep 300") or processes_matching("sleep 301")
     ):

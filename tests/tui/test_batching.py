@@ -28,19 +28,21 @@ async def test_fast_stream_is_coalesced_without_loss():
 
 async def test_slow_events_are_not_held_back():
     seen: list[tuple[float, list[int]]] = []
+    arrivals: list[float] = []
     loop = asyncio.get_running_loop()
 
     async def slow():
         for i in range(3):
+            arrivals.append(loop.time())
             yield i
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
 
-    start = loop.time()
-    await pump(slow(), lambda b: seen.append((loop.time() - start, b)), interval=0.05)
+    await pump(slow(), lambda b: seen.append((loop.time(), b)), interval=0.05)
     assert [b for _, b in seen] == [[0], [1], [2]]
-    # each event is delivered within ~interval of its arrival (0, 0.2, 0.4 s)
-    for (at, _), arrived in zip(seen, (0.0, 0.2, 0.4), strict=True):
-        assert at - arrived < 0.15
+    # each event is delivered within ~interval of when it really arrived (a busy machine
+    # stretches the sleeps between events, not this bound), long before the next one
+    for (at, _), arrived in zip(seen, arrivals, strict=True):
+        assert at - arrived < 0.3
 
 
 async def test_error_in_stream_still_delivers_what_came_before():

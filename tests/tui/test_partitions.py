@@ -140,7 +140,7 @@ async def test_trace_playback_steps_and_robust_choice(fixed_workspace, tmp_path:
         assert fixed_workspace.selected_cuts == robust.cuts
         await pilot.press("p")
         assert screen.playback.playing
-        await wait_for(pilot, lambda: screen.playback.step == 14, timeout=10)
+        await wait_for(pilot, lambda: screen.playback.step == 14, timeout=30)  # idle: 1.6 s
         await wait_for(pilot, lambda: not screen.playback.playing)
         await pilot.press("x")
         assert screen.playback is None
