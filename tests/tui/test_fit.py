@@ -101,8 +101,8 @@ async def test_typed_values_are_saved_on_quit_and_within_a_second(fixed_workspac
         await pilot.press("b", "up")
         typed = float(app.screen.query_one("#bw-0", StepInput).value)
         assert typed != 20.0 and ws.links[0].bandwidth_mbps == typed
-        # written by the periodic flush (every 0.5 s), long before any quit; a busy machine
-        # only delays the timer, so a few intervals are allowed
+        # written once the keys stop (QUIET_S), long before any quit; a busy machine only
+        # delays the timer, so a few intervals are allowed
         await wait_for(pilot, lambda: ws.session.bandwidths()[0][0] == typed, timeout=5)
         await pilot.press("up", "up")
         last = ws.links[0].bandwidth_mbps
