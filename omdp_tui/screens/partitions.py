@@ -479,7 +479,7 @@ class PartitionsScreen(WorkspaceScreen):
         """Show a ranking. With as many rows as before, only the cells that changed are
         updated in place: no row is added or removed, so no layout pass (the costly part
         of a keystroke); otherwise the rows are rebuilt."""
-        table = self.query_one("#topk-table", DataTable)
+        table = self.query_one("#topk-table", FastTable)
         lay = self.topk
         self.partitions = ranking.partitions() if ranking is not None else []
         keep = self.ws.selected_cuts
@@ -501,10 +501,14 @@ class PartitionsScreen(WorkspaceScreen):
                 )
             rows.append(cells)
         if len(rows) == len(self._shown) and table.row_count == len(rows):
-            for r, (new, old) in enumerate(zip(rows, self._shown, strict=True)):
-                for c, (cell, was) in enumerate(zip(new, old, strict=True)):
-                    if cell != was:
-                        table.update_cell_at(Coordinate(r, c), _cell(*cell))
+            table.update_cells_at(
+                [
+                    (Coordinate(r, c), _cell(*cell))
+                    for r, (new, old) in enumerate(zip(rows, self._shown, strict=True))
+                    for c, (cell, was) in enumerate(zip(new, old, strict=True))
+                    if cell != was
+                ]
+            )
         else:
             table.clear()
             for r, cells in enumerate(rows):

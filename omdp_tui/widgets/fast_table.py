@@ -17,10 +17,11 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import ColumnKey, RowKey
+from textual.widgets._data_table import CellDoesNotExist, ColumnKey, RowKey
 
 from backend import fit
 
@@ -121,6 +122,18 @@ class FastTable(DataTable):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._headers = None
+
+    def update_cells_at(self, changes: list[tuple[Coordinate, Any]]) -> None:
+        """`update_cell_at` for many cells with one refresh (a keystroke changes most of
+        the top-K table; a refresh per cell cost more than drawing it)."""
+        for coordinate, value in changes:
+            if not self.is_valid_coordinate(coordinate):
+                raise CellDoesNotExist(f"Coordinate {coordinate!r} is invalid.")
+            row_key, column_key = self.coordinate_to_cell_key(coordinate)
+            self._data[row_key][column_key] = value
+        if changes:
+            self._update_count += 1
+            self.refresh()
 
     def _clear_caches(self) -> None:
         super()._clear_caches()

@@ -3,11 +3,13 @@ row/column each cell reports to the mouse), only faster."""
 
 from __future__ import annotations
 
+import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.coordinate import Coordinate
 from textual.geometry import Region
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from omdp_tui.widgets.fast_table import FastTable
 
@@ -60,9 +62,14 @@ async def test_fast_table_draws_what_data_table_draws() -> None:
             if step == "cursor moved":
                 for table in (plain, fast):
                     table.move_cursor(row=2, animate=False)
-            elif step == "cell updated":
-                for table in (plain, fast):
-                    table.update_cell_at(Coordinate(1, 1), Text("99.9", justify="right"))
+            elif step == "cell updated":  # one by one on DataTable, in one batch on ours
+                changes = [
+                    (Coordinate(1, 1), Text("99.9", justify="right")),
+                    (Coordinate(3, 2), "z"),
+                ]
+                for coordinate, value in changes:
+                    plain.update_cell_at(coordinate, value)
+                fast.update_cells_at(changes)
             elif step in ("focused", "hovered"):
                 shown = []
                 for table in (plain, fast):
@@ -85,3 +92,5 @@ async def test_fast_table_draws_what_data_table_draws() -> None:
             "\n".join("".join(ch for ch, _, _ in line) for line in drawn(t)) for t in (plain, fast)
         ]
         assert "a name far t " in shown[0] and "a name far …" in shown[1]
+        with pytest.raises(CellDoesNotExist):
+            fast.update_cells_at([(Coordinate(9, 0), "no such row")])
