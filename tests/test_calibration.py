@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from backend.cli import main
 from backend.profiling import calibration
 
@@ -60,3 +62,25 @@ def test_a_wild_pace_is_clamped_and_a_broken_file_ignored(devices_file):
     assert calibration.pace(chain) == calibration.PACE_RANGE[1]
     (calibration.recent.state_dir() / calibration.FILE).write_text("[broken")
     assert calibration.pace(chain) == 1.0 and calibration.remembered(chain) == {}
+
+
+def test_runs_under_a_millisecond_teach_no_speed_to_later_sessions(devices_file):
+    """A tiny model's runs time the runtime's cost per call: learnt as a speed, they made
+    the next session's estimate (a model 10,000× bigger) an hour instead of minutes."""
+    chain = _chain(devices_file)
+
+    def row(a, b, ms):
+        return {"device": "glasses", "start": a, "end": b, "median_ms": ms, "samples": 10}
+
+    def big_flops(a, b):
+        return (b - a) * 10**6  # 1 MFLOP a node
+
+    # the speed is read from the runs that last, not from the short ones beside them
+    rates = calibration.from_rows([row(0, 10, 5.0), row(0, 1, 0.5)], big_flops)
+    assert rates["glasses"].speed_seen and rates["glasses"].gflops == pytest.approx(2.0)
+    calibration.remember(chain, rates)
+    tiny = calibration.from_rows([row(0, 10, 0.05), row(0, 5, 0.04)], lambda a, b: (b - a) * 100)
+    assert not tiny["glasses"].speed_seen  # right for its own session's estimate...
+    assert tiny["glasses"].gflops == pytest.approx(1500 / 0.09 / 1e6)
+    calibration.remember(chain, tiny)  # ... but not kept for the next ones
+    assert calibration.remembered(chain)["glasses"].gflops == pytest.approx(2.0)

@@ -25,19 +25,27 @@ FILE = "device-rates.json"
 MAX_BYTES = 1 << 20
 
 
+# A run shorter than this mostly times the runtime's fixed cost per call, not the device's
+# speed: a tiny model would teach a speed a hundred times too low for the next big one.
+WORK_MS = 1.0
+
+
 @dataclass(frozen=True)
 class DeviceRate:
-    gflops: float  # summed FLOPs over summed median time
+    gflops: float  # summed FLOPs over summed median time (of runs of WORK_MS or more)
     runs: float  # median timed runs per segment (samples kept)
     overhead_s: float  # median load time per segment
+    speed_seen: bool = True  # some run lasted WORK_MS: `gflops` is the device's speed
 
 
 def from_rows(
     rows: Sequence[Mapping], flops_of: Callable[[int, int], int]
 ) -> dict[str, DeviceRate]:
-    """Per device, from measurement rows (device, start, end, median_ms, samples, load_ms)."""
-    flops: dict[str, float] = {}
-    ms: dict[str, float] = {}
+    """Per device, from measurement rows (device, start, end, median_ms, samples, load_ms).
+    The speed comes from the runs of WORK_MS or more where there are some (else from all,
+    and `speed_seen` is False: right for this session, not for another model's)."""
+    flops: dict[tuple[str, bool], float] = {}
+    ms: dict[tuple[str, bool], float] = {}
     runs: dict[str, list[float]] = {}
     loads: dict[str, list[float]] = {}
     for r in rows:
@@ -51,17 +59,21 @@ def from_rows(
             loads.setdefault(device, []).append(float(load) / 1000)
         f = flops_of(int(r["start"]), int(r["end"]))
         if f > 0:
-            flops[device] = flops.get(device, 0.0) + f
-            ms[device] = ms.get(device, 0.0) + med
-    return {
-        d: DeviceRate(
-            flops[d] / ms[d] / 1e6,
-            statistics.median(runs[d]),
-            statistics.median(loads.get(d) or [0.0]),
-        )
-        for d in flops
-        if ms[d] > 0
-    }
+            key = (device, med >= WORK_MS)
+            flops[key] = flops.get(key, 0.0) + f
+            ms[key] = ms.get(key, 0.0) + med
+    out = {}
+    for device in runs:
+        seen = ms.get((device, True), 0.0) > 0
+        key = (device, seen)
+        if ms.get(key, 0.0) > 0:
+            out[device] = DeviceRate(
+                flops[key] / ms[key] / 1e6,
+                statistics.median(runs[device]),
+                statistics.median(loads.get(device) or [0.0]),
+                seen,
+            )
+    return out
 
 
 def identity(device: DeviceSpec) -> str:
@@ -107,7 +119,9 @@ def remembered(chain: Chain) -> dict[str, DeviceRate]:
 
 
 def remember(chain: Chain, rates: Mapping[str, DeviceRate]) -> None:
-    """Keep these devices' rates for later sessions (best effort, never fails)."""
+    """Keep these devices' rates for later sessions (best effort, never fails); a rate
+    whose speed was not seen (only runs under WORK_MS) does not replace a known one."""
+    rates = {name: rate for name, rate in rates.items() if rate.speed_seen}
     if not rates:
         return
     known = _known()
