@@ -235,6 +235,34 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, dev
     assert "Traceback" not in stderr
     assert 1 <= len(ok_rows(db)) < 18
 
+    # interrupted while re-measuring: the same command again would start over, so the
+    # advice is to go on without --remeasure
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    (device,) = conn.execute("SELECT device FROM measurements WHERE status = 'ok'").fetchone()
+    conn.close()
+    again = omdp("profile", "--session", str(db), "--remeasure", device)
+    proc = subprocess.Popen(
+        again, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not _retired(db):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert f"stopped early: everything measured is saved; `omdp profile --session {db}` " in stdout
+
+
+def _retired(db: Path) -> bool:
+    """Whether a re-measure has moved a measurement to the history yet (a second reader)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM measurement_history").fetchone()[0] > 0
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
 
 @pytest.mark.parametrize(
     "make_args, message",

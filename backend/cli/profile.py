@@ -499,10 +499,13 @@ def _profile(args, opened, npy, chain, timing, printer, target=None) -> int:
                 if summary.stopped
                 else f"{', '.join(failed) or 'a device'} did not finish"
             )
-            print(
-                f"{why}: everything measured is saved; run the same command again to "
-                "measure the rest"
+            # again with --remeasure would move what was just measured to the history
+            again = (
+                f"`omdp profile --session {session.path}` measures the rest"
+                if args.remeasure
+                else "run the same command again to measure the rest"
             )
+            print(f"{why}: everything measured is saved; {again}")
     if summary.stopped:
         return 130
     return 1 if failed else 0
