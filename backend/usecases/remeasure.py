@@ -59,6 +59,8 @@ def parse_target(text: str, chain: Chain, n: int) -> Target:
     'DEVICE@a:b'."""
     spec = text.strip()
     fix = f"give noisy, throttled, a device ({', '.join(chain.names)}), a:b, or DEVICE@a:b"
+    if not spec:
+        raise OmdpError("--remeasure is empty", fix)
     if spec in ("noisy", "throttled") and spec not in chain.names:
         return Target(spec)
     device, at, seg = spec.rpartition("@")

@@ -454,12 +454,12 @@ BAD_NUMBERS = [
     (["--candidates", "4,no_such_node"], "no_such_node"),
     (["--candidates", "999"], "out of range"),
     (["--candidates", "2", "--auto", "2"], "not allowed with"),
-    (["--remeasure", "tablet"], "--remeasure tablet is not a device"),
+    (["--remeasure", "tablet"], "--remeasure tablet is not noisy, throttled, a device or a"),
     (["--remeasure", "tablet@0:4"], "no device 'tablet'"),
     (["--remeasure", "4:2"], "is not inside the model"),
     (["--remeasure", "0:9999"], "is not inside the model"),
     (["--remeasure", "a:b"], "is not a segment a:b"),
-    (["--remeasure", ""], "is not a device"),
+    (["--remeasure", ""], "--remeasure is empty — give noisy, throttled, a device"),
 ]
 
 
