@@ -276,10 +276,11 @@ def run(args: argparse.Namespace) -> int:
     from backend.chain import load_devices
     from backend.device.protocol import TimingSettings
 
-    _fill_timing(args)
+    stored = _stored(args)
+    _fill_timing(args, stored.timing if stored else None)
     _check_numbers(args)
     printer = _Printer(args.json)
-    chain = load_devices(args.devices) if args.devices else _stored_chain(args)
+    chain = load_devices(args.devices) if args.devices else _stored_chain(args, stored)
     timing = TimingSettings(
         args.warmup, args.min_runs, args.max_runs, args.max_seconds, args.target_ci / 100.0
     )
@@ -315,37 +316,36 @@ TIMING_FLAGS = {
 }
 
 
-def _fill_timing(args: argparse.Namespace) -> None:
-    """Timing flags not given: those the session was last measured with when resuming
-    (so going on, or re-measuring, times as before and judges noise by the same target),
-    else the defaults."""
-    from backend.device.protocol import TimingSettings
+def _stored(args: argparse.Namespace):
+    """The chain and timing settings of the session this run resumes (None: a new one)."""
     from backend.profiling.sessionfile import present
-    from backend.usecases.sessions import stored_timing
+    from backend.usecases.sessions import stored_settings
 
-    timing = TimingSettings()
-    if args.session or args.model is not None:
-        path = _session_path(args)
-        if present(path):
-            timing = stored_timing(path) or timing
+    path = _session_path(args)
+    return stored_settings(path) if present(path) else None
+
+
+def _fill_timing(args: argparse.Namespace, stored) -> None:
+    """Timing flags not given: those the session was last measured with when resuming
+    (`stored`: so going on, or re-measuring, times as before and judges noise by the same
+    target), else the defaults."""
+    from backend.device.protocol import TimingSettings
+
+    timing = stored or TimingSettings()
     for flag, name in TIMING_FLAGS.items():
         if getattr(args, flag) is None:
             value = getattr(timing, name)
             setattr(args, flag, value * 100 if flag == "target_ci" else value)
 
 
-def _stored_chain(args: argparse.Namespace):
+def _stored_chain(args: argparse.Namespace, stored):
     """Resuming without --devices: the chain the session was profiled with."""
-    from backend.profiling.sessionfile import present
-    from backend.usecases.sessions import stored_chain
-
-    path = _session_path(args)
-    if not present(path):
+    if stored is None:
         raise OmdpError(
-            f"no session at {path}, and no --devices for a new one",
+            f"no session at {_session_path(args)}, and no --devices for a new one",
             "give --devices devices.toml (its chain of devices), e.g. examples/devices.toml",
         )
-    return stored_chain(path)
+    return stored.chain
 
 
 @contextlib.contextmanager

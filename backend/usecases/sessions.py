@@ -82,27 +82,27 @@ def session_for_chain(path: Path, chain: Chain | None, label: str) -> tuple[Path
 
 def peek_chain(path: Path) -> list[str]:
     """The device names of a session's chain (read-only, closed at once)."""
-    return stored_chain(path).names
-
-
-def stored_timing(path: Path) -> TimingSettings | None:
-    """The timing settings a session was last measured with (None: not recorded, or not
-    valid settings)."""
     with Session.open(path, check_model=False, readonly=True) as s:
-        meta = s.get_meta("timing")
-    if meta is None:
-        return None
-    try:
-        return TimingSettings.from_dict(meta)
-    except (TypeError, ValueError):  # a file edited by hand: the defaults then
-        return None
+        return s.chain().names
 
 
-def stored_chain(path: Path) -> Chain:
-    """A session's chain as it was last profiled with (read-only, closed at once): what
-    resuming without a devices file runs on."""
+@dataclass(frozen=True)
+class StoredSettings:
+    """What resuming a session without its devices file and timing flags runs with."""
+
+    chain: Chain  # as last profiled with
+    timing: TimingSettings | None  # as last measured with (None: not recorded, or not valid)
+
+
+def stored_settings(path: Path) -> StoredSettings:
+    """A session's chain and timing settings (one read-only open, closed at once)."""
     with Session.open(path, check_model=False, readonly=True) as s:
-        return s.chain()
+        chain, meta = s.chain(), s.get_meta("timing")
+    timing = None
+    if meta is not None:
+        with contextlib.suppress(TypeError, ValueError):  # a file edited by hand: defaults
+            timing = TimingSettings.from_dict(meta)
+    return StoredSettings(chain, timing)
 
 
 def builtin_models() -> list[str]:
