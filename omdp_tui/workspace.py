@@ -363,15 +363,14 @@ class Workspace:
 
     def results(self) -> dict[tuple[str, int, int], dict[str, Any]]:
         """(device, a, b) → the session's row (median_ms, p10_ms, p90_ms, status, ...)
-        under the devices' current configurations; `contradicts` says why a row is
-        contradicted by another (noise.contradicted), else None."""
-        frame = self.session.results_frame()
-        contra = noise.contradicted(frame)
+        under the devices' current configurations, with `noisy` and `contradicts`
+        (noise.annotated)."""
+        target = noise.target_of(self.session.get_meta("timing"))
+        frame = noise.annotated(self.session.results_frame(), target)
         out = {}
         for row in frame.to_dict("records"):
             if row["status"] != "pending":
-                key = (row["device"], int(row["start"]), int(row["end"]))
-                out[key] = row | {"contradicts": contra.get(key)}
+                out[(row["device"], int(row["start"]), int(row["end"]))] = row
         return out
 
     def estimate_seconds(self, items: list[PlanItem]) -> float:

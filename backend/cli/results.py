@@ -46,14 +46,7 @@ def run(args: argparse.Namespace) -> int:
     with Session.open(args.session, check_model=False, readonly=True) as s:
         frame = s.results_frame(all_configs=args.all_configs)
         target = noise.target_of(s.get_meta("timing"))
-    contra = noise.contradicted(frame)
-    frame["contradicts"] = [
-        contra.get((r["device"], r["start"], r["end"])) for r in frame.to_dict("records")
-    ]
-    frame["noisy"] = [
-        noise.is_noisy(r, target) or isinstance(r["contradicts"], str)
-        for r in frame.to_dict("records")
-    ]
+    frame = noise.annotated(frame, target)
     if args.json:
         keys = [*COLUMNS, "rel_ci", "stop", "noisy", "contradicts", "message"]
         rows = [{k: _clean(r[k]) for k in keys} for r in frame.to_dict("records")]

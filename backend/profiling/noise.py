@@ -88,12 +88,27 @@ def noisy_keys(session: Session, frame: pd.DataFrame | None = None) -> set[tuple
     """(device, start, end) of the session's noisy measurements (current configurations).
     `frame`: the session's `results_frame()` when the caller has read it already."""
     target = target_of(session.get_meta("timing"))
-    frame = session.results_frame() if frame is None else frame
+    frame = annotated(session.results_frame() if frame is None else frame, target)
     return {
         (r["device"], int(r["start"]), int(r["end"]))
         for r in frame.to_dict("records")
-        if is_noisy(r, target)
-    } | set(contradicted(frame))
+        if r["noisy"]
+    }
+
+
+def annotated(frame: pd.DataFrame, target_rel_ci: float) -> pd.DataFrame:
+    """`frame` (a `results_frame()`) with, per row, `contradicts` (why another
+    measurement contradicts it, else None) and `noisy` (its CI missed `target_rel_ci`, a
+    budget stopped it, or it is contradicted): the one place that decides what is marked."""
+    contra = contradicted(frame)
+    rows = frame.to_dict("records")
+    keys = [(r["device"], int(r["start"]), int(r["end"])) for r in rows]
+    out = frame.copy()
+    out["contradicts"] = [contra.get(k) for k in keys]
+    out["noisy"] = [
+        is_noisy(r, target_rel_ci) or k in contra for r, k in zip(rows, keys, strict=True)
+    ]
+    return out
 
 
 def contradicted(frame: pd.DataFrame) -> dict[tuple[str, int, int], str]:

@@ -190,11 +190,7 @@ class ProfileScreen(WorkspaceScreen):
             table.add_row(*cells, key=segment_key(a, b))
 
     def _cell(self, row: dict[str, Any] | None, planned: bool, key: tuple[str, int, int]) -> Text:
-        suspect = row is not None and (
-            noise.is_noisy(row, self.ws.noise_target)
-            or row.get("contradicts") is not None
-            or key in self.ws.throttled
-        )
+        suspect = row is not None and (bool(row["noisy"]) or key in self.ws.throttled)
         return timing_cell(row, planned, suspect, self.cell_w)
 
     def _show_plan(self) -> None:
