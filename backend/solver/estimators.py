@@ -242,9 +242,8 @@ def _kriging(times: DeviceTimes) -> Predictor:
     the estimate adds the residuals' best linear prediction (simple kriging). Falls back
     to `scaled` where the rate is not determined."""
     a, b, t = _positive(times)
-    if len(t) > KRIGING_LIMIT:
-        keep = np.unique(np.linspace(0, len(t) - 1, KRIGING_LIMIT).round().astype(int))
-        a, b, t = a[keep], b[keep], t[keep]
+    keep = evenly(len(t), KRIGING_LIMIT)
+    a, b, t = a[keep], b[keep], t[keep]
     x = times.prefix
     if not x[-1] > 0:
         x = np.arange(times.n + 1, dtype=float)
@@ -396,12 +395,17 @@ class Evaluation:
         return float(np.median(self.errors_pct)) if self.count else float("nan")
 
 
+def evenly(count: int, limit: int) -> np.ndarray:
+    """Indices of at most `limit` of `count` items, evenly spread (all when they fit):
+    bounds the cost of a fit or a leave-one-out on hundreds of measured segments."""
+    if count <= limit:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, limit).round().astype(int))
+
+
 def spread(keys: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """At most `limit` of `keys` (sorted), evenly spread: bounds the cost of a
-    leave-one-out on a device that measured hundreds of segments."""
-    if len(keys) <= limit:
-        return keys
-    return [keys[i] for i in np.unique(np.linspace(0, len(keys) - 1, limit).round().astype(int))]
+    """At most `limit` of `keys` (sorted), evenly spread."""
+    return [keys[i] for i in evenly(len(keys), limit)]
 
 
 def leave_one_out(
