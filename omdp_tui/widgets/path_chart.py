@@ -51,14 +51,15 @@ class PathChart(Widget):
         self.partition = None
         self.message = "no partition selected"
         self._cached: tuple[tuple[object, ...], list[Strip]] | None = None
+        self._height = 1  # rows shown: the message's one, or the partition's
 
     def show(self, partition, message: str = "") -> None:
-        rows = 1 if self.partition is None else len(self._rows())
         self.partition = partition
         self.message = message or "no partition selected"
         self._cached = None
+        height, self._height = self._height, 1 if partition is None else len(self._rows())
         # a layout pass only when the height changes: this runs on every keystroke
-        self.refresh(layout=(1 if partition is None else len(self._rows())) != rows)
+        self.refresh(layout=self._height != height)
 
     def _rows(self) -> list[tuple[str, float, str, str]]:
         """(label, ms, detail, kind) in chain order: device, link, device, ..."""
@@ -104,7 +105,7 @@ class PathChart(Widget):
         return rows
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return 1 if self.partition is None else len(self._rows())
+        return self._height
 
     def render_line(self, y: int) -> Strip:
         # Drawn as segments, not as a Rich Text laid out by Textual: the chart changes on
