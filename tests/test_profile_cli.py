@@ -239,13 +239,21 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, medium_model_path, dev
     # advice is to go on without --remeasure
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     (device,) = conn.execute("SELECT device FROM measurements WHERE status = 'ok'").fetchone()
+    others = conn.execute(
+        "SELECT COUNT(*) FROM measurements WHERE status = 'ok' AND device != ?", (device,)
+    ).fetchone()[0]
     conn.close()
-    again = omdp("profile", "--session", str(db), "--remeasure", device)
+    # slow runs, and the interrupt once the re-measure has measured one segment again (so
+    # it lands mid-run, not before the run starts nor after it ends)
+    slow = ["--min-runs", "400", "--max-runs", "400"]
+    again = omdp("profile", "--session", str(db), "--remeasure", device, *slow)
     proc = subprocess.Popen(
         again, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None and not _retired(db):
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _retired(db) and len(ok_rows(db)) > others:
+            break
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
